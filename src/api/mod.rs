@@ -1,0 +1,360 @@
+//! The JSON API for people and tools: tickets, timelines, notes, ack and resolve.
+//!
+//! Every route needs a member's bearer token (`members.<name>.token`). Viewers read; editors and admins
+//! also write. Handlers stay thin: authenticate, call the store, shape the JSON.
+
+use axum::extract::rejection::JsonRejection;
+use axum::extract::{FromRequest, FromRequestParts, Path, Query, Request, State};
+use axum::http::request::Parts;
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::{Json, Router};
+use base64::Engine as _;
+use serde::{Deserialize, Serialize};
+use serde_json::json;
+
+use crate::config::Role;
+use crate::domain::alert::{Labels, Severity};
+use crate::domain::ticket::{Action, Resolution, Ticket, TicketState};
+use crate::domain::time::Timestamp;
+use crate::domain::timeline::{Entry, Visibility};
+use crate::error::ApiError;
+use crate::state::{AppState, Member};
+use crate::store::{TicketFilter, TicketRef};
+
+pub fn router() -> Router<AppState> {
+    Router::new()
+        .route("/api/tickets", get(list))
+        .route("/api/tickets/{id}", get(show))
+        .route("/api/tickets/{id}/timeline", get(timeline))
+        .route("/api/tickets/{id}/notes", post(note))
+        .route("/api/tickets/{id}/ack", post(ack))
+        .route("/api/tickets/{id}/resolve", post(resolve))
+}
+
+impl FromRequestParts<AppState> for Member {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, ApiError> {
+        let unauthorized = |detail: &str| ApiError::Unauthorized {
+            challenge: "Bearer",
+            detail: detail.to_string(),
+        };
+        let token = parts
+            .headers
+            .get(axum::http::header::AUTHORIZATION)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.strip_prefix("Bearer "))
+            .ok_or_else(|| unauthorized("send Authorization: Bearer <your member token>"))?;
+        state
+            .members
+            .by_token(token.trim())
+            .cloned()
+            .ok_or_else(|| unauthorized("the token does not belong to any member"))
+    }
+}
+
+impl Member {
+    fn require(&self, role: Role) -> Result<(), ApiError> {
+        if self.role >= role {
+            Ok(())
+        } else {
+            Err(ApiError::Forbidden(format!(
+                "{} is a {}; this needs the {} role",
+                self.name,
+                self.role.as_str(),
+                role.as_str()
+            )))
+        }
+    }
+}
+
+/// `axum::Json`, but malformed input comes back in tocsin's JSON error format.
+pub struct AppJson<T>(pub T);
+
+impl<T, S> FromRequest<S> for AppJson<T>
+where
+    axum::Json<T>: FromRequest<S, Rejection = JsonRejection>,
+    S: Send + Sync,
+{
+    type Rejection = ApiError;
+
+    async fn from_request(req: Request, state: &S) -> Result<Self, ApiError> {
+        match axum::Json::<T>::from_request(req, state).await {
+            Ok(Json(v)) => Ok(AppJson(v)),
+            Err(JsonRejection::MissingJsonContentType(_)) => Err(ApiError::UnsupportedMediaType(
+                "send Content-Type: application/json".into(),
+            )),
+            Err(JsonRejection::BytesRejection(e))
+                if e.status() == StatusCode::PAYLOAD_TOO_LARGE =>
+            {
+                Err(ApiError::PayloadTooLarge { limit: 2 << 20 })
+            }
+            Err(e) => Err(ApiError::bad_request("invalid_json", e.body_text())),
+        }
+    }
+}
+
+/// A ticket as the API shows it.
+#[derive(Debug, Serialize)]
+pub struct TicketView {
+    pub id: String,
+    pub number: i64,
+    /// `T-42`.
+    pub key: String,
+    pub title: String,
+    pub state: TicketState,
+    pub severity: Severity,
+    pub source: String,
+    pub fingerprint: String,
+    pub labels: Labels,
+    pub annotations: Labels,
+    pub description: Option<String>,
+    /// Link to what produced the alert.
+    pub source_url: Option<String>,
+    /// Link to the ticket in tocsin.
+    pub link: String,
+    pub resolution: Option<Resolution>,
+    pub acked_by: Option<String>,
+    pub starts_at: Option<Timestamp>,
+    pub ends_at: Option<Timestamp>,
+    pub created_at: Timestamp,
+    pub updated_at: Timestamp,
+    pub last_seen: Timestamp,
+    pub resolved_at: Option<Timestamp>,
+    pub firing_count: i64,
+    pub resend_count: i64,
+    pub previous_id: Option<String>,
+}
+
+impl TicketView {
+    pub fn new(t: Ticket, public_url: &str) -> TicketView {
+        TicketView {
+            key: t.reference(),
+            link: format!(
+                "{}/tickets/{}",
+                public_url.trim_end_matches('/'),
+                t.reference()
+            ),
+            id: t.id,
+            number: t.number,
+            title: t.title,
+            state: t.state,
+            severity: t.severity,
+            source: t.source,
+            fingerprint: t.fingerprint,
+            labels: t.labels,
+            annotations: t.annotations,
+            description: t.description,
+            source_url: t.url,
+            resolution: t.resolution,
+            acked_by: t.acked_by,
+            starts_at: t.starts_at,
+            ends_at: t.ends_at,
+            created_at: t.created_at,
+            updated_at: t.updated_at,
+            last_seen: t.last_seen,
+            resolved_at: t.resolved_at,
+            firing_count: t.firing_count,
+            resend_count: t.resend_count,
+            previous_id: t.previous_id,
+        }
+    }
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ListQuery {
+    state: Option<String>,
+    source: Option<String>,
+    limit: Option<usize>,
+    cursor: Option<String>,
+}
+
+const MAX_PAGE: usize = 500;
+
+fn encode_cursor(number: i64) -> String {
+    base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(format!("n:{number}"))
+}
+
+fn decode_cursor(cursor: &str) -> Result<i64, ApiError> {
+    base64::engine::general_purpose::URL_SAFE_NO_PAD
+        .decode(cursor)
+        .ok()
+        .and_then(|b| String::from_utf8(b).ok())
+        .and_then(|s| s.strip_prefix("n:").and_then(|n| n.parse().ok()))
+        .ok_or_else(|| {
+            ApiError::bad_request("invalid_cursor", "the cursor is not one this API gave out")
+        })
+}
+
+fn query<T: serde::de::DeserializeOwned>(
+    q: Result<Query<T>, axum::extract::rejection::QueryRejection>,
+) -> Result<T, ApiError> {
+    q.map(|Query(v)| v)
+        .map_err(|e| ApiError::bad_request("invalid_query", e.body_text()))
+}
+
+async fn list(
+    State(state): State<AppState>,
+    _member: Member,
+    q: Result<Query<ListQuery>, axum::extract::rejection::QueryRejection>,
+) -> Result<Json<serde_json::Value>, ApiError> {
+    let q = query(q)?;
+    let mut states = Vec::new();
+    for s in q
+        .state
+        .iter()
+        .flat_map(|s| s.split(','))
+        .filter(|s| !s.is_empty())
+    {
+        states.push(TicketState::from_name(s).ok_or_else(|| {
+            ApiError::bad_request(
+                "invalid_query",
+                format!("state `{s}` is not one of open, acked, resolved"),
+            )
+        })?);
+    }
+    let limit = q.limit.unwrap_or(50).clamp(1, MAX_PAGE);
+    let filter = TicketFilter {
+        states,
+        source: q.source.filter(|s| !s.is_empty()),
+        // One extra row tells us whether there is a next page.
+        limit: limit + 1,
+        before_number: q.cursor.as_deref().map(decode_cursor).transpose()?,
+    };
+    let mut tickets = state.store.list_tickets(&filter).await?;
+    let next_cursor = if tickets.len() > limit {
+        tickets.truncate(limit);
+        tickets.last().map(|t| encode_cursor(t.number))
+    } else {
+        None
+    };
+    let public_url = &state.config.public_url.0;
+    let views: Vec<TicketView> = tickets
+        .into_iter()
+        .map(|t| TicketView::new(t, public_url))
+        .collect();
+    Ok(Json(json!({"tickets": views, "next_cursor": next_cursor})))
+}
+
+async fn show(
+    State(state): State<AppState>,
+    _member: Member,
+    Path(id): Path<String>,
+) -> Result<Json<TicketView>, ApiError> {
+    let t = state.store.get_ticket(&TicketRef::parse(&id)).await?;
+    Ok(Json(TicketView::new(t, &state.config.public_url.0)))
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct TimelineQuery {
+    after: Option<i64>,
+    limit: Option<usize>,
+}
+
+async fn timeline(
+    State(state): State<AppState>,
+    _member: Member,
+    Path(id): Path<String>,
+    q: Result<Query<TimelineQuery>, axum::extract::rejection::QueryRejection>,
+) -> Result<Json<serde_json::Value>, ApiError> {
+    let q = query(q)?;
+    let t = state.store.get_ticket(&TicketRef::parse(&id)).await?;
+    let limit = q.limit.unwrap_or(1000).clamp(1, 5000);
+    let entries: Vec<Entry> = state
+        .store
+        .timeline(&t.id, q.after.unwrap_or(0), limit)
+        .await?;
+    Ok(Json(json!({"ticket_id": t.id, "entries": entries})))
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct NoteBody {
+    text: String,
+    #[serde(default = "internal")]
+    visibility: String,
+}
+
+fn internal() -> String {
+    "internal".into()
+}
+
+/// Longest note accepted, in bytes.
+const MAX_NOTE: usize = 64 * 1024;
+
+async fn note(
+    State(state): State<AppState>,
+    member: Member,
+    Path(id): Path<String>,
+    AppJson(body): AppJson<NoteBody>,
+) -> Result<Response, ApiError> {
+    member.require(Role::Editor)?;
+    let visibility = match Visibility::from_name(&body.visibility) {
+        Some(v @ (Visibility::Public | Visibility::Internal)) => v,
+        _ => {
+            return Err(ApiError::bad_request(
+                "invalid_visibility",
+                format!(
+                    "visibility `{}` must be public or internal",
+                    body.visibility
+                ),
+            ))
+        }
+    };
+    if body.text.len() > MAX_NOTE {
+        return Err(ApiError::bad_request(
+            "note_too_long",
+            format!("notes are limited to {MAX_NOTE} bytes"),
+        ));
+    }
+    if body.text.trim().is_empty() {
+        return Err(ApiError::bad_request("empty_note", "note text is empty"));
+    }
+    let action = Action::Note {
+        text: body.text,
+        visibility,
+    };
+    let (_, entry) = act(&state, &id, action, &member).await?;
+    Ok((StatusCode::CREATED, Json(entry)).into_response())
+}
+
+async fn ack(
+    State(state): State<AppState>,
+    member: Member,
+    Path(id): Path<String>,
+) -> Result<Json<serde_json::Value>, ApiError> {
+    member.require(Role::Editor)?;
+    let (t, entry) = act(&state, &id, Action::Ack, &member).await?;
+    Ok(Json(
+        json!({"ticket": TicketView::new(t, &state.config.public_url.0), "entry": entry}),
+    ))
+}
+
+async fn resolve(
+    State(state): State<AppState>,
+    member: Member,
+    Path(id): Path<String>,
+) -> Result<Json<serde_json::Value>, ApiError> {
+    member.require(Role::Editor)?;
+    let (t, entry) = act(&state, &id, Action::Resolve, &member).await?;
+    Ok(Json(
+        json!({"ticket": TicketView::new(t, &state.config.public_url.0), "entry": entry}),
+    ))
+}
+
+async fn act(
+    state: &AppState,
+    id: &str,
+    action: Action,
+    member: &Member,
+) -> Result<(Ticket, Entry), ApiError> {
+    let now = state.clock.now();
+    Ok(state
+        .store
+        .act(&TicketRef::parse(id), action, &member.name, now)
+        .await?)
+}

@@ -1,0 +1,717 @@
+//! The configuration file: strict types (unknown keys are errors), `${VAR}` from the environment, and a
+//! pure validation pass that reports every problem with its key path and, where known, its line.
+//!
+//! Steps: [`load`] reads and deserialises (serde stops at the first structural error), then
+//! [`Config::validate`] checks meaning and collects all problems at once. Building things from the config
+//! (opening the store, binding the port) happens in `app`, never here. Every key is documented in
+//! `config/README.md`.
+
+mod values;
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use serde::Deserialize;
+
+pub use values::{expand_env, ByteSize, Env, HumanDuration, Secret};
+
+use crate::domain::ticket::Policy;
+
+/// The whole configuration file.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Config {
+    /// Address the HTTP server binds.
+    #[serde(default = "default_listen")]
+    pub listen: Env<SocketAddr>,
+    /// Base URL people reach tocsin at; used in links.
+    #[serde(default = "default_public_url")]
+    pub public_url: Env<String>,
+    /// `sqlite://path/to/file.db` (later also `postgres://...`).
+    #[serde(default = "default_storage")]
+    pub storage: Env<String>,
+    #[serde(default)]
+    pub sources: BTreeMap<String, SourceConfig>,
+    #[serde(default)]
+    pub members: BTreeMap<String, MemberConfig>,
+    #[serde(default)]
+    pub tickets: TicketsConfig,
+    #[serde(default)]
+    pub ingest: IngestConfig,
+    #[serde(default)]
+    pub log: LogConfig,
+}
+
+fn default_listen() -> Env<SocketAddr> {
+    Env(SocketAddr::from(([127, 0, 0, 1], 9077)))
+}
+
+fn default_public_url() -> Env<String> {
+    Env("http://localhost:9077".to_string())
+}
+
+fn default_storage() -> Env<String> {
+    Env("sqlite://data/tocsin.db".to_string())
+}
+
+/// What kind of sender a source accepts.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum SourceKind {
+    /// Prometheus (and amtool) talking to tocsin as if it were an Alertmanager: `/api/v2/alerts`.
+    Prometheus,
+    /// Alertmanager's webhook receiver, payload version 4.
+    Alertmanager,
+    /// tocsin's own simple JSON format.
+    Generic,
+}
+
+impl SourceKind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            SourceKind::Prometheus => "prometheus",
+            SourceKind::Alertmanager => "alertmanager",
+            SourceKind::Generic => "generic",
+        }
+    }
+}
+
+/// `sources.<name>`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SourceConfig {
+    pub kind: SourceKind,
+    /// How senders prove who they are. No `auth` means anyone who can reach the port may post.
+    #[serde(default)]
+    pub auth: Option<AuthConfig>,
+    /// Largest accepted request body; defaults to `ingest.max_body`.
+    #[serde(default)]
+    pub max_body: Option<Env<ByteSize>>,
+    /// Prometheus sources only: lease for alerts sent without `endsAt` (Alertmanager's `resolve_timeout`).
+    #[serde(default)]
+    pub resolve_timeout: Option<Env<HumanDuration>>,
+}
+
+/// `sources.<name>.auth`: exactly one method.
+#[derive(Debug, Clone)]
+pub enum AuthConfig {
+    /// `Authorization: Bearer <secret>`.
+    Bearer(Secret),
+    /// HTTP basic auth.
+    Basic {
+        username: Env<String>,
+        password: Secret,
+    },
+    /// A shared token in the `X-Tocsin-Token` header or the `?token=` query parameter.
+    Token(Secret),
+    /// HMAC-SHA256 of the raw body, hex (optionally `sha256=`-prefixed), in a header.
+    Hmac(HmacConfig),
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct BasicConfig {
+    username: Env<String>,
+    password: Secret,
+}
+
+impl<'de> Deserialize<'de> for AuthConfig {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        // A map with exactly one of the methods as its key.
+        #[derive(Deserialize)]
+        #[serde(deny_unknown_fields)]
+        struct Methods {
+            bearer: Option<Secret>,
+            basic: Option<BasicConfig>,
+            token: Option<Secret>,
+            hmac: Option<HmacConfig>,
+        }
+        let m = Methods::deserialize(d)?;
+        let mut found = Vec::new();
+        if let Some(s) = m.bearer {
+            found.push(AuthConfig::Bearer(s));
+        }
+        if let Some(b) = m.basic {
+            found.push(AuthConfig::Basic {
+                username: b.username,
+                password: b.password,
+            });
+        }
+        if let Some(s) = m.token {
+            found.push(AuthConfig::Token(s));
+        }
+        if let Some(h) = m.hmac {
+            found.push(AuthConfig::Hmac(h));
+        }
+        match found.len() {
+            1 => Ok(found.remove(0)),
+            0 => Err(serde::de::Error::custom(
+                "choose one method: bearer, basic, token or hmac",
+            )),
+            _ => Err(serde::de::Error::custom(
+                "only one of bearer, basic, token or hmac may be set",
+            )),
+        }
+    }
+}
+
+/// `auth: {hmac: ...}`: one secret, a list (for rotation), or a map with the header name.
+#[derive(Debug, Clone)]
+pub struct HmacConfig {
+    pub secrets: Vec<Secret>,
+    pub header: String,
+}
+
+impl<'de> Deserialize<'de> for HmacConfig {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        #[derive(Deserialize)]
+        #[serde(untagged)]
+        enum OneOrMany {
+            One(Secret),
+            Many(Vec<Secret>),
+        }
+        #[derive(Deserialize)]
+        #[serde(deny_unknown_fields)]
+        struct Full {
+            secrets: OneOrMany,
+            #[serde(default = "default_hmac_header")]
+            header: String,
+        }
+        #[derive(Deserialize)]
+        #[serde(untagged)]
+        enum Form {
+            // Short first: serde would also read a list as a struct, positionally.
+            Short(OneOrMany),
+            Full(Full),
+        }
+        let flatten = |o: OneOrMany| match o {
+            OneOrMany::One(s) => vec![s],
+            OneOrMany::Many(v) => v,
+        };
+        match Form::deserialize(d).map_err(|_| {
+            serde::de::Error::custom(
+                "expected a secret, a list of secrets, or {secrets: ..., header: ...}",
+            )
+        })? {
+            Form::Full(f) => Ok(HmacConfig {
+                secrets: flatten(f.secrets),
+                header: f.header,
+            }),
+            Form::Short(o) => Ok(HmacConfig {
+                secrets: flatten(o),
+                header: default_hmac_header(),
+            }),
+        }
+    }
+}
+
+fn default_hmac_header() -> String {
+    "X-Tocsin-Signature".to_string()
+}
+
+/// What a member may do through the API.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Role {
+    /// Read tickets and timelines.
+    Viewer,
+    /// Also add notes, ack and resolve.
+    Editor,
+    /// Everything.
+    Admin,
+}
+
+impl Role {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Role::Viewer => "viewer",
+            Role::Editor => "editor",
+            Role::Admin => "admin",
+        }
+    }
+}
+
+/// `members.<name>`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct MemberConfig {
+    #[serde(default)]
+    pub email: Option<Env<String>>,
+    #[serde(default = "default_role")]
+    pub role: Role,
+    /// API bearer token. A member without one cannot use the API.
+    #[serde(default)]
+    pub token: Option<Secret>,
+}
+
+fn default_role() -> Role {
+    Role::Viewer
+}
+
+/// `tickets:`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TicketsConfig {
+    #[serde(default = "default_reopen_window")]
+    pub reopen_window: Env<HumanDuration>,
+}
+
+impl Default for TicketsConfig {
+    fn default() -> Self {
+        TicketsConfig {
+            reopen_window: default_reopen_window(),
+        }
+    }
+}
+
+fn default_reopen_window() -> Env<HumanDuration> {
+    Env(HumanDuration(Duration::from_secs(3600)))
+}
+
+/// `ingest:`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct IngestConfig {
+    /// Largest accepted request body for sources that do not set their own.
+    #[serde(default = "default_max_body")]
+    pub max_body: Env<ByteSize>,
+    /// Alerts accepted but not yet processed beyond which ingest answers 503 (429 for generic sources).
+    #[serde(default = "default_max_backlog")]
+    pub max_backlog: u64,
+}
+
+impl Default for IngestConfig {
+    fn default() -> Self {
+        IngestConfig {
+            max_body: default_max_body(),
+            max_backlog: default_max_backlog(),
+        }
+    }
+}
+
+fn default_max_body() -> Env<ByteSize> {
+    Env(ByteSize(1 << 20))
+}
+
+fn default_max_backlog() -> u64 {
+    1_000_000
+}
+
+/// Log output format.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum LogFormat {
+    #[default]
+    Human,
+    Json,
+}
+
+/// `log:`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LogConfig {
+    #[serde(default)]
+    pub format: LogFormat,
+    /// A tracing filter such as `info` or `tocsin=debug,tower_http=info`; `RUST_LOG` overrides it.
+    #[serde(default = "default_log_level")]
+    pub level: Env<String>,
+}
+
+impl Default for LogConfig {
+    fn default() -> Self {
+        LogConfig {
+            format: LogFormat::Human,
+            level: default_log_level(),
+        }
+    }
+}
+
+fn default_log_level() -> Env<String> {
+    Env("info".to_string())
+}
+
+/// One thing wrong with a config file.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Problem {
+    /// Dotted key path, e.g. `sources.am.auth`. Empty for the document as a whole.
+    pub path: String,
+    pub line: Option<usize>,
+    pub message: String,
+}
+
+impl fmt::Display for Problem {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if let Some(line) = self.line {
+            write!(f, "line {line}: ")?;
+        }
+        if self.path.is_empty() {
+            write!(f, "{}", self.message)
+        } else {
+            write!(f, "{}: {}", self.path, self.message)
+        }
+    }
+}
+
+/// Why a config could not be used: every problem found.
+#[derive(Debug, Clone, thiserror::Error)]
+#[error("{} in {}:\n{}", plural(.problems.len()), .file.display(), .problems.iter().map(|p| format!("  {p}")).collect::<Vec<_>>().join("\n"))]
+pub struct ConfigError {
+    pub file: PathBuf,
+    pub problems: Vec<Problem>,
+}
+
+fn plural(n: usize) -> String {
+    if n == 1 {
+        "1 problem".to_string()
+    } else {
+        format!("{n} problems")
+    }
+}
+
+/// Where the storage lives, parsed from `storage`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum StorageUrl {
+    Sqlite(PathBuf),
+    Postgres(String),
+}
+
+impl StorageUrl {
+    pub fn parse(text: &str) -> Result<StorageUrl, String> {
+        if let Some(path) = text.strip_prefix("sqlite://") {
+            if path.is_empty() {
+                return Err("sqlite:// needs a file path, e.g. sqlite://data/tocsin.db".into());
+            }
+            Ok(StorageUrl::Sqlite(PathBuf::from(path)))
+        } else if text.starts_with("postgres://") || text.starts_with("postgresql://") {
+            Ok(StorageUrl::Postgres(text.to_string()))
+        } else {
+            Err(format!(
+                "`{text}` is not a storage URL; use sqlite://PATH or postgres://..."
+            ))
+        }
+    }
+}
+
+impl Config {
+    /// Parses a config from YAML text. `file` is only used in messages.
+    pub fn from_yaml(text: &str, file: &Path) -> Result<Config, ConfigError> {
+        let config: Config = serde_yaml::from_str(text).map_err(|e| ConfigError {
+            file: file.to_path_buf(),
+            problems: vec![problem_from_serde(&e, text)],
+        })?;
+        let problems = config.validate();
+        if problems.is_empty() {
+            Ok(config)
+        } else {
+            Err(ConfigError {
+                file: file.to_path_buf(),
+                problems: problems
+                    .into_iter()
+                    .map(|mut p| {
+                        p.line = p.line.or_else(|| line_of_path(text, &p.path));
+                        p
+                    })
+                    .collect(),
+            })
+        }
+    }
+
+    /// Checks what types alone cannot: names, URLs, cross-references, uniqueness. Pure.
+    pub fn validate(&self) -> Vec<Problem> {
+        let mut out = Vec::new();
+        let mut problem = |path: String, message: String| {
+            out.push(Problem {
+                path,
+                line: None,
+                message,
+            })
+        };
+        let url = &self.public_url.0;
+        if !(url.starts_with("http://") || url.starts_with("https://")) || url.len() < 10 {
+            problem(
+                "public_url".into(),
+                format!("`{url}` is not an http(s) URL"),
+            );
+        }
+        match StorageUrl::parse(&self.storage.0) {
+            Ok(StorageUrl::Postgres(_)) => problem(
+                "storage".into(),
+                "the PostgreSQL backend is not available yet; use sqlite://PATH".into(),
+            ),
+            Ok(StorageUrl::Sqlite(_)) => {}
+            Err(e) => problem("storage".into(), e),
+        }
+        for (name, source) in &self.sources {
+            if !valid_name(name) {
+                problem(
+                    format!("sources.{name}"),
+                    "source names may use only a-z, 0-9, `-` and `_` (they appear in URLs)".into(),
+                );
+            }
+            if source.resolve_timeout.is_some() && source.kind != SourceKind::Prometheus {
+                problem(
+                    format!("sources.{name}.resolve_timeout"),
+                    "only prometheus sources lease alerts; remove this key".into(),
+                );
+            }
+            if let Some(Env(HumanDuration(d))) = &source.resolve_timeout {
+                if d.is_zero() {
+                    problem(
+                        format!("sources.{name}.resolve_timeout"),
+                        "must be longer than zero".into(),
+                    );
+                }
+            }
+            if let Some(Env(ByteSize(0))) = source.max_body {
+                problem(
+                    format!("sources.{name}.max_body"),
+                    "must be larger than zero".into(),
+                );
+            }
+            match &source.auth {
+                Some(AuthConfig::Bearer(s)) | Some(AuthConfig::Token(s))
+                    if s.expose().is_empty() =>
+                {
+                    problem(
+                        format!("sources.{name}.auth"),
+                        "the secret is empty (is its environment variable set to an empty string?)"
+                            .into(),
+                    )
+                }
+                Some(AuthConfig::Hmac(h))
+                    if h.secrets.is_empty() || h.secrets.iter().any(|s| s.expose().is_empty()) =>
+                {
+                    problem(
+                        format!("sources.{name}.auth.hmac"),
+                        "needs at least one non-empty secret".into(),
+                    )
+                }
+                _ => {}
+            }
+        }
+        let mut tokens: BTreeMap<&str, &str> = BTreeMap::new();
+        for (name, member) in &self.members {
+            if !valid_name(name) {
+                problem(
+                    format!("members.{name}"),
+                    "member names may use only a-z, 0-9, `-` and `_`".into(),
+                );
+            }
+            if let Some(Env(email)) = &member.email {
+                if !email.contains('@') {
+                    problem(
+                        format!("members.{name}.email"),
+                        format!("`{email}` is not an email address"),
+                    );
+                }
+            }
+            if let Some(token) = &member.token {
+                let t = token.expose();
+                if t.len() < 8 {
+                    problem(
+                        format!("members.{name}.token"),
+                        "tokens must be at least 8 characters".into(),
+                    );
+                } else if let Some(other) = tokens.insert(t, name) {
+                    problem(
+                        format!("members.{name}.token"),
+                        format!("the same token as members.{other}; each member needs their own"),
+                    );
+                }
+            }
+        }
+        if self.ingest.max_body.0 .0 == 0 {
+            problem("ingest.max_body".into(), "must be larger than zero".into());
+        }
+        out
+    }
+
+    /// The ticket state machine's knobs.
+    pub fn policy(&self) -> Policy {
+        Policy {
+            reopen_window: self.tickets.reopen_window.0 .0,
+        }
+    }
+}
+
+/// Reads and validates a config file.
+pub fn load(path: &Path) -> Result<Config, ConfigError> {
+    let text = std::fs::read_to_string(path).map_err(|e| ConfigError {
+        file: path.to_path_buf(),
+        problems: vec![Problem {
+            path: String::new(),
+            line: None,
+            message: format!("cannot read the file: {e}"),
+        }],
+    })?;
+    Config::from_yaml(&text, path)
+}
+
+fn valid_name(name: &str) -> bool {
+    !name.is_empty()
+        && name
+            .chars()
+            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-' || c == '_')
+}
+
+/// serde_yaml's messages look like `sources.am.auth: unknown field ... at line 7 column 9`; split them into
+/// path, message and line.
+fn problem_from_serde(e: &serde_yaml::Error, text: &str) -> Problem {
+    let line = e.location().map(|l| l.line());
+    let mut message = e.to_string();
+    if let Some(idx) = message.rfind(" at line ") {
+        message.truncate(idx);
+    }
+    let (path, message) = match message.split_once(": ") {
+        Some((p, m)) if !p.contains(' ') && !p.is_empty() => (p.to_string(), m.to_string()),
+        _ => (String::new(), message),
+    };
+    let line = line.or_else(|| line_of_path(text, &path));
+    Problem {
+        path,
+        line,
+        message,
+    }
+}
+
+/// Finds the line of a dotted key path in block-style YAML by following indentation. Best effort: for
+/// flow style (`{a: 1}`) it answers with the deepest key it could find.
+fn line_of_path(text: &str, path: &str) -> Option<usize> {
+    if path.is_empty() {
+        return None;
+    }
+    let mut found = None;
+    let mut start = 0;
+    let mut min_indent = 0;
+    let lines: Vec<&str> = text.lines().collect();
+    for segment in path.split('.') {
+        let mut hit = None;
+        for (i, line) in lines.iter().enumerate().skip(start) {
+            let trimmed = line.trim_start();
+            let indent = line.len() - trimmed.len();
+            if trimmed.is_empty() || trimmed.starts_with('#') {
+                continue;
+            }
+            if i > start && indent < min_indent && found.is_some() {
+                break;
+            }
+            let key = trimmed.trim_start_matches("- ");
+            let matches = key
+                .strip_prefix(segment)
+                .or_else(|| key.strip_prefix(&format!("\"{segment}\"")))
+                .is_some_and(|r| r.starts_with(':'));
+            if matches && indent >= min_indent {
+                hit = Some((i, indent));
+                break;
+            }
+        }
+        match hit {
+            Some((i, indent)) => {
+                found = Some(i + 1);
+                start = i + 1;
+                min_indent = indent + 1;
+            }
+            None => break,
+        }
+    }
+    found
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(text: &str) -> Result<Config, ConfigError> {
+        Config::from_yaml(text, Path::new("test.yaml"))
+    }
+
+    #[test]
+    fn the_documented_shape_parses() {
+        std::env::set_var("TOCSIN_TEST_AM_TOKEN", "am-secret");
+        let c = parse(
+            "listen: 127.0.0.1:9077\n\
+             public_url: http://localhost:9077\n\
+             storage: sqlite://data/tocsin.db\n\
+             sources:\n  prom: {kind: prometheus}\n  am: {kind: alertmanager, auth: {bearer: \"${TOCSIN_TEST_AM_TOKEN}\"}}\n  hooks: {kind: generic, auth: {token: abc}}\n\
+             members:\n  alice: {email: alice@example.com, role: admin, token: alice-token-123}\n\
+             tickets: {reopen_window: 1h}\n",
+        )
+        .unwrap();
+        assert_eq!(c.sources.len(), 3);
+        match &c.sources["am"].auth {
+            Some(AuthConfig::Bearer(s)) => assert_eq!(s.expose(), "am-secret"),
+            other => panic!("unexpected {other:?}"),
+        }
+        assert_eq!(c.policy().reopen_window, Duration::from_secs(3600));
+        assert!(
+            !format!("{c:?}").contains("am-secret"),
+            "secrets leak into Debug"
+        );
+    }
+
+    #[test]
+    fn unknown_keys_name_their_path_and_line() {
+        let err = parse("sources:\n  am:\n    kind: alertmanager\n    auth:\n      bearr: x\n")
+            .unwrap_err();
+        let p = &err.problems[0];
+        assert_eq!(p.path, "sources.am.auth");
+        assert!(p.message.contains("bearr"), "{p}");
+        assert_eq!(p.line, Some(5));
+    }
+
+    #[test]
+    fn missing_variable_names_the_key() {
+        let err = parse("sources:\n  am:\n    kind: alertmanager\n    auth: {bearer: \"${TOCSIN_TEST_SURELY_UNSET}\"}\n").unwrap_err();
+        let p = &err.problems[0];
+        assert!(p.path.starts_with("sources.am.auth"), "{p}");
+        assert!(
+            p.message.contains("TOCSIN_TEST_SURELY_UNSET is not set"),
+            "{p}"
+        );
+        assert_eq!(p.line, Some(4));
+    }
+
+    #[test]
+    fn validation_reports_every_problem() {
+        let err = parse(
+            "public_url: localhost\nstorage: mysql://x\nsources:\n  Bad Name: {kind: generic}\n  am:\n    kind: alertmanager\n    resolve_timeout: 5m\nmembers:\n  a: {token: same-token-1}\n  b: {token: same-token-1}\n",
+        )
+        .unwrap_err();
+        let paths: Vec<_> = err.problems.iter().map(|p| p.path.as_str()).collect();
+        assert_eq!(
+            paths,
+            [
+                "public_url",
+                "storage",
+                "sources.Bad Name",
+                "sources.am.resolve_timeout",
+                "members.b.token"
+            ]
+        );
+        let rt = &err.problems[3];
+        assert_eq!(rt.line, Some(7), "{rt}");
+    }
+
+    #[test]
+    fn hmac_accepts_one_many_or_a_map() {
+        let c = parse("sources:\n  g1: {kind: generic, auth: {hmac: a}}\n  g2: {kind: generic, auth: {hmac: [a, b]}}\n  g3: {kind: generic, auth: {hmac: {secrets: a, header: X-Sig}}}\n").unwrap();
+        let h = |n: &str| match &c.sources[n].auth {
+            Some(AuthConfig::Hmac(h)) => (h.secrets.len(), h.header.clone()),
+            _ => panic!(),
+        };
+        assert_eq!(h("g1"), (1, "X-Tocsin-Signature".into()));
+        assert_eq!(h("g2"), (2, "X-Tocsin-Signature".into()));
+        assert_eq!(h("g3"), (1, "X-Sig".into()));
+    }
+
+    #[test]
+    fn the_shipped_configs_are_valid() {
+        for file in ["config/tocsin.yaml", "examples/full.yaml"] {
+            let path = Path::new(env!("CARGO_MANIFEST_DIR")).join(file);
+            load(&path).unwrap_or_else(|e| panic!("{e}"));
+        }
+    }
+}

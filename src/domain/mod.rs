@@ -1,0 +1,9 @@
+//! Pure domain types and decisions: alerts, tickets, timelines, time.
+//!
+//! Rule: nothing in `domain/` does IO, spawns, awaits or reads the clock. Callers pass `now` in. This is
+//! what lets the state machine be tested by properties and shared verbatim by every store backend.
+
+pub mod alert;
+pub mod ticket;
+pub mod time;
+pub mod timeline;

@@ -1,0 +1,142 @@
+//! Timeline entries: the append-only, chat-like activity log of a ticket.
+//!
+//! An entry is never changed or deleted once written; corrections are new entries. Each has a `seq` that
+//! counts from 1 per ticket, which is what live clients resume from.
+
+use serde::{Deserialize, Serialize};
+
+use super::time::Timestamp;
+
+/// Who may see an entry. Public entries may be mirrored to chat rooms and emails; internal notes stay
+/// inside tocsin; system entries record what tocsin itself did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Visibility {
+    Public,
+    Internal,
+    System,
+}
+
+impl Visibility {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Visibility::Public => "public",
+            Visibility::Internal => "internal",
+            Visibility::System => "system",
+        }
+    }
+
+    pub fn from_name(name: &str) -> Option<Visibility> {
+        match name {
+            "public" => Some(Visibility::Public),
+            "internal" => Some(Visibility::Internal),
+            "system" => Some(Visibility::System),
+            _ => None,
+        }
+    }
+}
+
+/// What happened. Later stages (delivery, email, plugins) add their own kinds.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum EntryKind {
+    Opened,
+    Refired,
+    Resolved,
+    Reopened,
+    Acked,
+    Note,
+}
+
+impl EntryKind {
+    pub const ALL: [EntryKind; 6] = [
+        EntryKind::Opened,
+        EntryKind::Refired,
+        EntryKind::Resolved,
+        EntryKind::Reopened,
+        EntryKind::Acked,
+        EntryKind::Note,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            EntryKind::Opened => "opened",
+            EntryKind::Refired => "refired",
+            EntryKind::Resolved => "resolved",
+            EntryKind::Reopened => "reopened",
+            EntryKind::Acked => "acked",
+            EntryKind::Note => "note",
+        }
+    }
+
+    pub fn from_name(name: &str) -> Option<EntryKind> {
+        Self::ALL.into_iter().find(|k| k.as_str() == name)
+    }
+}
+
+/// An entry before the store gives it its `seq`.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct EntryDraft {
+    pub at: Timestamp,
+    pub kind: EntryKind,
+    pub visibility: Visibility,
+    /// `source:<name>`, `member:<name>` or `system`.
+    pub actor: String,
+    pub text: String,
+    pub data: serde_json::Value,
+}
+
+impl EntryDraft {
+    pub fn new(
+        at: Timestamp,
+        kind: EntryKind,
+        visibility: Visibility,
+        actor: String,
+        text: String,
+        data: serde_json::Value,
+    ) -> Self {
+        EntryDraft {
+            at,
+            kind,
+            visibility,
+            actor,
+            text,
+            data,
+        }
+    }
+
+    /// An entry recording something tocsin or a sender did.
+    pub fn system(
+        at: Timestamp,
+        kind: EntryKind,
+        actor: String,
+        text: String,
+        data: serde_json::Value,
+    ) -> Self {
+        Self::new(at, kind, Visibility::System, actor, text, data)
+    }
+
+    pub fn with_seq(self, seq: i64) -> Entry {
+        Entry {
+            seq,
+            at: self.at,
+            kind: self.kind,
+            visibility: self.visibility,
+            actor: self.actor,
+            text: self.text,
+            data: self.data,
+        }
+    }
+}
+
+/// A stored timeline entry.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Entry {
+    pub seq: i64,
+    pub at: Timestamp,
+    pub kind: EntryKind,
+    pub visibility: Visibility,
+    pub actor: String,
+    pub text: String,
+    pub data: serde_json::Value,
+}

@@ -1,0 +1,127 @@
+//! The one error type every HTTP handler returns, and how it becomes a JSON response.
+//!
+//! Every failure a client sees is `{"error": "<code>", "detail": "<what went wrong>"}` with a fitting
+//! status. Internal causes are logged here, once, and never shown to the client.
+
+use axum::http::{header, HeaderValue, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::Json;
+use serde_json::json;
+
+use crate::store::StoreError;
+
+#[derive(Debug, thiserror::Error)]
+pub enum ApiError {
+    /// Malformed or invalid input.
+    #[error("{detail}")]
+    BadRequest { code: &'static str, detail: String },
+    /// No credentials, or wrong ones. `challenge` is the `WWW-Authenticate` scheme.
+    #[error("{detail}")]
+    Unauthorized {
+        challenge: &'static str,
+        detail: String,
+    },
+    #[error("{0}")]
+    Forbidden(String),
+    #[error("{0}")]
+    NotFound(String),
+    #[error("{0}")]
+    Conflict(String),
+    #[error("the body is larger than the limit of {limit} bytes")]
+    PayloadTooLarge { limit: u64 },
+    #[error("{0}")]
+    UnsupportedMediaType(String),
+    /// Too much to do: 503 (which Alertmanager retries) or 429 with `Retry-After`.
+    #[error("{detail}")]
+    Overloaded {
+        status: StatusCode,
+        retry_after_secs: u64,
+        detail: String,
+    },
+    /// The store cannot be reached: 503, the sender should retry.
+    #[error("{0}")]
+    Unavailable(String),
+    #[error("internal error")]
+    Internal(String),
+}
+
+impl ApiError {
+    pub fn bad_request(code: &'static str, detail: impl Into<String>) -> Self {
+        ApiError::BadRequest {
+            code,
+            detail: detail.into(),
+        }
+    }
+
+    fn parts(&self) -> (StatusCode, &'static str) {
+        match self {
+            ApiError::BadRequest { code, .. } => (StatusCode::BAD_REQUEST, code),
+            ApiError::Unauthorized { .. } => (StatusCode::UNAUTHORIZED, "unauthorized"),
+            ApiError::Forbidden(_) => (StatusCode::FORBIDDEN, "forbidden"),
+            ApiError::NotFound(_) => (StatusCode::NOT_FOUND, "not_found"),
+            ApiError::Conflict(_) => (StatusCode::CONFLICT, "conflict"),
+            ApiError::PayloadTooLarge { .. } => {
+                (StatusCode::PAYLOAD_TOO_LARGE, "payload_too_large")
+            }
+            ApiError::UnsupportedMediaType(_) => {
+                (StatusCode::UNSUPPORTED_MEDIA_TYPE, "unsupported_media_type")
+            }
+            ApiError::Overloaded { status, .. } => (*status, "overloaded"),
+            ApiError::Unavailable(_) => (StatusCode::SERVICE_UNAVAILABLE, "unavailable"),
+            ApiError::Internal(_) => (StatusCode::INTERNAL_SERVER_ERROR, "internal"),
+        }
+    }
+
+    /// Short name for metrics labels.
+    pub fn code(&self) -> &'static str {
+        self.parts().1
+    }
+}
+
+impl From<StoreError> for ApiError {
+    fn from(e: StoreError) -> Self {
+        match e {
+            StoreError::NotFound => ApiError::NotFound("no such ticket".into()),
+            StoreError::Rejected(r) => ApiError::Conflict(r.to_string()),
+            StoreError::Unavailable(m) => ApiError::Unavailable(m),
+            StoreError::Other(m) => ApiError::Internal(m),
+        }
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        let (status, code) = self.parts();
+        let detail = match &self {
+            ApiError::Internal(cause) => {
+                tracing::error!(error = %cause, "Request failed with an internal error.");
+                "something went wrong; the server log has the details".to_string()
+            }
+            ApiError::Unavailable(cause) => {
+                tracing::warn!(error = %cause, "Storage unavailable.");
+                "storage is unavailable; retry later".to_string()
+            }
+            other => other.to_string(),
+        };
+        let mut response = (status, Json(json!({"error": code, "detail": detail}))).into_response();
+        let headers = response.headers_mut();
+        match &self {
+            ApiError::Unauthorized { challenge, .. } => {
+                headers.insert(
+                    header::WWW_AUTHENTICATE,
+                    HeaderValue::from_static(challenge),
+                );
+            }
+            ApiError::Overloaded {
+                retry_after_secs, ..
+            } => {
+                headers.insert(header::RETRY_AFTER, HeaderValue::from(*retry_after_secs));
+            }
+            ApiError::Unavailable(_) => {
+                headers.insert(header::RETRY_AFTER, HeaderValue::from_static("5"));
+            }
+            _ => {}
+        }
+        response
+    }
+}

@@ -1,0 +1,239 @@
+//! Checking a sender's credentials for a source: bearer, basic, token or HMAC, in constant time.
+
+use axum::http::HeaderMap;
+use base64::Engine as _;
+use hmac::{Hmac, Mac};
+use sha2::{Digest, Sha256};
+use subtle::ConstantTimeEq;
+
+use crate::config::AuthConfig;
+use crate::error::ApiError;
+
+/// Compares secrets without leaking, through timing, how much of a guess was right, or its length:
+/// both sides are hashed first, then compared in constant time.
+pub fn secrets_match(given: &[u8], expected: &[u8]) -> bool {
+    let a = Sha256::digest(given);
+    let b = Sha256::digest(expected);
+    a.ct_eq(&b).into()
+}
+
+fn unauthorized(challenge: &'static str, detail: &str) -> ApiError {
+    ApiError::Unauthorized {
+        challenge,
+        detail: detail.to_string(),
+    }
+}
+
+/// Whether this method needs the body (HMAC signs it), so the check must wait until it is read.
+pub fn needs_body(auth: &AuthConfig) -> bool {
+    matches!(auth, AuthConfig::Hmac(_))
+}
+
+/// Checks a request against the source's `auth`. `body` may be empty for methods that do not need it.
+pub fn check(
+    auth: &AuthConfig,
+    headers: &HeaderMap,
+    query: Option<&str>,
+    body: &[u8],
+) -> Result<(), ApiError> {
+    let header = |name: &str| headers.get(name).and_then(|v| v.to_str().ok());
+    match auth {
+        AuthConfig::Bearer(secret) => {
+            let given = header("authorization")
+                .and_then(|v| {
+                    v.strip_prefix("Bearer ")
+                        .or_else(|| v.strip_prefix("bearer "))
+                })
+                .ok_or_else(|| unauthorized("Bearer", "send Authorization: Bearer <token>"))?;
+            if secrets_match(given.trim().as_bytes(), secret.expose().as_bytes()) {
+                Ok(())
+            } else {
+                Err(unauthorized("Bearer", "the bearer token is wrong"))
+            }
+        }
+        AuthConfig::Basic { username, password } => {
+            let encoded = header("authorization")
+                .and_then(|v| {
+                    v.strip_prefix("Basic ")
+                        .or_else(|| v.strip_prefix("basic "))
+                })
+                .ok_or_else(|| {
+                    unauthorized("Basic realm=\"tocsin\"", "send HTTP basic credentials")
+                })?;
+            let decoded = base64::engine::general_purpose::STANDARD
+                .decode(encoded.trim())
+                .ok()
+                .and_then(|b| String::from_utf8(b).ok())
+                .ok_or_else(|| {
+                    unauthorized("Basic realm=\"tocsin\"", "malformed basic credentials")
+                })?;
+            let (user, pass) = decoded.split_once(':').unwrap_or((&decoded, ""));
+            // Evaluate both comparisons so timing does not reveal which part was wrong.
+            let user_ok = secrets_match(user.as_bytes(), username.0.as_bytes());
+            let pass_ok = secrets_match(pass.as_bytes(), password.expose().as_bytes());
+            if user_ok & pass_ok {
+                Ok(())
+            } else {
+                Err(unauthorized(
+                    "Basic realm=\"tocsin\"",
+                    "wrong username or password",
+                ))
+            }
+        }
+        AuthConfig::Token(secret) => {
+            let from_query = query.and_then(|q| {
+                q.split('&')
+                    .filter_map(|kv| kv.split_once('='))
+                    .find(|(k, _)| *k == "token")
+                    .map(|(_, v)| percent_decode(v))
+            });
+            let given = header("x-tocsin-token")
+                .map(str::to_string)
+                .or(from_query)
+                .ok_or_else(|| {
+                    unauthorized("Token", "send the token in X-Tocsin-Token or as ?token=")
+                })?;
+            if secrets_match(given.as_bytes(), secret.expose().as_bytes()) {
+                Ok(())
+            } else {
+                Err(unauthorized("Token", "the token is wrong"))
+            }
+        }
+        AuthConfig::Hmac(h) => {
+            let given = header(&h.header).ok_or_else(|| {
+                unauthorized("Signature", &format!("missing the {} header", h.header))
+            })?;
+            let hex_part = given.trim().strip_prefix("sha256=").unwrap_or(given.trim());
+            let signature = hex::decode(hex_part).map_err(|_| {
+                unauthorized("Signature", "the signature is not hex-encoded HMAC-SHA256")
+            })?;
+            // Any of the configured secrets may have signed it (rotation).
+            let ok = h.secrets.iter().fold(false, |acc, secret| {
+                let Ok(mut mac) = Hmac::<Sha256>::new_from_slice(secret.expose().as_bytes()) else {
+                    return acc;
+                };
+                mac.update(body);
+                acc | mac.verify_slice(&signature).is_ok()
+            });
+            if ok {
+                Ok(())
+            } else {
+                Err(unauthorized(
+                    "Signature",
+                    "the signature does not match the body",
+                ))
+            }
+        }
+    }
+}
+
+/// Decodes `%XX` escapes and `+` in a query value.
+fn percent_decode(v: &str) -> String {
+    let bytes = v.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        match bytes[i] {
+            b'%' if i + 2 < bytes.len() => {
+                let pair = std::str::from_utf8(&bytes[i + 1..i + 3]).unwrap_or("");
+                match u8::from_str_radix(pair, 16) {
+                    Ok(b) => {
+                        out.push(b);
+                        i += 3;
+                        continue;
+                    }
+                    Err(_) => out.push(b'%'),
+                }
+            }
+            b'+' => out.push(b' '),
+            b => out.push(b),
+        }
+        i += 1;
+    }
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::{HmacConfig, Secret};
+    use axum::http::HeaderValue;
+
+    fn headers(pairs: &[(&'static str, &str)]) -> HeaderMap {
+        let mut h = HeaderMap::new();
+        for (k, v) in pairs {
+            h.insert(*k, HeaderValue::from_str(v).unwrap());
+        }
+        h
+    }
+
+    #[test]
+    fn bearer() {
+        let auth = AuthConfig::Bearer(Secret::new("s3cret"));
+        assert!(check(
+            &auth,
+            &headers(&[("authorization", "Bearer s3cret")]),
+            None,
+            b""
+        )
+        .is_ok());
+        assert!(check(
+            &auth,
+            &headers(&[("authorization", "Bearer nope")]),
+            None,
+            b""
+        )
+        .is_err());
+        assert!(check(&auth, &HeaderMap::new(), None, b"").is_err());
+    }
+
+    #[test]
+    fn token_in_header_or_query() {
+        let auth = AuthConfig::Token(Secret::new("a b&c"));
+        assert!(check(&auth, &headers(&[("x-tocsin-token", "a b&c")]), None, b"").is_ok());
+        assert!(check(&auth, &HeaderMap::new(), Some("x=1&token=a%20b%26c"), b"").is_ok());
+        assert!(check(&auth, &HeaderMap::new(), Some("token=wrong"), b"").is_err());
+        assert!(check(&auth, &HeaderMap::new(), Some("token=%"), b"").is_err());
+    }
+
+    #[test]
+    fn hmac_over_raw_body_with_rotation() {
+        let auth = AuthConfig::Hmac(HmacConfig {
+            secrets: vec![Secret::new("old"), Secret::new("new")],
+            header: "X-Sig".into(),
+        });
+        let body = br#"{"title":"x"}"#;
+        let mut mac = Hmac::<Sha256>::new_from_slice(b"new").unwrap();
+        mac.update(body);
+        let sig = hex::encode(mac.finalize().into_bytes());
+        assert!(check(&auth, &headers(&[("x-sig", &sig)]), None, body).is_ok());
+        let prefixed = format!("sha256={sig}");
+        assert!(check(&auth, &headers(&[("x-sig", &prefixed)]), None, body).is_ok());
+        assert!(check(
+            &auth,
+            &headers(&[("x-sig", &sig)]),
+            None,
+            br#"{"title": "x"}"#
+        )
+        .is_err());
+        assert!(check(&auth, &HeaderMap::new(), None, body).is_err());
+    }
+
+    #[test]
+    fn basic() {
+        let auth = AuthConfig::Basic {
+            username: crate::config::Env("am".into()),
+            password: Secret::new("pw"),
+        };
+        let good = format!(
+            "Basic {}",
+            base64::engine::general_purpose::STANDARD.encode("am:pw")
+        );
+        let bad = format!(
+            "Basic {}",
+            base64::engine::general_purpose::STANDARD.encode("am:px")
+        );
+        assert!(check(&auth, &headers(&[("authorization", &good)]), None, b"").is_ok());
+        assert!(check(&auth, &headers(&[("authorization", &bad)]), None, b"").is_err());
+    }
+}

@@ -1,0 +1,332 @@
+//! Ingest: the HTTP endpoints monitoring systems post to, one per configured source.
+//!
+//! A request is checked (source, auth, content type, size, load), parsed into normalised alerts, and
+//! durably appended to the journal before tocsin answers 2xx. Nothing else happens on the request path:
+//! tickets are made behind the journal by `pipeline`.
+//!
+//! Routes:
+//! - `POST /ingest/{source}`: the source kind's native payload.
+//! - `POST /ingest/{source}/api/v2/alerts` (and `/api/v1/alerts`), `GET /ingest/{source}/api/v2/status`:
+//!   prometheus sources pose as an Alertmanager, so Prometheus can use `path_prefix: /ingest/{source}`.
+//! - `POST /api/v2/alerts`, `GET /api/v2/status`: the same, when exactly one prometheus source exists.
+
+mod auth;
+pub mod parse;
+
+use std::time::Instant;
+
+use axum::body::{Body, Bytes};
+use axum::extract::{Path, RawQuery, State};
+use axum::http::{header, HeaderMap, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::{Json, Router};
+use serde_json::json;
+
+pub use auth::secrets_match;
+
+use crate::config::SourceKind;
+use crate::error::ApiError;
+use crate::state::{AppState, Source};
+
+/// The ingest routes.
+pub fn router() -> Router<AppState> {
+    Router::new()
+        .route("/ingest/{source}", post(native))
+        .route("/ingest/{source}/api/v2/alerts", post(prefixed_alerts))
+        .route("/ingest/{source}/api/v1/alerts", post(prefixed_alerts))
+        .route("/ingest/{source}/api/v2/status", get(prefixed_status))
+        .route("/api/v2/alerts", post(bare_alerts))
+        .route("/api/v1/alerts", post(bare_alerts))
+        .route("/api/v2/status", get(bare_status))
+}
+
+/// What a request looked like, for the parts of handling that do not care which route it came by.
+struct Request {
+    headers: HeaderMap,
+    query: Option<String>,
+    body: Body,
+}
+
+async fn native(
+    State(state): State<AppState>,
+    Path(source): Path<String>,
+    RawQuery(query): RawQuery,
+    headers: HeaderMap,
+    body: Body,
+) -> Response {
+    let req = Request {
+        headers,
+        query,
+        body,
+    };
+    match find(&state, &source) {
+        Ok(src) => accept(&state, src, req).await,
+        Err(e) => e.into_response(),
+    }
+}
+
+async fn prefixed_alerts(
+    State(state): State<AppState>,
+    Path(source): Path<String>,
+    RawQuery(query): RawQuery,
+    headers: HeaderMap,
+    body: Body,
+) -> Response {
+    let req = Request {
+        headers,
+        query,
+        body,
+    };
+    match find(&state, &source).and_then(require_prometheus) {
+        Ok(src) => accept(&state, src, req).await,
+        Err(e) => e.into_response(),
+    }
+}
+
+async fn bare_alerts(
+    State(state): State<AppState>,
+    RawQuery(query): RawQuery,
+    headers: HeaderMap,
+    body: Body,
+) -> Response {
+    let req = Request {
+        headers,
+        query,
+        body,
+    };
+    match default_prometheus(&state) {
+        Ok(src) => accept(&state, src, req).await,
+        Err(e) => e.into_response(),
+    }
+}
+
+async fn prefixed_status(
+    State(state): State<AppState>,
+    Path(source): Path<String>,
+    RawQuery(query): RawQuery,
+    headers: HeaderMap,
+) -> Response {
+    match find(&state, &source).and_then(require_prometheus) {
+        Ok(src) => status(&state, src, &headers, query.as_deref()),
+        Err(e) => e.into_response(),
+    }
+}
+
+async fn bare_status(
+    State(state): State<AppState>,
+    RawQuery(query): RawQuery,
+    headers: HeaderMap,
+) -> Response {
+    match default_prometheus(&state) {
+        Ok(src) => status(&state, src, &headers, query.as_deref()),
+        Err(e) => e.into_response(),
+    }
+}
+
+fn find<'a>(state: &'a AppState, name: &str) -> Result<&'a Source, ApiError> {
+    state
+        .sources
+        .get(name)
+        .ok_or_else(|| ApiError::NotFound(format!("no source named `{name}` is configured")))
+}
+
+fn require_prometheus(src: &Source) -> Result<&Source, ApiError> {
+    if src.kind == SourceKind::Prometheus {
+        Ok(src)
+    } else {
+        Err(ApiError::NotFound(format!(
+            "source `{}` is kind {}; the Alertmanager API is served for prometheus sources only (post to /ingest/{})",
+            src.name,
+            src.kind.as_str(),
+            src.name
+        )))
+    }
+}
+
+fn default_prometheus(state: &AppState) -> Result<&Source, ApiError> {
+    state
+        .default_prometheus
+        .as_ref()
+        .and_then(|n| state.sources.get(n))
+        .ok_or_else(|| {
+            ApiError::NotFound(
+                "/api/v2/alerts is served only when exactly one prometheus source is configured; \
+                 use /ingest/<source>/api/v2/alerts"
+                    .into(),
+            )
+        })
+}
+
+/// The minimal Alertmanager status that amtool reads before posting.
+fn status(state: &AppState, src: &Source, headers: &HeaderMap, query: Option<&str>) -> Response {
+    if let Some(auth) = &src.auth {
+        if !auth::needs_body(auth) {
+            if let Err(e) = auth::check(auth, headers, query, b"") {
+                return e.into_response();
+            }
+        }
+    }
+    Json(json!({
+        "cluster": {"name": "", "peers": [], "status": "disabled"},
+        "config": {"original": ""},
+        "uptime": state.started_at,
+        "versionInfo": {
+            "branch": "", "buildDate": "", "buildUser": "", "goVersion": "", "revision": "",
+            "version": concat!("tocsin-", env!("CARGO_PKG_VERSION")),
+        }
+    }))
+    .into_response()
+}
+
+async fn accept(state: &AppState, src: &Source, req: Request) -> Response {
+    let started = Instant::now();
+    let result = accept_inner(state, src, req).await;
+    state.metrics.ingest_latency(&src.name, started.elapsed());
+    match result {
+        Ok(r) => r,
+        Err(e) => {
+            state.metrics.alerts_received(&src.name, e.code(), 1);
+            e.into_response()
+        }
+    }
+}
+
+async fn accept_inner(state: &AppState, src: &Source, req: Request) -> Result<Response, ApiError> {
+    let Request {
+        headers,
+        query,
+        body,
+    } = req;
+    if let Some(a) = &src.auth {
+        if !auth::needs_body(a) {
+            auth::check(a, &headers, query.as_deref(), b"")?;
+        }
+    }
+    check_content_type(&headers)?;
+    check_load(state, src)?;
+    let bytes = read_body(&headers, body, src.max_body).await?;
+    if let Some(a) = &src.auth {
+        if auth::needs_body(a) {
+            auth::check(a, &headers, query.as_deref(), &bytes)?;
+        }
+    }
+    let cx = parse::Context {
+        source: &src.name,
+        now: state.clock.now(),
+        resolve_timeout: src.resolve_timeout,
+    };
+    let parsed = match src.kind {
+        SourceKind::Prometheus => parse::prometheus(&bytes, &cx),
+        SourceKind::Alertmanager => parse::alertmanager(&bytes, &cx),
+        SourceKind::Generic => parse::generic(&bytes, &cx),
+    }
+    .map_err(|detail| ApiError::bad_request("invalid_payload", detail))?;
+
+    // Durable before we answer: once this returns, the alerts survive a crash.
+    state.store.append_journal(&parsed.alerts).await?;
+    let accepted = parsed.alerts.len() as u64;
+    state.journal.appended(accepted);
+    state
+        .metrics
+        .alerts_received(&src.name, "accepted", accepted);
+
+    if !parsed.rejected.is_empty() {
+        state
+            .metrics
+            .alerts_received(&src.name, "invalid", parsed.rejected.len() as u64);
+        // Like Alertmanager: the valid alerts are kept, and the sender learns which ones were not.
+        return Err(ApiError::bad_request(
+            "invalid_alerts",
+            format!(
+                "{} of {} alerts rejected ({} accepted): {}",
+                parsed.rejected.len(),
+                parsed.rejected.len() as u64 + accepted,
+                accepted,
+                parsed.rejected.join("; ")
+            ),
+        ));
+    }
+    Ok(match src.kind {
+        // Alertmanager answers Prometheus with an empty 200.
+        SourceKind::Prometheus => StatusCode::OK.into_response(),
+        SourceKind::Alertmanager => {
+            (StatusCode::OK, Json(json!({"accepted": accepted}))).into_response()
+        }
+        SourceKind::Generic => {
+            let fingerprints: Vec<&str> = parsed
+                .alerts
+                .iter()
+                .map(|a| a.fingerprint.as_str())
+                .collect();
+            (
+                StatusCode::ACCEPTED,
+                Json(json!({"accepted": accepted, "fingerprints": fingerprints})),
+            )
+                .into_response()
+        }
+    })
+}
+
+fn check_content_type(headers: &HeaderMap) -> Result<(), ApiError> {
+    let ct = headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("");
+    let mime = ct
+        .split(';')
+        .next()
+        .unwrap_or("")
+        .trim()
+        .to_ascii_lowercase();
+    if mime == "application/json" || (mime.starts_with("application/") && mime.ends_with("+json")) {
+        Ok(())
+    } else if mime.is_empty() {
+        Err(ApiError::UnsupportedMediaType(
+            "send Content-Type: application/json".into(),
+        ))
+    } else {
+        Err(ApiError::UnsupportedMediaType(format!(
+            "content type `{mime}` is not accepted; send application/json"
+        )))
+    }
+}
+
+/// Refuses work when the journal backlog is over the limit. Alertmanager retries 5xx but never 4xx, so
+/// it gets 503; generic senders get 429 with `Retry-After`.
+fn check_load(state: &AppState, src: &Source) -> Result<(), ApiError> {
+    let backlog = state.journal.backlog();
+    if backlog < state.config.ingest.max_backlog {
+        return Ok(());
+    }
+    let status = match src.kind {
+        SourceKind::Generic => StatusCode::TOO_MANY_REQUESTS,
+        SourceKind::Prometheus | SourceKind::Alertmanager => StatusCode::SERVICE_UNAVAILABLE,
+    };
+    Err(ApiError::Overloaded {
+        status,
+        retry_after_secs: 5,
+        detail: format!("{backlog} alerts are waiting to be processed; retry shortly"),
+    })
+}
+
+async fn read_body(headers: &HeaderMap, body: Body, limit: u64) -> Result<Bytes, ApiError> {
+    let declared = headers
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u64>().ok());
+    if declared.is_some_and(|n| n > limit) {
+        return Err(ApiError::PayloadTooLarge { limit });
+    }
+    axum::body::to_bytes(body, limit as usize)
+        .await
+        .map_err(|e| {
+            let too_large = std::error::Error::source(&e)
+                .is_some_and(|s| s.is::<http_body_util::LengthLimitError>());
+            if too_large {
+                ApiError::PayloadTooLarge { limit }
+            } else {
+                ApiError::bad_request("unreadable_body", format!("could not read the body: {e}"))
+            }
+        })
+}

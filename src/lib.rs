@@ -1,0 +1,37 @@
+//! tocsin routes monitoring alerts to people.
+//!
+//! # Layout
+//!
+//! Data flows one way: **ingest → (plugins) → tickets → (routing → outbox → sinks)**. The stages in
+//! parentheses arrive with their own issues; the seams for them are marked where they go.
+//!
+//! - [`ingest`]: HTTP endpoints per configured source. Checks auth, type, size and load, parses the
+//!   payload into normalised alerts ([`domain::alert`]) and appends them durably to the journal before
+//!   answering 2xx.
+//! - [`pipeline`]: the processor behind the journal. Applies alerts to tickets in batches, exactly once,
+//!   and resolves tickets whose lease ran out. Driven step by step in tests.
+//! - [`domain`]: pure types and decisions: alerts, the ticket state machine, timeline entries, time.
+//!   No IO anywhere in it.
+//! - [`store`]: the one `Store` trait and its SQLite backend (the only module that names a database).
+//! - [`api`]: the JSON API for members: tickets, timelines, notes, ack, resolve.
+//! - [`ops`]: `/healthz`, `/readyz`, `/metrics`; [`metrics`] holds the counters.
+//! - [`config`]: strict config loading with `${VAR}` expansion and validation.
+//! - [`app`]: wiring and graceful shutdown; [`cli`]: the `tocsin` command; [`state`]: what handlers share;
+//!   [`error`]: the one HTTP error type; [`clock`]: the time seam; [`telemetry`]: logging.
+//!
+//! ARCHITECTURE.md states which module may use which.
+
+pub mod api;
+pub mod app;
+pub mod cli;
+pub mod clock;
+pub mod config;
+pub mod domain;
+pub mod error;
+pub mod ingest;
+pub mod metrics;
+pub mod ops;
+pub mod pipeline;
+pub mod state;
+pub mod store;
+pub mod telemetry;

@@ -1,0 +1,196 @@
+//! Process metrics, rendered in the Prometheus text exposition format at `/metrics`.
+//!
+//! A handful of fixed metrics does not need a metrics framework: counters are atomics in maps keyed by
+//! their label values, histograms have fixed buckets. Gauges that describe stored state (tickets by
+//! state, journal backlog) are read from the store at scrape time so they can never drift.
+
+use std::collections::BTreeMap;
+use std::fmt::Write as _;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Mutex;
+use std::time::Duration;
+
+use crate::store::Stats;
+
+/// Bucket bounds in seconds, from 100µs to 10s.
+const BUCKETS: [f64; 14] = [
+    0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1.0, 2.5, 10.0,
+];
+
+/// A latency histogram.
+#[derive(Debug, Default)]
+pub struct Histogram {
+    counts: [AtomicU64; BUCKETS.len()],
+    count: AtomicU64,
+    sum_micros: AtomicU64,
+}
+
+impl Histogram {
+    pub fn observe(&self, d: Duration) {
+        let secs = d.as_secs_f64();
+        if let Some(i) = BUCKETS.iter().position(|b| secs <= *b) {
+            self.counts[i].fetch_add(1, Ordering::Relaxed);
+        }
+        self.count.fetch_add(1, Ordering::Relaxed);
+        self.sum_micros
+            .fetch_add(d.as_micros() as u64, Ordering::Relaxed);
+    }
+
+    fn render(&self, out: &mut String, name: &str, labels: &str) {
+        let mut cumulative = 0;
+        let sep = if labels.is_empty() { "" } else { "," };
+        for (i, bound) in BUCKETS.iter().enumerate() {
+            cumulative += self.counts[i].load(Ordering::Relaxed);
+            let _ = writeln!(
+                out,
+                "{name}_bucket{{{labels}{sep}le=\"{bound}\"}} {cumulative}"
+            );
+        }
+        let count = self.count.load(Ordering::Relaxed);
+        let _ = writeln!(out, "{name}_bucket{{{labels}{sep}le=\"+Inf\"}} {count}");
+        let sum = self.sum_micros.load(Ordering::Relaxed) as f64 / 1e6;
+        let braces = |s: &str| {
+            if s.is_empty() {
+                String::new()
+            } else {
+                format!("{{{s}}}")
+            }
+        };
+        let _ = writeln!(out, "{name}_sum{} {sum}", braces(labels));
+        let _ = writeln!(out, "{name}_count{} {count}", braces(labels));
+    }
+}
+
+/// All of tocsin's own metrics.
+#[derive(Debug, Default)]
+pub struct Metrics {
+    /// (source, outcome) → alerts.
+    received: Mutex<BTreeMap<(String, &'static str), u64>>,
+    /// outcome → alerts applied to tickets.
+    processed: Mutex<BTreeMap<&'static str, u64>>,
+    /// Per-request ingest latency (receipt to response), by source.
+    ingest_latency: Mutex<BTreeMap<String, std::sync::Arc<Histogram>>>,
+    /// Receipt to ticket commit, per alert.
+    pub processing_latency: Histogram,
+}
+
+impl Metrics {
+    pub fn alerts_received(&self, source: &str, outcome: &'static str, n: u64) {
+        if n == 0 {
+            return;
+        }
+        if let Ok(mut m) = self.received.lock() {
+            *m.entry((source.to_string(), outcome)).or_default() += n;
+        }
+    }
+
+    pub fn alert_processed(&self, outcome: &'static str) {
+        if let Ok(mut m) = self.processed.lock() {
+            *m.entry(outcome).or_default() += 1;
+        }
+    }
+
+    pub fn ingest_latency(&self, source: &str, d: Duration) {
+        let h = match self.ingest_latency.lock() {
+            Ok(mut m) => m.entry(source.to_string()).or_default().clone(),
+            Err(_) => return,
+        };
+        h.observe(d);
+    }
+
+    /// The text exposition format, with stored-state gauges from `stats`.
+    pub fn render(&self, stats: Option<&Stats>) -> String {
+        let mut out = String::new();
+        out.push_str(
+            "# HELP tocsin_alerts_received_total Alerts received, by source and outcome.\n",
+        );
+        out.push_str("# TYPE tocsin_alerts_received_total counter\n");
+        if let Ok(m) = self.received.lock() {
+            for ((source, outcome), n) in m.iter() {
+                let _ = writeln!(
+                    out,
+                    "tocsin_alerts_received_total{{source=\"{}\",outcome=\"{outcome}\"}} {n}",
+                    escape(source)
+                );
+            }
+        }
+        out.push_str(
+            "# HELP tocsin_alerts_processed_total Alerts applied to tickets, by outcome.\n",
+        );
+        out.push_str("# TYPE tocsin_alerts_processed_total counter\n");
+        if let Ok(m) = self.processed.lock() {
+            for (outcome, n) in m.iter() {
+                let _ = writeln!(
+                    out,
+                    "tocsin_alerts_processed_total{{outcome=\"{outcome}\"}} {n}"
+                );
+            }
+        }
+        if let Some(s) = stats {
+            out.push_str("# HELP tocsin_tickets Tickets, by state.\n# TYPE tocsin_tickets gauge\n");
+            for (state, n) in [
+                ("open", s.open),
+                ("acked", s.acked),
+                ("resolved", s.resolved),
+            ] {
+                let _ = writeln!(out, "tocsin_tickets{{state=\"{state}\"}} {n}");
+            }
+            out.push_str(
+                "# HELP tocsin_journal_backlog Accepted alerts not yet applied to tickets.\n",
+            );
+            out.push_str("# TYPE tocsin_journal_backlog gauge\n");
+            let _ = writeln!(out, "tocsin_journal_backlog {}", s.journal_backlog);
+        }
+        out.push_str("# HELP tocsin_ingest_duration_seconds Time to accept an ingest request.\n");
+        out.push_str("# TYPE tocsin_ingest_duration_seconds histogram\n");
+        if let Ok(m) = self.ingest_latency.lock() {
+            for (source, h) in m.iter() {
+                h.render(
+                    &mut out,
+                    "tocsin_ingest_duration_seconds",
+                    &format!("source=\"{}\"", escape(source)),
+                );
+            }
+        }
+        out.push_str(
+            "# HELP tocsin_processing_duration_seconds Time from receiving an alert to its ticket change.\n",
+        );
+        out.push_str("# TYPE tocsin_processing_duration_seconds histogram\n");
+        self.processing_latency
+            .render(&mut out, "tocsin_processing_duration_seconds", "");
+        out
+    }
+}
+
+fn escape(v: &str) -> String {
+    v.replace('\\', "\\\\")
+        .replace('"', "\\\"")
+        .replace('\n', "\\n")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn renders_counters_and_histograms() {
+        let m = Metrics::default();
+        m.alerts_received("prom", "accepted", 3);
+        m.ingest_latency("prom", Duration::from_millis(2));
+        let text = m.render(Some(&Stats {
+            open: 2,
+            ..Stats::default()
+        }));
+        assert!(
+            text.contains("tocsin_alerts_received_total{source=\"prom\",outcome=\"accepted\"} 3")
+        );
+        assert!(
+            text.contains("tocsin_ingest_duration_seconds_bucket{source=\"prom\",le=\"0.001\"} 0")
+        );
+        assert!(
+            text.contains("tocsin_ingest_duration_seconds_bucket{source=\"prom\",le=\"0.0025\"} 1")
+        );
+        assert!(text.contains("tocsin_tickets{state=\"open\"} 2"));
+        assert!(text.contains("tocsin_processing_duration_seconds_count 0"));
+    }
+}

@@ -1,0 +1,145 @@
+//! What every HTTP handler shares: config, store, clock, metrics and the journal signal.
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::Arc;
+use std::time::Duration;
+
+use sha2::{Digest, Sha256};
+
+use crate::clock::Clock;
+use crate::config::{AuthConfig, Config, Role, SourceConfig, SourceKind};
+use crate::domain::time::Timestamp;
+use crate::metrics::Metrics;
+use crate::pipeline::Journal;
+use crate::store::Store;
+
+/// Cheap to clone: everything is behind one `Arc`.
+#[derive(Debug, Clone)]
+pub struct AppState(pub Arc<Shared>);
+
+impl std::ops::Deref for AppState {
+    type Target = Shared;
+    fn deref(&self) -> &Shared {
+        &self.0
+    }
+}
+
+#[derive(Debug)]
+pub struct Shared {
+    pub config: Config,
+    pub sources: BTreeMap<String, Source>,
+    /// The one prometheus source, if exactly one exists: it also answers the bare `/api/v2/...` paths.
+    pub default_prometheus: Option<String>,
+    pub members: Members,
+    pub store: Arc<dyn Store>,
+    pub clock: Arc<dyn Clock>,
+    pub metrics: Arc<Metrics>,
+    pub journal: Arc<Journal>,
+    pub started_at: Timestamp,
+}
+
+/// A configured source, with defaults filled in.
+#[derive(Debug, Clone)]
+pub struct Source {
+    pub name: String,
+    pub kind: SourceKind,
+    pub auth: Option<AuthConfig>,
+    pub max_body: u64,
+    pub resolve_timeout: Duration,
+}
+
+impl Source {
+    pub fn from_config(name: &str, c: &SourceConfig, default_max_body: u64) -> Source {
+        Source {
+            name: name.to_string(),
+            kind: c.kind,
+            auth: c.auth.clone(),
+            max_body: c.max_body.as_ref().map_or(default_max_body, |b| b.0 .0),
+            resolve_timeout: c
+                .resolve_timeout
+                .as_ref()
+                .map_or(Duration::from_secs(300), |d| d.0 .0),
+        }
+    }
+}
+
+/// A member who presented a valid API token.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Member {
+    pub name: String,
+    pub role: Role,
+}
+
+/// Looks members up by token. Tokens are kept only as SHA-256 digests, so the lookup compares digests
+/// (a hash-map probe on a digest reveals nothing useful about the token through timing).
+#[derive(Debug, Default)]
+pub struct Members {
+    by_digest: HashMap<[u8; 32], Member>,
+}
+
+impl Members {
+    pub fn from_config(config: &Config) -> Members {
+        let by_digest = config
+            .members
+            .iter()
+            .filter_map(|(name, m)| {
+                let token = m.token.as_ref()?;
+                Some((
+                    digest(token.expose()),
+                    Member {
+                        name: name.clone(),
+                        role: m.role,
+                    },
+                ))
+            })
+            .collect();
+        Members { by_digest }
+    }
+
+    pub fn by_token(&self, token: &str) -> Option<&Member> {
+        self.by_digest.get(&digest(token))
+    }
+}
+
+fn digest(token: &str) -> [u8; 32] {
+    Sha256::digest(token.as_bytes()).into()
+}
+
+impl AppState {
+    pub fn new(
+        config: Config,
+        store: Arc<dyn Store>,
+        clock: Arc<dyn Clock>,
+        metrics: Arc<Metrics>,
+        journal: Arc<Journal>,
+    ) -> AppState {
+        let default_max_body = config.ingest.max_body.0 .0;
+        let sources: BTreeMap<String, Source> = config
+            .sources
+            .iter()
+            .map(|(n, c)| (n.clone(), Source::from_config(n, c, default_max_body)))
+            .collect();
+        let proms: Vec<&String> = sources
+            .values()
+            .filter(|s| s.kind == SourceKind::Prometheus)
+            .map(|s| &s.name)
+            .collect();
+        let default_prometheus = match proms.as_slice() {
+            [only] => Some((*only).clone()),
+            _ => None,
+        };
+        let members = Members::from_config(&config);
+        let started_at = clock.now();
+        AppState(Arc::new(Shared {
+            config,
+            sources,
+            default_prometheus,
+            members,
+            store,
+            clock,
+            metrics,
+            journal,
+            started_at,
+        }))
+    }
+}

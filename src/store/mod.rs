@@ -1,0 +1,154 @@
+//! Storage: one object-safe [`Store`] trait, with SQLite as the embedded backend.
+//!
+//! Only `store/` names a database crate. The trait speaks in domain operations ("append these alerts to
+//! the journal", "apply this batch"), never SQL, so PostgreSQL can implement it without callers changing.
+//! Backends do the transaction; the decisions inside it come from `domain::ticket`, so every backend
+//! follows the same rules. `tests/store_story.rs` is the behaviour every backend must pass.
+
+mod sqlite;
+
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use serde::Serialize;
+
+use crate::config::StorageUrl;
+use crate::domain::alert::Alert;
+use crate::domain::ticket::{Action, ActionError, Policy, Ticket, TicketState};
+use crate::domain::time::Timestamp;
+use crate::domain::timeline::Entry;
+
+pub use sqlite::SqliteStore;
+
+/// Errors a store can return. Callers decide what to do from the variant.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("not found")]
+    NotFound,
+    /// The action is not allowed in the ticket's current state.
+    #[error(transparent)]
+    Rejected(#[from] ActionError),
+    /// The database cannot be reached or is busy; retrying later may work.
+    #[error("storage unavailable: {0}")]
+    Unavailable(String),
+    #[error("storage error: {0}")]
+    Other(String),
+}
+
+pub type Result<T, E = StoreError> = std::result::Result<T, E>;
+
+/// An alert accepted into the journal and not yet applied to tickets.
+#[derive(Debug, Clone, PartialEq)]
+pub struct JournalEntry {
+    /// Journal position; entries are applied in this order.
+    pub id: i64,
+    pub alert: Alert,
+}
+
+/// What applying one journal entry did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Applied {
+    pub journal_id: i64,
+    pub ticket_id: Option<String>,
+    /// `opened`, `resent`, `refired`, `reopened`, `resolved` or `ignored`.
+    pub outcome: &'static str,
+}
+
+/// How a ticket is named in a request: its id or its `T-42` reference.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum TicketRef {
+    Id(String),
+    Number(i64),
+}
+
+impl TicketRef {
+    /// `T-42`, `t-42` and `42` are numbers; anything else is an id.
+    pub fn parse(text: &str) -> TicketRef {
+        let digits = text
+            .strip_prefix("T-")
+            .or_else(|| text.strip_prefix("t-"))
+            .unwrap_or(text);
+        match digits.parse::<i64>() {
+            Ok(n) if n > 0 => TicketRef::Number(n),
+            _ => TicketRef::Id(text.to_string()),
+        }
+    }
+}
+
+/// Filter and page for ticket lists, newest first.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct TicketFilter {
+    pub states: Vec<TicketState>,
+    pub source: Option<String>,
+    pub limit: usize,
+    /// Only tickets with a number below this (the cursor).
+    pub before_number: Option<i64>,
+}
+
+/// Counts for `/metrics`.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+pub struct Stats {
+    pub open: u64,
+    pub acked: u64,
+    pub resolved: u64,
+    pub journal_backlog: u64,
+}
+
+/// Everything tocsin keeps. Object-safe: held as `Arc<dyn Store>`.
+#[async_trait]
+pub trait Store: Send + Sync + std::fmt::Debug + 'static {
+    /// Cheap round trip to check the backend is reachable.
+    async fn ping(&self) -> Result<()>;
+
+    /// Durably appends alerts to the journal. When this returns `Ok`, the alerts survive a crash.
+    async fn append_journal(&self, alerts: &[Alert]) -> Result<Vec<i64>>;
+
+    /// The oldest unapplied journal entries, in order.
+    async fn pending_journal(&self, limit: usize) -> Result<Vec<JournalEntry>>;
+
+    /// Applies journal entries to tickets and timelines and removes them from the journal, all in one
+    /// transaction, so each entry takes effect exactly once even across crashes. Entries already applied
+    /// (no longer in the journal) are skipped.
+    async fn apply_journal(
+        &self,
+        entries: Vec<JournalEntry>,
+        policy: &Policy,
+    ) -> Result<Vec<Applied>>;
+
+    /// Resolves active tickets whose lease ended at or before `now`. Returns the ids it resolved.
+    async fn expire_leases(&self, now: Timestamp, limit: usize) -> Result<Vec<String>>;
+
+    /// A member's action on a ticket, with the entry it appended.
+    async fn act(
+        &self,
+        ticket: &TicketRef,
+        action: Action,
+        member: &str,
+        now: Timestamp,
+    ) -> Result<(Ticket, Entry)>;
+
+    async fn get_ticket(&self, ticket: &TicketRef) -> Result<Ticket>;
+
+    async fn list_tickets(&self, filter: &TicketFilter) -> Result<Vec<Ticket>>;
+
+    /// Entries with `seq > after`, in order, at most `limit`.
+    async fn timeline(&self, ticket_id: &str, after: i64, limit: usize) -> Result<Vec<Entry>>;
+
+    async fn stats(&self) -> Result<Stats>;
+}
+
+/// Opens the backend named by a storage URL, creating and migrating it as needed.
+pub async fn open(url: &StorageUrl) -> Result<Arc<dyn Store>> {
+    match url {
+        StorageUrl::Sqlite(path) => {
+            let path = path.clone();
+            let store = tokio::task::spawn_blocking(move || SqliteStore::open(&path))
+                .await
+                .map_err(|e| StoreError::Other(e.to_string()))??;
+            Ok(Arc::new(store))
+        }
+        StorageUrl::Postgres(_) => Err(StoreError::Other(
+            "the PostgreSQL backend is not available yet".into(),
+        )),
+    }
+}

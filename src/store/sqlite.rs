@@ -1,0 +1,759 @@
+//! The SQLite backend: one writer thread with group commit, and a few reader connections.
+//!
+//! Why a writer thread: SQLite allows one writer at a time, so instead of many tasks queueing on a lock,
+//! one thread owns the write connection and takes jobs from a channel. Journal appends that queue up
+//! while it is busy are committed together in one transaction, one fsync for many requests. That is what
+//! lets every 2xx be durable (`synchronous=FULL`) and still take tens of thousands of alerts per second.
+//! Readers use their own connections (WAL lets them read while the writer writes).
+
+use std::path::Path;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::mpsc;
+use std::sync::{Arc, Mutex};
+
+use async_trait::async_trait;
+use rusqlite::{params, Connection, OptionalExtension, Row, Transaction};
+use tokio::sync::oneshot;
+
+use super::{Applied, JournalEntry, Result, Stats, Store, StoreError, TicketFilter, TicketRef};
+use crate::domain::alert::{Alert, Severity};
+use crate::domain::ticket::{self, Action, AlertDecision, Policy, Resolution, Ticket, TicketState};
+use crate::domain::time::Timestamp;
+use crate::domain::timeline::{Entry, EntryDraft, EntryKind, Visibility};
+
+/// Schema migrations, applied in order; `PRAGMA user_version` records how many ran.
+const MIGRATIONS: &[&str] = &[r#"
+CREATE TABLE journal (
+    id          INTEGER PRIMARY KEY AUTOINCREMENT,
+    received_at INTEGER NOT NULL,
+    alert       TEXT NOT NULL
+);
+CREATE TABLE tickets (
+    id           TEXT PRIMARY KEY,
+    number       INTEGER NOT NULL UNIQUE,
+    source       TEXT NOT NULL,
+    fingerprint  TEXT NOT NULL,
+    title        TEXT NOT NULL,
+    severity     TEXT NOT NULL,
+    state        TEXT NOT NULL,
+    resolution   TEXT,
+    labels       TEXT NOT NULL,
+    annotations  TEXT NOT NULL,
+    description  TEXT,
+    url          TEXT,
+    starts_at    INTEGER,
+    ends_at      INTEGER,
+    created_at   INTEGER NOT NULL,
+    updated_at   INTEGER NOT NULL,
+    last_seen    INTEGER NOT NULL,
+    resolved_at  INTEGER,
+    acked_by     TEXT,
+    firing_count INTEGER NOT NULL,
+    resend_count INTEGER NOT NULL,
+    previous_id  TEXT,
+    last_seq     INTEGER NOT NULL,
+    is_latest    INTEGER NOT NULL
+);
+-- At most one current ticket per key: the database itself refuses a second.
+CREATE UNIQUE INDEX tickets_latest_key ON tickets (source, fingerprint) WHERE is_latest = 1;
+CREATE INDEX tickets_state_number ON tickets (state, number);
+CREATE INDEX tickets_source_number ON tickets (source, number);
+CREATE INDEX tickets_lease ON tickets (ends_at) WHERE state <> 'resolved' AND ends_at IS NOT NULL;
+CREATE TABLE timeline (
+    ticket_id  TEXT NOT NULL REFERENCES tickets (id),
+    seq        INTEGER NOT NULL,
+    at         INTEGER NOT NULL,
+    kind       TEXT NOT NULL,
+    visibility TEXT NOT NULL,
+    actor      TEXT NOT NULL,
+    text       TEXT NOT NULL,
+    data       TEXT NOT NULL,
+    PRIMARY KEY (ticket_id, seq)
+) WITHOUT ROWID;
+"#];
+
+const TICKET_COLUMNS: &str =
+    "id, number, source, fingerprint, title, severity, state, resolution, \
+    labels, annotations, description, url, starts_at, ends_at, created_at, updated_at, last_seen, \
+    resolved_at, acked_by, firing_count, resend_count, previous_id, last_seq";
+
+const READERS: usize = 2;
+
+/// How many queued appends one commit may take. Bounds a transaction's size and a request's wait.
+const MAX_GROUP: usize = 64;
+
+type WriteFn = Box<dyn FnOnce(&mut Connection) + Send>;
+
+/// Answers an append with the journal ids it was given.
+type AppendReply = oneshot::Sender<Result<Vec<i64>>>;
+
+enum Job {
+    Append(Vec<Alert>, AppendReply),
+    Run(WriteFn),
+}
+
+/// SQLite-backed [`Store`].
+pub struct SqliteStore {
+    jobs: Mutex<mpsc::Sender<Job>>,
+    readers: Arc<Vec<Mutex<Connection>>>,
+    next_reader: AtomicUsize,
+    path: String,
+}
+
+impl std::fmt::Debug for SqliteStore {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SqliteStore")
+            .field("path", &self.path)
+            .finish()
+    }
+}
+
+impl SqliteStore {
+    /// Opens (creating if needed) and migrates the database at `path`. Blocking: call it off the
+    /// async runtime.
+    pub fn open(path: &Path) -> Result<SqliteStore> {
+        if let Some(dir) = path.parent() {
+            if !dir.as_os_str().is_empty() {
+                std::fs::create_dir_all(dir).map_err(|e| {
+                    StoreError::Other(format!("cannot create {}: {e}", dir.display()))
+                })?;
+            }
+        }
+        let mut writer = Connection::open(path).map_err(err)?;
+        configure(&writer)?;
+        migrate(&mut writer)?;
+        let mut readers = Vec::with_capacity(READERS);
+        for _ in 0..READERS {
+            let r = Connection::open(path).map_err(err)?;
+            configure(&r)?;
+            readers.push(Mutex::new(r));
+        }
+        let (tx, rx) = mpsc::channel();
+        std::thread::Builder::new()
+            .name("sqlite-writer".into())
+            .spawn(move || writer_loop(writer, rx))
+            .map_err(|e| StoreError::Other(format!("cannot start the writer thread: {e}")))?;
+        Ok(SqliteStore {
+            jobs: Mutex::new(tx),
+            readers: Arc::new(readers),
+            next_reader: AtomicUsize::new(0),
+            path: path.display().to_string(),
+        })
+    }
+
+    fn send(&self, job: Job) -> Result<()> {
+        let jobs = self
+            .jobs
+            .lock()
+            .map_err(|_| StoreError::Other("writer channel poisoned".into()))?;
+        jobs.send(job)
+            .map_err(|_| StoreError::Unavailable("the writer thread has stopped".into()))
+    }
+
+    /// Runs `f` in a write transaction on the writer thread.
+    async fn write<T, F>(&self, f: F) -> Result<T>
+    where
+        T: Send + 'static,
+        F: FnOnce(&Transaction<'_>) -> Result<T> + Send + 'static,
+    {
+        let (tx, rx) = oneshot::channel();
+        self.send(Job::Run(Box::new(move |conn: &mut Connection| {
+            let result = (|| {
+                let t = conn.transaction().map_err(err)?;
+                let out = f(&t)?;
+                t.commit().map_err(err)?;
+                Ok(out)
+            })();
+            let _ = tx.send(result);
+        })))?;
+        rx.await
+            .map_err(|_| StoreError::Unavailable("the writer thread has stopped".into()))?
+    }
+
+    /// Runs `f` on a reader connection, off the async runtime.
+    async fn read<T, F>(&self, f: F) -> Result<T>
+    where
+        T: Send + 'static,
+        F: FnOnce(&Connection) -> Result<T> + Send + 'static,
+    {
+        let readers = Arc::clone(&self.readers);
+        let start = self.next_reader.fetch_add(1, Ordering::Relaxed);
+        tokio::task::spawn_blocking(move || {
+            // Take a free reader if there is one, else wait for ours.
+            for i in 0..readers.len() {
+                if let Ok(conn) = readers[(start + i) % readers.len()].try_lock() {
+                    return f(&conn);
+                }
+            }
+            let conn = readers[start % readers.len()]
+                .lock()
+                .map_err(|_| StoreError::Other("reader poisoned".into()))?;
+            f(&conn)
+        })
+        .await
+        .map_err(|e| StoreError::Other(e.to_string()))?
+    }
+}
+
+fn configure(conn: &Connection) -> Result<()> {
+    // WAL: readers never block the writer. synchronous=FULL: a commit is on disk before we answer 2xx,
+    // so accepted alerts survive a power cut, not only a crash of tocsin. Group commit pays for it.
+    conn.execute_batch(
+        "PRAGMA journal_mode = WAL;
+         PRAGMA synchronous = FULL;
+         PRAGMA busy_timeout = 5000;
+         PRAGMA foreign_keys = ON;",
+    )
+    .map_err(err)
+}
+
+fn migrate(conn: &mut Connection) -> Result<()> {
+    let done: usize = conn
+        .query_row("PRAGMA user_version", [], |r| r.get(0))
+        .map_err(err)?;
+    if done > MIGRATIONS.len() {
+        return Err(StoreError::Other(format!(
+            "the database was written by a newer tocsin (schema {done}, this build knows {})",
+            MIGRATIONS.len()
+        )));
+    }
+    for (i, sql) in MIGRATIONS.iter().enumerate().skip(done) {
+        let t = conn.transaction().map_err(err)?;
+        t.execute_batch(sql).map_err(err)?;
+        t.pragma_update(None, "user_version", i + 1).map_err(err)?;
+        t.commit().map_err(err)?;
+    }
+    Ok(())
+}
+
+fn writer_loop(mut conn: Connection, rx: mpsc::Receiver<Job>) {
+    let mut held: Option<Job> = None;
+    loop {
+        let job = match held.take() {
+            Some(j) => j,
+            None => match rx.recv() {
+                Ok(j) => j,
+                Err(_) => return, // the store was dropped
+            },
+        };
+        match job {
+            Job::Run(f) => f(&mut conn),
+            Job::Append(alerts, reply) => {
+                let mut group = vec![(alerts, reply)];
+                while group.len() < MAX_GROUP {
+                    match rx.try_recv() {
+                        Ok(Job::Append(a, r)) => group.push((a, r)),
+                        Ok(other) => {
+                            held = Some(other);
+                            break;
+                        }
+                        Err(_) => break,
+                    }
+                }
+                commit_appends(&mut conn, group);
+            }
+        }
+    }
+}
+
+/// Commits a group of appends in one transaction and answers each caller.
+fn commit_appends(conn: &mut Connection, group: Vec<(Vec<Alert>, AppendReply)>) {
+    let result = (|| -> Result<Vec<Vec<i64>>> {
+        let t = conn.transaction().map_err(err)?;
+        let mut all = Vec::with_capacity(group.len());
+        {
+            let mut stmt = t
+                .prepare_cached("INSERT INTO journal (received_at, alert) VALUES (?1, ?2)")
+                .map_err(err)?;
+            for (alerts, _) in &group {
+                let mut ids = Vec::with_capacity(alerts.len());
+                for a in alerts {
+                    let json =
+                        serde_json::to_string(a).map_err(|e| StoreError::Other(e.to_string()))?;
+                    stmt.execute(params![a.received_at.as_millis(), json])
+                        .map_err(err)?;
+                    ids.push(t.last_insert_rowid());
+                }
+                all.push(ids);
+            }
+        }
+        t.commit().map_err(err)?;
+        Ok(all)
+    })();
+    match result {
+        Ok(all) => {
+            for ((_, reply), ids) in group.into_iter().zip(all) {
+                let _ = reply.send(Ok(ids));
+            }
+        }
+        Err(e) => {
+            let msg = e.to_string();
+            for (_, reply) in group {
+                let _ = reply.send(Err(StoreError::Unavailable(msg.clone())));
+            }
+        }
+    }
+}
+
+fn err(e: rusqlite::Error) -> StoreError {
+    use rusqlite::ErrorCode;
+    match &e {
+        rusqlite::Error::SqliteFailure(f, _)
+            if matches!(
+                f.code,
+                ErrorCode::DatabaseBusy
+                    | ErrorCode::DatabaseLocked
+                    | ErrorCode::DiskFull
+                    | ErrorCode::CannotOpen
+                    | ErrorCode::SystemIoFailure
+            ) =>
+        {
+            StoreError::Unavailable(e.to_string())
+        }
+        _ => StoreError::Other(e.to_string()),
+    }
+}
+
+fn json_err(e: serde_json::Error) -> StoreError {
+    StoreError::Other(format!("corrupt stored JSON: {e}"))
+}
+
+fn ticket_from_row(row: &Row<'_>) -> rusqlite::Result<Ticket> {
+    let conv = |i: usize, e: serde_json::Error| {
+        rusqlite::Error::FromSqlConversionFailure(i, rusqlite::types::Type::Text, Box::new(e))
+    };
+    let text = |i: usize, what: &str| {
+        rusqlite::Error::FromSqlConversionFailure(
+            i,
+            rusqlite::types::Type::Text,
+            format!("unknown {what}").into(),
+        )
+    };
+    let ts = |v: Option<i64>| v.map(Timestamp::from_millis);
+    let severity: String = row.get(5)?;
+    let state: String = row.get(6)?;
+    let resolution: Option<String> = row.get(7)?;
+    let labels: String = row.get(8)?;
+    let annotations: String = row.get(9)?;
+    Ok(Ticket {
+        id: row.get(0)?,
+        number: row.get(1)?,
+        source: row.get(2)?,
+        fingerprint: row.get(3)?,
+        title: row.get(4)?,
+        severity: Severity::from_name(&severity).ok_or_else(|| text(5, "severity"))?,
+        state: TicketState::from_name(&state).ok_or_else(|| text(6, "state"))?,
+        resolution: resolution
+            .map(|r| serde_json::from_str::<Resolution>(&r))
+            .transpose()
+            .map_err(|e| conv(7, e))?,
+        labels: serde_json::from_str(&labels).map_err(|e| conv(8, e))?,
+        annotations: serde_json::from_str(&annotations).map_err(|e| conv(9, e))?,
+        description: row.get(10)?,
+        url: row.get(11)?,
+        starts_at: ts(row.get(12)?),
+        ends_at: ts(row.get(13)?),
+        created_at: Timestamp::from_millis(row.get(14)?),
+        updated_at: Timestamp::from_millis(row.get(15)?),
+        last_seen: Timestamp::from_millis(row.get(16)?),
+        resolved_at: ts(row.get(17)?),
+        acked_by: row.get(18)?,
+        firing_count: row.get(19)?,
+        resend_count: row.get(20)?,
+        previous_id: row.get(21)?,
+        last_seq: row.get(22)?,
+    })
+}
+
+fn entry_from_row(row: &Row<'_>) -> rusqlite::Result<Entry> {
+    let bad = |i: usize, what: &str| {
+        rusqlite::Error::FromSqlConversionFailure(
+            i,
+            rusqlite::types::Type::Text,
+            format!("unknown {what}").into(),
+        )
+    };
+    let kind: String = row.get(2)?;
+    let visibility: String = row.get(3)?;
+    let data: String = row.get(6)?;
+    Ok(Entry {
+        seq: row.get(0)?,
+        at: Timestamp::from_millis(row.get(1)?),
+        kind: EntryKind::from_name(&kind).ok_or_else(|| bad(2, "entry kind"))?,
+        visibility: Visibility::from_name(&visibility).ok_or_else(|| bad(3, "visibility"))?,
+        actor: row.get(4)?,
+        text: row.get(5)?,
+        data: serde_json::from_str(&data).map_err(|e| {
+            rusqlite::Error::FromSqlConversionFailure(6, rusqlite::types::Type::Text, Box::new(e))
+        })?,
+    })
+}
+
+fn latest_for_key(t: &Transaction<'_>, source: &str, fingerprint: &str) -> Result<Option<Ticket>> {
+    let mut stmt = t
+        .prepare_cached(&format!(
+            "SELECT {TICKET_COLUMNS} FROM tickets WHERE source = ?1 AND fingerprint = ?2 AND is_latest = 1"
+        ))
+        .map_err(err)?;
+    stmt.query_row(params![source, fingerprint], ticket_from_row)
+        .optional()
+        .map_err(err)
+}
+
+fn find_ticket(conn: &Connection, r: &TicketRef) -> Result<Option<Ticket>> {
+    let (sql, arg): (String, rusqlite::types::Value) = match r {
+        TicketRef::Id(id) => (
+            format!("SELECT {TICKET_COLUMNS} FROM tickets WHERE id = ?1"),
+            id.clone().into(),
+        ),
+        TicketRef::Number(n) => (
+            format!("SELECT {TICKET_COLUMNS} FROM tickets WHERE number = ?1"),
+            (*n).into(),
+        ),
+    };
+    let mut stmt = conn.prepare_cached(&sql).map_err(err)?;
+    stmt.query_row([arg], ticket_from_row)
+        .optional()
+        .map_err(err)
+}
+
+fn insert_ticket(t: &Transaction<'_>, ticket: &Ticket) -> Result<()> {
+    let mut stmt = t
+        .prepare_cached(&format!(
+            "INSERT INTO tickets ({TICKET_COLUMNS}, is_latest) VALUES \
+             (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18, ?19, ?20, ?21, ?22, ?23, 1)"
+        ))
+        .map_err(err)?;
+    stmt.execute(params![
+        ticket.id,
+        ticket.number,
+        ticket.source,
+        ticket.fingerprint,
+        ticket.title,
+        ticket.severity.as_str(),
+        ticket.state.as_str(),
+        resolution_json(ticket)?,
+        serde_json::to_string(&ticket.labels).map_err(json_err)?,
+        serde_json::to_string(&ticket.annotations).map_err(json_err)?,
+        ticket.description,
+        ticket.url,
+        ticket.starts_at.map(Timestamp::as_millis),
+        ticket.ends_at.map(Timestamp::as_millis),
+        ticket.created_at.as_millis(),
+        ticket.updated_at.as_millis(),
+        ticket.last_seen.as_millis(),
+        ticket.resolved_at.map(Timestamp::as_millis),
+        ticket.acked_by,
+        ticket.firing_count,
+        ticket.resend_count,
+        ticket.previous_id,
+        ticket.last_seq,
+    ])
+    .map_err(err)?;
+    Ok(())
+}
+
+fn update_ticket(t: &Transaction<'_>, ticket: &Ticket) -> Result<()> {
+    let mut stmt = t
+        .prepare_cached(
+            "UPDATE tickets SET title = ?2, severity = ?3, state = ?4, resolution = ?5, labels = ?6, \
+             annotations = ?7, description = ?8, url = ?9, starts_at = ?10, ends_at = ?11, \
+             updated_at = ?12, last_seen = ?13, resolved_at = ?14, acked_by = ?15, firing_count = ?16, \
+             resend_count = ?17, last_seq = ?18 WHERE id = ?1",
+        )
+        .map_err(err)?;
+    stmt.execute(params![
+        ticket.id,
+        ticket.title,
+        ticket.severity.as_str(),
+        ticket.state.as_str(),
+        resolution_json(ticket)?,
+        serde_json::to_string(&ticket.labels).map_err(json_err)?,
+        serde_json::to_string(&ticket.annotations).map_err(json_err)?,
+        ticket.description,
+        ticket.url,
+        ticket.starts_at.map(Timestamp::as_millis),
+        ticket.ends_at.map(Timestamp::as_millis),
+        ticket.updated_at.as_millis(),
+        ticket.last_seen.as_millis(),
+        ticket.resolved_at.map(Timestamp::as_millis),
+        ticket.acked_by,
+        ticket.firing_count,
+        ticket.resend_count,
+        ticket.last_seq,
+    ])
+    .map_err(err)?;
+    Ok(())
+}
+
+fn resolution_json(ticket: &Ticket) -> Result<Option<String>> {
+    ticket
+        .resolution
+        .as_ref()
+        .map(serde_json::to_string)
+        .transpose()
+        .map_err(json_err)
+}
+
+/// Appends an entry with the ticket's next `seq`, bumping `last_seq` on the ticket value.
+fn append_entry(t: &Transaction<'_>, ticket: &mut Ticket, draft: EntryDraft) -> Result<Entry> {
+    ticket.last_seq += 1;
+    let entry = draft.with_seq(ticket.last_seq);
+    insert_entry(t, &ticket.id, &entry)?;
+    Ok(entry)
+}
+
+fn insert_entry(t: &Transaction<'_>, ticket_id: &str, entry: &Entry) -> Result<()> {
+    let mut stmt = t
+        .prepare_cached(
+            "INSERT INTO timeline (ticket_id, seq, at, kind, visibility, actor, text, data) \
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
+        )
+        .map_err(err)?;
+    stmt.execute(params![
+        ticket_id,
+        entry.seq,
+        entry.at.as_millis(),
+        entry.kind.as_str(),
+        entry.visibility.as_str(),
+        entry.actor,
+        entry.text,
+        serde_json::to_string(&entry.data).map_err(json_err)?,
+    ])
+    .map_err(err)?;
+    Ok(())
+}
+
+fn apply_one(t: &Transaction<'_>, entry: &JournalEntry, policy: &Policy) -> Result<Applied> {
+    let alert = &entry.alert;
+    let current = latest_for_key(t, &alert.source, &alert.fingerprint)?;
+    let decision = ticket::decide(current.as_ref(), alert, policy);
+    let outcome = decision.outcome();
+    let ticket_id = match decision {
+        AlertDecision::Ignore { .. } => current.map(|c| c.id),
+        AlertDecision::Open { .. } => {
+            if let Some(prev) = &current {
+                t.prepare_cached("UPDATE tickets SET is_latest = 0 WHERE id = ?1")
+                    .and_then(|mut s| s.execute([&prev.id]))
+                    .map_err(err)?;
+            }
+            let number: i64 = t
+                .prepare_cached("SELECT COALESCE(MAX(number), 0) + 1 FROM tickets")
+                .and_then(|mut s| s.query_row([], |r| r.get(0)))
+                .map_err(err)?;
+            let id = uuid::Uuid::now_v7().to_string();
+            let (mut new, draft) = ticket::open(id, number, alert, current.as_ref());
+            new.last_seq = 1;
+            insert_ticket(t, &new)?;
+            insert_entry(t, &new.id, &draft.with_seq(1))?;
+            Some(new.id)
+        }
+        d => {
+            let mut cur =
+                current.ok_or_else(|| StoreError::Other("decision without ticket".into()))?;
+            if let Some(draft) = ticket::apply_alert(&mut cur, &d, alert) {
+                append_entry(t, &mut cur, draft)?;
+            }
+            update_ticket(t, &cur)?;
+            Some(cur.id)
+        }
+    };
+    Ok(Applied {
+        journal_id: entry.id,
+        ticket_id,
+        outcome,
+    })
+}
+
+#[async_trait]
+impl Store for SqliteStore {
+    async fn ping(&self) -> Result<()> {
+        self.read(|c| c.query_row("SELECT 1", [], |_| Ok(())).map_err(err))
+            .await
+    }
+
+    async fn append_journal(&self, alerts: &[Alert]) -> Result<Vec<i64>> {
+        if alerts.is_empty() {
+            return Ok(Vec::new());
+        }
+        let (tx, rx) = oneshot::channel();
+        self.send(Job::Append(alerts.to_vec(), tx))?;
+        rx.await
+            .map_err(|_| StoreError::Unavailable("the writer thread has stopped".into()))?
+    }
+
+    async fn pending_journal(&self, limit: usize) -> Result<Vec<JournalEntry>> {
+        self.read(move |c| {
+            let mut stmt = c
+                .prepare_cached("SELECT id, alert FROM journal ORDER BY id LIMIT ?1")
+                .map_err(err)?;
+            let rows = stmt
+                .query_map([limit as i64], |r| {
+                    Ok((r.get::<_, i64>(0)?, r.get::<_, String>(1)?))
+                })
+                .map_err(err)?;
+            let mut out = Vec::new();
+            for row in rows {
+                let (id, json) = row.map_err(err)?;
+                let alert = serde_json::from_str(&json).map_err(json_err)?;
+                out.push(JournalEntry { id, alert });
+            }
+            Ok(out)
+        })
+        .await
+    }
+
+    async fn apply_journal(
+        &self,
+        entries: Vec<JournalEntry>,
+        policy: &Policy,
+    ) -> Result<Vec<Applied>> {
+        let policy = *policy;
+        self.write(move |t| {
+            let mut out = Vec::with_capacity(entries.len());
+            for e in &entries {
+                // Deleting first tells us whether this entry is still pending: if another worker (or an
+                // earlier run that crashed after committing) applied it, the row is gone and we skip it.
+                let pending = t
+                    .prepare_cached("DELETE FROM journal WHERE id = ?1")
+                    .and_then(|mut s| s.execute([e.id]))
+                    .map_err(err)?;
+                if pending == 1 {
+                    out.push(apply_one(t, e, &policy)?);
+                }
+            }
+            Ok(out)
+        })
+        .await
+    }
+
+    async fn expire_leases(&self, now: Timestamp, limit: usize) -> Result<Vec<String>> {
+        self.write(move |t| {
+            let due: Vec<Ticket> = {
+                let mut stmt = t
+                    .prepare_cached(&format!(
+                        "SELECT {TICKET_COLUMNS} FROM tickets WHERE state <> 'resolved' \
+                         AND ends_at IS NOT NULL AND ends_at <= ?1 ORDER BY ends_at LIMIT ?2"
+                    ))
+                    .map_err(err)?;
+                let rows = stmt
+                    .query_map(params![now.as_millis(), limit as i64], ticket_from_row)
+                    .map_err(err)?;
+                rows.collect::<rusqlite::Result<_>>().map_err(err)?
+            };
+            let mut ids = Vec::new();
+            for mut tk in due {
+                if let Some(draft) = ticket::expire(&mut tk, now) {
+                    append_entry(t, &mut tk, draft)?;
+                    update_ticket(t, &tk)?;
+                    ids.push(tk.id);
+                }
+            }
+            Ok(ids)
+        })
+        .await
+    }
+
+    async fn act(
+        &self,
+        r: &TicketRef,
+        action: Action,
+        member: &str,
+        now: Timestamp,
+    ) -> Result<(Ticket, Entry)> {
+        let r = r.clone();
+        let member = member.to_string();
+        self.write(move |t| {
+            let mut tk = find_ticket(t, &r)?.ok_or(StoreError::NotFound)?;
+            let draft = ticket::act(&mut tk, &action, &member, now)?;
+            let entry = append_entry(t, &mut tk, draft)?;
+            update_ticket(t, &tk)?;
+            Ok((tk, entry))
+        })
+        .await
+    }
+
+    async fn get_ticket(&self, r: &TicketRef) -> Result<Ticket> {
+        let r = r.clone();
+        self.read(move |c| find_ticket(c, &r)?.ok_or(StoreError::NotFound))
+            .await
+    }
+
+    async fn list_tickets(&self, filter: &TicketFilter) -> Result<Vec<Ticket>> {
+        let filter = filter.clone();
+        self.read(move |c| {
+            let mut sql = format!("SELECT {TICKET_COLUMNS} FROM tickets WHERE 1 = 1");
+            let mut args: Vec<rusqlite::types::Value> = Vec::new();
+            if !filter.states.is_empty() {
+                let marks: Vec<String> = filter
+                    .states
+                    .iter()
+                    .map(|s| {
+                        args.push(s.as_str().to_string().into());
+                        format!("?{}", args.len())
+                    })
+                    .collect();
+                sql.push_str(&format!(" AND state IN ({})", marks.join(", ")));
+            }
+            if let Some(source) = &filter.source {
+                args.push(source.clone().into());
+                sql.push_str(&format!(" AND source = ?{}", args.len()));
+            }
+            if let Some(before) = filter.before_number {
+                args.push(before.into());
+                sql.push_str(&format!(" AND number < ?{}", args.len()));
+            }
+            args.push((filter.limit as i64).into());
+            sql.push_str(&format!(" ORDER BY number DESC LIMIT ?{}", args.len()));
+            let mut stmt = c.prepare_cached(&sql).map_err(err)?;
+            let rows = stmt
+                .query_map(rusqlite::params_from_iter(args), ticket_from_row)
+                .map_err(err)?;
+            rows.collect::<rusqlite::Result<_>>().map_err(err)
+        })
+        .await
+    }
+
+    async fn timeline(&self, ticket_id: &str, after: i64, limit: usize) -> Result<Vec<Entry>> {
+        let id = ticket_id.to_string();
+        self.read(move |c| {
+            let mut stmt = c
+                .prepare_cached(
+                    "SELECT seq, at, kind, visibility, actor, text, data FROM timeline \
+                     WHERE ticket_id = ?1 AND seq > ?2 ORDER BY seq LIMIT ?3",
+                )
+                .map_err(err)?;
+            let rows = stmt
+                .query_map(params![id, after, limit as i64], entry_from_row)
+                .map_err(err)?;
+            rows.collect::<rusqlite::Result<_>>().map_err(err)
+        })
+        .await
+    }
+
+    async fn stats(&self) -> Result<Stats> {
+        self.read(|c| {
+            let mut stats = Stats::default();
+            let mut stmt = c
+                .prepare_cached("SELECT state, COUNT(*) FROM tickets GROUP BY state")
+                .map_err(err)?;
+            let rows = stmt
+                .query_map([], |r| Ok((r.get::<_, String>(0)?, r.get::<_, u64>(1)?)))
+                .map_err(err)?;
+            for row in rows {
+                let (state, n) = row.map_err(err)?;
+                match TicketState::from_name(&state) {
+                    Some(TicketState::Open) => stats.open = n,
+                    Some(TicketState::Acked) => stats.acked = n,
+                    Some(TicketState::Resolved) => stats.resolved = n,
+                    None => {}
+                }
+            }
+            stats.journal_backlog = c
+                .query_row("SELECT COUNT(*) FROM journal", [], |r| r.get(0))
+                .map_err(err)?;
+            Ok(stats)
+        })
+        .await
+    }
+}
