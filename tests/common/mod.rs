@@ -1,0 +1,245 @@
+//! Test harness: a real tocsin on 127.0.0.1 port 0 with a real SQLite file, a manual clock, and the
+//! processor driven step by step by the test (no background worker, no sleeping).
+
+#![allow(dead_code)] // each test binary uses a different part of the harness
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+use serde_json::Value;
+use tocsin::app::App;
+use tocsin::clock::ManualClock;
+use tocsin::config::Config;
+use tocsin::domain::time::Timestamp;
+
+pub const ADMIN: &str = "admin-token-0001";
+pub const EDITOR: &str = "editor-token-0001";
+pub const VIEWER: &str = "viewer-token-0001";
+pub const HOOK_TOKEN: &str = "hook-token-0001";
+pub const AM_TOKEN: &str = "am-token-0001";
+
+/// A config with one source of each kind and one member per role; `extra` is appended verbatim.
+pub fn config_yaml(db: &Path, extra: &str) -> String {
+    format!(
+        "listen: 127.0.0.1:0\n\
+         public_url: http://tocsin.test\n\
+         storage: sqlite://{db}\n\
+         sources:\n  \
+           prom: {{kind: prometheus, resolve_timeout: 5m}}\n  \
+           am: {{kind: alertmanager, auth: {{bearer: {AM_TOKEN}}}}}\n  \
+           hooks: {{kind: generic, auth: {{token: {HOOK_TOKEN}}}, max_body: 64KiB}}\n\
+         members:\n  \
+           alice: {{role: admin, token: {ADMIN}}}\n  \
+           bob: {{role: editor, token: {EDITOR}}}\n  \
+           carol: {{role: viewer, token: {VIEWER}}}\n\
+         tickets: {{reopen_window: 1h}}\n{extra}",
+        db = db.display()
+    )
+}
+
+pub struct TestApp {
+    pub base: String,
+    pub client: reqwest::Client,
+    pub clock: ManualClock,
+    pub app: App,
+    pub dir: tempfile::TempDir,
+    server: tokio::task::JoinHandle<()>,
+}
+
+/// The wall-clock instant tests start from: 2026-11-22T12:00:00Z.
+pub fn t0() -> Timestamp {
+    Timestamp::parse_optional("2026-11-22T12:00:00Z")
+        .unwrap()
+        .unwrap()
+}
+
+pub async fn spawn_app() -> TestApp {
+    spawn_app_with("").await
+}
+
+pub async fn spawn_app_with(extra_config: &str) -> TestApp {
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("tocsin.db");
+    spawn_on(dir, &db, extra_config).await
+}
+
+async fn spawn_on(dir: tempfile::TempDir, db: &Path, extra: &str) -> TestApp {
+    let yaml = config_yaml(db, extra);
+    let config = Config::from_yaml(&yaml, Path::new("test.yaml")).unwrap();
+    let clock = ManualClock::new(t0());
+    let app = App::build(config, Arc::new(clock.clone())).await.unwrap();
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let router = app.router();
+    let server = tokio::spawn(async move {
+        axum::serve(listener, router).await.unwrap();
+    });
+    TestApp {
+        base: format!("http://{addr}"),
+        client: reqwest::Client::new(),
+        clock,
+        app,
+        dir,
+        server,
+    }
+}
+
+impl Drop for TestApp {
+    fn drop(&mut self) {
+        self.server.abort();
+    }
+}
+
+impl TestApp {
+    pub fn db_path(&self) -> PathBuf {
+        self.dir.path().join("tocsin.db")
+    }
+
+    /// Applies every pending journal entry.
+    pub async fn process(&self) -> usize {
+        self.app.processor.drain().await.unwrap()
+    }
+
+    /// Expires leases at the clock's current time.
+    pub async fn sweep(&self) -> usize {
+        self.app.processor.sweep().await.unwrap()
+    }
+
+    pub fn advance(&self, d: Duration) {
+        self.clock.advance(d);
+    }
+
+    pub fn now(&self) -> Timestamp {
+        use tocsin::clock::Clock;
+        self.clock.now()
+    }
+
+    pub async fn post_raw(
+        &self,
+        path: &str,
+        content_type: Option<&str>,
+        body: impl Into<reqwest::Body>,
+        headers: &[(&str, &str)],
+    ) -> reqwest::Response {
+        let mut req = self.client.post(format!("{}{path}", self.base)).body(body);
+        if let Some(ct) = content_type {
+            req = req.header("content-type", ct);
+        }
+        for (k, v) in headers {
+            req = req.header(*k, *v);
+        }
+        req.send().await.unwrap()
+    }
+
+    /// POSTs JSON to a path with extra headers.
+    pub async fn post(
+        &self,
+        path: &str,
+        body: &Value,
+        headers: &[(&str, &str)],
+    ) -> reqwest::Response {
+        self.post_raw(path, Some("application/json"), body.to_string(), headers)
+            .await
+    }
+
+    /// POSTs alerts to the prometheus source's Alertmanager-compatible endpoint.
+    pub async fn prom(&self, alerts: Value) -> reqwest::Response {
+        self.post("/ingest/prom/api/v2/alerts", &alerts, &[]).await
+    }
+
+    /// POSTs to the generic source with its token.
+    pub async fn hook(&self, body: Value) -> reqwest::Response {
+        self.post("/ingest/hooks", &body, &[("x-tocsin-token", HOOK_TOKEN)])
+            .await
+    }
+
+    pub async fn api_get(&self, path: &str, token: &str) -> reqwest::Response {
+        self.client
+            .get(format!("{}{path}", self.base))
+            .bearer_auth(token)
+            .send()
+            .await
+            .unwrap()
+    }
+
+    pub async fn api_post(
+        &self,
+        path: &str,
+        token: &str,
+        body: Option<Value>,
+    ) -> reqwest::Response {
+        let mut req = self
+            .client
+            .post(format!("{}{path}", self.base))
+            .bearer_auth(token);
+        if let Some(b) = body {
+            req = req.json(&b);
+        }
+        req.send().await.unwrap()
+    }
+
+    /// All tickets (any state), newest first.
+    pub async fn tickets(&self) -> Vec<Value> {
+        let mut out = Vec::new();
+        let mut cursor: Option<String> = None;
+        loop {
+            let path = match &cursor {
+                Some(c) => format!("/api/tickets?limit=500&cursor={c}"),
+                None => "/api/tickets?limit=500".to_string(),
+            };
+            let page: Value = self.api_get(&path, ADMIN).await.json().await.unwrap();
+            out.extend(page["tickets"].as_array().unwrap().iter().cloned());
+            match page["next_cursor"].as_str() {
+                Some(c) => cursor = Some(c.to_string()),
+                None => return out,
+            }
+        }
+    }
+
+    pub async fn timeline(&self, ticket: &str) -> Vec<Value> {
+        let v: Value = self
+            .api_get(&format!("/api/tickets/{ticket}/timeline"), ADMIN)
+            .await
+            .json()
+            .await
+            .unwrap();
+        v["entries"].as_array().unwrap().clone()
+    }
+
+    pub async fn timeline_kinds(&self, ticket: &str) -> Vec<String> {
+        self.timeline(ticket)
+            .await
+            .iter()
+            .map(|e| e["kind"].as_str().unwrap().to_string())
+            .collect()
+    }
+}
+
+/// A Prometheus-style alert with explicit times (RFC 3339 strings or None).
+pub fn prom_alert(name: &str, starts: Option<Timestamp>, ends: Option<Timestamp>) -> Value {
+    let mut v = serde_json::json!({
+        "labels": {"alertname": name, "severity": "critical", "team": "infra"},
+        "annotations": {"summary": format!("{name} is happening")},
+        "generatorURL": "http://prom.example:9090/graph",
+    });
+    if let Some(s) = starts {
+        v["startsAt"] = Value::String(s.to_rfc3339());
+    }
+    if let Some(e) = ends {
+        v["endsAt"] = Value::String(e.to_rfc3339());
+    }
+    v
+}
+
+/// Asserts a response's status and returns its JSON body (or Null for an empty body).
+pub async fn expect(resp: reqwest::Response, status: u16) -> Value {
+    let got = resp.status().as_u16();
+    let text = resp.text().await.unwrap();
+    assert_eq!(got, status, "unexpected status; body: {text}");
+    if text.is_empty() {
+        Value::Null
+    } else {
+        serde_json::from_str(&text).unwrap_or(Value::String(text))
+    }
+}

@@ -1,0 +1,157 @@
+//! Crash test: 5,000 alerts sent concurrently to the real binary, which is killed with SIGKILL midway and
+//! restarted. Every alert that got a 2xx must be on exactly one ticket, and no timeline entry is doubled.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::io::{BufRead, BufReader};
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+
+use tocsin::store::{SqliteStore, Store, TicketFilter};
+
+const BIN: &str = env!("CARGO_BIN_EXE_tocsin");
+const ALERTS: usize = 5_000;
+const KILL_AFTER: usize = 2_500;
+const CONCURRENCY: usize = 64;
+
+/// Starts `tocsin serve` and returns it with the address it listens on.
+fn start(config: &Path) -> (Child, String, std::thread::JoinHandle<()>) {
+    let mut child = Command::new(BIN)
+        .args(["serve", "--config"])
+        .arg(config)
+        .env("RUST_LOG", "info")
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut lines = BufReader::new(child.stderr.take().unwrap()).lines();
+    let addr = loop {
+        let line = lines
+            .next()
+            .expect("server exited before listening")
+            .unwrap();
+        let v: serde_json::Value = serde_json::from_str(&line).unwrap_or_default();
+        if v["message"] == "tocsin is listening." {
+            break v["addr"].as_str().unwrap().to_string();
+        }
+    };
+    // Keep draining its log so the pipe never fills.
+    let drain = std::thread::spawn(move || for _ in lines.map_while(Result::ok) {});
+    (child, addr, drain)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn accepted_alerts_survive_sigkill_exactly_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("crash.db");
+    let config = dir.path().join("crash.yaml");
+    std::fs::write(
+        &config,
+        format!(
+            "listen: 127.0.0.1:0\nstorage: sqlite://{}\nsources:\n  g: {{kind: generic}}\nlog: {{format: json}}\n",
+            db.display()
+        ),
+    )
+    .unwrap();
+
+    let (child, addr, drain) = start(&config);
+    let child = Arc::new(Mutex::new(child));
+    let client = reqwest::Client::new();
+    let accepted = Arc::new(Mutex::new(BTreeSet::new()));
+    let ok_count = Arc::new(AtomicUsize::new(0));
+    let next = Arc::new(AtomicUsize::new(0));
+    let mut workers = Vec::new();
+    for _ in 0..CONCURRENCY {
+        let (client, addr, accepted, ok_count, next, child) = (
+            client.clone(),
+            addr.clone(),
+            Arc::clone(&accepted),
+            Arc::clone(&ok_count),
+            Arc::clone(&next),
+            Arc::clone(&child),
+        );
+        workers.push(tokio::spawn(async move {
+            loop {
+                let i = next.fetch_add(1, Ordering::SeqCst);
+                if i >= ALERTS {
+                    return;
+                }
+                let fp = format!("fp-{i:05}");
+                let body = serde_json::json!({"title": format!("alert {i}"), "status": "firing", "fingerprint": fp});
+                let resp = client.post(format!("http://{addr}/ingest/g")).json(&body).send().await;
+                if resp.is_ok_and(|r| r.status().is_success()) {
+                    accepted.lock().unwrap().insert(fp);
+                    if ok_count.fetch_add(1, Ordering::SeqCst) + 1 == KILL_AFTER {
+                        // SIGKILL: no chance to flush or finish anything.
+                        child.lock().unwrap().kill().unwrap();
+                    }
+                }
+            }
+        }));
+    }
+    for w in workers {
+        w.await.unwrap();
+    }
+    child.lock().unwrap().wait().unwrap();
+    drain.join().unwrap();
+    let accepted = accepted.lock().unwrap().clone();
+    assert!(
+        accepted.len() >= KILL_AFTER,
+        "only {} accepted",
+        accepted.len()
+    );
+    assert!(
+        accepted.len() < ALERTS,
+        "the kill came too late to test anything"
+    );
+
+    // Restart, then stop gracefully: the processor finishes the journal before exiting.
+    let (mut child, _addr, drain) = start(&config);
+    let status = Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(status.success());
+    assert_eq!(child.wait().unwrap().code(), Some(0));
+    drain.join().unwrap();
+
+    let store = SqliteStore::open(&db).unwrap();
+    assert_eq!(store.stats().await.unwrap().journal_backlog, 0);
+    let tickets = store
+        .list_tickets(&TicketFilter {
+            limit: ALERTS * 2,
+            ..TicketFilter::default()
+        })
+        .await
+        .unwrap();
+    let mut per_fingerprint: BTreeMap<String, usize> = BTreeMap::new();
+    for t in &tickets {
+        *per_fingerprint.entry(t.fingerprint.clone()).or_default() += 1;
+        let entries = store.timeline(&t.id, 0, 100).await.unwrap();
+        let kinds: Vec<_> = entries.iter().map(|e| e.kind.as_str()).collect();
+        assert_eq!(
+            kinds,
+            ["opened"],
+            "ticket {} has a doubled timeline",
+            t.reference()
+        );
+        assert_eq!(
+            t.resend_count,
+            0,
+            "ticket {} saw its alert twice",
+            t.reference()
+        );
+    }
+    let on_two: Vec<_> = per_fingerprint.iter().filter(|(_, n)| **n > 1).collect();
+    assert!(on_two.is_empty(), "alerts on two tickets: {on_two:?}");
+    let missing: Vec<_> = accepted
+        .iter()
+        .filter(|fp| !per_fingerprint.contains_key(*fp))
+        .collect();
+    assert!(
+        missing.is_empty(),
+        "{} accepted alerts lost, e.g. {:?}",
+        missing.len(),
+        &missing[..missing.len().min(5)]
+    );
+}

@@ -1,0 +1,248 @@
+//! The behaviour every `Store` backend must have, told as one story. It runs on SQLite here; each new
+//! backend (PostgreSQL comes with its own issue) adds one `#[tokio::test]` that calls [`story`].
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use tocsin::domain::alert::{Alert, Labels, Severity, Status};
+use tocsin::domain::ticket::{Action, Policy, TicketState};
+use tocsin::domain::time::Timestamp;
+use tocsin::domain::timeline::{EntryKind, Visibility};
+use tocsin::store::{SqliteStore, Store, StoreError, TicketFilter, TicketRef};
+
+fn alert(fp: &str, status: Status, starts: i64, at: i64, lease: Option<i64>) -> Alert {
+    Alert {
+        source: "prom".into(),
+        fingerprint: fp.into(),
+        status,
+        title: format!("alert {fp}"),
+        severity: Severity::Warning,
+        labels: Labels::from([("alertname".to_string(), fp.to_string())]),
+        annotations: Labels::new(),
+        description: None,
+        url: None,
+        starts_at: Some(Timestamp::from_millis(starts)),
+        ends_at: lease.map(Timestamp::from_millis),
+        received_at: Timestamp::from_millis(at),
+    }
+}
+
+const MIN: i64 = 60_000;
+const T0: i64 = 1_800_000_000_000;
+
+/// The story: accept, apply exactly once, resend, act, expire, list, count.
+async fn story(store: Arc<dyn Store>) {
+    let policy = Policy {
+        reopen_window: Duration::from_secs(3600),
+    };
+    store.ping().await.unwrap();
+    assert_eq!(store.stats().await.unwrap().journal_backlog, 0);
+
+    // Accepted alerts wait in the journal, in order.
+    let ids = store
+        .append_journal(&[
+            alert("a", Status::Firing, T0, T0, Some(T0 + 4 * MIN)),
+            alert("b", Status::Firing, T0, T0, None),
+        ])
+        .await
+        .unwrap();
+    assert_eq!(ids.len(), 2);
+    assert!(ids[0] < ids[1]);
+    let more = store
+        .append_journal(&[alert("a", Status::Firing, T0, T0 + MIN, Some(T0 + 5 * MIN))])
+        .await
+        .unwrap();
+    assert!(more[0] > ids[1]);
+    let pending = store.pending_journal(10).await.unwrap();
+    assert_eq!(
+        pending.iter().map(|e| e.id).collect::<Vec<_>>(),
+        [ids[0], ids[1], more[0]]
+    );
+    assert_eq!(store.stats().await.unwrap().journal_backlog, 3);
+
+    // Applying takes effect once: applying the same entries again (a crashed worker's retry) does nothing.
+    let applied = store.apply_journal(pending.clone(), &policy).await.unwrap();
+    assert_eq!(
+        applied.iter().map(|a| a.outcome).collect::<Vec<_>>(),
+        ["opened", "opened", "resent"]
+    );
+    assert!(store
+        .apply_journal(pending, &policy)
+        .await
+        .unwrap()
+        .is_empty());
+    assert!(store.pending_journal(10).await.unwrap().is_empty());
+
+    let a = store.get_ticket(&TicketRef::Number(1)).await.unwrap();
+    assert_eq!(
+        (a.fingerprint.as_str(), a.resend_count, a.last_seq),
+        ("a", 1, 1)
+    );
+    assert_eq!(a.ends_at, Some(Timestamp::from_millis(T0 + 5 * MIN)));
+    assert_eq!(
+        store
+            .get_ticket(&TicketRef::Id(a.id.clone()))
+            .await
+            .unwrap()
+            .number,
+        1
+    );
+    assert!(matches!(
+        store.get_ticket(&TicketRef::Number(99)).await,
+        Err(StoreError::NotFound)
+    ));
+
+    // Member actions append entries with the next seq, and refuse what the state machine refuses.
+    let (t, e) = store
+        .act(
+            &TicketRef::Number(2),
+            Action::Ack,
+            "bob",
+            Timestamp::from_millis(T0 + MIN),
+        )
+        .await
+        .unwrap();
+    assert_eq!(
+        (t.state, e.seq, e.kind),
+        (TicketState::Acked, 2, EntryKind::Acked)
+    );
+    let err = store
+        .act(
+            &TicketRef::Number(2),
+            Action::Ack,
+            "bob",
+            Timestamp::from_millis(T0 + MIN),
+        )
+        .await
+        .unwrap_err();
+    assert!(matches!(err, StoreError::Rejected(_)));
+    let note = Action::Note {
+        text: "on it".into(),
+        visibility: Visibility::Public,
+    };
+    let (_, e) = store
+        .act(
+            &TicketRef::Number(2),
+            note,
+            "bob",
+            Timestamp::from_millis(T0 + 2 * MIN),
+        )
+        .await
+        .unwrap();
+    assert_eq!(e.seq, 3);
+    assert!(matches!(
+        store
+            .act(
+                &TicketRef::Number(7),
+                Action::Ack,
+                "bob",
+                Timestamp::from_millis(T0)
+            )
+            .await,
+        Err(StoreError::NotFound)
+    ));
+
+    // Leases: only tickets whose lease ended by `now` expire, once.
+    assert!(store
+        .expire_leases(Timestamp::from_millis(T0 + 4 * MIN), 10)
+        .await
+        .unwrap()
+        .is_empty());
+    let expired = store
+        .expire_leases(Timestamp::from_millis(T0 + 6 * MIN), 10)
+        .await
+        .unwrap();
+    assert_eq!(expired, [a.id.clone()]);
+    assert!(store
+        .expire_leases(Timestamp::from_millis(T0 + 7 * MIN), 10)
+        .await
+        .unwrap()
+        .is_empty());
+
+    // Timelines page by seq.
+    let tl = store.timeline(&t.id, 0, 100).await.unwrap();
+    assert_eq!(tl.iter().map(|e| e.seq).collect::<Vec<_>>(), [1, 2, 3]);
+    assert_eq!(store.timeline(&t.id, 1, 1).await.unwrap()[0].seq, 2);
+    let tl = store.timeline(&a.id, 0, 100).await.unwrap();
+    assert_eq!(tl.last().unwrap().kind, EntryKind::Resolved);
+
+    // After the reopen window, the same key opens a new ticket; the old one stays, linked.
+    let late = T0 + 3 * 60 * MIN;
+    store
+        .append_journal(&[alert("a", Status::Firing, late, late, Some(late + 4 * MIN))])
+        .await
+        .unwrap();
+    let pending = store.pending_journal(10).await.unwrap();
+    let applied = store.apply_journal(pending, &policy).await.unwrap();
+    assert_eq!(applied[0].outcome, "opened");
+    let newer = store.get_ticket(&TicketRef::Number(3)).await.unwrap();
+    assert_eq!(newer.previous_id.as_deref(), Some(a.id.as_str()));
+
+    // Lists: newest first, filtered, paged by number.
+    let all = store
+        .list_tickets(&TicketFilter {
+            limit: 10,
+            ..TicketFilter::default()
+        })
+        .await
+        .unwrap();
+    assert_eq!(all.iter().map(|t| t.number).collect::<Vec<_>>(), [3, 2, 1]);
+    let page = store
+        .list_tickets(&TicketFilter {
+            limit: 10,
+            before_number: Some(3),
+            states: vec![TicketState::Resolved, TicketState::Acked],
+            source: Some("prom".into()),
+        })
+        .await
+        .unwrap();
+    assert_eq!(page.iter().map(|t| t.number).collect::<Vec<_>>(), [2, 1]);
+    let none = store
+        .list_tickets(&TicketFilter {
+            limit: 10,
+            source: Some("other".into()),
+            ..TicketFilter::default()
+        })
+        .await
+        .unwrap();
+    assert!(none.is_empty());
+
+    let stats = store.stats().await.unwrap();
+    assert_eq!(
+        (
+            stats.open,
+            stats.acked,
+            stats.resolved,
+            stats.journal_backlog
+        ),
+        (1, 1, 1, 0)
+    );
+}
+
+#[tokio::test]
+async fn sqlite_tells_the_story() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = SqliteStore::open(&dir.path().join("story.db")).unwrap();
+    story(Arc::new(store)).await;
+}
+
+#[tokio::test]
+async fn sqlite_keeps_everything_across_reopening() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("reopen.db");
+    {
+        let store = SqliteStore::open(&path).unwrap();
+        store
+            .append_journal(&[alert("x", Status::Firing, T0, T0, None)])
+            .await
+            .unwrap();
+    }
+    let store = SqliteStore::open(&path).unwrap();
+    let pending = store.pending_journal(10).await.unwrap();
+    assert_eq!(
+        pending.len(),
+        1,
+        "an appended alert survives closing the store"
+    );
+    assert_eq!(pending[0].alert, alert("x", Status::Firing, T0, T0, None));
+}
