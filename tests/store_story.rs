@@ -152,7 +152,7 @@ async fn story(store: Arc<dyn Store>) {
         .expire_leases(Timestamp::from_millis(T0 + 6 * MIN), 10)
         .await
         .unwrap();
-    assert_eq!(expired, [a.id.clone()]);
+    assert_eq!(expired, std::slice::from_ref(&a.id));
     assert!(store
         .expire_leases(Timestamp::from_millis(T0 + 7 * MIN), 10)
         .await
