@@ -1,0 +1,198 @@
+//! Ingest benchmark: `cargo bench --bench ingest`.
+//!
+//! Starts the release `tocsin` binary on a fresh SQLite file, then posts 100,000 distinct alerts to
+//! `/api/v2/alerts` in batches of 100 from `CONNECTIONS` concurrent connections, several rounds (round 1
+//! opens the tickets, later rounds are heartbeats of the same alerts, as Prometheus resends them). It
+//! prints each round's throughput and request latency percentiles, the median over rounds, and the server's
+//! resident memory once all 100,000 tickets are open and the journal is drained.
+//!
+//! Environment knobs: `BENCH_ALERTS` (default 100000), `BENCH_ROUNDS` (5), `BENCH_CONNECTIONS` (8).
+//! The load generator runs on the same machine and shares its cores with the server.
+
+use std::io::{BufRead, BufReader};
+use std::process::{Command, Stdio};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+const BIN: &str = env!("CARGO_BIN_EXE_tocsin");
+const BATCH: usize = 100;
+
+fn env_or(name: &str, default: usize) -> usize {
+    std::env::var(name)
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(default)
+}
+
+fn percentile(sorted: &[Duration], p: f64) -> Duration {
+    if sorted.is_empty() {
+        return Duration::ZERO;
+    }
+    let idx = ((sorted.len() as f64 - 1.0) * p).round() as usize;
+    sorted[idx]
+}
+
+fn rss_mib(pid: u32) -> f64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
+    status
+        .lines()
+        .find(|l| l.starts_with("VmRSS:"))
+        .and_then(|l| l.split_whitespace().nth(1))
+        .and_then(|kb| kb.parse::<f64>().ok())
+        .map_or(0.0, |kb| kb / 1024.0)
+}
+
+fn main() {
+    let alerts = env_or("BENCH_ALERTS", 100_000);
+    let rounds = env_or("BENCH_ROUNDS", 5);
+    let connections = env_or("BENCH_CONNECTIONS", 8);
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("bench.yaml");
+    std::fs::write(
+        &config,
+        format!(
+            "listen: 127.0.0.1:0\nstorage: sqlite://{}/bench.db\nsources:\n  prom: {{kind: prometheus}}\n\
+             ingest: {{max_backlog: 10000000}}\nlog: {{format: json, level: warn}}\n",
+            dir.path().display()
+        ),
+    )
+    .unwrap();
+    let mut child = Command::new(BIN)
+        .args(["serve", "--config"])
+        .arg(&config)
+        .env("RUST_LOG", "info")
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("build the release binary first: cargo build --release");
+    let mut lines = BufReader::new(child.stderr.take().unwrap()).lines();
+    let addr = loop {
+        let line = lines.next().expect("server exited").unwrap();
+        let v: serde_json::Value = serde_json::from_str(&line).unwrap_or_default();
+        if v["message"] == "tocsin is listening." {
+            break v["addr"].as_str().unwrap().to_string();
+        }
+    };
+    std::thread::spawn(move || for _ in lines.map_while(Result::ok) {});
+    let pid = child.id();
+
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap();
+    runtime.block_on(async move {
+        let ends_at = "2099-01-01T00:00:00Z";
+        let bodies: Arc<Vec<String>> = Arc::new(
+            (0..alerts.div_ceil(BATCH))
+                .map(|b| {
+                    let batch: Vec<_> = (b * BATCH..((b + 1) * BATCH).min(alerts))
+                        .map(|i| {
+                            serde_json::json!({
+                                "labels": {"alertname": "BenchAlert", "instance": format!("host-{i}"),
+                                           "job": "node", "severity": "warning", "team": "infra"},
+                                "annotations": {"summary": format!("host-{i} is slow"), "runbook_url": "https://runbooks.example/slow"},
+                                "startsAt": "2026-11-22T00:00:00Z", "endsAt": ends_at,
+                                "generatorURL": "http://prom.example:9090/graph?g0.expr=up",
+                            })
+                        })
+                        .collect();
+                    serde_json::to_string(&batch).unwrap()
+                })
+                .collect(),
+        );
+        let client = reqwest::Client::builder().pool_max_idle_per_host(connections).build().unwrap();
+        let url = format!("http://{addr}/api/v2/alerts");
+        println!("tocsin ingest bench: {alerts} alerts per round in batches of {BATCH}, {connections} connections, {rounds} rounds");
+        let mut rates = Vec::new();
+        let mut p50s = Vec::new();
+        let mut p99s = Vec::new();
+        for round in 1..=rounds {
+            let next = Arc::new(AtomicUsize::new(0));
+            let started = Instant::now();
+            let mut tasks = Vec::new();
+            for _ in 0..connections {
+                let (client, url, bodies, next) = (client.clone(), url.clone(), Arc::clone(&bodies), Arc::clone(&next));
+                tasks.push(tokio::spawn(async move {
+                    let mut latencies = Vec::new();
+                    loop {
+                        let i = next.fetch_add(1, Ordering::Relaxed);
+                        if i >= bodies.len() {
+                            return latencies;
+                        }
+                        let t = Instant::now();
+                        let r = client
+                            .post(&url)
+                            .header("content-type", "application/json")
+                            .body(bodies[i].clone())
+                            .send()
+                            .await
+                            .unwrap();
+                        assert!(r.status().is_success(), "status {}", r.status());
+                        latencies.push(t.elapsed());
+                    }
+                }));
+            }
+            let mut latencies = Vec::new();
+            for t in tasks {
+                latencies.extend(t.await.unwrap());
+            }
+            let elapsed = started.elapsed();
+            latencies.sort();
+            let rate = alerts as f64 / elapsed.as_secs_f64();
+            let (p50, p99) = (percentile(&latencies, 0.50), percentile(&latencies, 0.99));
+            println!(
+                "round {round}: {rate:>8.0} alerts/s  p50 {:>6.2} ms  p99 {:>6.2} ms  max {:>6.2} ms  rss {:.0} MiB",
+                p50.as_secs_f64() * 1e3,
+                p99.as_secs_f64() * 1e3,
+                latencies.last().unwrap().as_secs_f64() * 1e3,
+                rss_mib(pid)
+            );
+            rates.push(rate);
+            p50s.push(p50);
+            p99s.push(p99);
+        }
+        // Wait until every accepted alert is applied, so the memory figure is for 100k open tickets.
+        let drain_started = Instant::now();
+        loop {
+            let ready: serde_json::Value = client
+                .get(format!("http://{addr}/readyz"))
+                .send()
+                .await
+                .unwrap()
+                .json()
+                .await
+                .unwrap();
+            if ready["journal_backlog"] == 0 {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+        let drain = drain_started.elapsed();
+        let metrics = client.get(format!("http://{addr}/metrics")).send().await.unwrap().text().await.unwrap();
+        let open = metrics
+            .lines()
+            .find(|l| l.starts_with("tocsin_tickets{state=\"open\"}"))
+            .unwrap_or("?")
+            .to_string();
+        rates.sort_by(f64::total_cmp);
+        p50s.sort();
+        p99s.sort();
+        let mid = rounds / 2;
+        println!(
+            "median over rounds: {:.0} alerts/s, p50 {:.2} ms, p99 {:.2} ms",
+            rates[mid],
+            p50s[mid].as_secs_f64() * 1e3,
+            p99s[mid].as_secs_f64() * 1e3
+        );
+        println!(
+            "after draining the journal ({:.1} s after the last round): {open}; server RSS {:.0} MiB",
+            drain.as_secs_f64(),
+            rss_mib(pid)
+        );
+    });
+    let _ = Command::new("kill")
+        .args(["-TERM", &pid.to_string()])
+        .status();
+    let _ = child.wait();
+}
