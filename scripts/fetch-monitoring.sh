@@ -113,13 +113,20 @@ if ! download; then
     rm -f -- "$tmp"/*.deb
     if ! download; then
         dump_log "$log"
-        die "apt-get download prometheus prometheus-alertmanager failed even after apt-get update"
+        die "apt-get download prometheus prometheus-alertmanager failed even after apt-get update (Debian mirror unreachable, or not Debian 12? see apt output above)"
     fi
 fi
 
-prom_deb="$(ls "$tmp"/prometheus_*.deb 2>/dev/null | head -n1)"
-am_deb="$(ls "$tmp"/prometheus-alertmanager_*.deb 2>/dev/null | head -n1)"
-[ -n "$prom_deb" ] && [ -n "$am_deb" ] || { dump_log "$log"; die "apt-get download did not produce both .deb files"; }
+# apt names the files <pkg>_<version>_<arch>.deb; the version is not pinned
+# here (Debian may ship a security update), only checked below.
+prom_debs=("$tmp"/prometheus_*.deb)
+am_debs=("$tmp"/prometheus-alertmanager_*.deb)
+prom_deb="${prom_debs[0]}"
+am_deb="${am_debs[0]}"
+if [ ! -f "$prom_deb" ] || [ ! -f "$am_deb" ]; then
+    dump_log "$log"
+    die "apt-get download did not produce both .deb files"
+fi
 
 # Tests are written against these release series' behaviour (flags, API v2
 # payloads); fail loudly rather than silently test against something else.
@@ -186,7 +193,7 @@ exec "$bin" "$@"
 LAUNCHER
 chmod 0755 "$stage/bin/prometheus-alertmanager"
 
-rm -rf -- "$root" "$dest/bin"
+rm -rf -- "$root" "${dest:?}/bin"
 mv -- "$stage/root" "$root"
 mv -- "$stage/bin" "$dest/bin"
 rmdir -- "$stage"
