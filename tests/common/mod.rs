@@ -64,11 +64,32 @@ pub async fn spawn_app_with(extra_config: &str) -> TestApp {
     spawn_on(dir, &db, extra_config).await
 }
 
+/// A tocsin on the real wall clock, for tests with real external senders whose timestamps are real.
+/// The processor is still driven by the test (see [`TestApp::wait_for`]).
+pub async fn spawn_app_real_clock() -> TestApp {
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("tocsin.db");
+    spawn_with_clock(dir, &db, "", None).await
+}
+
 async fn spawn_on(dir: tempfile::TempDir, db: &Path, extra: &str) -> TestApp {
+    spawn_with_clock(dir, db, extra, Some(ManualClock::new(t0()))).await
+}
+
+async fn spawn_with_clock(
+    dir: tempfile::TempDir,
+    db: &Path,
+    extra: &str,
+    manual: Option<ManualClock>,
+) -> TestApp {
     let yaml = config_yaml(db, extra);
     let config = Config::from_yaml(&yaml, Path::new("test.yaml")).unwrap();
-    let clock = ManualClock::new(t0());
-    let app = App::build(config, Arc::new(clock.clone())).await.unwrap();
+    let clock = manual.clone().unwrap_or_else(|| ManualClock::new(t0()));
+    let real: Arc<dyn tocsin::clock::Clock> = match manual {
+        Some(m) => Arc::new(m),
+        None => Arc::new(tocsin::clock::SystemClock),
+    };
+    let app = App::build(config, real).await.unwrap();
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
     let router = app.router();
@@ -110,9 +131,34 @@ impl TestApp {
         self.clock.advance(d);
     }
 
+    /// The manual clock's time (meaningless for apps on the real clock).
     pub fn now(&self) -> Timestamp {
         use tocsin::clock::Clock;
         self.clock.now()
+    }
+
+    /// For tests fed by real external processes: processes the journal and sweeps leases until `check`
+    /// accepts the tickets, polling because the sender runs on its own schedule. Panics after `limit`.
+    pub async fn wait_for(
+        &self,
+        what: &str,
+        limit: Duration,
+        check: impl Fn(&[Value]) -> bool,
+    ) -> Vec<Value> {
+        let deadline = std::time::Instant::now() + limit;
+        loop {
+            self.process().await;
+            self.sweep().await;
+            let tickets = self.tickets().await;
+            if check(&tickets) {
+                return tickets;
+            }
+            assert!(
+                std::time::Instant::now() < deadline,
+                "gave up waiting for {what}; tickets: {tickets:#?}"
+            );
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
     }
 
     pub async fn post_raw(
@@ -241,5 +287,55 @@ pub async fn expect(resp: reqwest::Response, status: u16) -> Value {
         Value::Null
     } else {
         serde_json::from_str(&text).unwrap_or(Value::String(text))
+    }
+}
+
+/// Debian's Prometheus and Alertmanager, installed by `scripts/fetch-monitoring.sh`.
+pub fn monitoring_tool(relative: &str) -> PathBuf {
+    let dir = std::env::var_os("TOCSIN_MONITORING_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join(".tools/monitoring"));
+    let path = dir.join(relative);
+    assert!(
+        path.exists(),
+        "{} is missing: run scripts/fetch-monitoring.sh (scripts/test does it for you)",
+        path.display()
+    );
+    path
+}
+
+/// A port that was free a moment ago, for processes that cannot be told to pick one themselves.
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// Kills the child process when dropped, so a failing test leaves nothing running.
+pub struct ChildGuard(pub std::process::Child);
+
+impl Drop for ChildGuard {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// Polls `url` until it answers 2xx (an external process starting up).
+pub async fn wait_http_ok(client: &reqwest::Client, url: &str, limit: Duration) {
+    let deadline = std::time::Instant::now() + limit;
+    loop {
+        if let Ok(r) = client.get(url).send().await {
+            if r.status().is_success() {
+                return;
+            }
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "{url} did not come up"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
     }
 }
