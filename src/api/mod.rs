@@ -23,6 +23,9 @@ use crate::error::ApiError;
 use crate::state::{AppState, Member};
 use crate::store::{TicketFilter, TicketRef};
 
+/// Largest API request body. Notes are the biggest thing the API takes.
+const MAX_BODY: usize = 1 << 20;
+
 pub fn router() -> Router<AppState> {
     Router::new()
         .route("/api/tickets", get(list))
@@ -31,6 +34,7 @@ pub fn router() -> Router<AppState> {
         .route("/api/tickets/{id}/notes", post(note))
         .route("/api/tickets/{id}/ack", post(ack))
         .route("/api/tickets/{id}/resolve", post(resolve))
+        .layer(axum::extract::DefaultBodyLimit::max(MAX_BODY))
 }
 
 impl FromRequestParts<AppState> for Member {
@@ -89,7 +93,9 @@ where
             Err(JsonRejection::BytesRejection(e))
                 if e.status() == StatusCode::PAYLOAD_TOO_LARGE =>
             {
-                Err(ApiError::PayloadTooLarge { limit: 2 << 20 })
+                Err(ApiError::PayloadTooLarge {
+                    limit: MAX_BODY as u64,
+                })
             }
             Err(e) => Err(ApiError::bad_request("invalid_json", e.body_text())),
         }
