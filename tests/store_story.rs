@@ -24,6 +24,7 @@ fn alert(fp: &str, status: Status, starts: i64, at: i64, lease: Option<i64>) -> 
         starts_at: Some(Timestamp::from_millis(starts)),
         ends_at: lease.map(Timestamp::from_millis),
         received_at: Timestamp::from_millis(at),
+        routing: Default::default(),
     }
 }
 

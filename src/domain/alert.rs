@@ -8,6 +8,7 @@ use std::fmt;
 
 use serde::{Deserialize, Serialize};
 
+use super::plugin::Routing;
 use super::time::Timestamp;
 
 /// Labels and annotations are sorted maps so that hashing and rendering are deterministic.
@@ -109,6 +110,9 @@ pub struct Alert {
     pub ends_at: Option<Timestamp>,
     /// When tocsin accepted it. Timeline entries caused by the alert carry this time.
     pub received_at: Timestamp,
+    /// What plugins added: rooms, mentions, tags, body, grouping. Empty until the plugin chain runs.
+    #[serde(default, skip_serializing_if = "Routing::is_empty")]
+    pub routing: Routing,
 }
 
 /// Alertmanager's fingerprint: FNV-1a 64 over the sorted label set, each name and value followed by

@@ -11,6 +11,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::json;
 
 use super::alert::{Alert, Labels, Severity, Status};
+use super::plugin::Routing;
 use super::time::Timestamp;
 use super::timeline::{EntryDraft, EntryKind, Visibility};
 
@@ -94,6 +95,8 @@ pub struct Ticket {
     pub previous_id: Option<String>,
     /// Sequence number of the last timeline entry.
     pub last_seq: i64,
+    /// Rooms, mentions, tags and body from the plugin chain, as of the latest alert.
+    pub routing: Routing,
 }
 
 impl Ticket {
@@ -231,6 +234,7 @@ pub fn open(
         resend_count: 0,
         previous_id: follows.map(|t| t.id.clone()),
         last_seq: 0,
+        routing: alert.routing.clone(),
     };
     let mut data = json!({
         "fingerprint": alert.fingerprint,
@@ -326,6 +330,7 @@ fn refresh_content(ticket: &mut Ticket, alert: &Alert) {
     ticket.description = alert.description.clone();
     ticket.url = alert.url.clone().or(ticket.url.take());
     ticket.ends_at = alert.ends_at;
+    ticket.routing = alert.routing.clone();
 }
 
 /// Resolves an active ticket whose lease ran out (Alertmanager semantics: resolved once `endsAt` has
@@ -463,6 +468,7 @@ mod tests {
             starts_at: starts.map(Timestamp::from_millis),
             ends_at: Some(Timestamp::from_millis(at + 4 * MIN)),
             received_at: Timestamp::from_millis(at),
+            routing: Routing::default(),
         }
     }
 

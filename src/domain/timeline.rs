@@ -46,16 +46,19 @@ pub enum EntryKind {
     Reopened,
     Acked,
     Note,
+    /// A plugin failed on the alert; tocsin went on without its decision.
+    PluginFailed,
 }
 
 impl EntryKind {
-    pub const ALL: [EntryKind; 6] = [
+    pub const ALL: [EntryKind; 7] = [
         EntryKind::Opened,
         EntryKind::Refired,
         EntryKind::Resolved,
         EntryKind::Reopened,
         EntryKind::Acked,
         EntryKind::Note,
+        EntryKind::PluginFailed,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -66,6 +69,7 @@ impl EntryKind {
             EntryKind::Reopened => "reopened",
             EntryKind::Acked => "acked",
             EntryKind::Note => "note",
+            EntryKind::PluginFailed => "plugin_failed",
         }
     }
 

@@ -12,6 +12,7 @@ use serde_json::Value;
 use crate::domain::alert::{
     labels_and_title_fingerprint, labels_fingerprint, Alert, Labels, Severity, Status,
 };
+use crate::domain::plugin::Routing;
 use crate::domain::time::Timestamp;
 
 /// What a parser needs besides the bytes.
@@ -136,6 +137,7 @@ fn prometheus_one(item: Value, cx: &Context<'_>) -> Result<Alert, String> {
         starts_at,
         ends_at: Some(ends_at),
         received_at: cx.now,
+        routing: Routing::default(),
     })
 }
 
@@ -214,6 +216,7 @@ fn alertmanager_one(item: Value, cx: &Context<'_>) -> Result<Alert, String> {
         starts_at,
         ends_at,
         received_at: cx.now,
+        routing: Routing::default(),
     })
 }
 
@@ -293,6 +296,7 @@ fn generic_one(item: Value, cx: &Context<'_>) -> Result<Alert, String> {
         starts_at: None,
         ends_at: None,
         received_at: cx.now,
+        routing: Routing::default(),
     })
 }
 

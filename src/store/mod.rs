@@ -14,6 +14,7 @@ use serde::Serialize;
 
 use crate::config::StorageUrl;
 use crate::domain::alert::Alert;
+use crate::domain::plugin::{DropInfo, PluginFailure};
 use crate::domain::ticket::{Action, ActionError, Policy, Ticket, TicketState};
 use crate::domain::time::Timestamp;
 use crate::domain::timeline::Entry;
@@ -42,6 +43,32 @@ pub type Result<T, E = StoreError> = std::result::Result<T, E>;
 pub struct JournalEntry {
     /// Journal position; entries are applied in this order.
     pub id: i64,
+    /// The alert; after the plugin chain ran, with its changes applied.
+    pub alert: Alert,
+    /// Plugins that failed on this alert (recorded on the ticket's timeline).
+    pub failures: Vec<PluginFailure>,
+    /// Set if a plugin dropped the alert: it makes no ticket and is kept in the dropped list instead.
+    pub dropped: Option<DropInfo>,
+}
+
+impl JournalEntry {
+    pub fn new(id: i64, alert: Alert) -> Self {
+        JournalEntry {
+            id,
+            alert,
+            failures: Vec::new(),
+            dropped: None,
+        }
+    }
+}
+
+/// An alert a plugin dropped, as kept for people to inspect.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct DroppedAlert {
+    pub id: i64,
+    pub at: Timestamp,
+    pub plugin: String,
+    pub reason: String,
     pub alert: Alert,
 }
 
@@ -114,6 +141,9 @@ pub trait Store: Send + Sync + std::fmt::Debug + 'static {
         entries: Vec<JournalEntry>,
         policy: &Policy,
     ) -> Result<Vec<Applied>>;
+
+    /// The most recently dropped alerts, newest first. The store keeps the last 1,000.
+    async fn dropped(&self, limit: usize) -> Result<Vec<DroppedAlert>>;
 
     /// Resolves active tickets whose lease ended at or before `now`. Returns the ids it resolved.
     async fn expire_leases(&self, now: Timestamp, limit: usize) -> Result<Vec<String>>;

@@ -15,14 +15,18 @@ use async_trait::async_trait;
 use rusqlite::{params, Connection, OptionalExtension, Row, Transaction};
 use tokio::sync::oneshot;
 
-use super::{Applied, JournalEntry, Result, Stats, Store, StoreError, TicketFilter, TicketRef};
+use super::{
+    Applied, DroppedAlert, JournalEntry, Result, Stats, Store, StoreError, TicketFilter, TicketRef,
+};
 use crate::domain::alert::{Alert, Severity};
+use crate::domain::plugin::DropInfo;
 use crate::domain::ticket::{self, Action, AlertDecision, Policy, Resolution, Ticket, TicketState};
 use crate::domain::time::Timestamp;
 use crate::domain::timeline::{Entry, EntryDraft, EntryKind, Visibility};
 
 /// Schema migrations, applied in order; `PRAGMA user_version` records how many ran.
-const MIGRATIONS: &[&str] = &[r#"
+const MIGRATIONS: &[&str] = &[
+    r#"
 CREATE TABLE journal (
     id          INTEGER PRIMARY KEY AUTOINCREMENT,
     received_at INTEGER NOT NULL,
@@ -70,12 +74,26 @@ CREATE TABLE timeline (
     data       TEXT NOT NULL,
     PRIMARY KEY (ticket_id, seq)
 ) WITHOUT ROWID;
-"#];
+"#,
+    r#"
+ALTER TABLE tickets ADD COLUMN routing TEXT NOT NULL DEFAULT '{}';
+CREATE TABLE dropped (
+    id     INTEGER PRIMARY KEY AUTOINCREMENT,
+    at     INTEGER NOT NULL,
+    plugin TEXT NOT NULL,
+    reason TEXT NOT NULL,
+    alert  TEXT NOT NULL
+);
+"#,
+];
+
+/// How many dropped alerts are kept for inspection.
+const KEEP_DROPPED: i64 = 1000;
 
 const TICKET_COLUMNS: &str =
     "id, number, source, fingerprint, title, severity, state, resolution, \
     labels, annotations, description, url, starts_at, ends_at, created_at, updated_at, last_seen, \
-    resolved_at, acked_by, firing_count, resend_count, previous_id, last_seq";
+    resolved_at, acked_by, firing_count, resend_count, previous_id, last_seq, routing";
 
 const READERS: usize = 2;
 
@@ -335,6 +353,7 @@ fn ticket_from_row(row: &Row<'_>) -> rusqlite::Result<Ticket> {
     let resolution: Option<String> = row.get(7)?;
     let labels: String = row.get(8)?;
     let annotations: String = row.get(9)?;
+    let routing: String = row.get(23)?;
     Ok(Ticket {
         id: row.get(0)?,
         number: row.get(1)?,
@@ -362,6 +381,7 @@ fn ticket_from_row(row: &Row<'_>) -> rusqlite::Result<Ticket> {
         resend_count: row.get(20)?,
         previous_id: row.get(21)?,
         last_seq: row.get(22)?,
+        routing: serde_json::from_str(&routing).map_err(|e| conv(23, e))?,
     })
 }
 
@@ -421,7 +441,7 @@ fn insert_ticket(t: &Transaction<'_>, ticket: &Ticket) -> Result<()> {
     let mut stmt = t
         .prepare_cached(&format!(
             "INSERT INTO tickets ({TICKET_COLUMNS}, is_latest) VALUES \
-             (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18, ?19, ?20, ?21, ?22, ?23, 1)"
+             (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18, ?19, ?20, ?21, ?22, ?23, ?24, 1)"
         ))
         .map_err(err)?;
     stmt.execute(params![
@@ -448,6 +468,7 @@ fn insert_ticket(t: &Transaction<'_>, ticket: &Ticket) -> Result<()> {
         ticket.resend_count,
         ticket.previous_id,
         ticket.last_seq,
+        serde_json::to_string(&ticket.routing).map_err(json_err)?,
     ])
     .map_err(err)?;
     Ok(())
@@ -459,7 +480,7 @@ fn update_ticket(t: &Transaction<'_>, ticket: &Ticket) -> Result<()> {
             "UPDATE tickets SET title = ?2, severity = ?3, state = ?4, resolution = ?5, labels = ?6, \
              annotations = ?7, description = ?8, url = ?9, starts_at = ?10, ends_at = ?11, \
              updated_at = ?12, last_seen = ?13, resolved_at = ?14, acked_by = ?15, firing_count = ?16, \
-             resend_count = ?17, last_seq = ?18 WHERE id = ?1",
+             resend_count = ?17, last_seq = ?18, routing = ?19 WHERE id = ?1",
         )
         .map_err(err)?;
     stmt.execute(params![
@@ -481,6 +502,7 @@ fn update_ticket(t: &Transaction<'_>, ticket: &Ticket) -> Result<()> {
         ticket.firing_count,
         ticket.resend_count,
         ticket.last_seq,
+        serde_json::to_string(&ticket.routing).map_err(json_err)?,
     ])
     .map_err(err)?;
     Ok(())
@@ -546,6 +568,10 @@ fn apply_one(t: &Transaction<'_>, entry: &JournalEntry, policy: &Policy) -> Resu
             new.last_seq = 1;
             insert_ticket(t, &new)?;
             insert_entry(t, &new.id, &draft.with_seq(1))?;
+            if !entry.failures.is_empty() {
+                record_failures(t, &mut new, entry)?;
+                update_ticket(t, &new)?;
+            }
             Some(new.id)
         }
         d => {
@@ -553,6 +579,7 @@ fn apply_one(t: &Transaction<'_>, entry: &JournalEntry, policy: &Policy) -> Resu
                 current.ok_or_else(|| StoreError::Other("decision without ticket".into()))?;
             if let Some(draft) = ticket::apply_alert(&mut cur, &d, alert) {
                 append_entry(t, &mut cur, draft)?;
+                record_failures(t, &mut cur, entry)?;
             }
             update_ticket(t, &cur)?;
             Some(cur.id)
@@ -563,6 +590,48 @@ fn apply_one(t: &Transaction<'_>, entry: &JournalEntry, policy: &Policy) -> Resu
         ticket_id,
         outcome,
     })
+}
+
+/// Plugin failures go on the timeline only when the alert changed the ticket (opened, refired, reopened,
+/// resolved): a failing plugin must not add an entry for every heartbeat.
+fn record_failures(t: &Transaction<'_>, ticket: &mut Ticket, entry: &JournalEntry) -> Result<()> {
+    for f in &entry.failures {
+        let draft = EntryDraft::system(
+            entry.alert.received_at,
+            EntryKind::PluginFailed,
+            format!("plugin:{}", f.plugin),
+            format!(
+                "Plugin {} failed ({}): {}. The alert went on without its decision.",
+                f.plugin,
+                f.kind.as_str(),
+                f.message
+            ),
+            serde_json::json!({"plugin": f.plugin, "kind": f.kind, "message": f.message}),
+        );
+        append_entry(t, ticket, draft)?;
+    }
+    Ok(())
+}
+
+fn record_drop(t: &Transaction<'_>, e: &JournalEntry, drop: &DropInfo) -> Result<()> {
+    t.prepare_cached("INSERT INTO dropped (at, plugin, reason, alert) VALUES (?1, ?2, ?3, ?4)")
+        .and_then(|mut s| {
+            s.execute(params![
+                e.alert.received_at.as_millis(),
+                drop.plugin,
+                drop.reason,
+                serde_json::to_string(&e.alert).unwrap_or_default(),
+            ])
+        })
+        .map_err(err)?;
+    // Keep the list bounded: every 100 inserts, forget all but the newest KEEP_DROPPED.
+    let id = t.last_insert_rowid();
+    if id % 100 == 0 {
+        t.prepare_cached("DELETE FROM dropped WHERE id <= ?1")
+            .and_then(|mut s| s.execute([id - KEEP_DROPPED]))
+            .map_err(err)?;
+    }
+    Ok(())
 }
 
 #[async_trait]
@@ -596,7 +665,7 @@ impl Store for SqliteStore {
             for row in rows {
                 let (id, json) = row.map_err(err)?;
                 let alert = serde_json::from_str(&json).map_err(json_err)?;
-                out.push(JournalEntry { id, alert });
+                out.push(JournalEntry::new(id, alert));
             }
             Ok(out)
         })
@@ -618,9 +687,54 @@ impl Store for SqliteStore {
                     .prepare_cached("DELETE FROM journal WHERE id = ?1")
                     .and_then(|mut s| s.execute([e.id]))
                     .map_err(err)?;
-                if pending == 1 {
-                    out.push(apply_one(t, e, &policy)?);
+                if pending != 1 {
+                    continue;
                 }
+                match &e.dropped {
+                    Some(drop) => {
+                        record_drop(t, e, drop)?;
+                        out.push(Applied {
+                            journal_id: e.id,
+                            ticket_id: None,
+                            outcome: "dropped",
+                        });
+                    }
+                    None => out.push(apply_one(t, e, &policy)?),
+                }
+            }
+            Ok(out)
+        })
+        .await
+    }
+
+    async fn dropped(&self, limit: usize) -> Result<Vec<DroppedAlert>> {
+        self.read(move |c| {
+            let mut stmt = c
+                .prepare_cached(
+                    "SELECT id, at, plugin, reason, alert FROM dropped ORDER BY id DESC LIMIT ?1",
+                )
+                .map_err(err)?;
+            let rows = stmt
+                .query_map([limit.min(KEEP_DROPPED as usize) as i64], |r| {
+                    Ok((
+                        r.get::<_, i64>(0)?,
+                        r.get::<_, i64>(1)?,
+                        r.get::<_, String>(2)?,
+                        r.get::<_, String>(3)?,
+                        r.get::<_, String>(4)?,
+                    ))
+                })
+                .map_err(err)?;
+            let mut out = Vec::new();
+            for row in rows {
+                let (id, at, plugin, reason, alert) = row.map_err(err)?;
+                out.push(DroppedAlert {
+                    id,
+                    at: Timestamp::from_millis(at),
+                    plugin,
+                    reason,
+                    alert: serde_json::from_str(&alert).map_err(json_err)?,
+                });
             }
             Ok(out)
         })
