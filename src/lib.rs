@@ -32,6 +32,7 @@ pub mod ingest;
 pub mod metrics;
 pub mod ops;
 pub mod pipeline;
+pub mod plugin;
 pub mod state;
 pub mod store;
 pub mod telemetry;

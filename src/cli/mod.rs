@@ -1,4 +1,6 @@
-//! Command-line interface: `tocsin serve` and `tocsin check`.
+//! Command-line interface: `tocsin serve`, `tocsin check` and `tocsin plugin ...`.
+
+mod plugin;
 
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
@@ -34,6 +36,9 @@ enum Command {
         #[arg(long, env = "TOCSIN_CONFIG", default_value = "config/tocsin.yaml")]
         config: PathBuf,
     },
+    /// Tools for plugin authors.
+    #[command(subcommand)]
+    Plugin(plugin::PluginCommand),
 }
 
 pub fn main() -> ExitCode {
@@ -41,6 +46,7 @@ pub fn main() -> ExitCode {
     match cli.command {
         Command::Check { config } => check(&config),
         Command::Serve { config } => serve(&config),
+        Command::Plugin(cmd) => plugin::run(cmd),
     }
 }
 

@@ -37,6 +37,12 @@ pub struct Config {
     pub sources: BTreeMap<String, SourceConfig>,
     #[serde(default)]
     pub members: BTreeMap<String, MemberConfig>,
+    /// WebAssembly plugins, declared once and chained per source.
+    #[serde(default)]
+    pub plugins: BTreeMap<String, PluginConfig>,
+    /// Where compiled plugins are cached (by content hash), so restarts skip compilation.
+    #[serde(default = "default_plugin_cache")]
+    pub plugin_cache: Env<String>,
     #[serde(default)]
     pub tickets: TicketsConfig,
     #[serde(default)]
@@ -51,6 +57,10 @@ fn default_listen() -> Env<SocketAddr> {
 
 fn default_public_url() -> Env<String> {
     Env("http://localhost:9077".to_string())
+}
+
+fn default_plugin_cache() -> Env<String> {
+    Env("data/plugin-cache".to_string())
 }
 
 fn default_storage() -> Env<String> {
@@ -93,7 +103,51 @@ pub struct SourceConfig {
     /// Prometheus sources only: lease for alerts sent without `endsAt` (Alertmanager's `resolve_timeout`).
     #[serde(default)]
     pub resolve_timeout: Option<Env<HumanDuration>>,
+    /// Plugins (`plugins.<name>`) that see this source's alerts, in order.
+    #[serde(default)]
+    pub plugins: Vec<String>,
 }
+
+/// `plugins.<name>`: one WebAssembly component and its settings.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PluginConfig {
+    /// The component file (`.wasm`), relative to the working directory.
+    pub path: Env<String>,
+    /// Values the plugin reads with `config(key)`. Numbers and booleans become strings.
+    #[serde(default)]
+    pub config: BTreeMap<String, Env<String>>,
+    /// Lookup tables the plugin reads with `lookup(table, key)`.
+    #[serde(default)]
+    pub tables: BTreeMap<String, BTreeMap<String, Env<String>>>,
+    #[serde(default)]
+    pub limits: PluginLimitsConfig,
+    /// Consecutive failures after which the plugin is switched off until the next reload.
+    #[serde(default = "default_disable_after")]
+    pub disable_after: u32,
+}
+
+fn default_disable_after() -> u32 {
+    10
+}
+
+/// `plugins.<name>.limits`.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PluginLimitsConfig {
+    /// Fuel (roughly, wasm instructions) per alert. Default 20,000,000.
+    #[serde(default)]
+    pub fuel: Option<u64>,
+    /// Wall-clock time per alert. Default 50ms.
+    #[serde(default)]
+    pub timeout: Option<Env<HumanDuration>>,
+    /// Linear memory. Default 16MiB; at most 256MiB.
+    #[serde(default)]
+    pub memory: Option<Env<ByteSize>>,
+}
+
+/// Largest memory a plugin may be given (it sizes the instance pool's reservations).
+pub const MAX_PLUGIN_MEMORY: u64 = 256 << 20;
 
 /// `sources.<name>.auth`: exactly one method.
 #[derive(Debug, Clone)]
@@ -490,6 +544,55 @@ impl Config {
                     )
                 }
                 _ => {}
+            }
+        }
+        for (name, source) in &self.sources {
+            for (i, p) in source.plugins.iter().enumerate() {
+                if !self.plugins.contains_key(p) {
+                    problem(
+                        format!("sources.{name}.plugins"),
+                        format!("plugins[{i}] `{p}` is not declared under plugins:"),
+                    );
+                }
+            }
+        }
+        for (name, plugin) in &self.plugins {
+            if !valid_name(name) {
+                problem(
+                    format!("plugins.{name}"),
+                    "plugin names may use only a-z, 0-9, `-` and `_`".into(),
+                );
+            }
+            if plugin.path.0.trim().is_empty() {
+                problem(format!("plugins.{name}.path"), "is empty".into());
+            }
+            if let Some(Env(ByteSize(m))) = plugin.limits.memory {
+                if !(1 << 20..=MAX_PLUGIN_MEMORY).contains(&m) {
+                    problem(
+                        format!("plugins.{name}.limits.memory"),
+                        "must be between 1MiB and 256MiB".into(),
+                    );
+                }
+            }
+            if plugin.limits.fuel == Some(0) {
+                problem(
+                    format!("plugins.{name}.limits.fuel"),
+                    "must be above zero".into(),
+                );
+            }
+            if let Some(Env(HumanDuration(d))) = plugin.limits.timeout {
+                if d.is_zero() || d > Duration::from_secs(10) {
+                    problem(
+                        format!("plugins.{name}.limits.timeout"),
+                        "must be between 1ms and 10s".into(),
+                    );
+                }
+            }
+            if plugin.disable_after == 0 {
+                problem(
+                    format!("plugins.{name}.disable_after"),
+                    "must be at least 1".into(),
+                );
             }
         }
         let mut tokens: BTreeMap<&str, &str> = BTreeMap::new();

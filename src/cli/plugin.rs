@@ -1,0 +1,259 @@
+//! `tocsin plugin ...`: the plugin author's tools (`test` and `new`).
+
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+
+use crate::config::{ByteSize, HumanDuration};
+use crate::plugin::fixtures::{self, Case};
+use crate::plugin::{Engine, Limits};
+
+/// Files of a new plugin project: the template, then the SDK and the WIT, embedded at build time so
+/// `tocsin plugin new` works anywhere, from an installed binary.
+const TEMPLATE: &[(&str, &str)] = &[
+    (
+        "Cargo.toml",
+        include_str!("../../plugins/template/Cargo.toml"),
+    ),
+    (
+        "README.md",
+        include_str!("../../plugins/template/README.md"),
+    ),
+    (
+        ".gitignore",
+        include_str!("../../plugins/template/.gitignore"),
+    ),
+    (
+        "src/lib.rs",
+        include_str!("../../plugins/template/src/lib.rs"),
+    ),
+    (
+        "fixtures/basic.yaml",
+        include_str!("../../plugins/template/fixtures/basic.yaml"),
+    ),
+    (
+        "sdk/Cargo.toml",
+        include_str!("../../plugins/sdk/Cargo.toml"),
+    ),
+    (
+        "sdk/src/lib.rs",
+        include_str!("../../plugins/sdk/src/lib.rs"),
+    ),
+    (
+        "sdk/src/decision.rs",
+        include_str!("../../plugins/sdk/src/decision.rs"),
+    ),
+    (
+        "sdk/src/duration.rs",
+        include_str!("../../plugins/sdk/src/duration.rs"),
+    ),
+    (
+        "sdk/src/event.rs",
+        include_str!("../../plugins/sdk/src/event.rs"),
+    ),
+    (
+        "sdk/src/host.rs",
+        include_str!("../../plugins/sdk/src/host.rs"),
+    ),
+    (
+        "sdk/src/matcher.rs",
+        include_str!("../../plugins/sdk/src/matcher.rs"),
+    ),
+    (
+        "sdk/src/regex.rs",
+        include_str!("../../plugins/sdk/src/regex.rs"),
+    ),
+    (
+        "sdk/wit/tocsin-plugin.wit",
+        include_str!("../../plugins/wit/tocsin-plugin.wit"),
+    ),
+];
+
+#[derive(Debug, clap::Subcommand)]
+pub enum PluginCommand {
+    /// Run a plugin on one event (`--event`) or on a folder of YAML cases (`--fixtures`).
+    Test {
+        /// The plugin component (`.wasm`).
+        plugin: PathBuf,
+        /// A JSON (or YAML) event, or a case with `event`, `config`, `tables`, `kv`, `now_ms`.
+        #[arg(long, conflicts_with = "fixtures")]
+        event: Option<PathBuf>,
+        /// A folder of `*.yaml` cases; prints a diff for each mismatch and exits 1 if any fails.
+        #[arg(long)]
+        fixtures: Option<PathBuf>,
+        /// Fuel per call (default 20000000).
+        #[arg(long)]
+        fuel: Option<u64>,
+        /// Wall-clock limit per call (default 50ms).
+        #[arg(long)]
+        timeout: Option<HumanDuration>,
+        /// Memory limit (default 16MiB).
+        #[arg(long)]
+        memory: Option<ByteSize>,
+    },
+    /// Create `./NAME`, a plugin project that builds with
+    /// `cargo build --release --target wasm32-wasip2` and passes its own fixtures.
+    New { name: String },
+}
+
+pub fn run(cmd: PluginCommand) -> ExitCode {
+    match cmd {
+        PluginCommand::New { name } => new(&name),
+        PluginCommand::Test {
+            plugin,
+            event,
+            fixtures,
+            fuel,
+            timeout,
+            memory,
+        } => {
+            let d = Limits::default();
+            let limits = Limits {
+                fuel: fuel.unwrap_or(d.fuel),
+                timeout: timeout.map_or(d.timeout, |t| t.0),
+                memory: memory.map_or(d.memory, |m| m.0 as usize),
+            };
+            match (event, fixtures) {
+                (Some(e), None) => test_event(&plugin, &e, limits),
+                (None, Some(dir)) => test_fixtures(&plugin, &dir, limits),
+                _ => {
+                    eprintln!("give --event FILE or --fixtures DIR");
+                    ExitCode::from(2)
+                }
+            }
+        }
+    }
+}
+
+fn compile(plugin: &Path) -> Result<crate::plugin::Compiled, String> {
+    let engine = Engine::new(None).map_err(|e| e.to_string())?;
+    engine.compile(plugin).map_err(|e| e.to_string())
+}
+
+fn test_event(plugin: &Path, event: &Path, limits: Limits) -> ExitCode {
+    let run = || -> Result<serde_json::Value, String> {
+        let compiled = compile(plugin)?;
+        let text =
+            std::fs::read_to_string(event).map_err(|e| format!("{}: {e}", event.display()))?;
+        let value: serde_yaml::Value =
+            serde_yaml::from_str(&text).map_err(|e| format!("{}: {e}", event.display()))?;
+        // Either a whole case or just its event.
+        let case: Case = if value.get("event").is_some() {
+            serde_yaml::from_value(value)
+        } else {
+            serde_yaml::from_value(value).map(|event| Case {
+                name: String::new(),
+                event,
+                config: Default::default(),
+                tables: Default::default(),
+                kv: Default::default(),
+                now_ms: None,
+                expect: None,
+                expect_kv: None,
+            })
+        }
+        .map_err(|e| format!("{}: {e}", event.display()))?;
+        let (report, _) = fixtures::run_case(&compiled, &case, limits);
+        Ok(fixtures::report_json(&report, limits))
+    };
+    match run() {
+        Ok(json) => {
+            println!(
+                "{}",
+                serde_json::to_string_pretty(&json).unwrap_or_default()
+            );
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("error: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn test_fixtures(plugin: &Path, dir: &Path, limits: Limits) -> ExitCode {
+    let compiled = match compile(plugin) {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!("error: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let cases = match fixtures::load_cases(dir) {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!("error: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let mut failed = 0;
+    for (file, case) in &cases {
+        let (report, kv) = fixtures::run_case(&compiled, case, limits);
+        let file = file
+            .file_name()
+            .map_or_else(String::new, |f| f.to_string_lossy().into_owned());
+        let cost = format!(
+            "fuel {}, memory {} KiB, {} µs",
+            report.fuel_used,
+            report.peak_memory / 1024,
+            report.elapsed.as_micros()
+        );
+        match fixtures::check(case, &report, &kv) {
+            Ok(()) => println!("ok   {file}: {} ({cost})", case.name),
+            Err(diff) => {
+                failed += 1;
+                println!("FAIL {file}: {} ({cost})", case.name);
+                for line in diff.lines() {
+                    println!("     {line}");
+                }
+                for log in &report.logs {
+                    println!("     log {}: {}", log.level, log.message);
+                }
+            }
+        }
+    }
+    println!("{} passed, {failed} failed", cases.len() - failed);
+    if failed == 0 {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::FAILURE
+    }
+}
+
+fn new(name: &str) -> ExitCode {
+    let valid = !name.is_empty()
+        && name
+            .chars()
+            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-' || c == '_')
+        && name.starts_with(|c: char| c.is_ascii_lowercase());
+    if !valid {
+        eprintln!("error: `{name}` is not a valid plugin name (lowercase letters, digits, - and _; starts with a letter)");
+        return ExitCode::FAILURE;
+    }
+    let root = PathBuf::from(name);
+    if root.exists() {
+        eprintln!("error: {} already exists", root.display());
+        return ExitCode::FAILURE;
+    }
+    let underscored = name.replace('-', "_");
+    for (path, text) in TEMPLATE {
+        let target = root.join(path);
+        let text = text
+            .replace("{{name_underscored}}", &underscored)
+            .replace("{{name}}", name);
+        let written = target
+            .parent()
+            .map_or(Ok(()), std::fs::create_dir_all)
+            .and_then(|()| std::fs::write(&target, text));
+        if let Err(e) = written {
+            eprintln!("error: cannot write {}: {e}", target.display());
+            return ExitCode::FAILURE;
+        }
+    }
+    println!("Created {name}/. Next:");
+    println!("  cd {name}");
+    println!("  cargo build --release --target wasm32-wasip2");
+    println!(
+        "  tocsin plugin test target/wasm32-wasip2/release/{underscored}.wasm --fixtures fixtures"
+    );
+    ExitCode::SUCCESS
+}
