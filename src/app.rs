@@ -8,13 +8,25 @@ use tokio::net::TcpListener;
 use tokio::sync::watch;
 use tower_http::trace::TraceLayer;
 
+use std::path::PathBuf;
+
 use crate::clock::Clock;
 use crate::config::{Config, StorageUrl};
 use crate::error::ApiError;
 use crate::metrics::Metrics;
 use crate::pipeline::{Journal, Processor};
+use crate::plugin::Plugins;
 use crate::state::AppState;
 use crate::store::{self, Store, StoreError};
+
+/// Why tocsin could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum BuildError {
+    #[error("cannot open storage: {0}")]
+    Store(#[from] StoreError),
+    #[error("plugins: {0}")]
+    Plugins(String),
+}
 
 /// A built tocsin: everything it needs, not yet serving.
 #[derive(Debug, Clone)]
@@ -24,19 +36,26 @@ pub struct App {
 }
 
 impl App {
-    /// Opens the store named in the config and prepares everything. Does not bind or spawn.
-    pub async fn build(config: Config, clock: Arc<dyn Clock>) -> Result<App, StoreError> {
+    /// Opens the store named in the config, loads the plugins and prepares everything. Does not bind
+    /// or spawn. `config_path` is the file the config came from, re-read on reload.
+    pub async fn build(
+        config: Config,
+        config_path: Option<PathBuf>,
+        clock: Arc<dyn Clock>,
+    ) -> Result<App, BuildError> {
         let url = StorageUrl::parse(&config.storage.0).map_err(StoreError::Other)?;
         let store = store::open(&url).await?;
-        Self::with_store(config, store, clock).await
+        Self::with_store(config, config_path, store, clock).await
     }
 
-    /// Like [`App::build`] with a store the caller opened (tests share one between restarts).
+    /// Like [`App::build`] with a store the caller opened.
     pub async fn with_store(
         config: Config,
+        config_path: Option<PathBuf>,
         store: Arc<dyn Store>,
         clock: Arc<dyn Clock>,
-    ) -> Result<App, StoreError> {
+    ) -> Result<App, BuildError> {
+        let plugins = load_plugins(&config).await?;
         let backlog = store.stats().await?.journal_backlog;
         let journal = Arc::new(Journal::new(backlog));
         let metrics = Arc::new(Metrics::default());
@@ -46,9 +65,15 @@ impl App {
             Arc::clone(&metrics),
             Arc::clone(&journal),
             Arc::clone(&clock),
+            Arc::clone(&plugins),
         );
-        let state = AppState::new(config, store, clock, metrics, journal);
+        let state = AppState::new(config, store, clock, metrics, journal, plugins, config_path);
         Ok(App { state, processor })
+    }
+
+    /// Reloads plugins and chains from the config file (as `POST /-/reload` and SIGHUP do).
+    pub async fn reload(&self) -> Result<crate::plugin::ReloadReport, crate::reload::ReloadError> {
+        crate::reload::reload(&self.state).await
     }
 
     /// All HTTP routes.
@@ -82,4 +107,27 @@ impl App {
         }
         served
     }
+}
+
+/// Starts the plugin engine and loads the config's plugins. At startup a plugin that fails to load is an
+/// error (there is no previous version to keep running); `tocsin check` reports the same problem.
+async fn load_plugins(config: &Config) -> Result<Arc<Plugins>, BuildError> {
+    let cache = PathBuf::from(&config.plugin_cache.0);
+    let config = config.clone();
+    tokio::task::spawn_blocking(move || {
+        if let Err(e) = std::fs::create_dir_all(&cache) {
+            tracing::warn!(dir = %cache.display(), error = %e, "Cannot create the plugin cache; compiling without it.");
+        }
+        // wasmtime wants an absolute cache directory.
+        let cache = std::fs::canonicalize(&cache).ok();
+        let plugins =
+            Plugins::new(cache.as_deref()).map_err(|e| BuildError::Plugins(e.to_string()))?;
+        let report = plugins.reload_blocking(&config);
+        if let Some((name, error)) = report.failed.first() {
+            return Err(BuildError::Plugins(format!("{name}: {error}")));
+        }
+        Ok(Arc::new(plugins))
+    })
+    .await
+    .map_err(|e| BuildError::Plugins(e.to_string()))?
 }

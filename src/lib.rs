@@ -2,16 +2,19 @@
 //!
 //! # Layout
 //!
-//! Data flows one way: **ingest → (plugins) → tickets → (routing → outbox → sinks)**. The stages in
-//! parentheses arrive with their own issues; the seams for them are marked where they go.
+//! Data flows one way: **ingest → plugins → tickets → (routing → outbox → sinks)**. The stages in
+//! parentheses arrive with their own issues.
 //!
 //! - [`ingest`]: HTTP endpoints per configured source. Checks auth, type, size and load, parses the
 //!   payload into normalised alerts ([`domain::alert`]) and appends them durably to the journal before
 //!   answering 2xx.
-//! - [`pipeline`]: the processor behind the journal. Applies alerts to tickets in batches, exactly once,
-//!   and resolves tickets whose lease ran out. Driven step by step in tests.
+//! - [`pipeline`]: the processor behind the journal. Runs each alert's plugin chain, applies alerts to
+//!   tickets in batches, exactly once, and resolves tickets whose lease ran out. Driven step by step in
+//!   tests.
 //! - [`domain`]: pure types and decisions: alerts, the ticket state machine, timeline entries, time.
 //!   No IO anywhere in it.
+//! - [`plugin`]: the WebAssembly host (the only module that names wasmtime): compiled plugins, limits,
+//!   fail-open chains, the reloadable registry; [`reload`] re-reads the config for `/-/reload` and SIGHUP.
 //! - [`store`]: the one `Store` trait and its SQLite backend (the only module that names a database).
 //! - [`api`]: the JSON API for members: tickets, timelines, notes, ack, resolve.
 //! - [`ops`]: `/healthz`, `/readyz`, `/metrics`; [`metrics`] holds the counters.
@@ -33,6 +36,7 @@ pub mod metrics;
 pub mod ops;
 pub mod pipeline;
 pub mod plugin;
+pub mod reload;
 pub mod state;
 pub mod store;
 pub mod telemetry;

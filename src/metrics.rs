@@ -72,7 +72,16 @@ pub struct Metrics {
     ingest_latency: Mutex<BTreeMap<String, std::sync::Arc<Histogram>>>,
     /// Receipt to ticket commit, per alert.
     pub processing_latency: Histogram,
+    /// (plugin, outcome) → calls. Outcomes: pass, route, drop, and the failure kinds.
+    plugin_calls: Mutex<BTreeMap<(String, &'static str), u64>>,
+    /// (plugin, reason) → dropped alerts. Reasons are the plugin's own words, so their number is capped.
+    plugin_drops: Mutex<BTreeMap<(String, String), u64>>,
+    /// Time per plugin call.
+    plugin_latency: Mutex<BTreeMap<String, std::sync::Arc<Histogram>>>,
 }
+
+/// Distinct drop reasons counted per plugin; later ones are counted as `other`.
+const MAX_DROP_REASONS: usize = 50;
 
 impl Metrics {
     pub fn alerts_received(&self, source: &str, outcome: &'static str, n: u64) {
@@ -87,6 +96,31 @@ impl Metrics {
     pub fn alert_processed(&self, outcome: &'static str) {
         if let Ok(mut m) = self.processed.lock() {
             *m.entry(outcome).or_default() += 1;
+        }
+    }
+
+    pub fn plugin_call(&self, plugin: &str, outcome: &'static str, d: Duration) {
+        if let Ok(mut m) = self.plugin_calls.lock() {
+            *m.entry((plugin.to_string(), outcome)).or_default() += 1;
+        }
+        let h = match self.plugin_latency.lock() {
+            Ok(mut m) => m.entry(plugin.to_string()).or_default().clone(),
+            Err(_) => return,
+        };
+        h.observe(d);
+    }
+
+    pub fn plugin_drop(&self, plugin: &str, reason: &str) {
+        if let Ok(mut m) = self.plugin_drops.lock() {
+            let known = m.contains_key(&(plugin.to_string(), reason.to_string()));
+            let count = m.keys().filter(|(p, _)| p == plugin).count();
+            let reason = if known || count < MAX_DROP_REASONS {
+                reason
+            } else {
+                "other"
+            };
+            *m.entry((plugin.to_string(), reason.to_string()))
+                .or_default() += 1;
         }
     }
 
@@ -149,6 +183,42 @@ impl Metrics {
                     &mut out,
                     "tocsin_ingest_duration_seconds",
                     &format!("source=\"{}\"", escape(source)),
+                );
+            }
+        }
+        out.push_str("# HELP tocsin_plugin_calls_total Plugin calls, by plugin and outcome.\n");
+        out.push_str("# TYPE tocsin_plugin_calls_total counter\n");
+        if let Ok(m) = self.plugin_calls.lock() {
+            for ((plugin, outcome), n) in m.iter() {
+                let _ = writeln!(
+                    out,
+                    "tocsin_plugin_calls_total{{plugin=\"{}\",outcome=\"{outcome}\"}} {n}",
+                    escape(plugin)
+                );
+            }
+        }
+        out.push_str(
+            "# HELP tocsin_plugin_dropped_total Alerts dropped by plugins, by plugin and reason.\n",
+        );
+        out.push_str("# TYPE tocsin_plugin_dropped_total counter\n");
+        if let Ok(m) = self.plugin_drops.lock() {
+            for ((plugin, reason), n) in m.iter() {
+                let _ = writeln!(
+                    out,
+                    "tocsin_plugin_dropped_total{{plugin=\"{}\",reason=\"{}\"}} {n}",
+                    escape(plugin),
+                    escape(reason)
+                );
+            }
+        }
+        out.push_str("# HELP tocsin_plugin_duration_seconds Time per plugin call.\n");
+        out.push_str("# TYPE tocsin_plugin_duration_seconds histogram\n");
+        if let Ok(m) = self.plugin_latency.lock() {
+            for (plugin, h) in m.iter() {
+                h.render(
+                    &mut out,
+                    "tocsin_plugin_duration_seconds",
+                    &format!("plugin=\"{}\"", escape(plugin)),
                 );
             }
         }

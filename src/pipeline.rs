@@ -12,9 +12,46 @@ use tokio::sync::{watch, Notify};
 use tokio::time::Instant;
 
 use crate::clock::Clock;
+use crate::domain::alert::{Alert, Labels, Severity, Status};
+use crate::domain::plugin::Routing;
 use crate::domain::ticket::Policy;
 use crate::metrics::Metrics;
-use crate::store::{Store, StoreError};
+use crate::plugin::Plugins;
+use crate::store::{JournalEntry, Store, StoreError};
+
+/// Source name of tocsin's own system tickets (a plugin switched off, ...). Reserved in the config.
+pub const SYSTEM_SOURCE: &str = "tocsin";
+
+/// A system alert about a plugin: firing when it was switched off, resolved when it is back on.
+pub fn plugin_alert(
+    plugin: &str,
+    firing: bool,
+    detail: &str,
+    now: crate::domain::time::Timestamp,
+) -> Alert {
+    Alert {
+        source: SYSTEM_SOURCE.to_string(),
+        fingerprint: format!("plugin-disabled:{plugin}"),
+        status: if firing {
+            Status::Firing
+        } else {
+            Status::Resolved
+        },
+        title: format!("Plugin {plugin} is switched off after repeated failures"),
+        severity: Severity::Error,
+        labels: Labels::from([
+            ("alertname".to_string(), "PluginDisabled".to_string()),
+            ("plugin".to_string(), plugin.to_string()),
+        ]),
+        annotations: Labels::new(),
+        description: Some(detail.to_string()),
+        url: None,
+        starts_at: None,
+        ends_at: None,
+        received_at: now,
+        routing: Routing::default(),
+    }
+}
 
 /// How many journal entries one step applies in one transaction. Large enough to amortise the commit,
 /// small enough that ingest appends never wait long behind it on the single writer.
@@ -64,6 +101,7 @@ pub struct Processor {
     metrics: Arc<Metrics>,
     journal: Arc<Journal>,
     clock: Arc<dyn Clock>,
+    plugins: Arc<Plugins>,
 }
 
 impl Processor {
@@ -73,6 +111,7 @@ impl Processor {
         metrics: Arc<Metrics>,
         journal: Arc<Journal>,
         clock: Arc<dyn Clock>,
+        plugins: Arc<Plugins>,
     ) -> Self {
         Processor {
             store,
@@ -80,7 +119,52 @@ impl Processor {
             metrics,
             journal,
             clock,
+            plugins,
         }
+    }
+
+    /// Runs each entry's plugin chain off the async runtime, with the registry current now: a reload
+    /// during the batch does not touch it. Plugins switched off by this batch get a system ticket.
+    async fn run_plugins(
+        &self,
+        entries: Vec<JournalEntry>,
+    ) -> Result<Vec<JournalEntry>, StoreError> {
+        let registry = self.plugins.current();
+        if registry.chains.is_empty() {
+            return Ok(entries);
+        }
+        let (entries, results) = tokio::task::spawn_blocking(move || {
+            let mut entries = entries;
+            let mut results = Vec::new();
+            for e in &mut entries {
+                let r = registry.run(&mut e.alert, &e.id.to_string());
+                e.failures = r.failures.clone();
+                e.dropped = r.dropped.clone();
+                results.push(r);
+            }
+            (entries, results)
+        })
+        .await
+        .map_err(|e| StoreError::Other(format!("plugin task failed: {e}")))?;
+        let now = self.clock.now();
+        let mut system = Vec::new();
+        for r in results {
+            for (plugin, outcome, elapsed) in &r.calls {
+                self.metrics.plugin_call(plugin, outcome, *elapsed);
+            }
+            if let Some(d) = &r.dropped {
+                self.metrics.plugin_drop(&d.plugin, &d.reason);
+            }
+            for (plugin, last_error) in r.disabled {
+                tracing::error!(%plugin, %last_error, "Plugin switched off after repeated failures.");
+                system.push(plugin_alert(&plugin, true, &format!("Last failure: {last_error}. Alerts go on without it until the next reload."), now));
+            }
+        }
+        if !system.is_empty() {
+            self.store.append_journal(&system).await?;
+            self.journal.appended(system.len() as u64);
+        }
+        Ok(entries)
     }
 
     /// Applies one batch of pending alerts. Returns how many journal entries it consumed (0 = idle).
@@ -91,7 +175,7 @@ impl Processor {
         }
         let n = pending.len();
         let received: Vec<_> = pending.iter().map(|e| e.alert.received_at).collect();
-        // Plugins will run here, between reading the journal and applying it (their own issue).
+        let pending = self.run_plugins(pending).await?;
         let applied = self.store.apply_journal(pending, &self.policy).await?;
         self.journal.applied(n as u64);
         let now = self.clock.now();

@@ -1,6 +1,7 @@
 //! What every HTTP handler shares: config, store, clock, metrics and the journal signal.
 
 use std::collections::{BTreeMap, HashMap};
+use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -11,6 +12,7 @@ use crate::config::{AuthConfig, Config, Role, SourceConfig, SourceKind};
 use crate::domain::time::Timestamp;
 use crate::metrics::Metrics;
 use crate::pipeline::Journal;
+use crate::plugin::Plugins;
 use crate::store::Store;
 
 /// Cheap to clone: everything is behind one `Arc`.
@@ -35,6 +37,9 @@ pub struct Shared {
     pub clock: Arc<dyn Clock>,
     pub metrics: Arc<Metrics>,
     pub journal: Arc<Journal>,
+    pub plugins: Arc<Plugins>,
+    /// The file the config came from, re-read on reload (none for configs built in tests).
+    pub config_path: Option<PathBuf>,
     pub started_at: Timestamp,
 }
 
@@ -112,6 +117,8 @@ impl AppState {
         clock: Arc<dyn Clock>,
         metrics: Arc<Metrics>,
         journal: Arc<Journal>,
+        plugins: Arc<Plugins>,
+        config_path: Option<PathBuf>,
     ) -> AppState {
         let default_max_body = config.ingest.max_body.0 .0;
         let sources: BTreeMap<String, Source> = config
@@ -139,6 +146,8 @@ impl AppState {
             clock,
             metrics,
             journal,
+            plugins,
+            config_path,
             started_at,
         }))
     }

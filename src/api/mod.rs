@@ -34,6 +34,9 @@ pub fn router() -> Router<AppState> {
         .route("/api/tickets/{id}/notes", post(note))
         .route("/api/tickets/{id}/ack", post(ack))
         .route("/api/tickets/{id}/resolve", post(resolve))
+        .route("/api/dropped", get(dropped))
+        .route("/api/plugins", get(plugins))
+        .route("/-/reload", post(reload))
         .layer(axum::extract::DefaultBodyLimit::max(MAX_BODY))
 }
 
@@ -132,6 +135,13 @@ pub struct TicketView {
     pub firing_count: i64,
     pub resend_count: i64,
     pub previous_id: Option<String>,
+    /// Rooms and mentions plugins asked for (config routes add theirs at delivery).
+    pub rooms: Vec<String>,
+    pub mentions: Vec<String>,
+    pub tags: Vec<String>,
+    /// Markdown body from plugins (runbook links, ownership).
+    pub body: Option<String>,
+    pub group_key: Option<String>,
 }
 
 impl TicketView {
@@ -165,6 +175,11 @@ impl TicketView {
             firing_count: t.firing_count,
             resend_count: t.resend_count,
             previous_id: t.previous_id,
+            rooms: t.routing.rooms,
+            mentions: t.routing.mentions,
+            tags: t.routing.tags,
+            body: t.routing.body,
+            group_key: t.routing.group_key,
         }
     }
 }
@@ -363,4 +378,69 @@ async fn act(
         .store
         .act(&TicketRef::parse(id), action, &member.name, now)
         .await?)
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct LimitQuery {
+    limit: Option<usize>,
+}
+
+/// The alerts plugins dropped most recently, newest first, with the plugin and its reason.
+async fn dropped(
+    State(state): State<AppState>,
+    _member: Member,
+    q: Result<Query<LimitQuery>, axum::extract::rejection::QueryRejection>,
+) -> Result<Json<serde_json::Value>, ApiError> {
+    let limit = query(q)?.limit.unwrap_or(100).clamp(1, 1000);
+    let dropped = state.store.dropped(limit).await?;
+    Ok(Json(json!({"dropped": dropped})))
+}
+
+/// Loaded plugins, their state and the chains that use them.
+async fn plugins(State(state): State<AppState>, _member: Member) -> Json<serde_json::Value> {
+    let registry = state.plugins.current();
+    let plugins: Vec<_> = registry
+        .plugins
+        .iter()
+        .map(|(name, p)| {
+            json!({
+                "name": name,
+                "path": p.path,
+                "sha256": p.sha256,
+                "disabled": p.is_disabled(),
+                "consecutive_failures": p.consecutive_failures(),
+                "limits": {
+                    "fuel": p.limits.fuel,
+                    "timeout_ms": p.limits.timeout.as_millis() as u64,
+                    "memory_bytes": p.limits.memory,
+                },
+            })
+        })
+        .collect();
+    Json(json!({"plugins": plugins, "chains": registry.chains}))
+}
+
+/// Re-reads the config file and reloads plugins and chains (admins only).
+async fn reload(State(state): State<AppState>, member: Member) -> Result<Response, ApiError> {
+    member.require(Role::Admin)?;
+    match crate::reload::reload(&state).await {
+        Ok(report) if report.failed.is_empty() => Ok(Json(json!(report)).into_response()),
+        Ok(report) => {
+            let detail = report
+                .failed
+                .iter()
+                .map(|(p, e)| format!("{p}: {e}"))
+                .collect::<Vec<_>>()
+                .join("; ");
+            let mut body = json!(report);
+            body["error"] = json!("plugin_load_failed");
+            body["detail"] = json!(format!("the previous versions keep running: {detail}"));
+            Ok((StatusCode::INTERNAL_SERVER_ERROR, Json(body)).into_response())
+        }
+        Err(crate::reload::ReloadError::Config(e)) => {
+            Err(ApiError::bad_request("invalid_config", e.to_string()))
+        }
+        Err(e) => Err(ApiError::Internal(e.to_string())),
+    }
 }

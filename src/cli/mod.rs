@@ -45,7 +45,7 @@ pub fn main() -> ExitCode {
     let cli = Cli::parse();
     match cli.command {
         Command::Check { config } => check(&config),
-        Command::Serve { config } => serve(&config),
+        Command::Serve { config } => serve(config),
         Command::Plugin(cmd) => plugin::run(cmd),
     }
 }
@@ -53,6 +53,26 @@ pub fn main() -> ExitCode {
 fn check(path: &Path) -> ExitCode {
     match config::load(path) {
         Ok(c) => {
+            // Plugins must compile and match tocsin's interface, or `serve` would refuse to start.
+            if !c.plugins.is_empty() {
+                let engine = match crate::plugin::Engine::new(None) {
+                    Ok(e) => e,
+                    Err(e) => {
+                        eprintln!("{e}");
+                        return ExitCode::FAILURE;
+                    }
+                };
+                let mut bad = 0;
+                for (name, p) in &c.plugins {
+                    if let Err(e) = engine.compile(Path::new(&p.path.0)) {
+                        eprintln!("plugins.{name}.path: {e}");
+                        bad += 1;
+                    }
+                }
+                if bad > 0 {
+                    return ExitCode::FAILURE;
+                }
+            }
             println!(
                 "{}: ok ({} sources, {} members)",
                 path.display(),
@@ -68,8 +88,8 @@ fn check(path: &Path) -> ExitCode {
     }
 }
 
-fn serve(path: &Path) -> ExitCode {
-    let config = match config::load(path) {
+fn serve(path: PathBuf) -> ExitCode {
+    let config = match config::load(&path) {
         Ok(c) => c,
         Err(e) => {
             eprintln!("{e}");
@@ -84,7 +104,7 @@ fn serve(path: &Path) -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    match runtime.block_on(serve_async(config)) {
+    match runtime.block_on(serve_async(config, path)) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             tracing::error!(error = %e, "tocsin stopped with an error.");
@@ -94,11 +114,12 @@ fn serve(path: &Path) -> ExitCode {
     }
 }
 
-async fn serve_async(config: config::Config) -> Result<(), String> {
+async fn serve_async(config: config::Config, path: PathBuf) -> Result<(), String> {
     let listen = config.listen.0;
-    let app = App::build(config, Arc::new(SystemClock))
+    let app = App::build(config, Some(path), Arc::new(SystemClock))
         .await
-        .map_err(|e| format!("cannot open storage: {e}"))?;
+        .map_err(|e| e.to_string())?;
+    reload_on_sighup(app.clone()).map_err(|e| format!("cannot install the SIGHUP handler: {e}"))?;
     // Register the signal handlers before announcing that we listen: a SIGTERM sent right after the
     // announcement must reach our handler, not the default action (which kills the process).
     let shutdown = shutdown_signal().map_err(|e| format!("cannot install signal handlers: {e}"))?;
@@ -111,6 +132,31 @@ async fn serve_async(config: config::Config) -> Result<(), String> {
         .await
         .map_err(|e| e.to_string())?;
     tracing::info!("tocsin stopped cleanly.");
+    Ok(())
+}
+
+/// SIGHUP reloads plugins and chains from the config file, as `POST /-/reload` does.
+#[cfg(unix)]
+fn reload_on_sighup(app: App) -> std::io::Result<()> {
+    use tokio::signal::unix::{signal, SignalKind};
+    let mut hup = signal(SignalKind::hangup())?;
+    tokio::spawn(async move {
+        while hup.recv().await.is_some() {
+            tracing::info!("SIGHUP: reloading plugins.");
+            match app.reload().await {
+                Ok(r) if r.failed.is_empty() => {}
+                Ok(r) => {
+                    tracing::error!(failed = ?r.failed, "Some plugins failed to load; their previous versions keep running.")
+                }
+                Err(e) => tracing::error!(error = %e, "Reload failed; nothing changed."),
+            }
+        }
+    });
+    Ok(())
+}
+
+#[cfg(not(unix))]
+fn reload_on_sighup(_app: App) -> std::io::Result<()> {
     Ok(())
 }
 

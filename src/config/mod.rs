@@ -505,6 +505,12 @@ impl Config {
                     "source names may use only a-z, 0-9, `-` and `_` (they appear in URLs)".into(),
                 );
             }
+            if name == crate::pipeline::SYSTEM_SOURCE {
+                problem(
+                    format!("sources.{name}"),
+                    "`tocsin` is reserved for tocsin's own system tickets".into(),
+                );
+            }
             if source.resolve_timeout.is_some() && source.kind != SourceKind::Prometheus {
                 problem(
                     format!("sources.{name}.resolve_timeout"),

@@ -85,6 +85,7 @@ mod tests {
             .is_err());
         kv.delete("b");
         assert_eq!(kv.get("b", 0), None);
+        kv.delete("a");
         for i in 0..MAX_KEYS {
             kv.set(format!("k{i}"), String::new(), Some(10), 0).unwrap();
         }

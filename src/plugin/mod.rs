@@ -109,14 +109,20 @@ impl std::fmt::Debug for Engine {
 impl Engine {
     /// Builds the engine. `cache_dir` keeps compiled plugins between runs (by content hash).
     pub fn new(cache_dir: Option<&Path>) -> Result<Engine, LoadError> {
+        // A cache that cannot be used only costs compile time: warn and go on without it.
+        let cache = cache_dir.and_then(|dir| {
+            let mut cc = wasmtime::CacheConfig::new();
+            cc.with_directory(dir);
+            wasmtime::Cache::new(cc)
+                .inspect_err(|e| {
+                    tracing::warn!(dir = %dir.display(), error = %e, "Plugin cache unusable; compiling without it.")
+                })
+                .ok()
+        });
         let build = |pooling: bool| -> wasmtime::Result<wasmtime::Engine> {
             let mut cfg = wasmtime::Config::new();
             cfg.consume_fuel(true).epoch_interruption(true);
-            if let Some(dir) = cache_dir {
-                let mut cc = wasmtime::CacheConfig::new();
-                cc.with_directory(dir);
-                cfg.cache(Some(wasmtime::Cache::new(cc)?));
-            }
+            cfg.cache(cache.clone());
             if pooling {
                 let mut pool = wasmtime::PoolingAllocationConfig::default();
                 pool.total_component_instances(64)

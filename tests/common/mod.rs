@@ -33,8 +33,10 @@ pub fn config_yaml(db: &Path, extra: &str) -> String {
            alice: {{role: admin, token: {ADMIN}}}\n  \
            bob: {{role: editor, token: {EDITOR}}}\n  \
            carol: {{role: viewer, token: {VIEWER}}}\n\
-         tickets: {{reopen_window: 1h}}\n{extra}",
-        db = db.display()
+         tickets: {{reopen_window: 1h}}\n\
+         plugin_cache: {cache}\n{extra}",
+        db = db.display(),
+        cache = db.with_file_name("plugin-cache").display()
     )
 }
 
@@ -83,13 +85,15 @@ async fn spawn_with_clock(
     manual: Option<ManualClock>,
 ) -> TestApp {
     let yaml = config_yaml(db, extra);
-    let config = Config::from_yaml(&yaml, Path::new("test.yaml")).unwrap();
+    let config_path = dir.path().join("tocsin.yaml");
+    std::fs::write(&config_path, &yaml).unwrap();
+    let config = Config::from_yaml(&yaml, &config_path).unwrap();
     let clock = manual.clone().unwrap_or_else(|| ManualClock::new(t0()));
     let real: Arc<dyn tocsin::clock::Clock> = match manual {
         Some(m) => Arc::new(m),
         None => Arc::new(tocsin::clock::SystemClock),
     };
-    let app = App::build(config, real).await.unwrap();
+    let app = App::build(config, Some(config_path), real).await.unwrap();
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
     let router = app.router();
