@@ -19,16 +19,24 @@ pub const VIEWER: &str = "viewer-token-0001";
 pub const HOOK_TOKEN: &str = "hook-token-0001";
 pub const AM_TOKEN: &str = "am-token-0001";
 
-/// A config with one source of each kind and one member per role; `extra` is appended verbatim.
+/// The default sources: one of each kind.
+pub const DEFAULT_SOURCES: &str = "sources:\n  \
+    prom: {kind: prometheus, resolve_timeout: 5m}\n  \
+    am: {kind: alertmanager, auth: {bearer: am-token-0001}}\n  \
+    hooks: {kind: generic, auth: {token: hook-token-0001}, max_body: 64KiB}\n";
+
+/// A config with the default sources and one member per role; `extra` is appended verbatim.
 pub fn config_yaml(db: &Path, extra: &str) -> String {
+    config_yaml_with(db, DEFAULT_SOURCES, extra)
+}
+
+/// Like [`config_yaml`] with `sources` (a whole `sources:` block) instead of the default ones.
+pub fn config_yaml_with(db: &Path, sources: &str, extra: &str) -> String {
     format!(
         "listen: 127.0.0.1:0\n\
          public_url: http://tocsin.test\n\
          storage: sqlite://{db}\n\
-         sources:\n  \
-           prom: {{kind: prometheus, resolve_timeout: 5m}}\n  \
-           am: {{kind: alertmanager, auth: {{bearer: {AM_TOKEN}}}}}\n  \
-           hooks: {{kind: generic, auth: {{token: {HOOK_TOKEN}}}, max_body: 64KiB}}\n\
+         {sources}\
          members:\n  \
            alice: {{role: admin, token: {ADMIN}}}\n  \
            bob: {{role: editor, token: {EDITOR}}}\n  \
@@ -38,6 +46,27 @@ pub fn config_yaml(db: &Path, extra: &str) -> String {
         db = db.display(),
         cache = db.with_file_name("plugin-cache").display()
     )
+}
+
+/// A built plugin from plugins/dist (scripts/build-plugins makes them).
+pub fn dist(name: &str) -> String {
+    let p = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("plugins/dist")
+        .join(format!("{name}.wasm"));
+    assert!(
+        p.exists(),
+        "{} is missing: run scripts/build-plugins (scripts/test does it)",
+        p.display()
+    );
+    p.display().to_string()
+}
+
+/// A tocsin with the given `sources:` block and extra config (plugins), on the manual clock.
+pub async fn spawn_app_sources(sources: &str, extra: &str) -> TestApp {
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("tocsin.db");
+    let yaml = config_yaml_with(&db, sources, extra);
+    spawn_yaml(dir, yaml, Some(ManualClock::new(t0()))).await
 }
 
 pub struct TestApp {
@@ -85,6 +114,10 @@ async fn spawn_with_clock(
     manual: Option<ManualClock>,
 ) -> TestApp {
     let yaml = config_yaml(db, extra);
+    spawn_yaml(dir, yaml, manual).await
+}
+
+async fn spawn_yaml(dir: tempfile::TempDir, yaml: String, manual: Option<ManualClock>) -> TestApp {
     let config_path = dir.path().join("tocsin.yaml");
     std::fs::write(&config_path, &yaml).unwrap();
     let config = Config::from_yaml(&yaml, &config_path).unwrap();
@@ -119,6 +152,11 @@ impl Drop for TestApp {
 impl TestApp {
     pub fn db_path(&self) -> PathBuf {
         self.dir.path().join("tocsin.db")
+    }
+
+    /// The config file this app was started from (rewrite it, then reload).
+    pub fn config_path(&self) -> PathBuf {
+        self.dir.path().join("tocsin.yaml")
     }
 
     /// Applies every pending journal entry.
