@@ -6,7 +6,9 @@
 //! prints each round's throughput and request latency percentiles, the median over rounds, and the server's
 //! resident memory once all 100,000 tickets are open and the journal is drained.
 //!
-//! Environment knobs: `BENCH_ALERTS` (default 100000), `BENCH_ROUNDS` (5), `BENCH_CONNECTIONS` (8).
+//! Environment knobs: `BENCH_ALERTS` (default 100000), `BENCH_ROUNDS` (5), `BENCH_CONNECTIONS` (8),
+//! `BENCH_PLUGIN=1` to put the example severity-router plugin in the source's chain (build it first with
+//! `scripts/build-plugins`). It also prints how fast alerts were applied to tickets, end to end.
 //! The load generator runs on the same machine and shares its cores with the server.
 
 use std::io::{BufRead, BufReader};
@@ -47,14 +49,25 @@ fn main() {
     let alerts = env_or("BENCH_ALERTS", 100_000);
     let rounds = env_or("BENCH_ROUNDS", 5);
     let connections = env_or("BENCH_CONNECTIONS", 8);
+    let with_plugin = env_or("BENCH_PLUGIN", 0) == 1;
     let dir = tempfile::tempdir().unwrap();
     let config = dir.path().join("bench.yaml");
+    let plugin = if with_plugin {
+        format!(
+            "plugins:\n  route: {{path: '{}/plugins/dist/severity-router.wasm', config: {{default_room: ops}}}}\n",
+            env!("CARGO_MANIFEST_DIR")
+        )
+    } else {
+        String::new()
+    };
+    let chain = if with_plugin { ", plugins: [route]" } else { "" };
     std::fs::write(
         &config,
         format!(
-            "listen: 127.0.0.1:0\nstorage: sqlite://{}/bench.db\nsources:\n  prom: {{kind: prometheus}}\n\
+            "listen: 127.0.0.1:0\nstorage: sqlite://{dir}/bench.db\nplugin_cache: {dir}/cache\n\
+             sources:\n  prom: {{kind: prometheus{chain}}}\n{plugin}\
              ingest: {{max_backlog: 10000000}}\nlog: {{format: json, level: warn}}\n",
-            dir.path().display()
+            dir = dir.path().display()
         ),
     )
     .unwrap();
@@ -103,7 +116,11 @@ fn main() {
         );
         let client = reqwest::Client::builder().pool_max_idle_per_host(connections).build().unwrap();
         let url = format!("http://{addr}/api/v2/alerts");
-        println!("tocsin ingest bench: {alerts} alerts per round in batches of {BATCH}, {connections} connections, {rounds} rounds");
+        println!(
+            "tocsin ingest bench: {alerts} alerts per round in batches of {BATCH}, {connections} connections, {rounds} rounds, plugin chain: {}",
+            if with_plugin { "severity-router" } else { "none" }
+        );
+        let bench_started = Instant::now();
         let mut rates = Vec::new();
         let mut p50s = Vec::new();
         let mut p99s = Vec::new();
@@ -169,6 +186,7 @@ fn main() {
             tokio::time::sleep(Duration::from_millis(200)).await;
         }
         let drain = drain_started.elapsed();
+        let total = bench_started.elapsed();
         let metrics = client.get(format!("http://{addr}/metrics")).send().await.unwrap().text().await.unwrap();
         let open = metrics
             .lines()
@@ -189,6 +207,12 @@ fn main() {
             "after draining the journal ({:.1} s after the last round): {open}; server RSS {:.0} MiB",
             drain.as_secs_f64(),
             rss_mib(pid)
+        );
+        println!(
+            "end to end: {} alerts applied to tickets in {:.1} s = {:.0} alerts/s",
+            alerts * rounds,
+            total.as_secs_f64(),
+            (alerts * rounds) as f64 / total.as_secs_f64()
         );
     });
     let _ = Command::new("kill")
