@@ -60,7 +60,11 @@ fn main() {
     } else {
         String::new()
     };
-    let chain = if with_plugin { ", plugins: [route]" } else { "" };
+    let chain = if with_plugin {
+        ", plugins: [route]"
+    } else {
+        ""
+    };
     std::fs::write(
         &config,
         format!(

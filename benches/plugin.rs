@@ -12,7 +12,10 @@ use tocsin::domain::time::Timestamp;
 use tocsin::plugin::{Engine, Kv, PluginClock, Settings};
 
 fn main() {
-    let calls: usize = std::env::var("BENCH_CALLS").ok().and_then(|v| v.parse().ok()).unwrap_or(100_000);
+    let calls: usize = std::env::var("BENCH_CALLS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(100_000);
     let root = env!("CARGO_MANIFEST_DIR");
     let engine = Engine::new(None).unwrap();
     let alert = Alert {
@@ -28,7 +31,10 @@ fn main() {
             ("severity".to_string(), "critical".to_string()),
             ("instance".to_string(), "db-7:9100".to_string()),
         ]),
-        annotations: Labels::from([("summary".to_string(), "Disk full on checkout-db".to_string())]),
+        annotations: Labels::from([(
+            "summary".to_string(),
+            "Disk full on checkout-db".to_string(),
+        )]),
         description: None,
         url: Some("http://prom.example:9090/graph".into()),
         starts_at: Some(Timestamp::from_millis(1_790_000_000_000)),
@@ -36,31 +42,62 @@ fn main() {
         received_at: Timestamp::from_millis(1_790_000_000_000),
         routing: Default::default(),
     };
-    let table = |pairs: &[(&str, &str)]| pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
+    let table = |pairs: &[(&str, &str)]| {
+        pairs
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect()
+    };
     let cases: Vec<(&str, Settings)> = vec![
-        ("severity-router", Settings {
-            config: table(&[("default_room", "ops")]),
-            tables: [("team_rooms".to_string(), table(&[("payments", "payments-oncall")])),
-                     ("oncall".to_string(), table(&[("payments", "alice")]))].into(),
-            disable_after: u32::MAX,
-            ..Settings::default()
-        }),
-        ("enrich", Settings {
-            tables: [("owners".to_string(), table(&[("checkout", "payments")])),
-                     ("runbooks".to_string(), table(&[("DiskFull", "https://runbooks.example/disk")]))].into(),
-            disable_after: u32::MAX,
-            ..Settings::default()
-        }),
-        ("suppress-noise", Settings {
-            config: table(&[("drop", "alertname=\"Watchdog\"; env=~\"dev|test\""), ("hold_for", "0")]),
-            disable_after: u32::MAX,
-            ..Settings::default()
-        }),
+        (
+            "severity-router",
+            Settings {
+                config: table(&[("default_room", "ops")]),
+                tables: [
+                    (
+                        "team_rooms".to_string(),
+                        table(&[("payments", "payments-oncall")]),
+                    ),
+                    ("oncall".to_string(), table(&[("payments", "alice")])),
+                ]
+                .into(),
+                disable_after: u32::MAX,
+                ..Settings::default()
+            },
+        ),
+        (
+            "enrich",
+            Settings {
+                tables: [
+                    ("owners".to_string(), table(&[("checkout", "payments")])),
+                    (
+                        "runbooks".to_string(),
+                        table(&[("DiskFull", "https://runbooks.example/disk")]),
+                    ),
+                ]
+                .into(),
+                disable_after: u32::MAX,
+                ..Settings::default()
+            },
+        ),
+        (
+            "suppress-noise",
+            Settings {
+                config: table(&[
+                    ("drop", "alertname=\"Watchdog\"; env=~\"dev|test\""),
+                    ("hold_for", "0"),
+                ]),
+                disable_after: u32::MAX,
+                ..Settings::default()
+            },
+        ),
     ];
     println!("tocsin plugin bench: {calls} calls per plugin on a warm instance, limits on");
     for (name, settings) in cases {
         let path = format!("{root}/plugins/dist/{name}.wasm");
-        let compiled = engine.compile(std::path::Path::new(&path)).expect("run scripts/build-plugins first");
+        let compiled = engine
+            .compile(std::path::Path::new(&path))
+            .expect("run scripts/build-plugins first");
         let plugin = compiled.plugin(name, settings, Arc::new(Mutex::new(Kv::default())));
         let mut times = Vec::with_capacity(calls);
         let mut fuel = 0;

@@ -1,7 +1,10 @@
 //! The `tocsin` binary: `check` names the bad key, `serve` answers and stops cleanly on SIGTERM.
 
-use std::io::{BufRead, BufReader};
-use std::process::{Command, Stdio};
+mod common;
+
+use std::process::Command;
+
+use common::Server;
 
 const BIN: &str = env!("CARGO_BIN_EXE_tocsin");
 
@@ -9,6 +12,20 @@ fn write(dir: &std::path::Path, name: &str, text: &str) -> std::path::PathBuf {
     let p = dir.join(name);
     std::fs::write(&p, text).unwrap();
     p
+}
+
+/// Runs `tocsin check` on a config; returns the exit code and stderr.
+fn check(cfg: &std::path::Path) -> (Option<i32>, String) {
+    let out = Command::new(BIN)
+        .args(["check", "--config"])
+        .arg(cfg)
+        .env_remove("TOCSIN_CLI_TEST_UNSET")
+        .output()
+        .unwrap();
+    (
+        out.status.code(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
 }
 
 #[test]
@@ -19,13 +36,8 @@ fn check_names_the_bad_key_and_line() {
         "bad.yaml",
         "listen: 127.0.0.1:9077\nsources:\n  prom:\n    kind: prometheus\n    resolve_timout: 5m\n",
     );
-    let out = Command::new(BIN)
-        .args(["check", "--config"])
-        .arg(&cfg)
-        .output()
-        .unwrap();
-    assert_eq!(out.status.code(), Some(1));
-    let err = String::from_utf8_lossy(&out.stderr);
+    let (code, err) = check(&cfg);
+    assert_eq!(code, Some(1));
     assert!(
         err.contains("line 5: sources.prom: unknown field `resolve_timout`"),
         "{err}"
@@ -36,13 +48,8 @@ fn check_names_the_bad_key_and_line() {
         "many.yaml",
         "public_url: nope\nsources:\n  am:\n    kind: alertmanager\n    resolve_timeout: 1m\n",
     );
-    let out = Command::new(BIN)
-        .args(["check", "--config"])
-        .arg(&cfg)
-        .output()
-        .unwrap();
-    assert_eq!(out.status.code(), Some(1));
-    let err = String::from_utf8_lossy(&out.stderr);
+    let (code, err) = check(&cfg);
+    assert_eq!(code, Some(1));
     assert!(err.contains("2 problems"), "{err}");
     assert!(err.contains("line 1: public_url:"), "{err}");
     assert!(err.contains("line 5: sources.am.resolve_timeout:"), "{err}");
@@ -52,14 +59,8 @@ fn check_names_the_bad_key_and_line() {
         "env.yaml",
         "sources:\n  g: {kind: generic, auth: {token: \"${TOCSIN_CLI_TEST_UNSET}\"}}\n",
     );
-    let out = Command::new(BIN)
-        .args(["check", "--config"])
-        .arg(&cfg)
-        .env_remove("TOCSIN_CLI_TEST_UNSET")
-        .output()
-        .unwrap();
-    assert_eq!(out.status.code(), Some(1));
-    let err = String::from_utf8_lossy(&out.stderr);
+    let (code, err) = check(&cfg);
+    assert_eq!(code, Some(1));
     assert!(err.contains("TOCSIN_CLI_TEST_UNSET is not set"), "{err}");
 }
 
@@ -89,24 +90,8 @@ async fn serve_stops_cleanly_on_sigterm() {
             dir.path().display()
         ),
     );
-    let mut child = Command::new(BIN)
-        .args(["serve", "--config"])
-        .arg(&cfg)
-        .env("RUST_LOG", "info")
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let mut lines = BufReader::new(child.stderr.take().unwrap()).lines();
-    let addr = loop {
-        let line = lines
-            .next()
-            .expect("server exited before listening")
-            .unwrap();
-        let v: serde_json::Value = serde_json::from_str(&line).unwrap();
-        if v["message"] == "tocsin is listening." {
-            break v["addr"].as_str().unwrap().to_string();
-        }
-    };
+    let server = Server::start(&cfg);
+    let addr = server.addr.clone();
     let client = reqwest::Client::new();
     let r = client
         .post(format!("http://{addr}/ingest/g"))
@@ -116,13 +101,8 @@ async fn serve_stops_cleanly_on_sigterm() {
         .unwrap();
     assert_eq!(r.status(), 202);
 
-    let status = Command::new("kill")
-        .args(["-TERM", &child.id().to_string()])
-        .status()
-        .unwrap();
-    assert!(status.success());
-    let rest: Vec<String> = lines.map_while(Result::ok).collect();
-    assert_eq!(child.wait().unwrap().code(), Some(0), "{rest:?}");
+    let (code, rest) = server.terminate();
+    assert_eq!(code, Some(0), "{rest:?}");
     assert!(
         rest.iter().any(|l| l.contains("tocsin stopped cleanly.")),
         "{rest:?}"

@@ -2,43 +2,17 @@
 //! restarted. Every alert that got a 2xx must be on exactly one ticket, and no timeline entry is doubled.
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::io::{BufRead, BufReader};
-use std::path::Path;
-use std::process::{Child, Command, Stdio};
+mod common;
+
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 
+use common::Server;
 use tocsin::store::{SqliteStore, Store, TicketFilter};
 
-const BIN: &str = env!("CARGO_BIN_EXE_tocsin");
 const ALERTS: usize = 5_000;
 const KILL_AFTER: usize = 2_500;
 const CONCURRENCY: usize = 64;
-
-/// Starts `tocsin serve` and returns it with the address it listens on.
-fn start(config: &Path) -> (Child, String, std::thread::JoinHandle<()>) {
-    let mut child = Command::new(BIN)
-        .args(["serve", "--config"])
-        .arg(config)
-        .env("RUST_LOG", "info")
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let mut lines = BufReader::new(child.stderr.take().unwrap()).lines();
-    let addr = loop {
-        let line = lines
-            .next()
-            .expect("server exited before listening")
-            .unwrap();
-        let v: serde_json::Value = serde_json::from_str(&line).unwrap_or_default();
-        if v["message"] == "tocsin is listening." {
-            break v["addr"].as_str().unwrap().to_string();
-        }
-    };
-    // Keep draining its log so the pipe never fills.
-    let drain = std::thread::spawn(move || for _ in lines.map_while(Result::ok) {});
-    (child, addr, drain)
-}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn accepted_alerts_survive_sigkill_exactly_once() {
@@ -54,8 +28,9 @@ async fn accepted_alerts_survive_sigkill_exactly_once() {
     )
     .unwrap();
 
-    let (child, addr, drain) = start(&config);
-    let child = Arc::new(Mutex::new(child));
+    let server = Server::start(&config);
+    let addr = server.addr.clone();
+    let child = Arc::new(Mutex::new(server.child));
     let client = reqwest::Client::new();
     let accepted = Arc::new(Mutex::new(BTreeSet::new()));
     let ok_count = Arc::new(AtomicUsize::new(0));
@@ -93,7 +68,7 @@ async fn accepted_alerts_survive_sigkill_exactly_once() {
         w.await.unwrap();
     }
     child.lock().unwrap().wait().unwrap();
-    drain.join().unwrap();
+    server.log.join().unwrap();
     let accepted = accepted.lock().unwrap().clone();
     assert!(
         accepted.len() >= KILL_AFTER,
@@ -106,14 +81,8 @@ async fn accepted_alerts_survive_sigkill_exactly_once() {
     );
 
     // Restart, then stop gracefully: the processor finishes the journal before exiting.
-    let (mut child, _addr, drain) = start(&config);
-    let status = Command::new("kill")
-        .args(["-TERM", &child.id().to_string()])
-        .status()
-        .unwrap();
-    assert!(status.success());
-    assert_eq!(child.wait().unwrap().code(), Some(0));
-    drain.join().unwrap();
+    let (code, log) = Server::start(&config).terminate();
+    assert_eq!(code, Some(0), "{log:?}");
 
     let store = SqliteStore::open(&db).unwrap();
     assert_eq!(store.stats().await.unwrap().journal_backlog, 0);

@@ -381,3 +381,51 @@ pub async fn wait_http_ok(client: &reqwest::Client, url: &str, limit: Duration) 
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
 }
+
+/// A `tocsin serve` process, started from a config file with JSON logs.
+pub struct Server {
+    pub child: std::process::Child,
+    /// The address it announced.
+    pub addr: String,
+    /// Its log lines after the announcement, collected until it exits.
+    pub log: std::thread::JoinHandle<Vec<String>>,
+}
+
+impl Server {
+    /// Starts the binary and waits for its "listening" line (the config must set `log: {format: json}`).
+    pub fn start(config: &Path) -> Server {
+        use std::io::{BufRead, BufReader};
+        let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_tocsin"))
+            .args(["serve", "--config"])
+            .arg(config)
+            .env("RUST_LOG", "info")
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        let mut lines = BufReader::new(child.stderr.take().unwrap()).lines();
+        let addr = loop {
+            let line = lines
+                .next()
+                .expect("server exited before listening")
+                .unwrap();
+            let v: Value = serde_json::from_str(&line).unwrap_or_default();
+            if v["message"] == "tocsin is listening." {
+                break v["addr"].as_str().unwrap().to_string();
+            }
+        };
+        // Keep reading so the pipe never fills; hand the lines back when it exits.
+        let log = std::thread::spawn(move || lines.map_while(Result::ok).collect());
+        Server { child, addr, log }
+    }
+
+    /// Sends SIGTERM and waits: returns the exit code and the log lines after the announcement.
+    pub fn terminate(mut self) -> (Option<i32>, Vec<String>) {
+        let sent = std::process::Command::new("kill")
+            .args(["-TERM", &self.child.id().to_string()])
+            .status()
+            .unwrap();
+        assert!(sent.success());
+        let code = self.child.wait().unwrap().code();
+        (code, self.log.join().unwrap())
+    }
+}
