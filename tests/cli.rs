@@ -108,3 +108,81 @@ async fn serve_stops_cleanly_on_sigterm() {
         "{rest:?}"
     );
 }
+
+#[tokio::test]
+async fn sighup_reloads_plugins_and_compiled_plugins_are_cached() {
+    let dir = tempfile::tempdir().unwrap();
+    let router = common::dist("severity-router");
+    let config = |room: &str| {
+        format!(
+            "listen: 127.0.0.1:0\nstorage: sqlite://{d}/t.db\nplugin_cache: {d}/cache\nlog: {{format: json}}\n\
+             sources:\n  g: {{kind: generic, plugins: [route]}}\n\
+             plugins:\n  route: {{path: '{router}', config: {{default_room: {room}}}}}\n\
+             members:\n  a: {{role: admin, token: admin-token-1}}\n",
+            d = dir.path().display()
+        )
+    };
+    let cfg = write(dir.path(), "t.yaml", &config("before"));
+    let server = Server::start(&cfg);
+    let cached = walk(&dir.path().join("cache"));
+    assert!(cached > 0, "the compiled plugin is in the cache");
+
+    std::fs::write(&cfg, config("after")).unwrap();
+    let hup = Command::new("kill")
+        .args(["-HUP", &server.child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(hup.success());
+
+    // The server runs on its own: post alerts until one is routed by the reloaded plugin.
+    let client = reqwest::Client::new();
+    let base = format!("http://{}", server.addr);
+    let mut routed_after = false;
+    for i in 0..100 {
+        let body = serde_json::json!({"title": format!("t{i}"), "status": "firing", "severity": "warning"});
+        let r = client
+            .post(format!("{base}/ingest/g"))
+            .json(&body)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 202);
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+        let page: serde_json::Value = client
+            .get(format!("{base}/api/tickets?limit=1"))
+            .bearer_auth("admin-token-1")
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        if page["tickets"][0]["rooms"] == serde_json::json!(["after"]) {
+            routed_after = true;
+            break;
+        }
+    }
+    let (code, log) = server.terminate();
+    assert!(routed_after, "SIGHUP did not reload the plugin: {log:?}");
+    assert_eq!(code, Some(0));
+    assert!(
+        log.iter().any(|l| l.contains("Reloaded plugins.")),
+        "{log:?}"
+    );
+}
+
+/// Counts the files under a folder.
+fn walk(dir: &std::path::Path) -> usize {
+    std::fs::read_dir(dir).map_or(0, |entries| {
+        entries
+            .filter_map(Result::ok)
+            .map(|e| {
+                if e.path().is_dir() {
+                    walk(&e.path())
+                } else {
+                    1
+                }
+            })
+            .sum()
+    })
+}
