@@ -41,6 +41,7 @@ fn main() {
         ends_at: Some(Timestamp::from_millis(1_790_000_240_000)),
         received_at: Timestamp::from_millis(1_790_000_000_000),
         routing: Default::default(),
+        raw: None,
     };
     let table = |pairs: &[(&str, &str)]| {
         pairs

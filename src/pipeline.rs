@@ -50,6 +50,7 @@ pub fn plugin_alert(
         ends_at: None,
         received_at: now,
         routing: Routing::default(),
+        raw: None,
     }
 }
 

@@ -452,3 +452,38 @@ fn plugin_new_builds_anywhere_and_passes_its_fixtures() {
         .unwrap();
     assert_eq!(bad.status.code(), Some(1));
 }
+
+#[tokio::test]
+async fn raw_json_reaches_only_plugins_that_ask_for_it() {
+    let sources = "sources:\n  \
+        hooks: {kind: generic, plugins: [echo_raw]}\n  \
+        prom: {kind: prometheus, plugins: [echo_plain]}\n";
+    let plugins = format!(
+        "plugins:\n  echo_raw: {{path: '{p}', raw: true}}\n  echo_plain: {{path: '{p}'}}\n",
+        p = dist("echo-raw")
+    );
+    let app = spawn_app_sources(sources, &plugins).await;
+    let sent = r#"{"title":"Backup failed","status":"firing","labels":{"host":"db1"}}"#;
+    expect(
+        app.post_raw("/ingest/hooks", Some("application/json"), sent, &[])
+            .await,
+        202,
+    )
+    .await;
+    expect(app.prom(json!([{"labels": {"alertname": "X"}}])).await, 200).await;
+    app.process().await;
+    let tickets = app.tickets().await;
+    let hook = tickets.iter().find(|t| t["source"] == "hooks").unwrap();
+    let body = hook["body"].as_str().unwrap();
+    let raw: Value = serde_json::from_str(body.strip_prefix("raw: ").unwrap()).unwrap();
+    assert_eq!(
+        raw,
+        serde_json::from_str::<Value>(sent).unwrap(),
+        "the sender's own JSON"
+    );
+    let prom = tickets.iter().find(|t| t["source"] == "prom").unwrap();
+    assert_eq!(
+        prom["body"], "raw: none",
+        "not asked for, not given (nor kept)"
+    );
+}

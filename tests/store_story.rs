@@ -25,6 +25,7 @@ fn alert(fp: &str, status: Status, starts: i64, at: i64, lease: Option<i64>) -> 
         ends_at: lease.map(Timestamp::from_millis),
         received_at: Timestamp::from_millis(at),
         routing: Default::default(),
+        raw: None,
     }
 }
 

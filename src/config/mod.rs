@@ -122,6 +122,10 @@ pub struct PluginConfig {
     pub tables: BTreeMap<String, BTreeMap<String, Env<String>>>,
     #[serde(default)]
     pub limits: PluginLimitsConfig,
+    /// Pass the sender's raw JSON for each alert to the plugin (`raw-json`). Ingest keeps it only for
+    /// sources whose chain has such a plugin.
+    #[serde(default)]
+    pub raw: bool,
     /// Consecutive failures after which the plugin is switched off until the next reload.
     #[serde(default = "default_disable_after")]
     pub disable_after: u32,

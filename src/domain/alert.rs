@@ -113,6 +113,9 @@ pub struct Alert {
     /// What plugins added: rooms, mentions, tags, body, grouping. Empty until the plugin chain runs.
     #[serde(default, skip_serializing_if = "Routing::is_empty")]
     pub routing: Routing,
+    /// The sender's own JSON for this alert, kept only when a plugin on the source asks for it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub raw: Option<String>,
 }
 
 /// Alertmanager's fingerprint: FNV-1a 64 over the sorted label set, each name and value followed by

@@ -180,6 +180,7 @@ mod tests {
             ends_at: None,
             received_at: Timestamp::from_millis(0),
             routing: Routing::default(),
+            raw: None,
         }
     }
 

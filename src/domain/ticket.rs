@@ -469,6 +469,7 @@ mod tests {
             ends_at: Some(Timestamp::from_millis(at + 4 * MIN)),
             received_at: Timestamp::from_millis(at),
             routing: Routing::default(),
+            raw: None,
         }
     }
 

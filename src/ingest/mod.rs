@@ -215,6 +215,7 @@ async fn accept_inner(state: &AppState, src: &Source, req: Request) -> Result<Re
         source: &src.name,
         now: state.clock.now(),
         resolve_timeout: src.resolve_timeout,
+        keep_raw: state.plugins.current().wants_raw(&src.name),
     };
     let parsed = match src.kind {
         SourceKind::Prometheus => parse::prometheus(&bytes, &cx),

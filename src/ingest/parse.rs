@@ -22,6 +22,18 @@ pub struct Context<'a> {
     pub now: Timestamp,
     /// Lease for Prometheus alerts without `endsAt`.
     pub resolve_timeout: Duration,
+    /// Keep each alert's own JSON (for plugins configured with `raw: true`).
+    pub keep_raw: bool,
+}
+
+/// Largest raw JSON kept per alert; larger ones are not passed on.
+pub const MAX_RAW: usize = 256 * 1024;
+
+fn raw_of(item: &Value, cx: &Context<'_>) -> Option<String> {
+    if !cx.keep_raw {
+        return None;
+    }
+    Some(item.to_string()).filter(|r| r.len() <= MAX_RAW)
 }
 
 /// The readable part of a payload.
@@ -108,6 +120,7 @@ pub fn prometheus(body: &[u8], cx: &Context<'_>) -> Result<Parsed, String> {
 }
 
 fn prometheus_one(item: Value, cx: &Context<'_>) -> Result<Alert, String> {
+    let raw = raw_of(&item, cx);
     let p: PostableAlert = serde_json::from_value(item).map_err(|e| e.to_string())?;
     check_labels(&p.labels)?;
     let starts_at = time_field("startsAt", &p.starts_at)?;
@@ -138,6 +151,7 @@ fn prometheus_one(item: Value, cx: &Context<'_>) -> Result<Alert, String> {
         ends_at: Some(ends_at),
         received_at: cx.now,
         routing: Routing::default(),
+        raw,
     })
 }
 
@@ -187,6 +201,7 @@ pub fn alertmanager(body: &[u8], cx: &Context<'_>) -> Result<Parsed, String> {
 }
 
 fn alertmanager_one(item: Value, cx: &Context<'_>) -> Result<Alert, String> {
+    let raw = raw_of(&item, cx);
     let w: WebhookAlert = serde_json::from_value(item).map_err(|e| e.to_string())?;
     check_labels(&w.labels)?;
     let status = match w.status.as_str() {
@@ -217,6 +232,7 @@ fn alertmanager_one(item: Value, cx: &Context<'_>) -> Result<Alert, String> {
         ends_at,
         received_at: cx.now,
         routing: Routing::default(),
+        raw,
     })
 }
 
@@ -266,6 +282,7 @@ pub fn generic(body: &[u8], cx: &Context<'_>) -> Result<Parsed, String> {
 }
 
 fn generic_one(item: Value, cx: &Context<'_>) -> Result<Alert, String> {
+    let raw = raw_of(&item, cx);
     let g: GenericAlert = serde_json::from_value(item).map_err(|e| e.to_string())?;
     let title = g.title.trim().to_string();
     if title.is_empty() {
@@ -297,6 +314,7 @@ fn generic_one(item: Value, cx: &Context<'_>) -> Result<Alert, String> {
         ends_at: None,
         received_at: cx.now,
         routing: Routing::default(),
+        raw,
     })
 }
 
@@ -311,6 +329,7 @@ mod tests {
             source: "prom",
             now: Timestamp::parse_optional(NOW).unwrap().unwrap(),
             resolve_timeout: Duration::from_secs(300),
+            keep_raw: false,
         }
     }
 

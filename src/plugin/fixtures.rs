@@ -51,6 +51,9 @@ pub struct FixtureEvent {
     pub received_at_ms: Option<i64>,
     #[serde(default)]
     pub generator_url: Option<String>,
+    /// The sender's raw JSON, as a string, for plugins that read `raw-json`.
+    #[serde(default)]
+    pub raw_json: Option<String>,
 }
 
 fn firing() -> Status {
@@ -81,6 +84,7 @@ impl FixtureEvent {
             ends_at: self.ends_at_ms.map(Timestamp::from_millis),
             received_at: Timestamp::from_millis(self.received_at_ms.unwrap_or(now_ms as i64)),
             routing: Routing::default(),
+            raw: self.raw_json.clone(),
         }
     }
 }
@@ -160,6 +164,8 @@ pub fn run_case(
             .collect(),
         limits,
         disable_after: u32::MAX,
+        // A fixture's event carries raw JSON only when the case gives it.
+        raw: true,
     };
     let kv = Arc::new(Mutex::new(Kv::from_pairs(case.kv.clone())));
     let plugin = compiled.plugin("fixture", settings, Arc::clone(&kv));

@@ -236,6 +236,7 @@ impl Compiled {
             path: self.path.clone(),
             warm: Mutex::new(None),
             disable_after: settings.disable_after.max(1),
+            raw: settings.raw,
             consecutive_failures: AtomicU32::new(0),
             disabled: AtomicBool::new(false),
         }
@@ -249,6 +250,8 @@ pub struct Settings {
     pub tables: BTreeMap<String, BTreeMap<String, String>>,
     pub limits: Limits,
     pub disable_after: u32,
+    /// Whether the plugin gets the sender's raw JSON.
+    pub raw: bool,
 }
 
 impl Settings {
@@ -271,6 +274,7 @@ impl Settings {
                 .collect(),
             limits: Limits::from_config(c),
             disable_after: c.disable_after,
+            raw: c.raw,
         }
     }
 }
@@ -292,6 +296,8 @@ pub struct Plugin {
     /// One warm instance; calls for this plugin are serialised on it.
     warm: Mutex<Option<Warm>>,
     disable_after: u32,
+    /// Whether the plugin gets the sender's raw JSON.
+    raw: bool,
     consecutive_failures: AtomicU32,
     disabled: AtomicBool,
 }
@@ -397,7 +403,7 @@ impl Plugin {
         }
         let fuel_set = warm.store.set_fuel(self.limits.fuel).is_ok();
         warm.store.set_epoch_deadline(1);
-        let ev = to_wit(event, source_kind, id);
+        let ev = to_wit(event, source_kind, id, self.raw);
         let outcome = warm.instance.call_handle(&mut warm.store, &ev);
         let fuel_left = warm.store.get_fuel().unwrap_or(0);
         let fuel_used = if fuel_set {
@@ -462,7 +468,7 @@ fn classify(
     }
 }
 
-fn to_wit(a: &Alert, source_kind: &str, id: &str) -> wit::Event {
+fn to_wit(a: &Alert, source_kind: &str, id: &str, raw: bool) -> wit::Event {
     let pairs =
         |m: &crate::domain::alert::Labels| m.iter().map(|(k, v)| (k.clone(), v.clone())).collect();
     wit::Event {
@@ -483,8 +489,7 @@ fn to_wit(a: &Alert, source_kind: &str, id: &str) -> wit::Event {
         ends_at_ms: a.ends_at.map(|t| t.as_millis().max(0) as u64),
         received_at_ms: a.received_at.as_millis().max(0) as u64,
         generator_url: a.url.clone(),
-        // Raw payloads are not kept yet; the sources issue adds them.
-        raw_json: None,
+        raw_json: if raw { a.raw.clone() } else { None },
     }
 }
 
@@ -535,6 +540,17 @@ pub struct Registry {
     pub chains: BTreeMap<String, Vec<String>>,
     /// Source name → kind, for the `source-kind` field plugins see.
     pub kinds: BTreeMap<String, String>,
+}
+
+impl Registry {
+    /// Whether a plugin in the source's chain wants the sender's raw JSON (so ingest keeps it).
+    pub fn wants_raw(&self, source: &str) -> bool {
+        self.chains.get(source).is_some_and(|chain| {
+            chain
+                .iter()
+                .any(|p| self.plugins.get(p).is_some_and(|p| p.raw))
+        })
+    }
 }
 
 /// What running a chain did to one alert.
@@ -697,6 +713,7 @@ impl Plugins {
                     && p.limits == settings.limits
                     && p.shared.config == settings.config
                     && p.shared.tables == settings.tables
+                    && p.raw == settings.raw
                     && p.path == path
             });
             if same_file && !previous.is_some_and(|p| p.is_disabled()) {
