@@ -418,7 +418,11 @@ async fn plugins(State(state): State<AppState>, _member: Member) -> Json<serde_j
             })
         })
         .collect();
-    Json(json!({"plugins": plugins, "chains": registry.chains}))
+    Json(json!({
+        "plugins": plugins,
+        "chains": registry.chains,
+        "instance_pool": state.plugins.pooling(),
+    }))
 }
 
 /// Re-reads the config file and reloads plugins and chains (admins only).

@@ -765,10 +765,6 @@ impl Plugins {
     pub fn pooling(&self) -> bool {
         self.engine.pooling
     }
-
-    pub fn engine(&self) -> &Engine {
-        &self.engine
-    }
 }
 
 /// The most useful line of a trap: its root cause, without the wasm backtrace.
