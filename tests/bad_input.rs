@@ -186,15 +186,7 @@ async fn metrics_and_health() {
         .await;
     app.prom(json!([{"labels": {}}])).await;
     app.process().await;
-    let text = app
-        .client
-        .get(format!("{}/metrics", app.base))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let text = app.metrics().await;
     for line in [
         "tocsin_alerts_received_total{source=\"prom\",outcome=\"accepted\"} 1",
         "tocsin_alerts_received_total{source=\"prom\",outcome=\"invalid\"} 1",

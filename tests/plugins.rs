@@ -150,15 +150,7 @@ async fn a_chain_drops_enriches_and_routes() {
     assert!(d["reason"].as_str().unwrap().contains("Watchdog"), "{d}");
     assert_eq!(d["alert"]["labels"]["alertname"], "Watchdog");
 
-    let metrics = app
-        .client
-        .get(format!("{}/metrics", app.base))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let metrics = app.metrics().await;
     assert!(
         metrics.contains("tocsin_plugin_dropped_total{plugin=\"suppress\""),
         "{metrics}"

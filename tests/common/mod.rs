@@ -267,6 +267,17 @@ impl TestApp {
         req.send().await.unwrap()
     }
 
+    /// The `/metrics` text.
+    pub async fn metrics(&self) -> String {
+        let r = self
+            .client
+            .get(format!("{}/metrics", self.base))
+            .send()
+            .await
+            .unwrap();
+        r.text().await.unwrap()
+    }
+
     /// All tickets (any state), newest first.
     pub async fn tickets(&self) -> Vec<Value> {
         let mut out = Vec::new();
