@@ -5,7 +5,7 @@ use std::sync::Arc;
 
 use axum::Router;
 use tokio::net::TcpListener;
-use tokio::sync::watch;
+use tokio::sync::{watch, Notify};
 use tower_http::trace::TraceLayer;
 
 use std::path::PathBuf;
@@ -14,9 +14,10 @@ use crate::clock::Clock;
 use crate::config::{Config, StorageUrl};
 use crate::error::ApiError;
 use crate::metrics::Metrics;
+use crate::outbox::Outbox;
 use crate::pipeline::{Journal, Processor};
 use crate::plugin::Plugins;
-use crate::state::AppState;
+use crate::state::{AppState, Services};
 use crate::store::{self, Store, StoreError};
 
 /// Why tocsin could not start.
@@ -26,6 +27,8 @@ pub enum BuildError {
     Store(#[from] StoreError),
     #[error("plugins: {0}")]
     Plugins(String),
+    #[error("{0}")]
+    Rooms(String),
 }
 
 /// A built tocsin: everything it needs, not yet serving.
@@ -33,6 +36,7 @@ pub enum BuildError {
 pub struct App {
     pub state: AppState,
     pub processor: Processor,
+    pub outbox: Arc<Outbox>,
 }
 
 impl App {
@@ -59,6 +63,16 @@ impl App {
         let backlog = store.stats().await?.journal_backlog;
         let journal = Arc::new(Journal::new(backlog));
         let metrics = Arc::new(Metrics::default());
+        let outbox = Arc::new(
+            Outbox::new(
+                &config,
+                Arc::clone(&store),
+                Arc::clone(&clock),
+                Arc::clone(&metrics),
+                Arc::new(Notify::new()),
+            )
+            .map_err(BuildError::Rooms)?,
+        );
         let processor = Processor::new(
             Arc::clone(&store),
             config.policy(),
@@ -66,9 +80,22 @@ impl App {
             Arc::clone(&journal),
             Arc::clone(&clock),
             Arc::clone(&plugins),
+            Arc::clone(&outbox),
         );
-        let state = AppState::new(config, store, clock, metrics, journal, plugins, config_path);
-        Ok(App { state, processor })
+        let services = Services {
+            store,
+            clock,
+            metrics,
+            journal,
+            plugins,
+            outbox: Arc::clone(&outbox),
+        };
+        let state = AppState::new(config, services, config_path);
+        Ok(App {
+            state,
+            processor,
+            outbox,
+        })
     }
 
     /// Reloads plugins and chains from the config file (as `POST /-/reload` and SIGHUP do).
@@ -95,7 +122,8 @@ impl App {
         shutdown: impl Future<Output = ()> + Send + 'static,
     ) -> std::io::Result<()> {
         let (stop_tx, stop_rx) = watch::channel(false);
-        let worker = tokio::spawn(self.processor.clone().run(stop_rx));
+        let worker = tokio::spawn(self.processor.clone().run(stop_rx.clone()));
+        let sender = tokio::spawn(Arc::clone(&self.outbox).run(stop_rx));
         let router = self.router();
         let served = axum::serve(listener, router)
             .with_graceful_shutdown(shutdown)
@@ -104,6 +132,9 @@ impl App {
         let _ = stop_tx.send(true);
         if let Err(e) = worker.await {
             tracing::error!(error = %e, "The processor task failed.");
+        }
+        if let Err(e) = sender.await {
+            tracing::error!(error = %e, "The outbox task failed.");
         }
         served
     }

@@ -78,6 +78,10 @@ pub struct Metrics {
     plugin_drops: Mutex<BTreeMap<(String, String), u64>>,
     /// Time per plugin call.
     plugin_latency: Mutex<BTreeMap<String, std::sync::Arc<Histogram>>>,
+    /// (room, outcome) → delivery attempts. Outcomes: sent, failed, dead, skipped, digested.
+    deliveries: Mutex<BTreeMap<(String, &'static str), u64>>,
+    /// Ticket change to delivered message, per delivery.
+    pub delivery_latency: Histogram,
 }
 
 /// Distinct drop reasons counted per plugin; later ones are counted as `other`.
@@ -121,6 +125,12 @@ impl Metrics {
             };
             *m.entry((plugin.to_string(), reason.to_string()))
                 .or_default() += 1;
+        }
+    }
+
+    pub fn delivery(&self, room: &str, outcome: &'static str, n: u64) {
+        if let Ok(mut m) = self.deliveries.lock() {
+            *m.entry((room.to_string(), outcome)).or_default() += n;
         }
     }
 
@@ -175,6 +185,25 @@ impl Metrics {
             out.push_str("# TYPE tocsin_journal_backlog gauge\n");
             let _ = writeln!(out, "tocsin_journal_backlog {}", s.journal_backlog);
         }
+        out.push_str(
+            "# HELP tocsin_deliveries_total Delivery attempts to rooms, by room and outcome.\n",
+        );
+        out.push_str("# TYPE tocsin_deliveries_total counter\n");
+        if let Ok(m) = self.deliveries.lock() {
+            for ((room, outcome), n) in m.iter() {
+                let _ = writeln!(
+                    out,
+                    "tocsin_deliveries_total{{room=\"{}\",outcome=\"{outcome}\"}} {n}",
+                    escape(room)
+                );
+            }
+        }
+        out.push_str(
+            "# HELP tocsin_delivery_latency_seconds Ticket change to delivered message.\n",
+        );
+        out.push_str("# TYPE tocsin_delivery_latency_seconds histogram\n");
+        self.delivery_latency
+            .render(&mut out, "tocsin_delivery_latency_seconds", "");
         out.push_str("# HELP tocsin_ingest_duration_seconds Time to accept an ingest request.\n");
         out.push_str("# TYPE tocsin_ingest_duration_seconds histogram\n");
         if let Ok(m) = self.ingest_latency.lock() {

@@ -16,6 +16,7 @@ use crate::domain::alert::{Alert, Labels, Severity, Status};
 use crate::domain::plugin::Routing;
 use crate::domain::ticket::Policy;
 use crate::metrics::Metrics;
+use crate::outbox::Outbox;
 use crate::plugin::Plugins;
 use crate::store::{JournalEntry, Store, StoreError};
 
@@ -103,6 +104,7 @@ pub struct Processor {
     journal: Arc<Journal>,
     clock: Arc<dyn Clock>,
     plugins: Arc<Plugins>,
+    outbox: Arc<Outbox>,
 }
 
 impl Processor {
@@ -113,6 +115,7 @@ impl Processor {
         journal: Arc<Journal>,
         clock: Arc<dyn Clock>,
         plugins: Arc<Plugins>,
+        outbox: Arc<Outbox>,
     ) -> Self {
         Processor {
             store,
@@ -121,6 +124,7 @@ impl Processor {
             journal,
             clock,
             plugins,
+            outbox,
         }
     }
 
@@ -179,6 +183,8 @@ impl Processor {
         let pending = self.run_plugins(pending).await?;
         let applied = self.store.apply_journal(pending, &self.policy).await?;
         self.journal.applied(n as u64);
+        // The batch may have written deliveries in the same transaction.
+        self.outbox.notify();
         let now = self.clock.now();
         for a in &applied {
             self.metrics.alert_processed(a.outcome);
@@ -206,6 +212,9 @@ impl Processor {
         loop {
             let ids = self.store.expire_leases(self.clock.now(), 500).await?;
             total += ids.len();
+            if !ids.is_empty() {
+                self.outbox.notify();
+            }
             if ids.len() < 500 {
                 return Ok(total);
             }

@@ -11,8 +11,10 @@ use crate::clock::Clock;
 use crate::config::{AuthConfig, Config, Role, SourceConfig, SourceKind};
 use crate::domain::time::Timestamp;
 use crate::metrics::Metrics;
+use crate::outbox::Outbox;
 use crate::pipeline::Journal;
 use crate::plugin::Plugins;
+use crate::ratelimit::Limiter;
 use crate::store::Store;
 
 /// Cheap to clone: everything is behind one `Arc`.
@@ -38,6 +40,8 @@ pub struct Shared {
     pub metrics: Arc<Metrics>,
     pub journal: Arc<Journal>,
     pub plugins: Arc<Plugins>,
+    /// The delivery worker: woken after ticket changes, asked for dead deliveries.
+    pub outbox: Arc<Outbox>,
     /// The file the config came from, re-read on reload (none for configs built in tests).
     pub config_path: Option<PathBuf>,
     pub started_at: Timestamp,
@@ -51,10 +55,17 @@ pub struct Source {
     pub auth: Option<AuthConfig>,
     pub max_body: u64,
     pub resolve_timeout: Duration,
+    /// Requests per second this source may send (`sources.<name>.rate_limit`).
+    pub limiter: Option<Arc<Limiter>>,
 }
 
 impl Source {
-    pub fn from_config(name: &str, c: &SourceConfig, default_max_body: u64) -> Source {
+    pub fn from_config(
+        name: &str,
+        c: &SourceConfig,
+        default_max_body: u64,
+        clock: &Arc<dyn Clock>,
+    ) -> Source {
         Source {
             name: name.to_string(),
             kind: c.kind,
@@ -64,6 +75,9 @@ impl Source {
                 .resolve_timeout
                 .as_ref()
                 .map_or(Duration::from_secs(300), |d| d.0 .0),
+            limiter: c
+                .rate_limit
+                .map(|r| Arc::new(Limiter::new(r.per_second, r.burst, clock.clone()))),
         }
     }
 }
@@ -110,21 +124,37 @@ fn digest(token: &str) -> [u8; 32] {
     Sha256::digest(token.as_bytes()).into()
 }
 
+/// The running parts handlers reach, built by `App`.
+#[derive(Debug)]
+pub struct Services {
+    pub store: Arc<dyn Store>,
+    pub clock: Arc<dyn Clock>,
+    pub metrics: Arc<Metrics>,
+    pub journal: Arc<Journal>,
+    pub plugins: Arc<Plugins>,
+    pub outbox: Arc<Outbox>,
+}
+
 impl AppState {
-    pub fn new(
-        config: Config,
-        store: Arc<dyn Store>,
-        clock: Arc<dyn Clock>,
-        metrics: Arc<Metrics>,
-        journal: Arc<Journal>,
-        plugins: Arc<Plugins>,
-        config_path: Option<PathBuf>,
-    ) -> AppState {
+    pub fn new(config: Config, services: Services, config_path: Option<PathBuf>) -> AppState {
+        let Services {
+            store,
+            clock,
+            metrics,
+            journal,
+            plugins,
+            outbox,
+        } = services;
         let default_max_body = config.ingest.max_body.0 .0;
         let sources: BTreeMap<String, Source> = config
             .sources
             .iter()
-            .map(|(n, c)| (n.clone(), Source::from_config(n, c, default_max_body)))
+            .map(|(n, c)| {
+                (
+                    n.clone(),
+                    Source::from_config(n, c, default_max_body, &clock),
+                )
+            })
             .collect();
         let proms: Vec<&String> = sources
             .values()
@@ -147,6 +177,7 @@ impl AppState {
             metrics,
             journal,
             plugins,
+            outbox,
             config_path,
             started_at,
         }))

@@ -35,6 +35,8 @@ pub fn router() -> Router<AppState> {
         .route("/api/tickets/{id}/ack", post(ack))
         .route("/api/tickets/{id}/resolve", post(resolve))
         .route("/api/dropped", get(dropped))
+        .route("/api/deliveries/dead", get(dead_deliveries))
+        .route("/api/deliveries/{id}/retry", post(retry_delivery))
         .route("/api/plugins", get(plugins))
         .route("/-/reload", post(reload))
         .layer(axum::extract::DefaultBodyLimit::max(MAX_BODY))
@@ -374,10 +376,46 @@ async fn act(
     member: &Member,
 ) -> Result<(Ticket, Entry), ApiError> {
     let now = state.clock.now();
-    Ok(state
+    let done = state
         .store
         .act(&TicketRef::parse(id), action, &member.name, now)
-        .await?)
+        .await?;
+    // The action may have written deliveries (an ack or resolve edits the room's message).
+    state.outbox.notify();
+    Ok(done)
+}
+
+/// Deliveries tocsin gave up on, newest first, with their last error.
+async fn dead_deliveries(
+    State(state): State<AppState>,
+    member: Member,
+    q: Result<Query<LimitQuery>, axum::extract::rejection::QueryRejection>,
+) -> Result<Json<serde_json::Value>, ApiError> {
+    member.require(Role::Admin)?;
+    let limit = query(q)?.limit.unwrap_or(100).clamp(1, 1000);
+    let dead = state.store.outbox_dead(limit).await?;
+    Ok(Json(json!({"deliveries": dead})))
+}
+
+/// Puts a dead delivery back in line, due now.
+async fn retry_delivery(
+    State(state): State<AppState>,
+    member: Member,
+    Path(id): Path<String>,
+) -> Result<Json<serde_json::Value>, ApiError> {
+    member.require(Role::Admin)?;
+    let id: i64 = id
+        .parse()
+        .map_err(|_| ApiError::bad_request("invalid_id", format!("`{id}` is not a delivery id")))?;
+    let delivery = match state.store.outbox_retry(id, state.clock.now()).await {
+        Err(crate::store::StoreError::NotFound) => {
+            return Err(ApiError::NotFound(format!("no dead delivery {id}")))
+        }
+        other => other?,
+    };
+    tracing::info!(delivery = id, member = %member.name, "Dead delivery put back in line.");
+    state.outbox.notify();
+    Ok(Json(json!({"delivery": delivery})))
 }
 
 #[derive(Debug, Deserialize)]

@@ -6,6 +6,7 @@
 //! (opening the store, binding the port) happens in `app`, never here. Every key is documented in
 //! `config/README.md`.
 
+mod rooms;
 mod values;
 
 use std::collections::BTreeMap;
@@ -16,6 +17,10 @@ use std::time::Duration;
 
 use serde::Deserialize;
 
+pub use rooms::{
+    DigestConfig, DiscordSinkConfig, MatrixSinkConfig, MattermostSinkConfig, RateLimitConfig,
+    RoomConfig, RouteConfig, SinkConfig, SlackSinkConfig, TeamsSinkConfig, WebhookSinkConfig,
+};
 pub use values::{expand_env, ByteSize, Env, HumanDuration, Secret};
 
 use crate::domain::ticket::Policy;
@@ -37,6 +42,12 @@ pub struct Config {
     pub sources: BTreeMap<String, SourceConfig>,
     #[serde(default)]
     pub members: BTreeMap<String, MemberConfig>,
+    /// Chat destinations.
+    #[serde(default)]
+    pub rooms: BTreeMap<String, RoomConfig>,
+    /// Which tickets go to which rooms, in order.
+    #[serde(default)]
+    pub routes: Vec<RouteConfig>,
     /// WebAssembly plugins, declared once and chained per source.
     #[serde(default)]
     pub plugins: BTreeMap<String, PluginConfig>,
@@ -106,6 +117,10 @@ pub struct SourceConfig {
     /// Plugins (`plugins.<name>`) that see this source's alerts, in order.
     #[serde(default)]
     pub plugins: Vec<String>,
+    /// Requests per second (with a burst) this source may send. Above it, generic and prometheus
+    /// sources get 429 with `Retry-After`, alertmanager sources 503 (which Alertmanager retries).
+    #[serde(default)]
+    pub rate_limit: Option<RateLimitConfig>,
 }
 
 /// `plugins.<name>`: one WebAssembly component and its settings.
@@ -303,6 +318,11 @@ pub struct MemberConfig {
     /// API bearer token. A member without one cannot use the API.
     #[serde(default)]
     pub token: Option<Secret>,
+    /// The member's id on each chat platform, used to mention them: `slack: U024BE7LH`,
+    /// `mattermost: bob`, `matrix: "@bob:example.org"`, `discord: "123456789012345678"`,
+    /// `teams: bob@contoso.com`.
+    #[serde(default)]
+    pub handles: BTreeMap<String, Env<String>>,
 }
 
 fn default_role() -> Role {
@@ -636,6 +656,82 @@ impl Config {
                 }
             }
         }
+        for (name, member) in &self.members {
+            for platform in member.handles.keys() {
+                if !HANDLE_PLATFORMS.contains(&platform.as_str()) {
+                    problem(
+                        format!("members.{name}.handles.{platform}"),
+                        format!(
+                            "unknown platform; use one of {}",
+                            HANDLE_PLATFORMS.join(", ")
+                        ),
+                    );
+                }
+            }
+        }
+        for (name, source) in &self.sources {
+            if let Some(r) = &source.rate_limit {
+                if let Some(m) = rate_problem(r) {
+                    problem(format!("sources.{name}.rate_limit"), m);
+                }
+            }
+        }
+        for (name, room) in &self.rooms {
+            if !valid_name(name) {
+                problem(
+                    format!("rooms.{name}"),
+                    "room names may use only a-z, 0-9, `-` and `_`".into(),
+                );
+            }
+            for (key, message) in room.sink.problems() {
+                problem(format!("rooms.{name}.sink.{key}"), message);
+            }
+            for (i, m) in room.members.iter().enumerate() {
+                if !self.members.contains_key(m) {
+                    problem(
+                        format!("rooms.{name}.members"),
+                        format!("members[{i}] `{m}` is not declared under members:"),
+                    );
+                }
+            }
+            if let Some(r) = &room.rate_limit {
+                if let Some(m) = rate_problem(r) {
+                    problem(format!("rooms.{name}.rate_limit"), m);
+                }
+            }
+            if room.digest.top == 0 {
+                problem(
+                    format!("rooms.{name}.digest.top"),
+                    "must be at least 1".into(),
+                );
+            }
+        }
+        for (i, route) in self.routes.iter().enumerate() {
+            for room in &route.rooms {
+                if !self.rooms.contains_key(room) {
+                    problem(
+                        format!("routes[{i}].rooms"),
+                        format!("`{room}` is not declared under rooms:"),
+                    );
+                }
+            }
+            for m in &route.mention {
+                if m != "here" && m != "all" && !self.members.contains_key(m) {
+                    problem(
+                        format!("routes[{i}].mention"),
+                        format!("`{m}` is neither a member nor `here` or `all`"),
+                    );
+                }
+            }
+            for (label, re) in &route.match_re {
+                if let Err(e) = regex::Regex::new(&format!("^(?:{})$", re.0)) {
+                    problem(
+                        format!("routes[{i}].match_re.{label}"),
+                        format!("is not a valid regex: {e}"),
+                    );
+                }
+            }
+        }
         if self.ingest.max_body.0 .0 == 0 {
             problem("ingest.max_body".into(), "must be larger than zero".into());
         }
@@ -661,6 +757,19 @@ pub fn load(path: &Path) -> Result<Config, ConfigError> {
         }],
     })?;
     Config::from_yaml(&text, path)
+}
+
+/// Platforms a member can have a handle on.
+pub const HANDLE_PLATFORMS: [&str; 5] = ["slack", "mattermost", "teams", "discord", "matrix"];
+
+fn rate_problem(r: &RateLimitConfig) -> Option<String> {
+    if !(r.per_second.is_finite() && r.per_second > 0.0) {
+        Some("per_second must be a number above zero".into())
+    } else if r.burst == 0 {
+        Some("burst must be at least 1".into())
+    } else {
+        None
+    }
 }
 
 fn valid_name(name: &str) -> bool {

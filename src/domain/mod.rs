@@ -4,7 +4,10 @@
 //! what lets the state machine be tested by properties and shared verbatim by every store backend.
 
 pub mod alert;
+pub mod delivery;
+pub mod message;
 pub mod plugin;
+pub mod routing;
 pub mod ticket;
 pub mod time;
 pub mod timeline;

@@ -48,10 +48,18 @@ pub enum EntryKind {
     Note,
     /// A plugin failed on the alert; tocsin went on without its decision.
     PluginFailed,
+    /// A message about the ticket reached a room.
+    Delivered,
+    /// A message could not be delivered yet; it will be retried.
+    DeliveryFailed,
+    /// A message was given up on (too old, or refused for good). Admins can retry it.
+    DeliveryDead,
+    /// A change was summed up in a room's storm digest instead of a message of its own.
+    Digested,
 }
 
 impl EntryKind {
-    pub const ALL: [EntryKind; 7] = [
+    pub const ALL: [EntryKind; 11] = [
         EntryKind::Opened,
         EntryKind::Refired,
         EntryKind::Resolved,
@@ -59,6 +67,10 @@ impl EntryKind {
         EntryKind::Acked,
         EntryKind::Note,
         EntryKind::PluginFailed,
+        EntryKind::Delivered,
+        EntryKind::DeliveryFailed,
+        EntryKind::DeliveryDead,
+        EntryKind::Digested,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -70,6 +82,10 @@ impl EntryKind {
             EntryKind::Acked => "acked",
             EntryKind::Note => "note",
             EntryKind::PluginFailed => "plugin_failed",
+            EntryKind::Delivered => "delivered",
+            EntryKind::DeliveryFailed => "delivery_failed",
+            EntryKind::DeliveryDead => "delivery_dead",
+            EntryKind::Digested => "digested",
         }
     }
 

@@ -204,6 +204,7 @@ async fn accept_inner(state: &AppState, src: &Source, req: Request) -> Result<Re
         }
     }
     check_content_type(&headers)?;
+    check_rate(src)?;
     check_load(state, src)?;
     let bytes = read_body(&headers, body, src.max_body).await?;
     if let Some(a) = &src.auth {
@@ -291,6 +292,30 @@ fn check_content_type(headers: &HeaderMap) -> Result<(), ApiError> {
             "content type `{mime}` is not accepted; send application/json"
         )))
     }
+}
+
+/// Holds a source to its `rate_limit`. Checked after authentication, so an unauthenticated flood cannot
+/// use up a real sender's budget.
+fn check_rate(src: &Source) -> Result<(), ApiError> {
+    let Some(limiter) = &src.limiter else {
+        return Ok(());
+    };
+    let Err(wait) = limiter.check() else {
+        return Ok(());
+    };
+    let status = match src.kind {
+        SourceKind::Generic | SourceKind::Prometheus => StatusCode::TOO_MANY_REQUESTS,
+        // Alertmanager retries 5xx, never 4xx.
+        SourceKind::Alertmanager => StatusCode::SERVICE_UNAVAILABLE,
+    };
+    Err(ApiError::Overloaded {
+        status,
+        retry_after_secs: wait.as_secs_f64().ceil().max(1.0) as u64,
+        detail: format!(
+            "source {} is over its rate limit; retry after the Retry-After delay",
+            src.name
+        ),
+    })
 }
 
 /// Refuses work when the journal backlog is over the limit. Alertmanager retries 5xx but never 4xx, so

@@ -14,7 +14,9 @@ use serde::Serialize;
 
 use crate::config::StorageUrl;
 use crate::domain::alert::Alert;
+use crate::domain::message::Content;
 use crate::domain::plugin::{DropInfo, PluginFailure};
+use crate::domain::routing::{DeliveryKind, Router};
 use crate::domain::ticket::{Action, ActionError, Policy, Ticket, TicketState};
 use crate::domain::time::Timestamp;
 use crate::domain::timeline::Entry;
@@ -121,6 +123,51 @@ pub struct Stats {
     pub journal_backlog: u64,
 }
 
+/// A message in the outbox: pending (waiting for its turn or its retry) or dead.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Delivery {
+    pub id: i64,
+    pub room: String,
+    /// `None` for storm digests.
+    pub ticket_id: Option<String>,
+    pub kind: DeliveryKind,
+    pub content: Content,
+    /// `pending` or `dead`.
+    pub state: String,
+    pub attempts: u32,
+    pub created_at: Timestamp,
+    pub next_at: Timestamp,
+    pub last_error: Option<String>,
+    /// The platform handle of the ticket's root message in this room, once it was delivered.
+    pub root: Option<String>,
+}
+
+/// A room's pending deliveries, for the outbox worker's scheduling.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RoomBacklog {
+    pub room: String,
+    pub pending: u64,
+    /// When the oldest pending delivery may be tried (later ones wait behind it: order per room).
+    pub head_next_at: Timestamp,
+}
+
+/// How one attempt at a delivery ended, as the worker reports it to the store.
+#[derive(Debug, Clone, PartialEq)]
+pub enum DeliveryResult {
+    /// Delivered: removed from the outbox. A root message's handle becomes the ticket's thread.
+    Sent { id: i64, handle: Option<String> },
+    /// Failed for now: tried again at `next_at`.
+    Failed {
+        id: i64,
+        error: String,
+        next_at: Timestamp,
+    },
+    /// Given up on: kept as dead for admins to see and retry.
+    Dead { id: i64, error: String },
+    /// Nothing to send (an edit of a root message that was never delivered): removed.
+    Skipped { id: i64, reason: String },
+}
+
 /// Everything tocsin keeps. Object-safe: held as `Arc<dyn Store>`.
 #[async_trait]
 pub trait Store: Send + Sync + std::fmt::Debug + 'static {
@@ -165,6 +212,35 @@ pub trait Store: Send + Sync + std::fmt::Debug + 'static {
     async fn timeline(&self, ticket_id: &str, after: i64, limit: usize) -> Result<Vec<Entry>>;
 
     async fn stats(&self) -> Result<Stats>;
+
+    /// Routing for the deliveries ticket changes cause: from now on every change that routing sends
+    /// somewhere is written to the outbox in the same transaction. Without a router, none are.
+    fn set_router(&self, router: Arc<Router>);
+
+    /// Rooms with pending deliveries.
+    async fn outbox_backlog(&self) -> Result<Vec<RoomBacklog>>;
+
+    /// A room's oldest pending deliveries, in order, at most `limit`.
+    async fn outbox_pending(&self, room: &str, limit: usize) -> Result<Vec<Delivery>>;
+
+    /// Records attempts, with a timeline entry on each ticket, in one transaction.
+    async fn outbox_complete(&self, results: Vec<DeliveryResult>, now: Timestamp) -> Result<()>;
+
+    /// Replaces pending deliveries of a room by one digest delivery, recording on each ticket's timeline
+    /// that its change went into the digest. Returns the digest's delivery id.
+    async fn outbox_digest(
+        &self,
+        room: &str,
+        covered: Vec<i64>,
+        digest: Content,
+        now: Timestamp,
+    ) -> Result<i64>;
+
+    /// Dead deliveries, newest first.
+    async fn outbox_dead(&self, limit: usize) -> Result<Vec<Delivery>>;
+
+    /// Puts a dead delivery back in line, due now, with a fresh age. `NotFound` unless it is dead.
+    async fn outbox_retry(&self, id: i64, now: Timestamp) -> Result<Delivery>;
 }
 
 /// Opens the backend named by a storage URL, creating and migrating it as needed.

@@ -16,10 +16,13 @@ use rusqlite::{params, Connection, OptionalExtension, Row, Transaction};
 use tokio::sync::oneshot;
 
 use super::{
-    Applied, DroppedAlert, JournalEntry, Result, Stats, Store, StoreError, TicketFilter, TicketRef,
+    Applied, Delivery, DeliveryResult, DroppedAlert, JournalEntry, Result, RoomBacklog, Stats,
+    Store, StoreError, TicketFilter, TicketRef,
 };
 use crate::domain::alert::{Alert, Severity};
+use crate::domain::message::Content;
 use crate::domain::plugin::DropInfo;
+use crate::domain::routing::{DeliveryKind, Router};
 use crate::domain::ticket::{self, Action, AlertDecision, Policy, Resolution, Ticket, TicketState};
 use crate::domain::time::Timestamp;
 use crate::domain::timeline::{Entry, EntryDraft, EntryKind, Visibility};
@@ -85,6 +88,29 @@ CREATE TABLE dropped (
     alert  TEXT NOT NULL
 );
 "#,
+    r#"
+CREATE TABLE outbox (
+    id         INTEGER PRIMARY KEY AUTOINCREMENT,
+    room       TEXT NOT NULL,
+    ticket_id  TEXT,
+    kind       TEXT NOT NULL,
+    content    TEXT NOT NULL,
+    state      TEXT NOT NULL DEFAULT 'pending',
+    attempts   INTEGER NOT NULL DEFAULT 0,
+    created_at INTEGER NOT NULL,
+    next_at    INTEGER NOT NULL,
+    last_error TEXT
+);
+CREATE INDEX outbox_room_pending ON outbox (room, id) WHERE state = 'pending';
+CREATE INDEX outbox_dead ON outbox (id) WHERE state = 'dead';
+-- The root message of each ticket in each room, which later messages thread under or edit.
+CREATE TABLE threads (
+    ticket_id TEXT NOT NULL,
+    room      TEXT NOT NULL,
+    handle    TEXT NOT NULL,
+    PRIMARY KEY (ticket_id, room)
+) WITHOUT ROWID;
+"#,
 ];
 
 /// How many dropped alerts are kept for inspection.
@@ -112,6 +138,7 @@ enum Job {
 
 /// SQLite-backed [`Store`].
 pub struct SqliteStore {
+    router: std::sync::RwLock<Option<Arc<Router>>>,
     jobs: Mutex<mpsc::Sender<Job>>,
     readers: Arc<Vec<Mutex<Connection>>>,
     next_reader: AtomicUsize,
@@ -152,11 +179,16 @@ impl SqliteStore {
             .spawn(move || writer_loop(writer, rx))
             .map_err(|e| StoreError::Other(format!("cannot start the writer thread: {e}")))?;
         Ok(SqliteStore {
+            router: std::sync::RwLock::new(None),
             jobs: Mutex::new(tx),
             readers: Arc::new(readers),
             next_reader: AtomicUsize::new(0),
             path: path.display().to_string(),
         })
+    }
+
+    fn router(&self) -> Option<Arc<Router>> {
+        self.router.read().ok().and_then(|r| r.clone())
     }
 
     fn send(&self, job: Job) -> Result<()> {
@@ -546,7 +578,12 @@ fn insert_entry(t: &Transaction<'_>, ticket_id: &str, entry: &Entry) -> Result<(
     Ok(())
 }
 
-fn apply_one(t: &Transaction<'_>, entry: &JournalEntry, policy: &Policy) -> Result<Applied> {
+fn apply_one(
+    t: &Transaction<'_>,
+    entry: &JournalEntry,
+    policy: &Policy,
+    router: Option<&Router>,
+) -> Result<Applied> {
     let alert = &entry.alert;
     let current = latest_for_key(t, &alert.source, &alert.fingerprint)?;
     let decision = ticket::decide(current.as_ref(), alert, policy);
@@ -567,7 +604,9 @@ fn apply_one(t: &Transaction<'_>, entry: &JournalEntry, policy: &Policy) -> Resu
             let (mut new, draft) = ticket::open(id, number, alert, current.as_ref());
             new.last_seq = 1;
             insert_ticket(t, &new)?;
-            insert_entry(t, &new.id, &draft.with_seq(1))?;
+            let opened = draft.with_seq(1);
+            insert_entry(t, &new.id, &opened)?;
+            enqueue(t, router, &new, &opened)?;
             if !entry.failures.is_empty() {
                 record_failures(t, &mut new, entry)?;
                 update_ticket(t, &new)?;
@@ -578,7 +617,8 @@ fn apply_one(t: &Transaction<'_>, entry: &JournalEntry, policy: &Policy) -> Resu
             let mut cur =
                 current.ok_or_else(|| StoreError::Other("decision without ticket".into()))?;
             if let Some(draft) = ticket::apply_alert(&mut cur, &d, alert) {
-                append_entry(t, &mut cur, draft)?;
+                let e = append_entry(t, &mut cur, draft)?;
+                enqueue(t, router, &cur, &e)?;
                 record_failures(t, &mut cur, entry)?;
             }
             update_ticket(t, &cur)?;
@@ -634,6 +674,135 @@ fn record_drop(t: &Transaction<'_>, e: &JournalEntry, drop: &DropInfo) -> Result
     Ok(())
 }
 
+/// Writes the deliveries routing plans for a new timeline entry, due at the entry's time.
+fn enqueue(
+    t: &Transaction<'_>,
+    router: Option<&Router>,
+    ticket: &Ticket,
+    entry: &Entry,
+) -> Result<()> {
+    let Some(router) = router else {
+        return Ok(());
+    };
+    for d in router.plan(ticket, entry) {
+        insert_delivery(t, &d.room, Some(&ticket.id), d.kind, &d.content, entry.at)?;
+    }
+    Ok(())
+}
+
+fn insert_delivery(
+    t: &Transaction<'_>,
+    room: &str,
+    ticket_id: Option<&str>,
+    kind: DeliveryKind,
+    content: &Content,
+    at: Timestamp,
+) -> Result<i64> {
+    t.prepare_cached(
+        "INSERT INTO outbox (room, ticket_id, kind, content, created_at, next_at) \
+         VALUES (?1, ?2, ?3, ?4, ?5, ?5)",
+    )
+    .and_then(|mut s| {
+        s.execute(params![
+            room,
+            ticket_id,
+            kind.as_str(),
+            serde_json::to_string(content).unwrap_or_default(),
+            at.as_millis(),
+        ])
+    })
+    .map_err(err)?;
+    Ok(t.last_insert_rowid())
+}
+
+/// Appends a system entry to a ticket by id, taking the next `seq` in the database itself.
+fn append_system_entry(t: &Transaction<'_>, ticket_id: &str, draft: EntryDraft) -> Result<()> {
+    let seq: Option<i64> = t
+        .prepare_cached(
+            "UPDATE tickets SET last_seq = last_seq + 1 WHERE id = ?1 RETURNING last_seq",
+        )
+        .and_then(|mut s| s.query_row([ticket_id], |r| r.get(0)).optional())
+        .map_err(err)?;
+    match seq {
+        Some(seq) => insert_entry(t, ticket_id, &draft.with_seq(seq)),
+        None => Ok(()),
+    }
+}
+
+const DELIVERY_COLUMNS: &str =
+    "o.id, o.room, o.ticket_id, o.kind, o.content, o.state, o.attempts, \
+    o.created_at, o.next_at, o.last_error, th.handle";
+
+fn delivery_from_row(row: &Row<'_>) -> rusqlite::Result<Delivery> {
+    let kind: String = row.get(3)?;
+    let content: String = row.get(4)?;
+    let bad = |i, e: String| {
+        rusqlite::Error::FromSqlConversionFailure(i, rusqlite::types::Type::Text, e.into())
+    };
+    Ok(Delivery {
+        id: row.get(0)?,
+        room: row.get(1)?,
+        ticket_id: row.get(2)?,
+        kind: DeliveryKind::from_name(&kind).ok_or_else(|| bad(3, format!("kind {kind}")))?,
+        content: serde_json::from_str(&content).map_err(|e| bad(4, e.to_string()))?,
+        state: row.get(5)?,
+        attempts: row.get(6)?,
+        created_at: Timestamp::from_millis(row.get(7)?),
+        next_at: Timestamp::from_millis(row.get(8)?),
+        last_error: row.get(9)?,
+        root: row.get(10)?,
+    })
+}
+
+fn find_delivery(c: &Connection, id: i64) -> Result<Option<Delivery>> {
+    c.prepare_cached(&format!(
+        "SELECT {DELIVERY_COLUMNS} FROM outbox o \
+         LEFT JOIN threads th ON th.ticket_id = o.ticket_id AND th.room = o.room WHERE o.id = ?1"
+    ))
+    .and_then(|mut s| s.query_row([id], delivery_from_row).optional())
+    .map_err(err)
+}
+
+/// The timeline entry for one delivery attempt.
+fn delivery_entry(d: &Delivery, result: &DeliveryResult, now: Timestamp) -> Option<EntryDraft> {
+    let what = match d.kind {
+        DeliveryKind::Root => "message",
+        DeliveryKind::Reply => "update",
+        DeliveryKind::EditRoot => "edit of the first message",
+        DeliveryKind::Digest => "digest",
+    };
+    let room = &d.room;
+    let attempt = d.attempts + 1;
+    let (kind, text, error) = match result {
+        DeliveryResult::Sent { .. } => (
+            EntryKind::Delivered,
+            format!("Delivered the {what} to room {room}."),
+            None,
+        ),
+        DeliveryResult::Failed { error, next_at, .. } => (
+            EntryKind::DeliveryFailed,
+            format!(
+                "Delivering the {what} to room {room} failed (attempt {attempt}): {error}. Retrying at {}.",
+                next_at.to_rfc3339()
+            ),
+            Some(error),
+        ),
+        DeliveryResult::Dead { error, .. } => (
+            EntryKind::DeliveryDead,
+            format!("Gave up delivering the {what} to room {room} after {attempt} attempts: {error}."),
+            Some(error),
+        ),
+        DeliveryResult::Skipped { .. } => return None,
+    };
+    Some(EntryDraft::system(
+        now,
+        kind,
+        format!("room:{room}"),
+        text,
+        serde_json::json!({"room": room, "delivery": d.id, "kind": d.kind.as_str(), "attempt": attempt, "error": error}),
+    ))
+}
+
 #[async_trait]
 impl Store for SqliteStore {
     async fn ping(&self) -> Result<()> {
@@ -678,6 +847,7 @@ impl Store for SqliteStore {
         policy: &Policy,
     ) -> Result<Vec<Applied>> {
         let policy = *policy;
+        let router = self.router();
         self.write(move |t| {
             let mut out = Vec::with_capacity(entries.len());
             for e in &entries {
@@ -699,7 +869,7 @@ impl Store for SqliteStore {
                             outcome: "dropped",
                         });
                     }
-                    None => out.push(apply_one(t, e, &policy)?),
+                    None => out.push(apply_one(t, e, &policy, router.as_deref())?),
                 }
             }
             Ok(out)
@@ -742,6 +912,7 @@ impl Store for SqliteStore {
     }
 
     async fn expire_leases(&self, now: Timestamp, limit: usize) -> Result<Vec<String>> {
+        let router = self.router();
         self.write(move |t| {
             let due: Vec<Ticket> = {
                 let mut stmt = t
@@ -758,7 +929,8 @@ impl Store for SqliteStore {
             let mut ids = Vec::new();
             for mut tk in due {
                 if let Some(draft) = ticket::expire(&mut tk, now) {
-                    append_entry(t, &mut tk, draft)?;
+                    let e = append_entry(t, &mut tk, draft)?;
+                    enqueue(t, router.as_deref(), &tk, &e)?;
                     update_ticket(t, &tk)?;
                     ids.push(tk.id);
                 }
@@ -777,10 +949,12 @@ impl Store for SqliteStore {
     ) -> Result<(Ticket, Entry)> {
         let r = r.clone();
         let member = member.to_string();
+        let router = self.router();
         self.write(move |t| {
             let mut tk = find_ticket(t, &r)?.ok_or(StoreError::NotFound)?;
             let draft = ticket::act(&mut tk, &action, &member, now)?;
             let entry = append_entry(t, &mut tk, draft)?;
+            enqueue(t, router.as_deref(), &tk, &entry)?;
             update_ticket(t, &tk)?;
             Ok((tk, entry))
         })
@@ -867,6 +1041,180 @@ impl Store for SqliteStore {
                 .query_row("SELECT COUNT(*) FROM journal", [], |r| r.get(0))
                 .map_err(err)?;
             Ok(stats)
+        })
+        .await
+    }
+
+    fn set_router(&self, router: Arc<Router>) {
+        if let Ok(mut r) = self.router.write() {
+            *r = Some(router);
+        }
+    }
+
+    async fn outbox_backlog(&self) -> Result<Vec<RoomBacklog>> {
+        self.read(|c| {
+            let mut stmt = c
+                .prepare_cached(
+                    "SELECT o.room, COUNT(*), \
+                     (SELECT h.next_at FROM outbox h WHERE h.room = o.room AND h.state = 'pending' \
+                      ORDER BY h.id LIMIT 1) \
+                     FROM outbox o WHERE o.state = 'pending' GROUP BY o.room",
+                )
+                .map_err(err)?;
+            let rows = stmt
+                .query_map([], |r| {
+                    Ok(RoomBacklog {
+                        room: r.get(0)?,
+                        pending: r.get::<_, i64>(1)? as u64,
+                        head_next_at: Timestamp::from_millis(r.get(2)?),
+                    })
+                })
+                .map_err(err)?;
+            rows.collect::<rusqlite::Result<_>>().map_err(err)
+        })
+        .await
+    }
+
+    async fn outbox_pending(&self, room: &str, limit: usize) -> Result<Vec<Delivery>> {
+        let room = room.to_string();
+        self.read(move |c| {
+            let mut stmt = c
+                .prepare_cached(&format!(
+                    "SELECT {DELIVERY_COLUMNS} FROM outbox o \
+                     LEFT JOIN threads th ON th.ticket_id = o.ticket_id AND th.room = o.room \
+                     WHERE o.room = ?1 AND o.state = 'pending' ORDER BY o.id LIMIT ?2"
+                ))
+                .map_err(err)?;
+            let rows = stmt
+                .query_map(params![room, limit as i64], delivery_from_row)
+                .map_err(err)?;
+            rows.collect::<rusqlite::Result<_>>().map_err(err)
+        })
+        .await
+    }
+
+    async fn outbox_complete(&self, results: Vec<DeliveryResult>, now: Timestamp) -> Result<()> {
+        if results.is_empty() {
+            return Ok(());
+        }
+        self.write(move |t| {
+            for result in &results {
+                let id = match result {
+                    DeliveryResult::Sent { id, .. }
+                    | DeliveryResult::Failed { id, .. }
+                    | DeliveryResult::Dead { id, .. }
+                    | DeliveryResult::Skipped { id, .. } => *id,
+                };
+                let Some(d) = find_delivery(t, id)? else {
+                    continue;
+                };
+                match result {
+                    DeliveryResult::Sent { handle, .. } => {
+                        if let (DeliveryKind::Root, Some(h), Some(ticket)) =
+                            (d.kind, handle, &d.ticket_id)
+                        {
+                            t.prepare_cached(
+                                "INSERT OR REPLACE INTO threads (ticket_id, room, handle) VALUES (?1, ?2, ?3)",
+                            )
+                            .and_then(|mut s| s.execute(params![ticket, d.room, h]))
+                            .map_err(err)?;
+                        }
+                        t.prepare_cached("DELETE FROM outbox WHERE id = ?1")
+                            .and_then(|mut s| s.execute([id]))
+                            .map_err(err)?;
+                    }
+                    DeliveryResult::Skipped { .. } => {
+                        t.prepare_cached("DELETE FROM outbox WHERE id = ?1")
+                            .and_then(|mut s| s.execute([id]))
+                            .map_err(err)?;
+                    }
+                    DeliveryResult::Failed { error, next_at, .. } => {
+                        t.prepare_cached(
+                            "UPDATE outbox SET attempts = attempts + 1, next_at = ?2, last_error = ?3 WHERE id = ?1",
+                        )
+                        .and_then(|mut s| s.execute(params![id, next_at.as_millis(), error]))
+                        .map_err(err)?;
+                    }
+                    DeliveryResult::Dead { error, .. } => {
+                        t.prepare_cached(
+                            "UPDATE outbox SET state = 'dead', attempts = attempts + 1, last_error = ?2 WHERE id = ?1",
+                        )
+                        .and_then(|mut s| s.execute(params![id, error]))
+                        .map_err(err)?;
+                    }
+                }
+                if let (Some(ticket), Some(draft)) = (&d.ticket_id, delivery_entry(&d, result, now)) {
+                    append_system_entry(t, ticket, draft)?;
+                }
+            }
+            Ok(())
+        })
+        .await
+    }
+
+    async fn outbox_digest(
+        &self,
+        room: &str,
+        covered: Vec<i64>,
+        digest: Content,
+        now: Timestamp,
+    ) -> Result<i64> {
+        let room = room.to_string();
+        self.write(move |t| {
+            let id = insert_delivery(t, &room, None, DeliveryKind::Digest, &digest, now)?;
+            for c in covered {
+                let ticket: Option<Option<String>> = t
+                    .prepare_cached(
+                        "DELETE FROM outbox WHERE id = ?1 AND state = 'pending' RETURNING ticket_id",
+                    )
+                    .and_then(|mut s| s.query_row([c], |r| r.get(0)).optional())
+                    .map_err(err)?;
+                if let Some(Some(ticket)) = ticket {
+                    let draft = EntryDraft::system(
+                        now,
+                        EntryKind::Digested,
+                        format!("room:{room}"),
+                        format!("Room {room} is in a storm: this change went into its digest instead of a message of its own."),
+                        serde_json::json!({"room": room, "delivery": c, "digest": id}),
+                    );
+                    append_system_entry(t, &ticket, draft)?;
+                }
+            }
+            Ok(id)
+        })
+        .await
+    }
+
+    async fn outbox_dead(&self, limit: usize) -> Result<Vec<Delivery>> {
+        self.read(move |c| {
+            let mut stmt = c
+                .prepare_cached(&format!(
+                    "SELECT {DELIVERY_COLUMNS} FROM outbox o \
+                     LEFT JOIN threads th ON th.ticket_id = o.ticket_id AND th.room = o.room \
+                     WHERE o.state = 'dead' ORDER BY o.id DESC LIMIT ?1"
+                ))
+                .map_err(err)?;
+            let rows = stmt
+                .query_map([limit as i64], delivery_from_row)
+                .map_err(err)?;
+            rows.collect::<rusqlite::Result<_>>().map_err(err)
+        })
+        .await
+    }
+
+    async fn outbox_retry(&self, id: i64, now: Timestamp) -> Result<Delivery> {
+        self.write(move |t| {
+            let n = t
+                .prepare_cached(
+                    "UPDATE outbox SET state = 'pending', attempts = 0, created_at = ?2, next_at = ?2 \
+                     WHERE id = ?1 AND state = 'dead'",
+                )
+                .and_then(|mut s| s.execute(params![id, now.as_millis()]))
+                .map_err(err)?;
+            if n != 1 {
+                return Err(StoreError::NotFound);
+            }
+            find_delivery(t, id)?.ok_or(StoreError::NotFound)
         })
         .await
     }

@@ -3,6 +3,8 @@
 
 #![allow(dead_code)] // each test binary uses a different part of the harness
 
+pub mod conformance;
+
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
@@ -162,6 +164,20 @@ impl TestApp {
     /// Applies every pending journal entry.
     pub async fn process(&self) -> usize {
         self.app.processor.drain().await.unwrap()
+    }
+
+    /// Sends every delivery that is due at the clock's current time (stepping the outbox until idle).
+    pub async fn deliver(&self) -> usize {
+        self.app.outbox.drain().await.unwrap()
+    }
+
+    /// Builds a fresh tocsin over the same directory, database and config, as after a restart.
+    pub async fn restart(mut self) -> TestApp {
+        let yaml = std::fs::read_to_string(self.config_path()).unwrap();
+        let clock = self.clock.clone();
+        let dir = std::mem::replace(&mut self.dir, tempfile::tempdir().unwrap());
+        drop(self);
+        spawn_yaml(dir, yaml, Some(clock)).await
     }
 
     /// Expires leases at the clock's current time.

@@ -1,0 +1,516 @@
+//! Rooms and delivery, end to end through a real tocsin: routes, the durable outbox, retries through an
+//! outage, cooldowns, dead deliveries, restarts, storm digests and per-source rate limits. Receivers are
+//! real HTTP servers on 127.0.0.1 (wiremock); time is the manual clock; the processor and the outbox are
+//! stepped by the test.
+
+mod common;
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::time::Duration;
+
+use common::*;
+use serde_json::{json, Value};
+use wiremock::matchers::{method, path};
+use wiremock::{Mock, MockServer, ResponseTemplate};
+
+/// A generic alert through the `hooks` source.
+fn alert(title: &str, severity: &str, status: &str) -> Value {
+    json!({"title": title, "status": status, "severity": severity, "labels": {"host": title}})
+}
+
+async fn bodies(server: &MockServer) -> Vec<Value> {
+    server
+        .received_requests()
+        .await
+        .unwrap()
+        .iter()
+        .map(|r| serde_json::from_slice(&r.body).unwrap())
+        .collect()
+}
+
+/// `T-1 opened`, `T-1 resolved`, ... for ticket messages, `digest` for digests.
+fn events(bodies: &[Value]) -> Vec<String> {
+    bodies
+        .iter()
+        .map(|b| match b["type"].as_str() {
+            Some("ticket") => format!(
+                "{} {}",
+                b["ticket"]["ref"].as_str().unwrap(),
+                b["event"].as_str().unwrap()
+            ),
+            _ => "digest".to_string(),
+        })
+        .collect()
+}
+
+fn webhook_room(name: &str, server: &MockServer, extra: &str) -> String {
+    format!(
+        "  {name}:\n    sink: {{kind: webhook, url: \"{}/hook\"}}\n    {extra}\n",
+        server.uri()
+    )
+}
+
+#[tokio::test]
+async fn routes_pick_rooms_and_mentions_first_match_wins_unless_continue() {
+    let ops = MockServer::start().await;
+    let audit = MockServer::start().await;
+    for s in [&ops, &audit] {
+        Mock::given(method("POST"))
+            .respond_with(ResponseTemplate::new(200))
+            .mount(s)
+            .await;
+    }
+    let app = spawn_app_with(&format!(
+        "rooms:\n{}{}routes:\n  \
+           - match: {{severity: critical}}\n    rooms: [ops]\n    mention: [alice]\n    continue: true\n  \
+           - match_re: {{host: \"db.*\"}}\n    rooms: [audit]\n  \
+           - rooms: [ops]\n",
+        webhook_room("ops", &ops, "members: [alice]"),
+        webhook_room("audit", &audit, ""),
+    ))
+    .await;
+
+    // critical on db1: route 1 (ops, mention alice, continue) then route 2 (audit) which stops.
+    app.hook(alert("db1", "critical", "firing")).await;
+    // warning on web1: only the catch-all.
+    app.hook(alert("web1", "warning", "firing")).await;
+    app.process().await;
+    assert_eq!(app.deliver().await, 3);
+
+    let ops_bodies = bodies(&ops).await;
+    assert_eq!(events(&ops_bodies), ["T-1 opened", "T-2 opened"]);
+    assert_eq!(
+        ops_bodies[0]["mentions"],
+        json!([{"member": "alice", "handle": null}])
+    );
+    assert_eq!(
+        ops_bodies[0]["ticket"]["link"],
+        "http://tocsin.test/tickets/T-1"
+    );
+    assert_eq!(ops_bodies[0]["ticket"]["severity"], "critical");
+    assert_eq!(ops_bodies[1]["mentions"], json!([]));
+    assert_eq!(events(&bodies(&audit).await), ["T-1 opened"]);
+
+    // The timeline records each delivery.
+    let kinds = app.timeline_kinds("T-1").await;
+    assert_eq!(
+        kinds.iter().filter(|k| *k == "delivered").count(),
+        2,
+        "{kinds:?}"
+    );
+
+    // Resolving goes to the same rooms, without pinging again.
+    app.api_post("/api/tickets/T-1/resolve", EDITOR, None).await;
+    assert_eq!(app.deliver().await, 2);
+    let last = bodies(&ops).await.pop().unwrap();
+    assert_eq!(last["event"], "resolved");
+    assert_eq!(last["actor"], "member:bob");
+    assert_eq!(last["mentions"], json!([]));
+}
+
+#[tokio::test]
+async fn webhook_bodies_are_signed_with_hmac_sha256() {
+    use hmac::{Hmac, Mac};
+    let server = MockServer::start().await;
+    Mock::given(method("POST"))
+        .respond_with(ResponseTemplate::new(204))
+        .mount(&server)
+        .await;
+    std::env::set_var("TEST_AUDIT_SECRET", "s3cret-for-audit");
+    let app = spawn_app_with(&format!(
+        "rooms:\n  audit:\n    sink: {{kind: webhook, url: \"{}/hook\", secret: \"${{TEST_AUDIT_SECRET}}\"}}\nroutes:\n  - rooms: [audit]\n",
+        server.uri()
+    ))
+    .await;
+    app.hook(alert("db1", "error", "firing")).await;
+    app.process().await;
+    app.deliver().await;
+    let req = &server.received_requests().await.unwrap()[0];
+    let sig = req
+        .headers
+        .get("x-tocsin-signature")
+        .unwrap()
+        .to_str()
+        .unwrap();
+    let mut mac = Hmac::<sha2::Sha256>::new_from_slice(b"s3cret-for-audit").unwrap();
+    mac.update(&req.body);
+    assert_eq!(
+        sig,
+        format!("sha256={}", hex::encode(mac.finalize().into_bytes()))
+    );
+    assert!(req.headers.get("x-tocsin-delivery").is_some());
+}
+
+#[tokio::test]
+async fn an_outage_delays_deliveries_but_each_arrives_once_and_in_order() {
+    let server = MockServer::start().await;
+    // The first 4 attempts meet a 503, then the receiver recovers.
+    Mock::given(method("POST"))
+        .respond_with(ResponseTemplate::new(503).set_body_string("maintenance"))
+        .up_to_n_times(4)
+        .with_priority(1)
+        .mount(&server)
+        .await;
+    Mock::given(method("POST"))
+        .respond_with(ResponseTemplate::new(200))
+        .with_priority(2)
+        .mount(&server)
+        .await;
+    let app = spawn_app_with(&format!(
+        "rooms:\n{}routes:\n  - rooms: [ops]\n",
+        webhook_room("ops", &server, "")
+    ))
+    .await;
+    for host in ["a", "b", "c"] {
+        app.hook(alert(host, "error", "firing")).await;
+    }
+    app.hook(alert("a", "error", "resolved")).await;
+    app.process().await;
+
+    // Each step meets the outage at the head of the line and holds everything behind it.
+    for _ in 0..4 {
+        assert_eq!(app.deliver().await, 1);
+        assert_eq!(
+            app.deliver().await,
+            0,
+            "nothing is due before the retry time"
+        );
+        app.advance(Duration::from_secs(3600));
+    }
+    assert_eq!(app.deliver().await, 4);
+    let received = events(&bodies(&server).await);
+    let delivered: Vec<&String> = received.iter().skip(4).collect();
+    assert_eq!(
+        delivered,
+        ["T-1 opened", "T-2 opened", "T-3 opened", "T-1 resolved"]
+    );
+    assert!(
+        received[..4].iter().all(|e| e == "T-1 opened"),
+        "{received:?}"
+    );
+
+    let kinds = app.timeline_kinds("T-1").await;
+    assert_eq!(kinds.iter().filter(|k| *k == "delivery_failed").count(), 4);
+    assert_eq!(kinds.iter().filter(|k| *k == "delivered").count(), 2);
+    let failed = app
+        .timeline("T-1")
+        .await
+        .into_iter()
+        .find(|e| e["kind"] == "delivery_failed")
+        .unwrap();
+    assert!(
+        failed["text"]
+            .as_str()
+            .unwrap()
+            .contains("HTTP 503: maintenance"),
+        "{failed}"
+    );
+}
+
+#[tokio::test]
+async fn retry_after_puts_the_room_on_cooldown() {
+    let server = MockServer::start().await;
+    Mock::given(method("POST"))
+        .respond_with(ResponseTemplate::new(429).insert_header("Retry-After", "120"))
+        .up_to_n_times(1)
+        .with_priority(1)
+        .mount(&server)
+        .await;
+    Mock::given(method("POST"))
+        .respond_with(ResponseTemplate::new(200))
+        .with_priority(2)
+        .mount(&server)
+        .await;
+    let app = spawn_app_with(&format!(
+        "rooms:\n{}routes:\n  - rooms: [ops]\n",
+        webhook_room("ops", &server, "")
+    ))
+    .await;
+    app.hook(alert("a", "error", "firing")).await;
+    app.process().await;
+    assert_eq!(app.deliver().await, 1);
+    app.advance(Duration::from_secs(119));
+    assert_eq!(app.deliver().await, 0, "the platform asked for 120 s");
+    app.advance(Duration::from_secs(1));
+    assert_eq!(app.deliver().await, 1);
+    assert_eq!(server.received_requests().await.unwrap().len(), 2);
+}
+
+#[tokio::test]
+async fn refused_deliveries_die_and_an_admin_can_retry_them() {
+    let server = MockServer::start().await;
+    Mock::given(method("POST"))
+        .respond_with(ResponseTemplate::new(404).set_body_string("no such hook"))
+        .up_to_n_times(1)
+        .with_priority(1)
+        .mount(&server)
+        .await;
+    Mock::given(method("POST"))
+        .respond_with(ResponseTemplate::new(200))
+        .with_priority(2)
+        .mount(&server)
+        .await;
+    let app = spawn_app_with(&format!(
+        "rooms:\n{}routes:\n  - rooms: [ops]\n",
+        webhook_room("ops", &server, "")
+    ))
+    .await;
+    app.hook(alert("a", "error", "firing")).await;
+    app.hook(alert("b", "error", "firing")).await;
+    app.process().await;
+    // A permanent refusal does not hold the line: T-2 still goes out.
+    assert_eq!(app.deliver().await, 2);
+    assert_eq!(events(&bodies(&server).await)[1], "T-2 opened");
+
+    let dead: Value = app
+        .api_get("/api/deliveries/dead", ADMIN)
+        .await
+        .json()
+        .await
+        .unwrap();
+    let list = dead["deliveries"].as_array().unwrap();
+    assert_eq!(list.len(), 1);
+    assert_eq!(list[0]["room"], "ops");
+    assert_eq!(list[0]["last_error"], "HTTP 404: no such hook");
+    assert!(app
+        .timeline_kinds("T-1")
+        .await
+        .contains(&"delivery_dead".to_string()));
+    assert_eq!(
+        app.api_get("/api/deliveries/dead", EDITOR).await.status(),
+        403
+    );
+
+    let id = list[0]["id"].as_i64().unwrap();
+    assert_eq!(
+        app.api_post(&format!("/api/deliveries/{id}/retry"), EDITOR, None)
+            .await
+            .status(),
+        403
+    );
+    assert_eq!(
+        app.api_post(&format!("/api/deliveries/{id}/retry"), ADMIN, None)
+            .await
+            .status(),
+        200
+    );
+    assert_eq!(
+        app.api_post(&format!("/api/deliveries/{id}/retry"), ADMIN, None)
+            .await
+            .status(),
+        404
+    );
+    assert_eq!(app.deliver().await, 1);
+    assert_eq!(events(&bodies(&server).await)[2], "T-1 opened");
+    let dead: Value = app
+        .api_get("/api/deliveries/dead", ADMIN)
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(dead["deliveries"], json!([]));
+}
+
+#[tokio::test]
+async fn deliveries_due_while_tocsin_was_down_are_sent_after_a_restart() {
+    let server = MockServer::start().await;
+    Mock::given(method("POST"))
+        .respond_with(ResponseTemplate::new(200))
+        .mount(&server)
+        .await;
+    let app = spawn_app_with(&format!(
+        "rooms:\n{}routes:\n  - rooms: [ops]\n",
+        webhook_room("ops", &server, "")
+    ))
+    .await;
+    app.hook(alert("a", "error", "firing")).await;
+    app.hook(alert("b", "error", "firing")).await;
+    app.process().await;
+    // Stopped before the outbox ran: the deliveries are only in the database.
+    let app = app.restart().await;
+    app.advance(Duration::from_secs(600));
+    assert_eq!(app.deliver().await, 2);
+    assert_eq!(events(&bodies(&server).await), ["T-1 opened", "T-2 opened"]);
+}
+
+#[tokio::test]
+async fn a_storm_becomes_digests_within_the_rate_and_every_ticket_is_accounted_for() {
+    const ALERTS: usize = 5000;
+    let server = MockServer::start().await;
+    Mock::given(method("POST"))
+        .and(path("/hook"))
+        .respond_with(ResponseTemplate::new(200))
+        .mount(&server)
+        .await;
+    let app = spawn_app_with(&format!(
+        "rooms:\n{}routes:\n  - rooms: [ops]\n",
+        webhook_room("ops", &server, "rate_limit: {per_second: 1, burst: 5}\n    digest: {after: 30s, interval: 10s, top: 5}")
+    ))
+    .await;
+    // The storm arrives over ten seconds while the outbox runs, one step per simulated second.
+    let mut sent_at: Vec<usize> = Vec::new();
+    for second in 0..120 {
+        if second < ALERTS / 500 {
+            let batch: Vec<Value> = (0..500)
+                .map(|i| {
+                    let sev = if i % 7 == 0 { "critical" } else { "warning" };
+                    alert(&format!("host-{}", second * 500 + i), sev, "firing")
+                })
+                .collect();
+            assert_eq!(app.hook(Value::Array(batch)).await.status(), 202);
+            app.process().await;
+        }
+        let before = server.received_requests().await.unwrap().len();
+        app.deliver().await;
+        sent_at.push(server.received_requests().await.unwrap().len() - before);
+        app.advance(Duration::from_secs(1));
+    }
+    // Never more than the rate: the burst at most in any second, and burst + rate·t over any t seconds.
+    for (start, _) in sent_at.iter().enumerate() {
+        let mut sum = 0;
+        for (t, n) in sent_at[start..].iter().enumerate() {
+            sum += n;
+            assert!(
+                sum <= 5 + t,
+                "{sum} messages in {} s from second {start}: {sent_at:?}",
+                t + 1
+            );
+        }
+    }
+    let all = bodies(&server).await;
+    let digests: Vec<&Value> = all.iter().filter(|b| b["type"] == "digest").collect();
+    let singles = all.iter().filter(|b| b["type"] == "ticket").count();
+    assert!(!digests.is_empty(), "the room went into digest mode");
+    assert!(
+        singles <= 5,
+        "only the burst went out one by one: {singles}"
+    );
+    // Every ticket is in a message of its own or counted in a digest (digests without edits carry what
+    // changed since the previous one).
+    let counted: u64 = digests
+        .iter()
+        .map(|d| d["digest"]["changes"].as_u64().unwrap())
+        .sum();
+    assert_eq!(counted as usize + singles, ALERTS);
+    let firing: u64 = digests
+        .iter()
+        .map(|d| d["digest"]["firing"].as_u64().unwrap())
+        .sum();
+    assert_eq!(firing as usize + singles, ALERTS);
+    // The most severe come first in a digest.
+    assert_eq!(digests[0]["digest"]["top"][0]["severity"], "critical");
+    assert!(digests[0]["digest"]["more"].as_u64().unwrap() > 0);
+
+    // And each ticket's timeline says which.
+    let mut how: BTreeMap<String, usize> = BTreeMap::new();
+    for n in [1, 2, 2500, 5000] {
+        let kinds: BTreeSet<String> = app
+            .timeline_kinds(&format!("T-{n}"))
+            .await
+            .into_iter()
+            .collect();
+        let which = if kinds.contains("delivered") {
+            "delivered"
+        } else if kinds.contains("digested") {
+            "digested"
+        } else {
+            "none"
+        };
+        *how.entry(which.into()).or_default() += 1;
+    }
+    assert_eq!(how.get("none"), None, "{how:?}");
+
+    // The storm is over once the backlog is gone: a new alert goes out on its own.
+    app.advance(Duration::from_secs(60));
+    app.hook(alert("after-the-storm", "critical", "firing"))
+        .await;
+    app.process().await;
+    app.deliver().await;
+    let last = bodies(&server).await.pop().unwrap();
+    assert_eq!(last["type"], "ticket");
+    assert_eq!(last["ticket"]["title"], "after-the-storm");
+}
+
+#[tokio::test]
+async fn sources_over_their_rate_limit_are_told_to_come_back() {
+    let app = spawn_app_sources(
+        "sources:\n  \
+           hooks: {kind: generic, rate_limit: {per_second: 1, burst: 2}}\n  \
+           am: {kind: alertmanager, rate_limit: {per_second: 1, burst: 1}}\n",
+        "",
+    )
+    .await;
+    let send = |path: &'static str, body: Value| {
+        let app = &app;
+        async move { app.post(path, &body, &[]).await }
+    };
+    assert_eq!(
+        send("/ingest/hooks", alert("a", "error", "firing"))
+            .await
+            .status(),
+        202
+    );
+    assert_eq!(
+        send("/ingest/hooks", alert("b", "error", "firing"))
+            .await
+            .status(),
+        202
+    );
+    let r = send("/ingest/hooks", alert("c", "error", "firing")).await;
+    assert_eq!(r.status(), 429);
+    assert_eq!(r.headers()["retry-after"], "1");
+    let body: Value = r.json().await.unwrap();
+    assert!(
+        body["detail"].as_str().unwrap().contains("rate limit"),
+        "{body}"
+    );
+    app.advance(Duration::from_secs(1));
+    assert_eq!(
+        send("/ingest/hooks", alert("c", "error", "firing"))
+            .await
+            .status(),
+        202
+    );
+
+    let am = json!({"version": "4", "status": "firing", "receiver": "tocsin", "groupKey": "g", "alerts": [
+        {"status": "firing", "labels": {"alertname": "X"}, "annotations": {}, "startsAt": "2026-11-22T11:00:00Z",
+         "endsAt": "0001-01-01T00:00:00Z", "fingerprint": "f1"}]});
+    assert_eq!(send("/ingest/am", am.clone()).await.status(), 200);
+    assert_eq!(
+        send("/ingest/am", am).await.status(),
+        503,
+        "Alertmanager retries 5xx, not 4xx"
+    );
+}
+
+#[tokio::test]
+async fn room_and_route_mistakes_are_named_in_the_config_error() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("t.db");
+    let yaml = config_yaml(
+        &db,
+        "rooms:\n  ops:\n    sink: {kind: slack, token: xoxb-1}\n    members: [zed]\n    rate_limit: {per_second: 0}\n\
+         routes:\n  - rooms: [nowhere]\n    mention: [nobody]\n    match_re: {host: \"(\"}\n",
+    );
+    let err = tocsin::config::Config::from_yaml(&yaml, &dir.path().join("t.yaml"))
+        .unwrap_err()
+        .to_string();
+    for needle in [
+        "rooms.ops.sink.channel",
+        "rooms.ops.members",
+        "rooms.ops.rate_limit",
+        "routes[0].rooms",
+        "routes[0].mention",
+        "routes[0].match_re.host",
+    ] {
+        assert!(err.contains(needle), "{needle} missing from:\n{err}");
+    }
+    let unknown = config_yaml(
+        &db,
+        "rooms:\n  ops:\n    sink: {kind: webhook, url: \"http://x\", colour: red}\n",
+    );
+    let err = tocsin::config::Config::from_yaml(&unknown, &dir.path().join("t.yaml"))
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("colour"), "{err}");
+}
