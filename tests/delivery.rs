@@ -514,3 +514,91 @@ async fn room_and_route_mistakes_are_named_in_the_config_error() {
         .to_string();
     assert!(err.contains("colour"), "{err}");
 }
+
+#[tokio::test]
+async fn alert_text_never_pings_or_brings_markup_on_any_platform() {
+    let slack = MockServer::start().await;
+    Mock::given(method("POST"))
+        .respond_with(
+            ResponseTemplate::new(200)
+                .set_body_json(json!({"ok": true, "channel": "C1", "ts": "1.2"})),
+        )
+        .mount(&slack)
+        .await;
+    let mattermost = MockServer::start().await;
+    Mock::given(method("POST"))
+        .respond_with(ResponseTemplate::new(200).set_body_string("ok"))
+        .mount(&mattermost)
+        .await;
+    let discord = MockServer::start().await;
+    Mock::given(method("POST"))
+        .respond_with(
+            ResponseTemplate::new(200).set_body_json(json!({"id": "1100000000000000042"})),
+        )
+        .mount(&discord)
+        .await;
+    let teams = MockServer::start().await;
+    Mock::given(method("POST"))
+        .respond_with(ResponseTemplate::new(202))
+        .mount(&teams)
+        .await;
+    let app = spawn_app_sources(
+        "sources:\n  hooks: {kind: generic}\n",
+        &format!(
+            "rooms:\n  \
+               s: {{sink: {{kind: slack, token: xoxb-1, channel: C1, api_url: \"{}\"}}}}\n  \
+               m: {{sink: {{kind: mattermost, webhook_url: \"{}/hooks/x\"}}}}\n  \
+               d: {{sink: {{kind: discord, webhook_url: \"{}/api/webhooks/1/t\"}}}}\n  \
+               t: {{sink: {{kind: teams, webhook_url: \"{}/workflows/x\"}}}}\n\
+             routes:\n  - rooms: [s, m, d, t]\n",
+            slack.uri(),
+            mattermost.uri(),
+            discord.uri(),
+            teams.uri()
+        ),
+    )
+    .await;
+    let hostile = json!({
+        "title": "<!channel> @here @everyone @room <b>bold</b> <script>alert(1)</script>",
+        "status": "firing", "severity": "critical",
+        "labels": {"host": "<img src=x onerror=alert(1)>", "team": "@channel"},
+        "annotations": {"summary": "<!here> @all <@U999> <a href=\"https://evil.example\">x</a>"},
+        "description": "@here <!everyone> <i>it</i>"
+    });
+    assert_eq!(app.post("/ingest/hooks", &hostile, &[]).await.status(), 202);
+    app.process().await;
+    assert_eq!(app.deliver().await, 4);
+    for (name, server) in [
+        ("slack", &slack),
+        ("mattermost", &mattermost),
+        ("discord", &discord),
+        ("teams", &teams),
+    ] {
+        let requests = server.received_requests().await.unwrap();
+        assert_eq!(requests.len(), 1, "{name}");
+        let body = String::from_utf8_lossy(&requests[0].body).to_string();
+        for bad in [
+            "<!channel>",
+            "<!here",
+            "<!everyone",
+            "@here",
+            "@everyone",
+            "@channel",
+            "@room",
+            "@all",
+            "<@U999>",
+            "<b>",
+            "<i>",
+            "<script",
+            "<img",
+            "<a href",
+        ] {
+            assert!(!body.contains(bad), "{name} body contains {bad}: {body}");
+        }
+        // The text is still there for people to read.
+        assert!(body.contains("bold"), "{name}: {body}");
+    }
+    let discord_body: Value =
+        serde_json::from_slice(&discord.received_requests().await.unwrap()[0].body).unwrap();
+    assert_eq!(discord_body["allowed_mentions"]["parse"], json!([]));
+}

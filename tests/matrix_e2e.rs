@@ -1,0 +1,139 @@
+//! Delivery end to end against a real Matrix homeserver (Synapse, installed by
+//! `scripts/fetch-synapse.sh`): an alert becomes a message in the room that pings the routed member,
+//! later changes go to its thread, resolving edits the first message, and nothing is posted twice.
+
+mod common;
+
+use common::synapse::Synapse;
+use common::*;
+use serde_json::json;
+
+#[tokio::test]
+async fn tickets_reach_a_real_matrix_room_with_mentions_threads_and_edits() {
+    let hs = Synapse::start().await;
+    let bot = hs.register("tocsin", "bot-password-1", false).await;
+    let alice = hs.register("alice", "alice-password-1", false).await;
+    let room = hs.create_room(&bot, &[&alice]).await;
+    hs.join(&alice, &room).await;
+
+    let app = spawn_app_sources(
+        "sources:\n  hooks: {kind: generic}\n",
+        &format!(
+            "rooms:\n  ops:\n    sink: {{kind: matrix, homeserver: \"{}\", access_token: \"{}\", room_id: \"{}\"}}\n    \
+               members: [alice]\n\
+             routes:\n  - rooms: [ops]\n    mention: [alice]\n",
+            hs.homeserver_url(),
+            bot.access_token,
+            room
+        ),
+    )
+    .await;
+    // alice's handle on Matrix: rewrite the member block the harness wrote, then restart onto it.
+    let path = app.config_path();
+    let yaml = std::fs::read_to_string(&path).unwrap().replace(
+        "alice: {role: admin, token: admin-token-0001}",
+        &format!(
+            "alice: {{role: admin, token: admin-token-0001, handles: {{matrix: \"{}\"}}}}",
+            alice.user_id
+        ),
+    );
+    std::fs::write(&path, yaml).unwrap();
+    let app = app.restart().await;
+
+    let fire = json!({"title": "Disk full on db1 @room", "status": "firing", "severity": "critical",
+                      "labels": {"host": "db1"}, "description": "<b>92%</b> used"});
+    assert_eq!(app.post("/ingest/hooks", &fire, &[]).await.status(), 202);
+    app.process().await;
+    assert_eq!(app.deliver().await, 1);
+
+    let messages = hs.messages(&alice, &room).await;
+    assert_eq!(messages.len(), 1, "{messages:#?}");
+    let root = &messages[0];
+    let root_id = root["event_id"].as_str().unwrap().to_string();
+    assert_eq!(
+        root["content"]["m.mentions"]["user_ids"],
+        json!([alice.user_id])
+    );
+    assert_eq!(
+        root["content"]["m.mentions"].get("room"),
+        None,
+        "alert text must not ping the room"
+    );
+    let html = root["content"]["formatted_body"].as_str().unwrap();
+    assert!(
+        html.contains("T-1") && html.contains("http://tocsin.test/tickets/T-1"),
+        "{html}"
+    );
+    assert!(
+        html.contains(&format!("https://matrix.to/#/{}", alice.user_id)),
+        "{html}"
+    );
+    assert!(
+        !html.contains("<b>92%</b>"),
+        "alert HTML is escaped: {html}"
+    );
+    // The mention really reached alice.
+    let notes = hs.notifications(&alice).await;
+    assert!(
+        notes
+            .iter()
+            .any(|n| n["event"]["event_id"] == root_id.as_str()),
+        "{notes:#?}"
+    );
+
+    // An ack goes to the thread and edits the first message.
+    assert_eq!(
+        app.api_post("/api/tickets/T-1/ack", EDITOR, None)
+            .await
+            .status(),
+        200
+    );
+    assert_eq!(app.deliver().await, 2);
+    let thread = hs.thread(&alice, &room, &root_id).await;
+    assert_eq!(thread.len(), 1, "{thread:#?}");
+    assert!(
+        thread[0]["content"]["body"]
+            .as_str()
+            .unwrap()
+            .contains("ACKED"),
+        "{thread:#?}"
+    );
+
+    // Resolving: another thread reply and another edit of the first message.
+    let resolve =
+        json!({"title": "Disk full on db1 @room", "status": "resolved", "labels": {"host": "db1"}});
+    app.post("/ingest/hooks", &resolve, &[]).await;
+    app.process().await;
+    assert_eq!(app.deliver().await, 2);
+    assert_eq!(hs.thread(&alice, &room, &root_id).await.len(), 2);
+    let events = hs.messages(&alice, &room).await;
+    let edits: Vec<_> = events
+        .iter()
+        .filter(|e| e["content"]["m.relates_to"]["rel_type"] == "m.replace")
+        .collect();
+    assert_eq!(edits.len(), 2);
+    assert!(edits
+        .iter()
+        .all(|e| e["content"]["m.relates_to"]["event_id"] == root_id.as_str()));
+    let last = edits.last().unwrap();
+    assert!(
+        last["content"]["m.new_content"]["body"]
+            .as_str()
+            .unwrap()
+            .contains("RESOLVED"),
+        "{last:#?}"
+    );
+    // One root, two thread replies, two edits: nothing posted twice.
+    assert_eq!(events.len(), 5, "{events:#?}");
+    let kinds = app.timeline_kinds("T-1").await;
+    assert_eq!(
+        kinds.iter().filter(|k| *k == "delivered").count(),
+        5,
+        "{kinds:?}"
+    );
+
+    // A restart with nothing pending posts nothing.
+    let app = app.restart().await;
+    assert_eq!(app.deliver().await, 0);
+    assert_eq!(hs.messages(&alice, &room).await.len(), 5);
+}
