@@ -3,7 +3,8 @@
 //! The config file is read and validated again; plugins are compiled off the hot path and swapped in
 //! atomically (a batch in flight finishes on the registry it started with). A plugin that fails to load
 //! keeps its previous version running, and the failure is reported. Other config changes (listen
-//! address, storage, sources' kinds and auth, members) take effect at the next restart.
+//! address, storage, sources' kinds, auth and rate limits, members, rooms and routes) take effect at the
+//! next restart.
 
 use crate::config;
 use crate::pipeline::plugin_alert;
