@@ -300,6 +300,13 @@ async fn refused_deliveries_die_and_an_admin_can_retry_them() {
             .status(),
         404
     );
+    let retried = app.timeline("T-1").await;
+    let retried = retried.last().unwrap();
+    assert_eq!(retried["actor"], "member:alice");
+    assert!(
+        retried["text"].as_str().unwrap().contains("back in line"),
+        "{retried}"
+    );
     assert_eq!(app.deliver().await, 1);
     assert_eq!(events(&bodies(&server).await)[2], "T-1 opened");
     let dead: Value = app

@@ -407,7 +407,11 @@ async fn retry_delivery(
     let id: i64 = id
         .parse()
         .map_err(|_| ApiError::bad_request("invalid_id", format!("`{id}` is not a delivery id")))?;
-    let delivery = match state.store.outbox_retry(id, state.clock.now()).await {
+    let delivery = match state
+        .store
+        .outbox_retry(id, &member.name, state.clock.now())
+        .await
+    {
         Err(crate::store::StoreError::NotFound) => {
             return Err(ApiError::NotFound(format!("no dead delivery {id}")))
         }

@@ -239,8 +239,9 @@ pub trait Store: Send + Sync + std::fmt::Debug + 'static {
     /// Dead deliveries, newest first.
     async fn outbox_dead(&self, limit: usize) -> Result<Vec<Delivery>>;
 
-    /// Puts a dead delivery back in line, due now, with a fresh age. `NotFound` unless it is dead.
-    async fn outbox_retry(&self, id: i64, now: Timestamp) -> Result<Delivery>;
+    /// Puts a dead delivery back in line, due now, with a fresh age, and records on the ticket's timeline
+    /// who did. `NotFound` unless it is dead.
+    async fn outbox_retry(&self, id: i64, member: &str, now: Timestamp) -> Result<Delivery>;
 }
 
 /// Opens the backend named by a storage URL, creating and migrating it as needed.

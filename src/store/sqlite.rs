@@ -1202,7 +1202,8 @@ impl Store for SqliteStore {
         .await
     }
 
-    async fn outbox_retry(&self, id: i64, now: Timestamp) -> Result<Delivery> {
+    async fn outbox_retry(&self, id: i64, member: &str, now: Timestamp) -> Result<Delivery> {
+        let member = member.to_string();
         self.write(move |t| {
             let n = t
                 .prepare_cached(
@@ -1214,7 +1215,18 @@ impl Store for SqliteStore {
             if n != 1 {
                 return Err(StoreError::NotFound);
             }
-            find_delivery(t, id)?.ok_or(StoreError::NotFound)
+            let d = find_delivery(t, id)?.ok_or(StoreError::NotFound)?;
+            if let Some(ticket) = &d.ticket_id {
+                let draft = EntryDraft::system(
+                    now,
+                    EntryKind::DeliveryFailed,
+                    format!("member:{member}"),
+                    format!("{member} put the dead delivery to room {} back in line.", d.room),
+                    serde_json::json!({"room": d.room, "delivery": d.id, "kind": d.kind.as_str(), "retried_by": member}),
+                );
+                append_system_entry(t, ticket, draft)?;
+            }
+            Ok(d)
         })
         .await
     }
