@@ -609,3 +609,53 @@ async fn alert_text_never_pings_or_brings_markup_on_any_platform() {
         serde_json::from_slice(&discord.received_requests().await.unwrap()[0].body).unwrap();
     assert_eq!(discord_body["allowed_mentions"]["parse"], json!([]));
 }
+
+#[tokio::test]
+async fn on_a_platform_that_edits_a_storm_keeps_one_digest_message_up_to_date() {
+    let discord = MockServer::start().await;
+    Mock::given(method("POST"))
+        .respond_with(
+            ResponseTemplate::new(200).set_body_json(json!({"id": "1100000000000000042"})),
+        )
+        .mount(&discord)
+        .await;
+    Mock::given(method("PATCH"))
+        .and(path("/api/webhooks/1/t/messages/1100000000000000042"))
+        .respond_with(
+            ResponseTemplate::new(200).set_body_json(json!({"id": "1100000000000000042"})),
+        )
+        .mount(&discord)
+        .await;
+    let app = spawn_app_sources(
+        "sources:\n  hooks: {kind: generic}\n",
+        &format!(
+            "rooms:\n  d:\n    sink: {{kind: discord, webhook_url: \"{}/api/webhooks/1/t\"}}\n    \
+               rate_limit: {{per_second: 1, burst: 2}}\n    digest: {{after: 5s, interval: 10s}}\n\
+             routes:\n  - rooms: [d]\n",
+            discord.uri()
+        ),
+    )
+    .await;
+    for wave in 0..3 {
+        let batch: Vec<Value> = (0..50)
+            .map(|i| alert(&format!("w{wave}-h{i}"), "critical", "firing"))
+            .collect();
+        app.post("/ingest/hooks", &Value::Array(batch), &[]).await;
+        app.process().await;
+        app.deliver().await;
+        app.advance(Duration::from_secs(10));
+    }
+    let requests = discord.received_requests().await.unwrap();
+    let methods: Vec<String> = requests.iter().map(|r| r.method.to_string()).collect();
+    assert_eq!(
+        methods,
+        ["POST", "PATCH", "PATCH"],
+        "one storm message, then edits"
+    );
+    let last: Value = serde_json::from_slice(&requests[2].body).unwrap();
+    let text = last.to_string();
+    assert!(
+        text.contains("150"),
+        "the last edit sums up all 150 tickets: {text}"
+    );
+}
