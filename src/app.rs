@@ -17,6 +17,7 @@ use crate::metrics::Metrics;
 use crate::outbox::Outbox;
 use crate::pipeline::{Journal, Processor};
 use crate::plugin::Plugins;
+use crate::presence::PresencePoller;
 use crate::state::{AppState, Services};
 use crate::store::{self, Store, StoreError};
 
@@ -37,6 +38,7 @@ pub struct App {
     pub state: AppState,
     pub processor: Processor,
     pub outbox: Arc<Outbox>,
+    pub presence: Arc<PresencePoller>,
 }
 
 impl App {
@@ -73,6 +75,12 @@ impl App {
             )
             .map_err(BuildError::Rooms)?,
         );
+        let presence = Arc::new(PresencePoller::new(
+            &config,
+            outbox.sinks(),
+            Arc::clone(&store),
+            Arc::clone(&clock),
+        ));
         let processor = Processor::new(
             Arc::clone(&store),
             config.policy(),
@@ -95,6 +103,7 @@ impl App {
             state,
             processor,
             outbox,
+            presence,
         })
     }
 
@@ -123,7 +132,8 @@ impl App {
     ) -> std::io::Result<()> {
         let (stop_tx, stop_rx) = watch::channel(false);
         let worker = tokio::spawn(self.processor.clone().run(stop_rx.clone()));
-        let sender = tokio::spawn(Arc::clone(&self.outbox).run(stop_rx));
+        let sender = tokio::spawn(Arc::clone(&self.outbox).run(stop_rx.clone()));
+        let poller = tokio::spawn(Arc::clone(&self.presence).run(stop_rx));
         let router = self.router();
         let served = axum::serve(listener, router)
             .with_graceful_shutdown(shutdown)
@@ -133,6 +143,7 @@ impl App {
         if let Err(e) = worker.await {
             tracing::error!(error = %e, "The processor task failed.");
         }
+        poller.abort();
         if let Err(e) = sender.await {
             tracing::error!(error = %e, "The outbox task failed.");
         }

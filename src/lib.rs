@@ -37,6 +37,7 @@ pub mod ops;
 pub mod outbox;
 pub mod pipeline;
 pub mod plugin;
+pub mod presence;
 pub mod ratelimit;
 pub mod reload;
 pub mod sinks;

@@ -137,3 +137,65 @@ async fn tickets_reach_a_real_matrix_room_with_mentions_threads_and_edits() {
     assert_eq!(app.deliver().await, 0);
     assert_eq!(hs.messages(&alice, &room).await.len(), 5);
 }
+
+#[tokio::test]
+async fn presence_is_read_from_a_real_matrix_homeserver() {
+    let hs = Synapse::start().await;
+    let bot = hs.register("tocsin", "bot-password-1", false).await;
+    let bob = hs.register("bob", "bob-password-1", false).await;
+    let room = hs.create_room(&bot, &[&bob]).await;
+    hs.join(&bob, &room).await;
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("tocsin.db");
+    let yaml = config_yaml(
+        &db,
+        &format!(
+            "rooms:\n  ops:\n    sink: {{kind: matrix, homeserver: \"{}\", access_token: \"{}\", room_id: \"{}\"}}\n    members: [bob]\n",
+            hs.homeserver_url(),
+            bot.access_token,
+            room
+        ),
+    )
+    .replace(
+        "bob: {role: editor, token: editor-token-0001}",
+        &format!("bob: {{role: editor, token: editor-token-0001, handles: {{matrix: \"{}\"}}}}", bob.user_id),
+    );
+    std::fs::write(dir.path().join("tocsin.yaml"), &yaml).unwrap();
+    let app = spawn_app_with_yaml(dir, yaml).await;
+    let bob_presence = |v: serde_json::Value| {
+        v["members"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|m| m["name"] == "bob")
+            .unwrap()["presence"]
+            .clone()
+    };
+
+    hs.set_presence(&bob, "online").await;
+    assert_eq!(app.app.presence.step().await.unwrap(), 1);
+    let p = bob_presence(
+        app.api_get("/api/members", VIEWER)
+            .await
+            .json()
+            .await
+            .unwrap(),
+    );
+    assert_eq!(
+        (p["state"].as_str(), p["source"].as_str()),
+        (Some("online"), Some("matrix"))
+    );
+    // Polling again with nothing changed records nothing.
+    assert_eq!(app.app.presence.step().await.unwrap(), 0);
+
+    hs.set_presence(&bob, "unavailable").await;
+    assert_eq!(app.app.presence.step().await.unwrap(), 1);
+    let p = bob_presence(
+        app.api_get("/api/members", VIEWER)
+            .await
+            .json()
+            .await
+            .unwrap(),
+    );
+    assert_eq!(p["state"], "away");
+}

@@ -8,7 +8,7 @@ use axum::extract::{FromRequest, FromRequestParts, Path, Query, Request, State};
 use axum::http::request::Parts;
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
-use axum::routing::{get, post};
+use axum::routing::{get, post, put};
 use axum::{Json, Router};
 use base64::Engine as _;
 use serde::{Deserialize, Serialize};
@@ -16,6 +16,7 @@ use serde_json::json;
 
 use crate::config::Role;
 use crate::domain::alert::{Labels, Severity};
+use crate::domain::presence::{self, Presence, PresenceState};
 use crate::domain::ticket::{Action, Resolution, Ticket, TicketState};
 use crate::domain::time::Timestamp;
 use crate::domain::timeline::{Entry, Visibility};
@@ -38,6 +39,8 @@ pub fn router() -> Router<AppState> {
         .route("/api/deliveries/dead", get(dead_deliveries))
         .route("/api/deliveries/{id}/retry", post(retry_delivery))
         .route("/api/plugins", get(plugins))
+        .route("/api/members", get(members))
+        .route("/api/members/{name}/presence", put(set_presence))
         .route("/-/reload", post(reload))
         .layer(axum::extract::DefaultBodyLimit::max(MAX_BODY))
 }
@@ -489,4 +492,78 @@ async fn reload(State(state): State<AppState>, member: Member) -> Result<Respons
         }
         Err(e) => Err(ApiError::Internal(e.to_string())),
     }
+}
+
+/// Every configured member with their role, rooms, chat handles and presence (what all sources' reports
+/// add up to, plus each report).
+async fn members(
+    State(state): State<AppState>,
+    _member: Member,
+) -> Result<Json<serde_json::Value>, ApiError> {
+    let mut reports: std::collections::BTreeMap<String, Vec<Presence>> = Default::default();
+    for (name, p) in state.store.presence().await? {
+        reports.entry(name).or_default().push(p);
+    }
+    let list: Vec<serde_json::Value> = state
+        .config
+        .members
+        .iter()
+        .map(|(name, m)| {
+            let theirs = reports.remove(name).unwrap_or_default();
+            let rooms: Vec<&String> = state
+                .config
+                .rooms
+                .iter()
+                .filter(|(_, r)| r.members.contains(name))
+                .map(|(room, _)| room)
+                .collect();
+            json!({
+                "name": name,
+                "role": m.role.as_str(),
+                "rooms": rooms,
+                "handles": m.handles.iter().map(|(k, v)| (k.clone(), v.0.clone())).collect::<std::collections::BTreeMap<_, _>>(),
+                "presence": presence::effective(&theirs),
+                "reports": theirs,
+            })
+        })
+        .collect();
+    Ok(Json(json!({"members": list})))
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct PresenceBody {
+    state: String,
+}
+
+/// Sets a member's presence as reported through the API (source `api`). Members set their own; admins
+/// may set anyone's.
+async fn set_presence(
+    State(state): State<AppState>,
+    member: Member,
+    Path(name): Path<String>,
+    AppJson(body): AppJson<PresenceBody>,
+) -> Result<Json<serde_json::Value>, ApiError> {
+    if !state.config.members.contains_key(&name) {
+        return Err(ApiError::NotFound(format!("no member `{name}`")));
+    }
+    if member.name != name {
+        member.require(Role::Admin)?;
+    }
+    let Some(s) = PresenceState::from_name(&body.state) else {
+        return Err(ApiError::bad_request(
+            "invalid_state",
+            format!(
+                "state `{}` must be online, away, dnd or offline",
+                body.state
+            ),
+        ));
+    };
+    let report = Presence {
+        state: s,
+        since: state.clock.now(),
+        source: "api".into(),
+    };
+    state.store.set_presence(&name, report.clone()).await?;
+    Ok(Json(json!({"member": name, "report": report})))
 }

@@ -7,6 +7,7 @@ pub mod alert;
 pub mod delivery;
 pub mod message;
 pub mod plugin;
+pub mod presence;
 pub mod routing;
 pub mod ticket;
 pub mod time;

@@ -122,6 +122,8 @@ pub struct Outbox {
     metrics: Arc<Metrics>,
     router: Arc<Router>,
     rooms: BTreeMap<String, Mutex<Room>>,
+    /// Each room's sink, outside the room's lock, for presence polling.
+    sinks: BTreeMap<String, Arc<dyn Sink>>,
     wake: Arc<Notify>,
 }
 
@@ -137,8 +139,10 @@ impl Outbox {
         let client = sinks::http::Client::new();
         let mut rooms = BTreeMap::new();
         let mut capabilities = BTreeMap::new();
+        let mut all_sinks = BTreeMap::new();
         for (name, rc) in &config.rooms {
             let sink = sinks::build(&rc.sink, &client).map_err(|e| format!("rooms.{name}: {e}"))?;
+            all_sinks.insert(name.clone(), Arc::clone(&sink));
             let rate = rc.rate_limit.unwrap_or_else(|| rc.sink.default_rate());
             capabilities.insert(name.clone(), sink.capabilities());
             rooms.insert(
@@ -164,8 +168,14 @@ impl Outbox {
             metrics,
             router,
             rooms,
+            sinks: all_sinks,
             wake,
         })
+    }
+
+    /// Every room's sink, by room name.
+    pub fn sinks(&self) -> &BTreeMap<String, Arc<dyn Sink>> {
+        &self.sinks
     }
 
     /// Wakes the worker: something may have been added to the outbox.

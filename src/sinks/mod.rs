@@ -24,6 +24,7 @@ use async_trait::async_trait;
 use crate::config::{MemberConfig, SinkConfig};
 pub use crate::domain::message::Capabilities;
 use crate::domain::message::Content;
+use crate::domain::presence::PresenceState;
 
 /// What to do.
 #[derive(Debug, Clone, PartialEq)]
@@ -82,6 +83,12 @@ pub trait Sink: Send + Sync + std::fmt::Debug + 'static {
     fn kind(&self) -> &'static str;
     fn capabilities(&self) -> Capabilities;
     async fn send(&self, request: &Request) -> Outcome;
+
+    /// Where the platform tells: the presence of the user with this handle. `None` for platforms with
+    /// no presence API for this kind of access (webhooks, Discord, Teams without Graph).
+    async fn presence(&self, _handle: &str) -> Option<Result<PresenceState, String>> {
+        None
+    }
 }
 
 /// The handle a member has on a platform (`members.<name>.handles.<kind>`).

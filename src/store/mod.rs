@@ -16,6 +16,7 @@ use crate::config::StorageUrl;
 use crate::domain::alert::Alert;
 use crate::domain::message::Content;
 use crate::domain::plugin::{DropInfo, PluginFailure};
+use crate::domain::presence::Presence;
 use crate::domain::routing::{DeliveryKind, Router};
 use crate::domain::ticket::{Action, ActionError, Policy, Ticket, TicketState};
 use crate::domain::time::Timestamp;
@@ -238,6 +239,12 @@ pub trait Store: Send + Sync + std::fmt::Debug + 'static {
 
     /// Dead deliveries, newest first.
     async fn outbox_dead(&self, limit: usize) -> Result<Vec<Delivery>>;
+
+    /// Records what one source says about a member's presence (replacing its earlier report).
+    async fn set_presence(&self, member: &str, presence: Presence) -> Result<()>;
+
+    /// Every member's latest report per source.
+    async fn presence(&self) -> Result<Vec<(String, Presence)>>;
 
     /// Puts a dead delivery back in line, due now, with a fresh age, and records on the ticket's timeline
     /// who did. `NotFound` unless it is dead.

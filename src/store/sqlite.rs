@@ -22,6 +22,7 @@ use super::{
 use crate::domain::alert::{Alert, Severity};
 use crate::domain::message::Content;
 use crate::domain::plugin::DropInfo;
+use crate::domain::presence::{Presence, PresenceState};
 use crate::domain::routing::{DeliveryKind, Router};
 use crate::domain::ticket::{self, Action, AlertDecision, Policy, Resolution, Ticket, TicketState};
 use crate::domain::time::Timestamp;
@@ -109,6 +110,16 @@ CREATE TABLE threads (
     room      TEXT NOT NULL,
     handle    TEXT NOT NULL,
     PRIMARY KEY (ticket_id, room)
+) WITHOUT ROWID;
+"#,
+    r#"
+-- The latest presence report per member and source (web UI, API, chat platforms).
+CREATE TABLE presence (
+    member TEXT NOT NULL,
+    source TEXT NOT NULL,
+    state  TEXT NOT NULL,
+    since  INTEGER NOT NULL,
+    PRIMARY KEY (member, source)
 ) WITHOUT ROWID;
 "#,
 ];
@@ -1196,6 +1207,51 @@ impl Store for SqliteStore {
                 .map_err(err)?;
             let rows = stmt
                 .query_map([limit as i64], delivery_from_row)
+                .map_err(err)?;
+            rows.collect::<rusqlite::Result<_>>().map_err(err)
+        })
+        .await
+    }
+
+    async fn set_presence(&self, member: &str, presence: Presence) -> Result<()> {
+        let member = member.to_string();
+        self.write(move |t| {
+            t.prepare_cached(
+                "INSERT INTO presence (member, source, state, since) VALUES (?1, ?2, ?3, ?4) \
+                 ON CONFLICT (member, source) DO UPDATE SET state = ?3, since = ?4",
+            )
+            .and_then(|mut s| {
+                s.execute(params![
+                    member,
+                    presence.source,
+                    presence.state.as_str(),
+                    presence.since.as_millis()
+                ])
+            })
+            .map_err(err)?;
+            Ok(())
+        })
+        .await
+    }
+
+    async fn presence(&self) -> Result<Vec<(String, Presence)>> {
+        self.read(|c| {
+            let mut stmt = c
+                .prepare_cached("SELECT member, source, state, since FROM presence ORDER BY member")
+                .map_err(err)?;
+            let rows = stmt
+                .query_map([], |r| {
+                    let state: String = r.get(2)?;
+                    Ok((
+                        r.get::<_, String>(0)?,
+                        Presence {
+                            state: PresenceState::from_name(&state)
+                                .unwrap_or(PresenceState::Offline),
+                            since: Timestamp::from_millis(r.get(3)?),
+                            source: r.get(1)?,
+                        },
+                    ))
+                })
                 .map_err(err)?;
             rows.collect::<rusqlite::Result<_>>().map_err(err)
         })

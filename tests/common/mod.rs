@@ -120,6 +120,11 @@ async fn spawn_with_clock(
     spawn_yaml(dir, yaml, manual).await
 }
 
+/// A tocsin on the manual clock from a whole config text, in `dir` (which must hold nothing else).
+pub async fn spawn_app_with_yaml(dir: tempfile::TempDir, yaml: String) -> TestApp {
+    spawn_yaml(dir, yaml, Some(ManualClock::new(t0()))).await
+}
+
 async fn spawn_yaml(dir: tempfile::TempDir, yaml: String, manual: Option<ManualClock>) -> TestApp {
     let config_path = dir.path().join("tocsin.yaml");
     std::fs::write(&config_path, &yaml).unwrap();

@@ -19,6 +19,7 @@ use serde_json::{json, Value};
 use super::http::{classify, execute, seconds, Client};
 use super::{Action, Capabilities, Outcome, Request, Sink};
 use crate::config::{MatrixSinkConfig, Secret, SinkConfig};
+use crate::domain::presence::PresenceState;
 
 pub use render::{render, Rendered};
 
@@ -159,6 +160,38 @@ impl Sink for MatrixSink {
             threads: true,
             edits: true,
         }
+    }
+
+    /// `GET /_matrix/client/v3/presence/{user}/status`: `online`, `unavailable` (idle; away) or
+    /// `offline`. Synapse shows it only to users who share a room with them, like the bot.
+    async fn presence(&self, handle: &str) -> Option<Result<PresenceState, String>> {
+        let mut url = self.homeserver.clone();
+        url.set_query(None);
+        url.set_fragment(None);
+        if let Ok(mut segments) = url.path_segments_mut() {
+            segments
+                .pop_if_empty()
+                .extend(["_matrix", "client", "v3", "presence", handle, "status"]);
+        }
+        let builder = self.client.get(url).bearer_auth(self.access_token.expose());
+        let answer = match execute(builder, self.timeout).await {
+            Ok(a) => a,
+            Err(Outcome::Retry { error, .. }) | Err(Outcome::Permanent { error }) => {
+                return Some(Err(error))
+            }
+            Err(Outcome::Sent { .. }) => return Some(Err("no answer".into())),
+        };
+        if let Some(Outcome::Retry { error, .. } | Outcome::Permanent { error }) = classify(&answer)
+        {
+            return Some(Err(error));
+        }
+        let body: Value = serde_json::from_str(&answer.body).unwrap_or(Value::Null);
+        Some(match body["presence"].as_str() {
+            Some("online") => Ok(PresenceState::Online),
+            Some("unavailable") => Ok(PresenceState::Away),
+            Some("offline") => Ok(PresenceState::Offline),
+            other => Err(format!("unexpected presence {other:?}")),
+        })
     }
 
     async fn send(&self, request: &Request) -> Outcome {
