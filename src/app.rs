@@ -13,6 +13,8 @@ use std::path::PathBuf;
 use crate::clock::Clock;
 use crate::config::{Config, StorageUrl};
 use crate::error::ApiError;
+use crate::inbound::Inbound;
+use crate::mailer::{MailSettings, MailWorker, Tokens};
 use crate::metrics::Metrics;
 use crate::outbox::Outbox;
 use crate::pipeline::{Journal, Processor};
@@ -30,6 +32,8 @@ pub enum BuildError {
     Plugins(String),
     #[error("{0}")]
     Rooms(String),
+    #[error("email: {0}")]
+    Email(String),
 }
 
 /// A built tocsin: everything it needs, not yet serving.
@@ -39,6 +43,10 @@ pub struct App {
     pub processor: Processor,
     pub outbox: Arc<Outbox>,
     pub presence: Arc<PresencePoller>,
+    /// Sends email to members who are not online (with an `email:` block).
+    pub mailer: Option<Arc<MailWorker>>,
+    /// Takes replies by email (with `email.inbound`).
+    pub inbound: Option<Arc<Inbound>>,
 }
 
 impl App {
@@ -81,6 +89,8 @@ impl App {
             Arc::clone(&store),
             Arc::clone(&clock),
         ));
+        let mailer = mail_worker(&config, &store, &clock, &metrics)?;
+        let inbound = Inbound::from_config(&config, Arc::clone(&store), Arc::clone(&clock));
         let processor = Processor::new(
             Arc::clone(&store),
             config.policy(),
@@ -104,6 +114,8 @@ impl App {
             processor,
             outbox,
             presence,
+            mailer,
+            inbound,
         })
     }
 
@@ -133,7 +145,24 @@ impl App {
         let (stop_tx, stop_rx) = watch::channel(false);
         let worker = tokio::spawn(self.processor.clone().run(stop_rx.clone()));
         let sender = tokio::spawn(Arc::clone(&self.outbox).run(stop_rx.clone()));
-        let poller = tokio::spawn(Arc::clone(&self.presence).run(stop_rx));
+        let poller = tokio::spawn(Arc::clone(&self.presence).run(stop_rx.clone()));
+        let mailer = self
+            .mailer
+            .clone()
+            .map(|m| tokio::spawn(m.run(stop_rx.clone())));
+        if let (Some(inbound), Some(listen)) = (
+            self.inbound.clone(),
+            self.state
+                .config
+                .email
+                .as_ref()
+                .and_then(|e| e.inbound.as_ref())
+                .map(|i| i.listen.0),
+        ) {
+            let smtp = TcpListener::bind(listen).await?;
+            tracing::info!(addr = %smtp.local_addr()?, "Taking replies by email.");
+            tokio::spawn(inbound.serve(smtp, stop_rx));
+        }
         let router = self.router();
         let served = axum::serve(listener, router)
             .with_graceful_shutdown(shutdown)
@@ -144,11 +173,43 @@ impl App {
             tracing::error!(error = %e, "The processor task failed.");
         }
         poller.abort();
+        if let Some(m) = mailer {
+            let _ = m.await;
+        }
         if let Err(e) = sender.await {
             tracing::error!(error = %e, "The outbox task failed.");
         }
         served
     }
+}
+
+/// The mailer, if the config has an `email:` block.
+fn mail_worker(
+    config: &Config,
+    store: &Arc<dyn Store>,
+    clock: &Arc<dyn Clock>,
+    metrics: &Arc<Metrics>,
+) -> Result<Option<Arc<MailWorker>>, BuildError> {
+    let (Some(email), Some(settings)) = (&config.email, MailSettings::from_config(config)) else {
+        return Ok(None);
+    };
+    let transport = crate::sinks::email::SmtpMailer::new(&crate::sinks::email::SmtpSettings {
+        url: email.smtp.0.clone(),
+        username: email.username.as_ref().map(|u| u.0.clone()),
+        password: email.password.as_ref().map(|p| p.expose().to_string()),
+        from: email.from.0.clone(),
+        timeout: email.timeout.0 .0,
+        pool_size: 4,
+    })
+    .map_err(BuildError::Email)?;
+    Ok(Some(Arc::new(MailWorker::new(
+        settings,
+        Tokens::new(email.secret.expose()),
+        Arc::new(transport),
+        Arc::clone(store),
+        Arc::clone(clock),
+        Arc::clone(metrics),
+    ))))
 }
 
 /// Starts the plugin engine and loads the config's plugins. At startup a plugin that fails to load is an

@@ -2,8 +2,8 @@
 //!
 //! # Layout
 //!
-//! Data flows one way: **ingest → plugins → tickets → (routing → outbox → sinks)**. The stages in
-//! parentheses arrive with their own issues.
+//! Data flows one way: **ingest → plugins → tickets → routing → outbox → sinks**, and for members who
+//! are not online, **routing → emails → mailer → SMTP**.
 //!
 //! - [`ingest`]: HTTP endpoints per configured source. Checks auth, type, size and load, parses the
 //!   payload into normalised alerts ([`domain::alert`]) and appends them durably to the journal before
@@ -11,12 +11,18 @@
 //! - [`pipeline`]: the processor behind the journal. Runs each alert's plugin chain, applies alerts to
 //!   tickets in batches, exactly once, and resolves tickets whose lease ran out. Driven step by step in
 //!   tests.
-//! - [`domain`]: pure types and decisions: alerts, the ticket state machine, timeline entries, time.
-//!   No IO anywhere in it.
+//! - [`domain`]: pure types and decisions: alerts, the ticket state machine, timeline entries, routing,
+//!   delivery retries, presence, who gets email and when, reading replies. No IO anywhere in it.
+//! - [`outbox`]: the delivery worker: order per room, rate limits, retries, storm digests; [`sinks`]
+//!   render and send to each chat platform, and by SMTP ([`sinks::email`]).
+//! - [`mailer`]: the email worker: checks again when an email comes due, batches, sends; signed reply
+//!   and unsubscribe tokens. [`inbound`]: the SMTP listener that turns replies into notes.
+//! - [`presence`]: polls chat platforms for members' presence; [`ratelimit`]: the governor limiters.
 //! - [`plugin`]: the WebAssembly host (the only module that names wasmtime): compiled plugins, limits,
 //!   fail-open chains, the reloadable registry; [`reload`] re-reads the config for `/-/reload` and SIGHUP.
 //! - [`store`]: the one `Store` trait and its SQLite backend (the only module that names a database).
-//! - [`api`]: the JSON API for members: tickets, timelines, notes, ack, resolve.
+//! - [`api`]: the JSON API for members: tickets, timelines, notes, ack, resolve, members, deliveries;
+//!   the unsubscribe page.
 //! - [`ops`]: `/healthz`, `/readyz`, `/metrics`; [`metrics`] holds the counters.
 //! - [`config`]: strict config loading with `${VAR}` expansion and validation.
 //! - [`app`]: wiring and graceful shutdown; [`cli`]: the `tocsin` command; [`state`]: what handlers share;
@@ -31,7 +37,9 @@ pub mod clock;
 pub mod config;
 pub mod domain;
 pub mod error;
+pub mod inbound;
 pub mod ingest;
+pub mod mailer;
 pub mod metrics;
 pub mod ops;
 pub mod outbox;

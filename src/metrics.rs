@@ -80,6 +80,8 @@ pub struct Metrics {
     plugin_latency: Mutex<BTreeMap<String, std::sync::Arc<Histogram>>>,
     /// (room, outcome) → delivery attempts. Outcomes: sent, failed, dead, skipped, digested.
     deliveries: Mutex<BTreeMap<(String, &'static str), u64>>,
+    /// outcome → emails. Outcomes: sent, failed, gave_up, cancelled.
+    emails: Mutex<BTreeMap<&'static str, u64>>,
     /// Ticket change to delivered message, per delivery.
     pub delivery_latency: Histogram,
 }
@@ -134,6 +136,12 @@ impl Metrics {
         }
     }
 
+    pub fn email(&self, outcome: &'static str) {
+        if let Ok(mut m) = self.emails.lock() {
+            *m.entry(outcome).or_default() += 1;
+        }
+    }
+
     pub fn ingest_latency(&self, source: &str, d: Duration) {
         let h = match self.ingest_latency.lock() {
             Ok(mut m) => m.entry(source.to_string()).or_default().clone(),
@@ -184,6 +192,13 @@ impl Metrics {
             );
             out.push_str("# TYPE tocsin_journal_backlog gauge\n");
             let _ = writeln!(out, "tocsin_journal_backlog {}", s.journal_backlog);
+        }
+        out.push_str("# HELP tocsin_emails_total Emails to members, by outcome.\n");
+        out.push_str("# TYPE tocsin_emails_total counter\n");
+        if let Ok(m) = self.emails.lock() {
+            for (outcome, n) in m.iter() {
+                let _ = writeln!(out, "tocsin_emails_total{{outcome=\"{outcome}\"}} {n}");
+            }
         }
         out.push_str(
             "# HELP tocsin_deliveries_total Delivery attempts to rooms, by room and outcome.\n",

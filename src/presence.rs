@@ -1,6 +1,7 @@
-//! The presence poller: asks chat platforms that can tell (Matrix today) whether members are online,
-//! and records each platform's answer as that source's report. Reports from the API (and, later, the web
-//! UI) arrive through `api/`; `domain::presence` adds them up.
+//! The presence poller: asks chat platforms that can tell (Matrix, Mattermost in REST mode, Slack in
+//! Web API mode) whether members are online, and records each platform's answer as that source's
+//! report. Reports from the API (and, later, the web UI) arrive through `api/`; `domain::presence` adds
+//! them up.
 //!
 //! A report's `since` changes only when its state does, so `GET /api/members` shows when a member's
 //! presence last changed, not when it was last polled. Driven in steps like the other workers.
@@ -20,13 +21,14 @@ use crate::store::{Store, StoreError};
 /// How often platforms are asked. Synapse itself counts 5 minutes of idleness before "unavailable".
 const EVERY: Duration = Duration::from_secs(30);
 
-/// One thing to ask: a member's handle on a platform, and a sink that can answer for it.
+/// One thing to ask: a member's handle on a platform, and the sinks of that platform, the member's own
+/// rooms first. The first sink that can answer (a webhook-mode room cannot) is asked.
 #[derive(Debug, Clone)]
 struct Probe {
     member: String,
     platform: &'static str,
     handle: String,
-    sink: Arc<dyn Sink>,
+    sinks: Vec<Arc<dyn Sink>>,
 }
 
 #[derive(Debug)]
@@ -53,12 +55,12 @@ impl PresencePoller {
                     .filter(|(_, s)| s.kind() == platform.as_str())
                     .collect();
                 candidates.sort_by_key(|(room, _)| !config.rooms[*room].members.contains(member));
-                if let Some((_, sink)) = candidates.first() {
+                if let Some((_, first)) = candidates.first() {
                     probes.push(Probe {
                         member: member.clone(),
-                        platform: sink.kind(),
+                        platform: first.kind(),
                         handle: handle.0.clone(),
-                        sink: Arc::clone(sink),
+                        sinks: candidates.iter().map(|(_, s)| Arc::clone(s)).collect(),
                     });
                 }
             }
@@ -81,7 +83,14 @@ impl PresencePoller {
             .collect();
         let mut changed = 0;
         for probe in &self.probes {
-            let state = match probe.sink.presence(&probe.handle).await {
+            let mut answer = None;
+            for sink in &probe.sinks {
+                answer = sink.presence(&probe.handle).await;
+                if answer.is_some() {
+                    break;
+                }
+            }
+            let state = match answer {
                 None => continue,
                 Some(Ok(s)) => s,
                 Some(Err(error)) => {

@@ -45,6 +45,8 @@ pub struct Shared {
     /// The file the config came from, re-read on reload (none for configs built in tests).
     pub config_path: Option<PathBuf>,
     pub started_at: Timestamp,
+    /// Checks unsubscribe links (with an `email:` block).
+    pub tokens: Option<crate::mailer::Tokens>,
 }
 
 /// A configured source, with defaults filled in.
@@ -167,6 +169,10 @@ impl AppState {
         };
         let members = Members::from_config(&config);
         let started_at = clock.now();
+        let tokens = config
+            .email
+            .as_ref()
+            .map(|e| crate::mailer::Tokens::new(e.secret.expose()));
         AppState(Arc::new(Shared {
             config,
             sources,
@@ -180,6 +186,7 @@ impl AppState {
             outbox,
             config_path,
             started_at,
+            tokens,
         }))
     }
 }

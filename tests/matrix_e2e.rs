@@ -199,3 +199,81 @@ async fn presence_is_read_from_a_real_matrix_homeserver() {
     );
     assert_eq!(p["state"], "away");
 }
+
+#[tokio::test]
+async fn presence_on_a_real_matrix_homeserver_decides_who_is_emailed() {
+    let smtp = common::smtp::SmtpServer::start();
+    let hs = Synapse::start().await;
+    let bot = hs.register("tocsin", "bot-password-1", false).await;
+    let alice = hs.register("alice", "alice-password-1", false).await;
+    let bob = hs.register("bob", "bob-password-1", false).await;
+    let room = hs.create_room(&bot, &[&alice, &bob]).await;
+    hs.join(&alice, &room).await;
+    hs.join(&bob, &room).await;
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("tocsin.db");
+    let yaml = config_yaml(
+        &db,
+        &format!(
+            "rooms:\n  ops:\n    sink: {{kind: matrix, homeserver: \"{}\", access_token: \"{}\", room_id: \"{}\"}}\n    members: [alice, bob]\n\
+             routes:\n  - {{rooms: [ops], mention: [alice, bob]}}\n\
+             email: {{smtp: \"smtp://127.0.0.1:{}\", from: alerts@tocsin.test, secret: a-test-secret-of-32-characters!!, delay: 1m, mode: immediate}}\n",
+            hs.homeserver_url(),
+            bot.access_token,
+            room,
+            smtp.port,
+        ),
+    )
+    .replace(
+        "alice: {role: admin, token: admin-token-0001}",
+        &format!("alice: {{role: admin, token: admin-token-0001, email: alice@example.test, handles: {{matrix: \"{}\"}}}}", alice.user_id),
+    )
+    .replace(
+        "bob: {role: editor, token: editor-token-0001}",
+        &format!("bob: {{role: editor, token: editor-token-0001, email: bob@example.test, handles: {{matrix: \"{}\"}}}}", bob.user_id),
+    );
+    std::fs::write(dir.path().join("tocsin.yaml"), &yaml).unwrap();
+    let app = spawn_app_with_yaml(dir, yaml).await;
+
+    hs.set_presence(&alice, "offline").await;
+    hs.set_presence(&bob, "online").await;
+    assert!(app.app.presence.step().await.unwrap() >= 1);
+
+    let fire = json!({"title": "Disk full on db1", "status": "firing", "severity": "critical", "labels": {"host": "db1"}});
+    assert_eq!(app.hook(fire).await.status(), 202);
+    app.process().await;
+    let scheduled: Vec<String> = app
+        .timeline("T-1")
+        .await
+        .into_iter()
+        .filter(|e| e["kind"] == "email_scheduled")
+        .map(|e| e["text"].as_str().unwrap().to_string())
+        .collect();
+    assert_eq!(scheduled.len(), 1, "{scheduled:?}");
+    assert!(scheduled[0].starts_with("Email to alice"), "{scheduled:?}");
+
+    app.advance(std::time::Duration::from_secs(60));
+    assert_eq!(app.app.mailer.as_ref().unwrap().step().await.unwrap(), 1);
+    let got = smtp.messages();
+    assert_eq!(got.len(), 1);
+    assert_eq!(got[0].to, ["alice@example.test"]);
+
+    // bob goes idle on Matrix: the next ticket emails him too.
+    hs.set_presence(&bob, "unavailable").await;
+    assert_eq!(app.app.presence.step().await.unwrap(), 1);
+    let fire = json!({"title": "Disk full on db2", "status": "firing", "severity": "critical", "labels": {"host": "db2"}});
+    assert_eq!(app.hook(fire).await.status(), 202);
+    app.process().await;
+    app.advance(std::time::Duration::from_secs(60));
+    app.app.mailer.as_ref().unwrap().step().await.unwrap();
+    let mut to: Vec<String> = smtp.messages().iter().flat_map(|m| m.to.clone()).collect();
+    to.sort();
+    assert_eq!(
+        to,
+        [
+            "alice@example.test",
+            "alice@example.test",
+            "bob@example.test"
+        ]
+    );
+}

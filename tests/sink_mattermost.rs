@@ -1,5 +1,6 @@
 //! The Mattermost sink against wiremock: the shared conformance suite in both modes (incoming webhook
-//! and REST API v4), then the request contract of each (token, channel, root_id, patch, mentions).
+//! and REST API v4), then the request contract of each (token, channel, root_id, patch, mentions) and of
+//! presence (username lookup once, then the user's status).
 
 mod common;
 
@@ -7,6 +8,7 @@ use std::time::Duration;
 
 use serde_json::{json, Value};
 use tocsin::domain::message::{Change, Content, Mention};
+use tocsin::domain::presence::PresenceState;
 use tocsin::domain::ticket::TicketState;
 use tocsin::sinks::{Action, Capabilities, Outcome, Request};
 use wiremock::matchers::{any, body_partial_json, header, method, path};
@@ -322,4 +324,196 @@ async fn an_invalid_webhook_is_permanent_and_says_why() {
         }
         other => panic!("{other:?}"),
     }
+}
+
+/// The member's Mattermost handle (their username) and the id the server knows them by.
+const USERNAME: &str = "alice.ops";
+const USER_ID: &str = "w9c1wbd5fbr9zrxryk1qqwkyja";
+
+fn bearer() -> wiremock::matchers::HeaderExactMatcher {
+    header("authorization", format!("Bearer {TOKEN}").as_str())
+}
+
+/// `GET /api/v4/users/username/{username}` answers with the user (sanitised: no email, no auth data).
+fn user_ok() -> ResponseTemplate {
+    ResponseTemplate::new(200).set_body_json(json!({
+        "id": USER_ID,
+        "create_at": 1_700_000_000_000i64,
+        "update_at": 1_700_000_000_000i64,
+        "delete_at": 0,
+        "username": USERNAME,
+        "first_name": "Alice",
+        "last_name": "",
+        "nickname": "",
+        "position": "",
+        "roles": "system_user",
+        "locale": "en",
+    }))
+}
+
+fn status_ok(status: &str) -> ResponseTemplate {
+    ResponseTemplate::new(200).set_body_json(json!({
+        "user_id": USER_ID,
+        "status": status,
+        "manual": false,
+        "last_activity_at": 1_700_000_000_000i64,
+    }))
+}
+
+fn not_found(id: &str, message: &str) -> ResponseTemplate {
+    ResponseTemplate::new(404).set_body_json(json!({
+        "id": id,
+        "message": message,
+        "detailed_error": "",
+        "request_id": "b5aqxh1ypbdkme5ndpa8ywst1e",
+        "status_code": 404,
+    }))
+}
+
+async fn mount_lookup(server: &MockServer, times: u64) {
+    Mock::given(method("GET"))
+        .and(path(format!("/api/v4/users/username/{USERNAME}")))
+        .and(bearer())
+        .respond_with(user_ok())
+        .expect(times)
+        .mount(server)
+        .await;
+}
+
+#[tokio::test]
+async fn presence_reads_each_status_with_the_token() {
+    for (answer, state) in [
+        ("online", PresenceState::Online),
+        ("away", PresenceState::Away),
+        ("offline", PresenceState::Offline),
+        ("dnd", PresenceState::Dnd),
+    ] {
+        let server = MockServer::start().await;
+        mount_lookup(&server, 1).await;
+        Mock::given(method("GET"))
+            .and(path(format!("/api/v4/users/{USER_ID}/status")))
+            .and(bearer())
+            .respond_with(status_ok(answer))
+            .expect(1)
+            .mount(&server)
+            .await;
+        let s = sink(&api_config(&server.uri()));
+        assert_eq!(s.presence(USERNAME).await, Some(Ok(state)), "{answer}");
+        server.verify().await;
+    }
+}
+
+#[tokio::test]
+async fn the_user_id_is_looked_up_once_for_two_polls() {
+    let server = MockServer::start().await;
+    mount_lookup(&server, 1).await;
+    // The first poll sees online, the second dnd: the second answer is read, not remembered.
+    Mock::given(method("GET"))
+        .and(path(format!("/api/v4/users/{USER_ID}/status")))
+        .respond_with(status_ok("online"))
+        .up_to_n_times(1)
+        .expect(1)
+        .mount(&server)
+        .await;
+    Mock::given(method("GET"))
+        .and(path(format!("/api/v4/users/{USER_ID}/status")))
+        .respond_with(status_ok("dnd"))
+        .expect(1)
+        .mount(&server)
+        .await;
+    let s = sink(&api_config(&server.uri()));
+    assert_eq!(s.presence(USERNAME).await, Some(Ok(PresenceState::Online)));
+    assert_eq!(s.presence(USERNAME).await, Some(Ok(PresenceState::Dnd)));
+    server.verify().await;
+}
+
+#[tokio::test]
+async fn an_unknown_username_is_an_error_and_is_asked_again_next_time() {
+    let server = MockServer::start().await;
+    Mock::given(method("GET"))
+        .and(path("/api/v4/users/username/nobody"))
+        .respond_with(not_found(
+            "app.user.missing_account.const",
+            "Unable to find the user.",
+        ))
+        .expect(2)
+        .mount(&server)
+        .await;
+    Mock::given(path(format!("/api/v4/users/{USER_ID}/status")))
+        .respond_with(status_ok("online"))
+        .expect(0)
+        .mount(&server)
+        .await;
+    let s = sink(&api_config(&server.uri()));
+    for _ in 0..2 {
+        match s.presence("nobody").await {
+            Some(Err(error)) => {
+                assert!(error.contains("Unable to find the user."), "{error}");
+                assert!(!error.contains(TOKEN), "the token leaked: {error}");
+            }
+            other => panic!("{other:?}"),
+        }
+    }
+    server.verify().await;
+}
+
+#[tokio::test]
+async fn a_status_error_is_an_error_and_a_gone_user_is_looked_up_again() {
+    let server = MockServer::start().await;
+    mount_lookup(&server, 2).await;
+    Mock::given(method("GET"))
+        .and(path(format!("/api/v4/users/{USER_ID}/status")))
+        .respond_with(not_found(
+            "app.status.get.missing.app_error",
+            "We couldn't find the status.",
+        ))
+        .up_to_n_times(1)
+        .expect(1)
+        .mount(&server)
+        .await;
+    Mock::given(method("GET"))
+        .and(path(format!("/api/v4/users/{USER_ID}/status")))
+        .respond_with(status_ok("away"))
+        .expect(1)
+        .mount(&server)
+        .await;
+    let s = sink(&api_config(&server.uri()));
+    match s.presence(USERNAME).await {
+        Some(Err(error)) => assert!(error.contains("find the status"), "{error}"),
+        other => panic!("{other:?}"),
+    }
+    // The 404 made the sink forget the id, so this poll looks the username up again.
+    assert_eq!(s.presence(USERNAME).await, Some(Ok(PresenceState::Away)));
+    server.verify().await;
+}
+
+#[tokio::test]
+async fn a_handle_that_is_not_a_username_never_reaches_a_url() {
+    let server = MockServer::start().await;
+    Mock::given(any())
+        .respond_with(user_ok())
+        .expect(0)
+        .mount(&server)
+        .await;
+    let s = sink(&api_config(&server.uri()));
+    for handle in ["../users/me", "..", "", "bob?x=1"] {
+        assert!(
+            matches!(s.presence(handle).await, Some(Err(_))),
+            "{handle:?}"
+        );
+    }
+    server.verify().await;
+}
+
+#[tokio::test]
+async fn presence_through_a_webhook_is_unknown() {
+    let server = MockServer::start().await;
+    Mock::given(any())
+        .respond_with(user_ok())
+        .expect(0)
+        .mount(&server)
+        .await;
+    let s = sink(&webhook_config(&server.uri()));
+    assert_eq!(s.presence(USERNAME).await, None);
+    server.verify().await;
 }

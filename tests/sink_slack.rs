@@ -1,5 +1,6 @@
 //! The Slack sink against wiremock: the shared conformance suite in both modes (incoming webhook and
-//! Web API), then the request contract of the Web API (token, channel, threads, edits, mentions).
+//! Web API), then the request contract of the Web API (token, channel, threads, edits, mentions) and of
+//! presence (`users.getPresence`).
 
 mod common;
 
@@ -8,10 +9,11 @@ use std::time::Duration;
 use serde_json::{json, Value};
 use tocsin::domain::alert::Severity;
 use tocsin::domain::message::{Change, Content, Digest, DigestItem, Mention};
+use tocsin::domain::presence::PresenceState;
 use tocsin::domain::ticket::TicketState;
 use tocsin::domain::time::Timestamp;
 use tocsin::sinks::{Action, Capabilities, Outcome, Request};
-use wiremock::matchers::{any, body_partial_json, header, method, path};
+use wiremock::matchers::{any, body_partial_json, header, method, path, query_param};
 use wiremock::{Mock, MockServer, ResponseTemplate};
 
 use common::conformance::{self, message, post, sink, Platform};
@@ -397,4 +399,96 @@ async fn web_api_transient_errors_are_retried() {
         matches!(outcome, Outcome::Retry { after: None, .. }),
         "{outcome:?}"
     );
+}
+
+/// The member's Slack handle: their user ID.
+const USER: &str = "U024BE7LH";
+
+/// `users.getPresence`'s documented answer for another user.
+fn presence_ok(presence: &str) -> ResponseTemplate {
+    ResponseTemplate::new(200).set_body_json(json!({
+        "ok": true,
+        "presence": presence,
+        "online": presence == "active",
+        "auto_away": presence == "away",
+        "manual_away": false,
+        "connection_count": 1,
+        "last_activity": 1_419_027_078,
+    }))
+}
+
+#[tokio::test]
+async fn presence_asks_users_get_presence_with_the_token() {
+    for (answer, state) in [
+        ("active", PresenceState::Online),
+        ("away", PresenceState::Away),
+    ] {
+        let server = MockServer::start().await;
+        Mock::given(method("GET"))
+            .and(path("/api/users.getPresence"))
+            .and(query_param("user", USER))
+            .and(header("authorization", format!("Bearer {TOKEN}").as_str()))
+            .respond_with(presence_ok(answer))
+            .expect(1)
+            .mount(&server)
+            .await;
+        let s = sink(&api_config(&server.uri()));
+        assert_eq!(s.presence(USER).await, Some(Ok(state)), "{answer}");
+        server.verify().await;
+    }
+}
+
+#[tokio::test]
+async fn presence_errors_name_what_slack_said() {
+    for (answer, want) in [
+        (
+            ResponseTemplate::new(200)
+                .set_body_json(json!({"ok": false, "error": "user_not_found"})),
+            "user_not_found",
+        ),
+        (
+            ResponseTemplate::new(200).set_body_json(json!({
+                "ok": false, "error": "missing_scope",
+                "needed": "users:read", "provided": "chat:write",
+            })),
+            "missing_scope (needs users:read)",
+        ),
+        (
+            ResponseTemplate::new(429)
+                .insert_header("Retry-After", "30")
+                .set_body_json(json!({"ok": false, "error": "ratelimited"})),
+            "HTTP 429",
+        ),
+        (
+            ResponseTemplate::new(200).set_body_json(json!({"ok": true, "presence": "dnd"})),
+            "unexpected presence",
+        ),
+    ] {
+        let server = MockServer::start().await;
+        Mock::given(any())
+            .respond_with(answer)
+            .expect(1)
+            .mount(&server)
+            .await;
+        match sink(&api_config(&server.uri())).presence(USER).await {
+            Some(Err(error)) => {
+                assert!(error.contains(want), "{want} not in {error}");
+                assert!(!error.contains(TOKEN), "the token leaked: {error}");
+            }
+            other => panic!("{want}: {other:?}"),
+        }
+    }
+}
+
+#[tokio::test]
+async fn presence_through_a_webhook_is_unknown() {
+    let server = MockServer::start().await;
+    Mock::given(any())
+        .respond_with(presence_ok("active"))
+        .expect(0)
+        .mount(&server)
+        .await;
+    let s = sink(&webhook_config(&server.uri()));
+    assert_eq!(s.presence(USER).await, None);
+    server.verify().await;
 }

@@ -3,6 +3,8 @@
 //! Every route needs a member's bearer token (`members.<name>.token`). Viewers read; editors and admins
 //! also write. Handlers stay thin: authenticate, call the store, shape the JSON.
 
+mod unsubscribe;
+
 use axum::extract::rejection::JsonRejection;
 use axum::extract::{FromRequest, FromRequestParts, Path, Query, Request, State};
 use axum::http::request::Parts;
@@ -42,6 +44,7 @@ pub fn router() -> Router<AppState> {
         .route("/api/members", get(members))
         .route("/api/members/{name}/presence", put(set_presence))
         .route("/-/reload", post(reload))
+        .merge(unsubscribe::router())
         .layer(axum::extract::DefaultBodyLimit::max(MAX_BODY))
 }
 
@@ -504,6 +507,7 @@ async fn members(
     for (name, p) in state.store.presence().await? {
         reports.entry(name).or_default().push(p);
     }
+    let unsubscribed = state.store.unsubscribed().await?;
     let list: Vec<serde_json::Value> = state
         .config
         .members
@@ -524,10 +528,41 @@ async fn members(
                 "handles": m.handles.iter().map(|(k, v)| (k.clone(), v.0.clone())).collect::<std::collections::BTreeMap<_, _>>(),
                 "presence": presence::effective(&theirs),
                 "reports": theirs,
+                "email": email_status(&state, name, &unsubscribed),
             })
         })
         .collect();
     Ok(Json(json!({"members": list})))
+}
+
+/// Whether and how a member is emailed: `null` without an address or an `email:` block.
+fn email_status(
+    state: &AppState,
+    name: &str,
+    unsubscribed: &std::collections::BTreeSet<String>,
+) -> serde_json::Value {
+    let policy = crate::outbox::mail_policy(&state.config);
+    let address = state
+        .config
+        .members
+        .get(name)
+        .and_then(|m| m.email.as_ref());
+    match (address, &state.config.email) {
+        (Some(address), Some(_)) => {
+            let prefs = policy.members.get(name);
+            json!({
+                "address": address.0,
+                "mode": prefs.map_or("never", |p| match p.mode {
+                    crate::domain::mail::NotifyMode::Immediate => "immediate",
+                    crate::domain::mail::NotifyMode::Batched => "batched",
+                    crate::domain::mail::NotifyMode::Never => "never",
+                }),
+                "delay_seconds": prefs.map(|p| p.delay.as_secs()),
+                "unsubscribed": unsubscribed.contains(name),
+            })
+        }
+        _ => serde_json::Value::Null,
+    }
 }
 
 #[derive(Debug, Deserialize)]

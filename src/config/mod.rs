@@ -6,6 +6,7 @@
 //! (opening the store, binding the port) happens in `app`, never here. Every key is documented in
 //! `config/README.md`.
 
+mod email;
 mod rooms;
 mod values;
 
@@ -17,6 +18,7 @@ use std::time::Duration;
 
 use serde::Deserialize;
 
+pub use email::{EmailConfig, InboundConfig, NotifyConfig};
 pub use rooms::{
     DigestConfig, DiscordSinkConfig, MatrixSinkConfig, MattermostSinkConfig, RateLimitConfig,
     RoomConfig, RouteConfig, SinkConfig, SlackSinkConfig, TeamsSinkConfig, WebhookSinkConfig,
@@ -42,6 +44,12 @@ pub struct Config {
     pub sources: BTreeMap<String, SourceConfig>,
     #[serde(default)]
     pub members: BTreeMap<String, MemberConfig>,
+    /// Named lists of members, mentioned like a member.
+    #[serde(default)]
+    pub groups: BTreeMap<String, Vec<String>>,
+    /// Email for members who are not online. Without it tocsin sends none.
+    #[serde(default)]
+    pub email: Option<EmailConfig>,
     /// Chat destinations.
     #[serde(default)]
     pub rooms: BTreeMap<String, RoomConfig>,
@@ -323,6 +331,9 @@ pub struct MemberConfig {
     /// `teams: bob@contoso.com`.
     #[serde(default)]
     pub handles: BTreeMap<String, Env<String>>,
+    /// When and how this member is emailed about mentions while not online.
+    #[serde(default)]
+    pub notify: NotifyConfig,
 }
 
 fn default_role() -> Role {
@@ -669,6 +680,54 @@ impl Config {
                 }
             }
         }
+        for (name, members) in &self.groups {
+            if !valid_name(name) || name == "here" || name == "all" {
+                problem(
+                    format!("groups.{name}"),
+                    "group names may use only a-z, 0-9, `-` and `_`, and are not `here` or `all`"
+                        .into(),
+                );
+            }
+            if self.members.contains_key(name) {
+                problem(
+                    format!("groups.{name}"),
+                    format!("`{name}` is also a member; a mention must name one or the other"),
+                );
+            }
+            for (i, m) in members.iter().enumerate() {
+                if !self.members.contains_key(m) {
+                    problem(
+                        format!("groups.{name}"),
+                        format!("[{i}] `{m}` is not declared under members:"),
+                    );
+                }
+            }
+        }
+        if let Some(email) = &self.email {
+            for (key, message) in email.problems() {
+                problem(format!("email.{key}"), message);
+            }
+        }
+        for (name, member) in &self.members {
+            let wants = member
+                .notify
+                .mode
+                .unwrap_or_else(|| self.email.as_ref().map(|e| e.mode).unwrap_or_default());
+            if member.notify.mode.is_some() || member.notify.delay.is_some() {
+                if member.email.is_none() && wants != crate::domain::mail::NotifyMode::Never {
+                    problem(
+                        format!("members.{name}.notify"),
+                        format!("members.{name}.email is not set, so there is nowhere to send to"),
+                    );
+                }
+                if self.email.is_none() {
+                    problem(
+                        format!("members.{name}.notify"),
+                        "needs the top-level `email:` block (SMTP server and sender)".into(),
+                    );
+                }
+            }
+        }
         for (name, source) in &self.sources {
             if let Some(r) = &source.rate_limit {
                 if let Some(m) = rate_problem(r) {
@@ -716,10 +775,14 @@ impl Config {
                 }
             }
             for m in &route.mention {
-                if m != "here" && m != "all" && !self.members.contains_key(m) {
+                if m != "here"
+                    && m != "all"
+                    && !self.members.contains_key(m)
+                    && !self.groups.contains_key(m)
+                {
                     problem(
                         format!("routes[{i}].mention"),
-                        format!("`{m}` is neither a member nor `here` or `all`"),
+                        format!("`{m}` is neither a member, a group, `here` nor `all`"),
                     );
                 }
             }

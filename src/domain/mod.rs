@@ -5,9 +5,11 @@
 
 pub mod alert;
 pub mod delivery;
+pub mod mail;
 pub mod message;
 pub mod plugin;
 pub mod presence;
+pub mod reply;
 pub mod routing;
 pub mod ticket;
 pub mod time;

@@ -4,12 +4,15 @@
 //! the deliveries a change causes are written atomically with the change. Routes see the ticket after
 //! the plugin chain; rooms a plugin added (`route` decisions) are added to the routes' rooms.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 
 use regex::Regex;
 use serde::{Deserialize, Serialize};
 
+use super::alert::Severity;
+use super::mail::{self, MailDraft, MailPolicy, MailReason};
 use super::message::{Capabilities, Change, Content, Mention, TicketMessage};
+use super::presence::Presence;
 use super::ticket::Ticket;
 use super::timeline::{Entry, EntryKind, Visibility};
 
@@ -108,6 +111,10 @@ pub struct Router {
     pub handles: BTreeMap<String, BTreeMap<String, String>>,
     /// Base of ticket links, without a trailing slash.
     pub public_url: String,
+    /// `groups:`: a mention of a group mentions each of its members.
+    pub groups: BTreeMap<String, Vec<String>>,
+    /// Who can be emailed, and how.
+    pub mail: MailPolicy,
 }
 
 /// Labels shown in messages first, in this order; others follow alphabetically.
@@ -121,6 +128,34 @@ const KEY_LABELS: [&str; 6] = [
 ];
 /// At most this many labels in a message.
 const MAX_LABELS: usize = 8;
+
+/// The labels worth showing in a message: the key ones first, at most [`MAX_LABELS`].
+pub fn shown_labels(ticket: &Ticket) -> BTreeMap<String, String> {
+    let mut labels = BTreeMap::new();
+    for k in KEY_LABELS {
+        if let Some(v) = ticket.labels.get(k) {
+            labels.insert(k.to_string(), v.clone());
+        }
+    }
+    for (k, v) in &ticket.labels {
+        if labels.len() >= MAX_LABELS {
+            break;
+        }
+        if k != "severity" {
+            labels.entry(k.clone()).or_insert_with(|| v.clone());
+        }
+    }
+    labels
+}
+
+/// A line or two about the problem: the description, the `summary` annotation, or a plugin's body.
+pub fn summary(ticket: &Ticket) -> Option<String> {
+    ticket
+        .description
+        .clone()
+        .or_else(|| ticket.annotations.get("summary").cloned())
+        .or_else(|| ticket.routing.body.clone())
+}
 
 impl Router {
     /// Rooms and mentions for a ticket: the routes' (first match, or more with `continue`), then the
@@ -214,19 +249,108 @@ impl Router {
     }
 
     fn mentions(&self, names: &[String], platform: &str) -> Vec<Mention> {
-        names
-            .iter()
-            .map(|n| match n.as_str() {
-                "here" => Mention::Here,
-                "all" => Mention::All,
-                name => Mention::Member {
-                    name: name.to_string(),
-                    handle: self
-                        .handles
-                        .get(name)
-                        .and_then(|h| h.get(platform))
-                        .cloned(),
+        let mut out: Vec<Mention> = Vec::new();
+        let mut member = |name: &str| {
+            let m = Mention::Member {
+                name: name.to_string(),
+                handle: self
+                    .handles
+                    .get(name)
+                    .and_then(|h| h.get(platform))
+                    .cloned(),
+            };
+            if !out.contains(&m) {
+                out.push(m);
+            }
+        };
+        let mut special = Vec::new();
+        for n in names {
+            match n.as_str() {
+                "here" => special.push(Mention::Here),
+                "all" => special.push(Mention::All),
+                name => match self.groups.get(name) {
+                    Some(group) => group.iter().for_each(|m| member(m)),
+                    None => member(name),
                 },
+            }
+        }
+        special.dedup();
+        special.extend(out);
+        special
+    }
+
+    /// Emails a ticket change should schedule: for an opening or reopening with mentions, each member
+    /// mentioned by name, through a group, or by `all` in a routed room (never by `here`, which means
+    /// "whoever is active now"), who has an address, is not unsubscribed, and whose presence
+    /// (`presence`, by member, already added up) says they would miss the chat. One draft per member.
+    pub fn plan_mail(
+        &self,
+        ticket: &Ticket,
+        entry: &Entry,
+        presence: &BTreeMap<String, Presence>,
+        unsubscribed: &BTreeSet<String>,
+    ) -> Vec<MailDraft> {
+        if !matches!(entry.kind, EntryKind::Opened | EntryKind::Reopened)
+            || self.mail.members.is_empty()
+        {
+            return Vec::new();
+        }
+        let (rooms, names) = self.targets(ticket);
+        if rooms.is_empty() {
+            // Nothing was posted anywhere, so there is nothing to miss.
+            return Vec::new();
+        }
+        let mut wanted: Vec<(String, MailReason)> = Vec::new();
+        let mut add = |member: &str, reason: MailReason| {
+            if !wanted.iter().any(|(m, _)| m == member) {
+                wanted.push((member.to_string(), reason));
+            }
+        };
+        for n in &names {
+            match n.as_str() {
+                "here" => {}
+                "all" => {
+                    for room in &rooms {
+                        if let Some(info) = self.rooms.get(room) {
+                            for m in &info.members {
+                                add(m, MailReason::All { room: room.clone() });
+                            }
+                        }
+                    }
+                }
+                name => match self.groups.get(name) {
+                    Some(group) => group.iter().for_each(|m| {
+                        add(
+                            m,
+                            MailReason::Group {
+                                group: name.to_string(),
+                            },
+                        )
+                    }),
+                    None => add(name, MailReason::Member),
+                },
+            }
+        }
+        wanted
+            .into_iter()
+            .filter_map(|(member, reason)| {
+                let prefs = self.mail.members.get(&member)?;
+                if unsubscribed.contains(&member) {
+                    return None;
+                }
+                let state = presence
+                    .get(&member)
+                    .map(|p| p.state)
+                    .unwrap_or(super::presence::PresenceState::Offline);
+                if !mail::should_email(state, ticket.severity == Severity::Critical) {
+                    return None;
+                }
+                Some(MailDraft {
+                    member,
+                    reason,
+                    presence: state,
+                    due: entry.at.plus(prefs.delay),
+                })
             })
             .collect()
     }
@@ -239,25 +363,8 @@ impl Router {
         change: Change,
         mentions: Vec<Mention>,
     ) -> TicketMessage {
-        let mut labels = BTreeMap::new();
-        for k in KEY_LABELS {
-            if let Some(v) = ticket.labels.get(k) {
-                labels.insert(k.to_string(), v.clone());
-            }
-        }
-        for (k, v) in &ticket.labels {
-            if labels.len() >= MAX_LABELS {
-                break;
-            }
-            if k != "severity" {
-                labels.entry(k.clone()).or_insert_with(|| v.clone());
-            }
-        }
-        let summary = ticket
-            .description
-            .clone()
-            .or_else(|| ticket.annotations.get("summary").cloned())
-            .or_else(|| ticket.routing.body.clone());
+        let labels = shown_labels(ticket);
+        let summary = summary(ticket);
         TicketMessage {
             ticket_id: ticket.id.clone(),
             number: ticket.number,
@@ -280,5 +387,188 @@ impl Router {
 
     pub fn list_link(&self, room: &str) -> String {
         format!("{}/tickets?room={room}", self.public_url)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::domain::alert::{Alert, Labels, Status};
+    use crate::domain::mail::{MailPrefs, NotifyMode};
+    use crate::domain::plugin::Routing;
+    use crate::domain::presence::PresenceState;
+    use crate::domain::time::Timestamp;
+    use proptest::prelude::*;
+    use std::time::Duration;
+
+    const MEMBERS: [&str; 4] = ["alice", "bob", "carol", "dave"];
+    const STATES: [PresenceState; 4] = [
+        PresenceState::Online,
+        PresenceState::Away,
+        PresenceState::Dnd,
+        PresenceState::Offline,
+    ];
+
+    /// Room `ops` with alice, bob and carol (dave is in no room); group `db` is alice and dave; every
+    /// member but carol has an address.
+    fn router(mention: Vec<String>) -> Router {
+        let mut rooms = BTreeMap::new();
+        rooms.insert(
+            "ops".to_string(),
+            RoomInfo {
+                platform: "slack".into(),
+                capabilities: Capabilities::default(),
+                members: vec!["alice".into(), "bob".into(), "carol".into()],
+            },
+        );
+        let members = ["alice", "bob", "dave"]
+            .into_iter()
+            .map(|m| {
+                (
+                    m.to_string(),
+                    MailPrefs {
+                        address: format!("{m}@example.test"),
+                        delay: Duration::from_secs(120),
+                        mode: NotifyMode::Batched,
+                    },
+                )
+            })
+            .collect();
+        Router {
+            rooms,
+            routes: vec![Route {
+                equal: Vec::new(),
+                regex: Vec::new(),
+                rooms: vec!["ops".into()],
+                mention,
+                continue_matching: false,
+            }],
+            handles: BTreeMap::new(),
+            public_url: "https://tocsin.test".into(),
+            groups: [(
+                "db".to_string(),
+                vec!["alice".to_string(), "dave".to_string()],
+            )]
+            .into(),
+            mail: MailPolicy {
+                members,
+                batch_window: Duration::from_secs(600),
+            },
+        }
+    }
+
+    fn opened(severity: Severity) -> (Ticket, Entry) {
+        let alert = Alert {
+            source: "hooks".into(),
+            fingerprint: "f".into(),
+            status: Status::Firing,
+            title: "Disk full".into(),
+            severity,
+            labels: Labels::new(),
+            annotations: Labels::new(),
+            description: None,
+            url: None,
+            starts_at: None,
+            ends_at: None,
+            received_at: Timestamp::from_millis(1_000_000),
+            routing: Routing::default(),
+            raw: None,
+        };
+        let (ticket, draft) = crate::domain::ticket::open("t".into(), 1, &alert, None);
+        (ticket, draft.with_seq(1))
+    }
+
+    fn presence(states: &[usize]) -> BTreeMap<String, Presence> {
+        MEMBERS
+            .iter()
+            .zip(states)
+            .map(|(m, s)| {
+                (
+                    m.to_string(),
+                    Presence {
+                        state: STATES[*s],
+                        since: Timestamp::from_millis(0),
+                        source: "api".into(),
+                    },
+                )
+            })
+            .collect()
+    }
+
+    #[test]
+    fn groups_mention_each_member_and_here_and_all_stay_platform_mentions() {
+        let r = router(vec!["db".into(), "here".into(), "alice".into()]);
+        let mentions = r.mentions(&r.routes[0].mention, "slack");
+        assert_eq!(
+            mentions,
+            vec![
+                Mention::Here,
+                Mention::Member {
+                    name: "alice".into(),
+                    handle: None
+                },
+                Mention::Member {
+                    name: "dave".into(),
+                    handle: None
+                },
+            ]
+        );
+    }
+
+    proptest! {
+        #[test]
+        fn mail_goes_only_to_members_who_would_miss_the_mention(
+            states in proptest::collection::vec(0usize..4, 4),
+            names in proptest::collection::vec(prop_oneof![
+                Just("alice"), Just("bob"), Just("carol"), Just("dave"), Just("db"), Just("here"), Just("all")
+            ], 0..5),
+            critical in any::<bool>(),
+            unsubscribed_bob in any::<bool>(),
+        ) {
+            let names: Vec<String> = names.into_iter().map(String::from).collect();
+            let r = router(names.clone());
+            let (ticket, entry) = opened(if critical { Severity::Critical } else { Severity::Warning });
+            let presence = presence(&states);
+            let unsubscribed: BTreeSet<String> =
+                if unsubscribed_bob { ["bob".to_string()].into() } else { BTreeSet::new() };
+            let drafts = r.plan_mail(&ticket, &entry, &presence, &unsubscribed);
+
+            let mut seen = BTreeSet::new();
+            for d in &drafts {
+                prop_assert!(seen.insert(d.member.clone()), "{} twice", d.member);
+                prop_assert!(r.mail.members.contains_key(&d.member), "{} has no address", d.member);
+                prop_assert!(mail::should_email(presence[&d.member].state, critical));
+                prop_assert!(!(unsubscribed_bob && d.member == "bob"));
+                prop_assert_eq!(d.due, entry.at.plus(Duration::from_secs(120)));
+            }
+            // Exactly who should get one: mentioned by name, through the group, or by `all` (room
+            // members), with an address, not unsubscribed, not present. `here` adds nobody.
+            let mut want = BTreeSet::new();
+            for n in &names {
+                let covered: Vec<&str> = match n.as_str() {
+                    "here" => vec![],
+                    "all" => vec!["alice", "bob", "carol"],
+                    "db" => vec!["alice", "dave"],
+                    m => vec![m],
+                };
+                for m in covered {
+                    if r.mail.members.contains_key(m)
+                        && !(unsubscribed_bob && m == "bob")
+                        && mail::should_email(presence[m].state, critical)
+                    {
+                        want.insert(m.to_string());
+                    }
+                }
+            }
+            prop_assert_eq!(seen, want);
+        }
+
+        #[test]
+        fn only_openings_and_reopenings_send_mail(states in proptest::collection::vec(0usize..4, 4)) {
+            let r = router(vec!["all".into(), "dave".into()]);
+            let (ticket, mut entry) = opened(Severity::Critical);
+            entry.kind = EntryKind::Refired;
+            prop_assert!(r.plan_mail(&ticket, &entry, &presence(&states), &BTreeSet::new()).is_empty());
+        }
     }
 }

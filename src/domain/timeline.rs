@@ -56,10 +56,18 @@ pub enum EntryKind {
     DeliveryDead,
     /// A change was summed up in a room's storm digest instead of a message of its own.
     Digested,
+    /// A member who was mentioned while not online will be emailed unless they show up first.
+    EmailScheduled,
+    /// A member was emailed about the ticket.
+    Emailed,
+    /// A scheduled email was not sent, and why (came online, acked, resolved, unsubscribed).
+    EmailCancelled,
+    /// An email could not be sent (retried, or given up).
+    EmailFailed,
 }
 
 impl EntryKind {
-    pub const ALL: [EntryKind; 11] = [
+    pub const ALL: [EntryKind; 15] = [
         EntryKind::Opened,
         EntryKind::Refired,
         EntryKind::Resolved,
@@ -71,6 +79,10 @@ impl EntryKind {
         EntryKind::DeliveryFailed,
         EntryKind::DeliveryDead,
         EntryKind::Digested,
+        EntryKind::EmailScheduled,
+        EntryKind::Emailed,
+        EntryKind::EmailCancelled,
+        EntryKind::EmailFailed,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -86,6 +98,10 @@ impl EntryKind {
             EntryKind::DeliveryFailed => "delivery_failed",
             EntryKind::DeliveryDead => "delivery_dead",
             EntryKind::Digested => "digested",
+            EntryKind::EmailScheduled => "email_scheduled",
+            EntryKind::Emailed => "emailed",
+            EntryKind::EmailCancelled => "email_cancelled",
+            EntryKind::EmailFailed => "email_failed",
         }
     }
 

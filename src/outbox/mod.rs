@@ -17,6 +17,7 @@ use tokio::sync::{watch, Mutex, Notify};
 use crate::clock::Clock;
 use crate::config::{Config, DigestConfig, RateLimitConfig};
 use crate::domain::delivery::{self, RetryDecision};
+use crate::domain::mail::{MailPolicy, MailPrefs, NotifyMode};
 use crate::domain::message::{Capabilities, Content, TicketMessage};
 use crate::domain::routing::{DeliveryKind, RoomInfo, Route, Router};
 use crate::domain::time::Timestamp;
@@ -111,6 +112,39 @@ pub fn router(config: &Config, capabilities: &BTreeMap<String, Capabilities>) ->
         routes,
         handles,
         public_url: config.public_url.0.trim_end_matches('/').to_string(),
+        groups: config.groups.clone(),
+        mail: mail_policy(config),
+    }
+}
+
+/// Members who can be emailed (an address, a mode other than `never`, and an `email:` block), with
+/// their preferences resolved against the `email:` defaults.
+pub fn mail_policy(config: &Config) -> MailPolicy {
+    let Some(email) = &config.email else {
+        return MailPolicy::default();
+    };
+    let members = config
+        .members
+        .iter()
+        .filter_map(|(name, m)| {
+            let address = m.email.as_ref()?.0.clone();
+            let mode = m.notify.mode.unwrap_or(email.mode);
+            let delay = m.notify.delay.as_ref().unwrap_or(&email.delay).0 .0;
+            (mode != NotifyMode::Never).then(|| {
+                (
+                    name.clone(),
+                    MailPrefs {
+                        address,
+                        delay,
+                        mode,
+                    },
+                )
+            })
+        })
+        .collect();
+    MailPolicy {
+        members,
+        batch_window: email.batch_window.0 .0,
     }
 }
 

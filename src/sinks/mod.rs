@@ -8,6 +8,7 @@
 //! pure place (`domain::delivery`).
 
 pub mod discord;
+pub mod email;
 pub mod http;
 pub mod matrix;
 pub mod mattermost;

@@ -7,6 +7,7 @@
 
 mod sqlite;
 
+use std::collections::BTreeSet;
 use std::sync::Arc;
 
 use async_trait::async_trait;
@@ -14,6 +15,7 @@ use serde::Serialize;
 
 use crate::config::StorageUrl;
 use crate::domain::alert::Alert;
+use crate::domain::mail::MailReason;
 use crate::domain::message::Content;
 use crate::domain::plugin::{DropInfo, PluginFailure};
 use crate::domain::presence::Presence;
@@ -169,6 +171,52 @@ pub enum DeliveryResult {
     Skipped { id: i64, reason: String },
 }
 
+/// A scheduled email that is due, with its ticket as it is now.
+#[derive(Debug, Clone, PartialEq)]
+pub struct PendingEmail {
+    pub id: i64,
+    pub member: String,
+    pub ticket: Ticket,
+    pub reason: MailReason,
+    /// When the member was mentioned.
+    pub created_at: Timestamp,
+    pub attempts: u32,
+}
+
+/// What the mailer needs to know about a member's mailbox.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Mailbox {
+    /// When the member was last emailed (batching counts its window from here).
+    pub last_sent: Option<Timestamp>,
+    pub unsubscribed: bool,
+}
+
+/// The emails a member already got about a ticket: the first one's Message-ID and the latest one's.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct EmailThread {
+    pub root: String,
+    pub last: String,
+}
+
+/// How the mailer dealt with due emails, as it reports it to the store.
+#[derive(Debug, Clone, PartialEq)]
+pub enum EmailResult {
+    /// Sent as one email (a digest when `ids` cover several tickets).
+    Sent { ids: Vec<i64>, message_id: String },
+    /// Waiting for the member's batch window or rate limit: not tried, no timeline entry.
+    Deferred { ids: Vec<i64>, until: Timestamp },
+    /// No longer wanted (the member came online, the ticket was acked, ...).
+    Cancelled { id: i64, reason: String },
+    /// Failed for now; tried again at `next_at`.
+    Failed {
+        ids: Vec<i64>,
+        error: String,
+        next_at: Timestamp,
+    },
+    /// Refused for good, or too old to keep trying.
+    GaveUp { ids: Vec<i64>, error: String },
+}
+
 /// Everything tocsin keeps. Object-safe: held as `Arc<dyn Store>`.
 #[async_trait]
 pub trait Store: Send + Sync + std::fmt::Debug + 'static {
@@ -249,6 +297,28 @@ pub trait Store: Send + Sync + std::fmt::Debug + 'static {
     /// Puts a dead delivery back in line, due now, with a fresh age, and records on the ticket's timeline
     /// who did. `NotFound` unless it is dead.
     async fn outbox_retry(&self, id: i64, member: &str, now: Timestamp) -> Result<Delivery>;
+
+    /// Scheduled emails due at `now`, grouped by member (members in name order, then by due time).
+    async fn emails_due(&self, now: Timestamp, limit: usize) -> Result<Vec<PendingEmail>>;
+
+    async fn mailbox(&self, member: &str) -> Result<Mailbox>;
+
+    /// The thread of emails a member got about a ticket, if any.
+    async fn email_thread(&self, member: &str, ticket_id: &str) -> Result<Option<EmailThread>>;
+
+    /// Records what the mailer did, with timeline entries on each ticket, in one transaction.
+    async fn emails_complete(&self, results: Vec<EmailResult>, now: Timestamp) -> Result<()>;
+
+    /// Turns a member's email off (or back on). Returns whether anything changed.
+    async fn set_unsubscribed(
+        &self,
+        member: &str,
+        unsubscribed: bool,
+        now: Timestamp,
+    ) -> Result<bool>;
+
+    /// Members who turned email off.
+    async fn unsubscribed(&self) -> Result<BTreeSet<String>>;
 }
 
 /// Opens the backend named by a storage URL, creating and migrating it as needed.

@@ -6,6 +6,7 @@
 //! lets every 2xx be durable (`synchronous=FULL`) and still take tens of thousands of alerts per second.
 //! Readers use their own connections (WAL lets them read while the writer writes).
 
+use std::collections::{BTreeMap, BTreeSet};
 use std::path::Path;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::mpsc;
@@ -16,10 +17,11 @@ use rusqlite::{params, Connection, OptionalExtension, Row, Transaction};
 use tokio::sync::oneshot;
 
 use super::{
-    Applied, Delivery, DeliveryResult, DroppedAlert, JournalEntry, Result, RoomBacklog, Stats,
-    Store, StoreError, TicketFilter, TicketRef,
+    Applied, Delivery, DeliveryResult, DroppedAlert, EmailResult, EmailThread, JournalEntry,
+    Mailbox, PendingEmail, Result, RoomBacklog, Stats, Store, StoreError, TicketFilter, TicketRef,
 };
 use crate::domain::alert::{Alert, Severity};
+use crate::domain::mail::MailReason;
 use crate::domain::message::Content;
 use crate::domain::plugin::DropInfo;
 use crate::domain::presence::{Presence, PresenceState};
@@ -120,6 +122,37 @@ CREATE TABLE presence (
     state  TEXT NOT NULL,
     since  INTEGER NOT NULL,
     PRIMARY KEY (member, source)
+) WITHOUT ROWID;
+"#,
+    r#"
+-- Emails to members who were mentioned while not online: scheduled with the ticket change, sent or
+-- cancelled by the mailer. Rows are kept after sending: threads and the timeline refer to them.
+CREATE TABLE emails (
+    id          INTEGER PRIMARY KEY AUTOINCREMENT,
+    member      TEXT NOT NULL,
+    ticket_id   TEXT NOT NULL,
+    reason      TEXT NOT NULL,
+    created_at  INTEGER NOT NULL,
+    next_at     INTEGER NOT NULL,
+    state       TEXT NOT NULL DEFAULT 'pending',
+    attempts    INTEGER NOT NULL DEFAULT 0,
+    last_error  TEXT,
+    message_id  TEXT,
+    sent_at     INTEGER
+);
+CREATE INDEX emails_due ON emails (state, next_at);
+CREATE INDEX emails_member ON emails (member, sent_at);
+-- Per member and ticket: the first and the latest Message-ID, for In-Reply-To and References.
+CREATE TABLE email_threads (
+    member    TEXT NOT NULL,
+    ticket_id TEXT NOT NULL,
+    root      TEXT NOT NULL,
+    last      TEXT NOT NULL,
+    PRIMARY KEY (member, ticket_id)
+) WITHOUT ROWID;
+CREATE TABLE unsubscribed (
+    member TEXT PRIMARY KEY,
+    at     INTEGER NOT NULL
 ) WITHOUT ROWID;
 "#,
 ];
@@ -617,9 +650,9 @@ fn apply_one(
             insert_ticket(t, &new)?;
             let opened = draft.with_seq(1);
             insert_entry(t, &new.id, &opened)?;
-            enqueue(t, router, &new, &opened)?;
-            if !entry.failures.is_empty() {
-                record_failures(t, &mut new, entry)?;
+            enqueue(t, router, &mut new, &opened)?;
+            record_failures(t, &mut new, entry)?;
+            if new.last_seq > 1 {
                 update_ticket(t, &new)?;
             }
             Some(new.id)
@@ -629,7 +662,7 @@ fn apply_one(
                 current.ok_or_else(|| StoreError::Other("decision without ticket".into()))?;
             if let Some(draft) = ticket::apply_alert(&mut cur, &d, alert) {
                 let e = append_entry(t, &mut cur, draft)?;
-                enqueue(t, router, &cur, &e)?;
+                enqueue(t, router, &mut cur, &e)?;
                 record_failures(t, &mut cur, entry)?;
             }
             update_ticket(t, &cur)?;
@@ -685,11 +718,12 @@ fn record_drop(t: &Transaction<'_>, e: &JournalEntry, drop: &DropInfo) -> Result
     Ok(())
 }
 
-/// Writes the deliveries routing plans for a new timeline entry, due at the entry's time.
+/// Writes the deliveries routing plans for a new timeline entry, due at the entry's time, and
+/// schedules the emails it calls for (with a timeline entry each, so the caller must save `ticket`).
 fn enqueue(
     t: &Transaction<'_>,
     router: Option<&Router>,
-    ticket: &Ticket,
+    ticket: &mut Ticket,
     entry: &Entry,
 ) -> Result<()> {
     let Some(router) = router else {
@@ -698,7 +732,145 @@ fn enqueue(
     for d in router.plan(ticket, entry) {
         insert_delivery(t, &d.room, Some(&ticket.id), d.kind, &d.content, entry.at)?;
     }
+    if router.mail.members.is_empty()
+        || !matches!(entry.kind, EntryKind::Opened | EntryKind::Reopened)
+    {
+        return Ok(());
+    }
+    let presence = effective_presence(t)?;
+    let unsubscribed = unsubscribed_members(t)?;
+    for d in router.plan_mail(ticket, entry, &presence, &unsubscribed) {
+        // One pending email per member and ticket: a reopening before the first went out adds nothing.
+        let waiting: bool = t
+            .prepare_cached(
+                "SELECT EXISTS (SELECT 1 FROM emails WHERE member = ?1 AND ticket_id = ?2 AND state = 'pending')",
+            )
+            .and_then(|mut s| s.query_row(params![d.member, ticket.id], |r| r.get(0)))
+            .map_err(err)?;
+        if waiting {
+            continue;
+        }
+        t.prepare_cached(
+            "INSERT INTO emails (member, ticket_id, reason, created_at, next_at) VALUES (?1, ?2, ?3, ?4, ?5)",
+        )
+        .and_then(|mut s| {
+            s.execute(params![
+                d.member,
+                ticket.id,
+                serde_json::to_string(&d.reason).unwrap_or_default(),
+                entry.at.as_millis(),
+                d.due.as_millis(),
+            ])
+        })
+        .map_err(err)?;
+        let id = t.last_insert_rowid();
+        let draft = EntryDraft::system(
+            entry.at,
+            EntryKind::EmailScheduled,
+            "system".into(),
+            format!(
+                "Email to {} due at {} unless they show up first ({}, {}).",
+                d.member,
+                d.due.to_rfc3339(),
+                d.presence.as_str(),
+                d.reason.describe()
+            ),
+            serde_json::json!({"email": id, "member": d.member, "due": d.due, "presence": d.presence, "reason": d.reason}),
+        );
+        append_entry(t, ticket, draft)?;
+    }
     Ok(())
+}
+
+/// Every member's presence, added up over sources.
+fn effective_presence(c: &Connection) -> Result<BTreeMap<String, Presence>> {
+    let mut by_member: BTreeMap<String, Vec<Presence>> = BTreeMap::new();
+    for (member, p) in presence_rows(c)? {
+        by_member.entry(member).or_default().push(p);
+    }
+    Ok(by_member
+        .into_iter()
+        .map(|(m, reports)| (m, crate::domain::presence::effective(&reports)))
+        .collect())
+}
+
+fn presence_rows(c: &Connection) -> Result<Vec<(String, Presence)>> {
+    let mut stmt = c
+        .prepare_cached("SELECT member, source, state, since FROM presence ORDER BY member")
+        .map_err(err)?;
+    let rows = stmt
+        .query_map([], |r| {
+            let state: String = r.get(2)?;
+            Ok((
+                r.get::<_, String>(0)?,
+                Presence {
+                    state: PresenceState::from_name(&state).unwrap_or(PresenceState::Offline),
+                    since: Timestamp::from_millis(r.get(3)?),
+                    source: r.get(1)?,
+                },
+            ))
+        })
+        .map_err(err)?;
+    rows.collect::<rusqlite::Result<_>>().map_err(err)
+}
+
+fn unsubscribed_members(c: &Connection) -> Result<BTreeSet<String>> {
+    let mut stmt = c
+        .prepare_cached("SELECT member FROM unsubscribed")
+        .map_err(err)?;
+    let rows = stmt.query_map([], |r| r.get(0)).map_err(err)?;
+    rows.collect::<rusqlite::Result<_>>().map_err(err)
+}
+
+/// The timeline entry for what happened to one email, on its ticket.
+fn email_entry(
+    member: &str,
+    result: &EmailResult,
+    covers: usize,
+    now: Timestamp,
+) -> Option<EntryDraft> {
+    let (kind, text) = match result {
+        EmailResult::Deferred { .. } => return None,
+        EmailResult::Sent { message_id, .. } => (
+            EntryKind::Emailed,
+            if covers > 1 {
+                format!("Emailed {member} in a digest of {covers} tickets (<{message_id}>).")
+            } else {
+                format!("Emailed {member} (<{message_id}>).")
+            },
+        ),
+        EmailResult::Cancelled { reason, .. } => (
+            EntryKind::EmailCancelled,
+            format!("Email to {member} not sent: {reason}."),
+        ),
+        EmailResult::Failed { error, next_at, .. } => (
+            EntryKind::EmailFailed,
+            format!(
+                "Email to {member} failed: {error}. Trying again at {}.",
+                next_at.to_rfc3339()
+            ),
+        ),
+        EmailResult::GaveUp { error, .. } => (
+            EntryKind::EmailFailed,
+            format!("Email to {member} given up: {error}."),
+        ),
+    };
+    let data = match result {
+        EmailResult::Sent { message_id, .. } => {
+            serde_json::json!({"member": member, "message_id": message_id, "tickets": covers})
+        }
+        EmailResult::Failed { error, next_at, .. } => {
+            serde_json::json!({"member": member, "error": error, "next_at": next_at})
+        }
+        EmailResult::GaveUp { error, .. } => {
+            serde_json::json!({"member": member, "error": error, "final": true})
+        }
+        EmailResult::Cancelled { reason, .. } => {
+            serde_json::json!({"member": member, "reason": reason})
+        }
+        EmailResult::Deferred { .. } => serde_json::Value::Null,
+    };
+    Some(EntryDraft::system(now, kind, "system".into(), text, data))
 }
 
 fn insert_delivery(
@@ -941,7 +1113,7 @@ impl Store for SqliteStore {
             for mut tk in due {
                 if let Some(draft) = ticket::expire(&mut tk, now) {
                     let e = append_entry(t, &mut tk, draft)?;
-                    enqueue(t, router.as_deref(), &tk, &e)?;
+                    enqueue(t, router.as_deref(), &mut tk, &e)?;
                     update_ticket(t, &tk)?;
                     ids.push(tk.id);
                 }
@@ -965,7 +1137,7 @@ impl Store for SqliteStore {
             let mut tk = find_ticket(t, &r)?.ok_or(StoreError::NotFound)?;
             let draft = ticket::act(&mut tk, &action, &member, now)?;
             let entry = append_entry(t, &mut tk, draft)?;
-            enqueue(t, router.as_deref(), &tk, &entry)?;
+            enqueue(t, router.as_deref(), &mut tk, &entry)?;
             update_ticket(t, &tk)?;
             Ok((tk, entry))
         })
@@ -1235,27 +1407,7 @@ impl Store for SqliteStore {
     }
 
     async fn presence(&self) -> Result<Vec<(String, Presence)>> {
-        self.read(|c| {
-            let mut stmt = c
-                .prepare_cached("SELECT member, source, state, since FROM presence ORDER BY member")
-                .map_err(err)?;
-            let rows = stmt
-                .query_map([], |r| {
-                    let state: String = r.get(2)?;
-                    Ok((
-                        r.get::<_, String>(0)?,
-                        Presence {
-                            state: PresenceState::from_name(&state)
-                                .unwrap_or(PresenceState::Offline),
-                            since: Timestamp::from_millis(r.get(3)?),
-                            source: r.get(1)?,
-                        },
-                    ))
-                })
-                .map_err(err)?;
-            rows.collect::<rusqlite::Result<_>>().map_err(err)
-        })
-        .await
+        self.read(presence_rows).await
     }
 
     async fn outbox_retry(&self, id: i64, member: &str, now: Timestamp) -> Result<Delivery> {
@@ -1285,5 +1437,187 @@ impl Store for SqliteStore {
             Ok(d)
         })
         .await
+    }
+
+    async fn emails_due(&self, now: Timestamp, limit: usize) -> Result<Vec<PendingEmail>> {
+        self.read(move |c| {
+            let rows: Vec<(i64, String, String, String, i64, u32)> = {
+                let mut stmt = c
+                    .prepare_cached(
+                        "SELECT id, member, ticket_id, reason, created_at, attempts FROM emails \
+                         WHERE state = 'pending' AND next_at <= ?1 ORDER BY member, next_at, id LIMIT ?2",
+                    )
+                    .map_err(err)?;
+                let rows = stmt
+                    .query_map(params![now.as_millis(), limit as i64], |r| {
+                        Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?, r.get(5)?))
+                    })
+                    .map_err(err)?;
+                rows.collect::<rusqlite::Result<_>>().map_err(err)?
+            };
+            let mut out = Vec::with_capacity(rows.len());
+            for (id, member, ticket_id, reason, created_at, attempts) in rows {
+                let Some(ticket) = find_ticket(c, &TicketRef::Id(ticket_id))? else {
+                    continue;
+                };
+                out.push(PendingEmail {
+                    id,
+                    member,
+                    ticket,
+                    reason: serde_json::from_str::<MailReason>(&reason).unwrap_or(MailReason::Member),
+                    created_at: Timestamp::from_millis(created_at),
+                    attempts,
+                });
+            }
+            Ok(out)
+        })
+        .await
+    }
+
+    async fn mailbox(&self, member: &str) -> Result<Mailbox> {
+        let member = member.to_string();
+        self.read(move |c| {
+            let last_sent: Option<i64> = c
+                .prepare_cached("SELECT MAX(sent_at) FROM emails WHERE member = ?1")
+                .and_then(|mut s| s.query_row([&member], |r| r.get(0)))
+                .map_err(err)?;
+            let unsubscribed: bool = c
+                .prepare_cached("SELECT EXISTS (SELECT 1 FROM unsubscribed WHERE member = ?1)")
+                .and_then(|mut s| s.query_row([&member], |r| r.get(0)))
+                .map_err(err)?;
+            Ok(Mailbox {
+                last_sent: last_sent.map(Timestamp::from_millis),
+                unsubscribed,
+            })
+        })
+        .await
+    }
+
+    async fn email_thread(&self, member: &str, ticket_id: &str) -> Result<Option<EmailThread>> {
+        let (member, ticket_id) = (member.to_string(), ticket_id.to_string());
+        self.read(move |c| {
+            c.prepare_cached(
+                "SELECT root, last FROM email_threads WHERE member = ?1 AND ticket_id = ?2",
+            )
+            .and_then(|mut s| {
+                s.query_row(params![member, ticket_id], |r| {
+                    Ok(EmailThread {
+                        root: r.get(0)?,
+                        last: r.get(1)?,
+                    })
+                })
+                .optional()
+            })
+            .map_err(err)
+        })
+        .await
+    }
+
+    async fn emails_complete(&self, results: Vec<EmailResult>, now: Timestamp) -> Result<()> {
+        if results.is_empty() {
+            return Ok(());
+        }
+        self.write(move |t| {
+            for result in &results {
+                let ids: Vec<i64> = match result {
+                    EmailResult::Sent { ids, .. }
+                    | EmailResult::Deferred { ids, .. }
+                    | EmailResult::Failed { ids, .. }
+                    | EmailResult::GaveUp { ids, .. } => ids.clone(),
+                    EmailResult::Cancelled { id, .. } => vec![*id],
+                };
+                // Only emails still pending: a result for one already settled (a second worker, a
+                // replay after a crash) must not write twice.
+                let mut rows: Vec<(i64, String, String)> = Vec::new();
+                for id in &ids {
+                    let row = t
+                        .prepare_cached("SELECT member, ticket_id FROM emails WHERE id = ?1 AND state = 'pending'")
+                        .and_then(|mut s| {
+                            s.query_row([id], |r| Ok((*id, r.get(0)?, r.get(1)?)))
+                                .optional()
+                        })
+                        .map_err(err)?;
+                    rows.extend(row);
+                }
+                let tickets: BTreeSet<&str> = rows.iter().map(|(_, _, tk)| tk.as_str()).collect();
+                let covers = tickets.len();
+                for (id, member, ticket_id) in &rows {
+                    let run = |sql: &str, p: &[&dyn rusqlite::ToSql]| {
+                        t.prepare_cached(sql)
+                            .and_then(|mut s| s.execute(p))
+                            .map_err(err)
+                    };
+                    match result {
+                        EmailResult::Sent { message_id, .. } => run(
+                            "UPDATE emails SET state = 'sent', sent_at = ?2, message_id = ?3, \
+                             attempts = attempts + 1 WHERE id = ?1",
+                            params![id, now.as_millis(), message_id],
+                        )?,
+                        EmailResult::Deferred { until, .. } => run(
+                            "UPDATE emails SET next_at = ?2 WHERE id = ?1",
+                            params![id, until.as_millis()],
+                        )?,
+                        EmailResult::Cancelled { reason, .. } => run(
+                            "UPDATE emails SET state = 'cancelled', last_error = ?2 WHERE id = ?1",
+                            params![id, reason],
+                        )?,
+                        EmailResult::Failed { error, next_at, .. } => run(
+                            "UPDATE emails SET attempts = attempts + 1, next_at = ?2, last_error = ?3 \
+                             WHERE id = ?1",
+                            params![id, next_at.as_millis(), error],
+                        )?,
+                        EmailResult::GaveUp { error, .. } => run(
+                            "UPDATE emails SET state = 'failed', attempts = attempts + 1, last_error = ?2 \
+                             WHERE id = ?1",
+                            params![id, error],
+                        )?,
+                    };
+                    if let (EmailResult::Sent { message_id, .. }, 1) = (result, covers) {
+                        t.prepare_cached(
+                            "INSERT INTO email_threads (member, ticket_id, root, last) VALUES (?1, ?2, ?3, ?3) \
+                             ON CONFLICT (member, ticket_id) DO UPDATE SET last = ?3",
+                        )
+                        .and_then(|mut s| s.execute(params![member, ticket_id, message_id]))
+                        .map_err(err)?;
+                    }
+                }
+                // One timeline entry per ticket, even when a digest covered two mentions of it.
+                let mut seen = BTreeSet::new();
+                for (_, member, ticket_id) in &rows {
+                    if seen.insert(ticket_id.as_str()) {
+                        if let Some(draft) = email_entry(member, result, covers, now) {
+                            append_system_entry(t, ticket_id, draft)?;
+                        }
+                    }
+                }
+            }
+            Ok(())
+        })
+        .await
+    }
+
+    async fn set_unsubscribed(
+        &self,
+        member: &str,
+        unsubscribed: bool,
+        now: Timestamp,
+    ) -> Result<bool> {
+        let member = member.to_string();
+        self.write(move |t| {
+            let n = if unsubscribed {
+                t.prepare_cached("INSERT OR IGNORE INTO unsubscribed (member, at) VALUES (?1, ?2)")
+                    .and_then(|mut s| s.execute(params![member, now.as_millis()]))
+            } else {
+                t.prepare_cached("DELETE FROM unsubscribed WHERE member = ?1")
+                    .and_then(|mut s| s.execute([&member]))
+            }
+            .map_err(err)?;
+            Ok(n > 0)
+        })
+        .await
+    }
+
+    async fn unsubscribed(&self) -> Result<BTreeSet<String>> {
+        self.read(unsubscribed_members).await
     }
 }

@@ -4,6 +4,7 @@
 #![allow(dead_code)] // each test binary uses a different part of the harness
 
 pub mod conformance;
+pub mod smtp;
 pub mod synapse;
 
 use std::path::{Path, PathBuf};

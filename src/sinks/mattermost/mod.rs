@@ -8,9 +8,15 @@
 //!
 //! Errors are JSON `{id, message, status_code}` with a 4xx. When the server's rate limiter is on, a
 //! 429 carries `X-Ratelimit-Reset` (seconds until the bucket refills) and usually `Retry-After`.
+//!
+//! **Presence** (REST mode only; a webhook cannot ask): the handle is the member's username, the one
+//! mentions use. `GET /api/v4/users/username/{username}` finds the user id once (the sink keeps it),
+//! then `GET /api/v4/users/{id}/status` answers `online`, `away`, `dnd` or `offline`.
 
 pub mod render;
 
+use std::collections::HashMap;
+use std::sync::Mutex;
 use std::time::Duration;
 
 use async_trait::async_trait;
@@ -20,6 +26,7 @@ use serde_json::{json, Value};
 use super::http::{classify, execute, header_f64, seconds, snippet, Answer, Client};
 use super::{Action, Capabilities, Outcome, Request, Sink};
 use crate::config::{MattermostSinkConfig, Secret, SinkConfig};
+use crate::domain::presence::PresenceState;
 
 /// The name webhook posts show (servers may be set to ignore overrides; then the hook's own name shows).
 const USERNAME: &str = "tocsin";
@@ -42,6 +49,9 @@ pub struct MattermostSink {
     client: reqwest::Client,
     mode: Mode,
     timeout: Duration,
+    /// Username → user id, learned by the first presence poll for each member. Ids never change; a
+    /// status lookup that no longer finds the user forgets it.
+    user_ids: Mutex<HashMap<String, String>>,
 }
 
 impl MattermostSink {
@@ -71,6 +81,7 @@ impl MattermostSink {
             client: client.reqwest().clone(),
             mode,
             timeout,
+            user_ids: Mutex::new(HashMap::new()),
         })
     }
 }
@@ -136,10 +147,31 @@ pub fn outcome(answer: &Answer, api: bool) -> Outcome {
     }
 }
 
-/// Post ids are 26 lowercase letters and digits; anything else is not one of our handles and must not
-/// be spliced into a URL path.
-fn is_post_id(id: &str) -> bool {
+/// Post and user ids are 26 lowercase letters and digits; anything else is not one of our handles (or
+/// not an id the server would send) and must not be spliced into a URL path.
+fn is_id(id: &str) -> bool {
     !id.is_empty() && id.chars().all(|c| c.is_ascii_alphanumeric())
+}
+
+/// Usernames are letters, digits, `.`, `-` and `_` (Mattermost's own rule, which mentions rely on too);
+/// checking keeps `/`, `?` and `..` out of the lookup's URL path.
+fn is_username(name: &str) -> bool {
+    name.chars().any(|c| c.is_ascii_alphanumeric())
+        && name
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '-' | '_'))
+}
+
+/// Reads a `GET /api/v4/users/{id}/status` answer's `status`.
+pub fn status_answer(body: &str) -> Result<PresenceState, String> {
+    let body: Value = serde_json::from_str(body).unwrap_or(Value::Null);
+    match body["status"].as_str() {
+        Some("online") => Ok(PresenceState::Online),
+        Some("away") => Ok(PresenceState::Away),
+        Some("dnd") => Ok(PresenceState::Dnd),
+        Some("offline") => Ok(PresenceState::Offline),
+        other => Err(format!("mattermost: unexpected status {other:?}")),
+    }
 }
 
 fn bad_handle(handle: &str) -> Outcome {
@@ -148,7 +180,86 @@ fn bad_handle(handle: &str) -> Outcome {
     }
 }
 
+/// A GET for presence: the answer when it is a 2xx, else the error it amounts to.
+async fn get(
+    client: &reqwest::Client,
+    url: String,
+    token: &Secret,
+    timeout: Duration,
+) -> Result<Answer, (Option<reqwest::StatusCode>, String)> {
+    let answer = match execute(client.get(url).bearer_auth(token.expose()), timeout).await {
+        Ok(answer) => answer,
+        Err(Outcome::Retry { error, .. } | Outcome::Permanent { error }) => {
+            return Err((None, format!("mattermost: {error}")))
+        }
+        Err(Outcome::Sent { .. }) => return Err((None, "mattermost: no answer".into())),
+    };
+    match classify(&answer) {
+        None => Ok(answer),
+        Some(_) => Err((Some(answer.status), describe(&answer))),
+    }
+}
+
 impl MattermostSink {
+    fn cached_id(&self, username: &str) -> Option<String> {
+        let ids = self.user_ids.lock().unwrap_or_else(|e| e.into_inner());
+        ids.get(username).cloned()
+    }
+
+    /// The user id for a username: from the cache, else from the server (and then cached).
+    async fn user_id(&self, url: &str, token: &Secret, username: &str) -> Result<String, String> {
+        if let Some(id) = self.cached_id(username) {
+            return Ok(id);
+        }
+        let lookup = format!("{url}/api/v4/users/username/{username}");
+        let answer = get(&self.client, lookup, token, self.timeout)
+            .await
+            .map_err(|(_, e)| format!("looking up user {username:?}: {e}"))?;
+        let id = serde_json::from_str::<Value>(&answer.body)
+            .ok()
+            .and_then(|v| v["id"].as_str().map(str::to_string))
+            .filter(|id| is_id(id))
+            .ok_or_else(|| {
+                format!(
+                    "looking up user {username:?}: mattermost: no user id in {}",
+                    snippet(&answer.body)
+                )
+            })?;
+        self.user_ids
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .insert(username.to_string(), id.clone());
+        Ok(id)
+    }
+
+    async fn status(
+        &self,
+        url: &str,
+        token: &Secret,
+        username: &str,
+    ) -> Result<PresenceState, String> {
+        if !is_username(username) {
+            return Err(format!(
+                "mattermost: handle {username:?} is not a username (letters, digits, . - _)"
+            ));
+        }
+        let id = self.user_id(url, token, username).await?;
+        let status_url = format!("{url}/api/v4/users/{id}/status");
+        match get(&self.client, status_url, token, self.timeout).await {
+            Ok(answer) => status_answer(&answer.body),
+            Err((status, error)) => {
+                // The user is gone (deleted and maybe recreated): look the name up afresh next time.
+                if status == Some(reqwest::StatusCode::NOT_FOUND) {
+                    self.user_ids
+                        .lock()
+                        .unwrap_or_else(|e| e.into_inner())
+                        .remove(username);
+                }
+                Err(format!("reading the status of {username:?}: {error}"))
+            }
+        }
+    }
+
     async fn webhook(&self, url: &Secret, request: &Request) -> Outcome {
         // No post id comes back, so there is nothing to edit; posting anew would duplicate the card.
         if let Action::Edit { .. } = request.action {
@@ -171,7 +282,7 @@ impl MattermostSink {
             Action::Post { thread } => {
                 let mut body = json!({"channel_id": channel_id, "message": message});
                 if let Some(root) = thread {
-                    if !is_post_id(root) {
+                    if !is_id(root) {
                         return bad_handle(root);
                     }
                     body["root_id"] = json!(root);
@@ -179,7 +290,7 @@ impl MattermostSink {
                 self.client.post(format!("{url}/api/v4/posts")).json(&body)
             }
             Action::Edit { handle } => {
-                if !is_post_id(handle) {
+                if !is_id(handle) {
                     return bad_handle(handle);
                 }
                 self.client
@@ -218,6 +329,14 @@ impl Sink for MattermostSink {
                 channel_id,
             } => self.api(url, token, channel_id, request).await,
         }
+    }
+
+    /// The user's status in REST mode; `None` for a webhook, which has no token to ask with.
+    async fn presence(&self, handle: &str) -> Option<Result<PresenceState, String>> {
+        let Mode::Api { url, token, .. } = &self.mode else {
+            return None;
+        };
+        Some(self.status(url, token, handle).await)
     }
 }
 
@@ -300,9 +419,34 @@ mod tests {
 
     #[test]
     fn only_post_ids_reach_a_url() {
-        assert!(is_post_id("ufrbn3tyd3ntdjsd8ngnxp4hhe"));
-        assert!(!is_post_id("../users/me"));
-        assert!(!is_post_id(""));
+        assert!(is_id("ufrbn3tyd3ntdjsd8ngnxp4hhe"));
+        assert!(!is_id("../users/me"));
+        assert!(!is_id(""));
+    }
+
+    #[test]
+    fn only_usernames_reach_the_lookup() {
+        assert!(is_username("alice.ops"));
+        assert!(is_username("bob_2-x"));
+        assert!(!is_username(".."));
+        assert!(!is_username(""));
+        assert!(!is_username("../users/me"));
+        assert!(!is_username("bob?x=1"));
+    }
+
+    #[test]
+    fn statuses_map_to_states() {
+        for (status, state) in [
+            ("online", PresenceState::Online),
+            ("away", PresenceState::Away),
+            ("dnd", PresenceState::Dnd),
+            ("offline", PresenceState::Offline),
+        ] {
+            let body = format!(r#"{{"user_id":"u1","status":"{status}","manual":false}}"#);
+            assert_eq!(status_answer(&body), Ok(state), "{status}");
+        }
+        assert!(status_answer(r#"{"status":"busy"}"#).is_err());
+        assert!(status_answer("<html></html>").is_err());
     }
 
     fn config(yaml: &str) -> MattermostSinkConfig {

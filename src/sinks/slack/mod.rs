@@ -8,6 +8,11 @@
 //!
 //! Slack's Web API reports most failures as HTTP 200 with `{"ok": false, "error": "..."}`, so the body
 //! is read even on success statuses; see [`api_outcome`].
+//!
+//! **Presence** (Web API mode only; a webhook cannot ask): `GET users.getPresence?user=<handle>`, where
+//! the handle is the member's user ID (`U024BE7LH`) and the token needs the `users:read` scope. Slack
+//! answers `active` (online) or `away` (including its automatic away after 10 minutes idle); see
+//! [`presence_answer`]. It is a Tier 3 method (about 50 calls a minute per workspace), one call per user.
 
 pub mod render;
 
@@ -20,6 +25,7 @@ use super::http::{classify, execute, retry_after, snippet, Answer, Client};
 use super::{Action, Capabilities, Outcome, Request, Sink};
 use crate::config::{Secret, SinkConfig, SlackSinkConfig};
 use crate::domain::message::{Change, Content};
+use crate::domain::presence::PresenceState;
 
 /// `ok: false` errors that describe Slack's side having a bad moment rather than a bad request:
 /// trying again later can succeed, so they are retried like a 5xx.
@@ -138,6 +144,38 @@ pub fn api_outcome(answer: &Answer, channel: &str) -> Outcome {
     }
 }
 
+/// Reads a `users.getPresence` answer: `{"ok": true, "presence": "active"|"away", ...}`. HTTP
+/// failures (a 429 when the method's tier is spent) and `ok: false` (`user_not_found`, `missing_scope`,
+/// `ratelimited`, ...) are errors naming what Slack said.
+pub fn presence_answer(answer: &Answer) -> Result<PresenceState, String> {
+    if let Some(Outcome::Retry { error, .. } | Outcome::Permanent { error }) = classify(answer) {
+        return Err(format!("slack: users.getPresence: {error}"));
+    }
+    let body: Value = serde_json::from_str(&answer.body).unwrap_or(Value::Null);
+    if body["ok"].as_bool() != Some(true) {
+        let Some(code) = body["error"].as_str() else {
+            return Err(format!(
+                "slack: users.getPresence: unreadable answer (HTTP {}): {}",
+                answer.status.as_u16(),
+                snippet(&answer.body)
+            ));
+        };
+        let mut error = format!("slack: users.getPresence: {code}");
+        // `missing_scope` names the scope the token lacks (`users:read`).
+        if let Some(needed) = body["needed"].as_str() {
+            error = format!("{error} (needs {needed})");
+        }
+        return Err(error);
+    }
+    match body["presence"].as_str() {
+        Some("active") => Ok(PresenceState::Online),
+        Some("away") => Ok(PresenceState::Away),
+        other => Err(format!(
+            "slack: users.getPresence: unexpected presence {other:?}"
+        )),
+    }
+}
+
 impl SlackSink {
     async fn webhook(&self, url: &Secret, request: &Request) -> Outcome {
         // A webhook gives no handle, so there is nothing to edit; routing does not ask for edits when
@@ -245,6 +283,27 @@ impl Sink for SlackSink {
             } => self.api(token, channel, api_url, request).await,
         }
     }
+
+    /// `users.getPresence` in Web API mode; `None` for a webhook, which has no token to ask with.
+    async fn presence(&self, handle: &str) -> Option<Result<PresenceState, String>> {
+        let Mode::Api { token, api_url, .. } = &self.mode else {
+            return None;
+        };
+        let mut url = match reqwest::Url::parse(&format!("{api_url}/users.getPresence")) {
+            Ok(url) => url,
+            Err(e) => return Some(Err(format!("slack: api_url is not a URL: {e}"))),
+        };
+        // As a query pair the handle is encoded, whatever it holds.
+        url.query_pairs_mut().append_pair("user", handle);
+        let builder = self.client.get(url).bearer_auth(token.expose());
+        Some(match execute(builder, self.timeout).await {
+            Ok(answer) => presence_answer(&answer),
+            Err(Outcome::Retry { error, .. } | Outcome::Permanent { error }) => {
+                Err(format!("slack: users.getPresence: {error}"))
+            }
+            Err(Outcome::Sent { .. }) => Err("slack: users.getPresence: no answer".into()),
+        })
+    }
 }
 
 #[cfg(test)]
@@ -341,6 +400,30 @@ mod tests {
         assert_eq!(split_handle(":17.0001"), None);
         assert_eq!(split_handle("C1:"), None);
         assert_eq!(split_handle("C1:1:2"), None);
+    }
+
+    #[test]
+    fn presence_answers_map_to_states_or_errors() {
+        let read = |status, body: &str| presence_answer(&answer(status, body, None));
+        assert_eq!(
+            read(200, r#"{"ok":true,"presence":"active"}"#),
+            Ok(PresenceState::Online)
+        );
+        assert_eq!(
+            read(200, r#"{"ok":true,"presence":"away","online":false}"#),
+            Ok(PresenceState::Away)
+        );
+        assert_eq!(
+            read(
+                200,
+                r#"{"ok":false,"error":"missing_scope","needed":"users:read","provided":"chat:write"}"#
+            ),
+            Err("slack: users.getPresence: missing_scope (needs users:read)".into())
+        );
+        assert!(read(200, r#"{"ok":true,"presence":"dnd"}"#).is_err());
+        assert!(read(200, "<html>login</html>").is_err());
+        let limited = read(429, "");
+        assert!(limited.unwrap_err().contains("HTTP 429"));
     }
 
     fn config(yaml: &str) -> SlackSinkConfig {
