@@ -59,6 +59,8 @@ pub struct Source {
     pub resolve_timeout: Duration,
     /// Requests per second this source may send (`sources.<name>.rate_limit`).
     pub limiter: Option<Arc<Limiter>>,
+    /// Generic sources: rules for reading any JSON.
+    pub mapping: Option<crate::config::MappingConfig>,
 }
 
 impl Source {
@@ -71,12 +73,13 @@ impl Source {
         Source {
             name: name.to_string(),
             kind: c.kind,
-            auth: c.auth.clone(),
+            auth: c.auth.clone().map(|a| a.for_kind(c.kind)),
             max_body: c.max_body.as_ref().map_or(default_max_body, |b| b.0 .0),
             resolve_timeout: c
                 .resolve_timeout
                 .as_ref()
                 .map_or(Duration::from_secs(300), |d| d.0 .0),
+            mapping: c.mapping.clone(),
             limiter: c
                 .rate_limit
                 .map(|r| Arc::new(Limiter::new(r.per_second, r.burst, clock.clone()))),

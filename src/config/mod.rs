@@ -7,6 +7,7 @@
 //! `config/README.md`.
 
 mod email;
+mod mapping;
 mod rooms;
 mod values;
 
@@ -19,6 +20,7 @@ use std::time::Duration;
 use serde::Deserialize;
 
 pub use email::{EmailConfig, InboundConfig, NotifyConfig};
+pub use mapping::MappingConfig;
 pub use rooms::{
     DigestConfig, DiscordSinkConfig, MatrixSinkConfig, MattermostSinkConfig, RateLimitConfig,
     RoomConfig, RouteConfig, SinkConfig, SlackSinkConfig, TeamsSinkConfig, WebhookSinkConfig,
@@ -94,8 +96,24 @@ pub enum SourceKind {
     Prometheus,
     /// Alertmanager's webhook receiver, payload version 4.
     Alertmanager,
-    /// tocsin's own simple JSON format.
+    /// tocsin's own simple JSON format, or any JSON with `mapping` rules.
     Generic,
+    /// Grafana unified alerting's webhook contact point.
+    Grafana,
+    /// Sentry integration webhooks (issue, event_alert, metric_alert, error).
+    Sentry,
+    /// PagerDuty Events API v2, as a drop-in target (`/ingest/<name>/v2/enqueue`).
+    Pagerduty,
+    /// Datadog's Webhooks integration, with the payload template in the README.
+    Datadog,
+    /// New Relic workflow webhooks (default template).
+    Newrelic,
+    /// Zabbix webhook media type, with the script in the README.
+    Zabbix,
+    /// Uptime Kuma's webhook notification.
+    UptimeKuma,
+    /// AWS SNS HTTP(S) notifications, CloudWatch alarms included.
+    Sns,
 }
 
 impl SourceKind {
@@ -104,6 +122,14 @@ impl SourceKind {
             SourceKind::Prometheus => "prometheus",
             SourceKind::Alertmanager => "alertmanager",
             SourceKind::Generic => "generic",
+            SourceKind::Grafana => "grafana",
+            SourceKind::Sentry => "sentry",
+            SourceKind::Pagerduty => "pagerduty",
+            SourceKind::Datadog => "datadog",
+            SourceKind::Newrelic => "newrelic",
+            SourceKind::Zabbix => "zabbix",
+            SourceKind::UptimeKuma => "uptime_kuma",
+            SourceKind::Sns => "sns",
         }
     }
 }
@@ -129,6 +155,13 @@ pub struct SourceConfig {
     /// sources get 429 with `Retry-After`, alertmanager sources 503 (which Alertmanager retries).
     #[serde(default)]
     pub rate_limit: Option<RateLimitConfig>,
+    /// Generic sources only: where title, key, status and severity are in the sender's JSON.
+    #[serde(default)]
+    pub mapping: Option<MappingConfig>,
+    /// SNS sources only: topic ARNs whose messages are taken (and whose subscriptions are
+    /// confirmed). Empty takes any topic, which lets anyone with an AWS account subscribe tocsin.
+    #[serde(default)]
+    pub topics: Vec<String>,
 }
 
 /// `plugins.<name>`: one WebAssembly component and its settings.
@@ -239,11 +272,50 @@ impl<'de> Deserialize<'de> for AuthConfig {
     }
 }
 
-/// `auth: {hmac: ...}`: one secret, a list (for rotation), or a map with the header name.
+/// `auth: {hmac: ...}`: one secret, a list (for rotation), or a map with the header name and, for
+/// senders that sign `timestamp:body` (Grafana's option), the timestamp header.
 #[derive(Debug, Clone)]
 pub struct HmacConfig {
     pub secrets: Vec<Secret>,
-    pub header: String,
+    /// Headers the signature may come in, tried in order (Grafana's docs and code disagree on its
+    /// name). Empty until resolved for the source's kind: see [`HmacConfig::for_kind`].
+    pub headers: Vec<String>,
+    /// When set, the MAC is over `<timestamp>:<body>`, the timestamp (Unix seconds) comes in this
+    /// header, and one older or newer than `max_skew` is refused as stale.
+    pub timestamp_header: Option<String>,
+    /// A timestamp header that is checked for staleness but not signed (Sentry's).
+    pub replay_header: Option<String>,
+    pub max_skew: Duration,
+}
+
+impl HmacConfig {
+    /// Fills in the sender's own header names where the config left them out.
+    pub fn for_kind(mut self, kind: SourceKind) -> HmacConfig {
+        if self.headers.is_empty() {
+            self.headers = match kind {
+                SourceKind::Grafana => vec![
+                    "X-Grafana-Alerting-Signature".into(),
+                    "X-Grafana-Alert-Signature".into(),
+                ],
+                SourceKind::Sentry => vec!["Sentry-Hook-Signature".into()],
+                _ => vec![default_hmac_header()],
+            };
+        }
+        if kind == SourceKind::Sentry && self.replay_header.is_none() {
+            self.replay_header = Some("Sentry-Hook-Timestamp".into());
+        }
+        self
+    }
+}
+
+impl AuthConfig {
+    /// The auth as the source's kind reads it (sender-specific header names).
+    pub fn for_kind(self, kind: SourceKind) -> AuthConfig {
+        match self {
+            AuthConfig::Hmac(h) => AuthConfig::Hmac(h.for_kind(kind)),
+            other => other,
+        }
+    }
 }
 
 impl<'de> Deserialize<'de> for HmacConfig {
@@ -258,8 +330,12 @@ impl<'de> Deserialize<'de> for HmacConfig {
         #[serde(deny_unknown_fields)]
         struct Full {
             secrets: OneOrMany,
-            #[serde(default = "default_hmac_header")]
-            header: String,
+            #[serde(default)]
+            header: Option<String>,
+            #[serde(default)]
+            timestamp_header: Option<String>,
+            #[serde(default)]
+            max_skew: Option<Env<HumanDuration>>,
         }
         #[derive(Deserialize)]
         #[serde(untagged)]
@@ -274,20 +350,29 @@ impl<'de> Deserialize<'de> for HmacConfig {
         };
         match Form::deserialize(d).map_err(|_| {
             serde::de::Error::custom(
-                "expected a secret, a list of secrets, or {secrets: ..., header: ...}",
+                "expected a secret, a list of secrets, or {secrets, header, timestamp_header, max_skew}",
             )
         })? {
             Form::Full(f) => Ok(HmacConfig {
                 secrets: flatten(f.secrets),
-                header: f.header,
+                headers: f.header.into_iter().collect(),
+                timestamp_header: f.timestamp_header,
+                replay_header: None,
+                max_skew: f.max_skew.map_or(DEFAULT_SKEW, |d| d.0 .0),
             }),
             Form::Short(o) => Ok(HmacConfig {
                 secrets: flatten(o),
-                header: default_hmac_header(),
+                headers: Vec::new(),
+                timestamp_header: None,
+                replay_header: None,
+                max_skew: DEFAULT_SKEW,
             }),
         }
     }
 }
+
+/// How far a signed timestamp may be from tocsin's clock.
+const DEFAULT_SKEW: Duration = Duration::from_secs(300);
 
 fn default_hmac_header() -> String {
     "X-Tocsin-Signature".to_string()
@@ -559,6 +644,37 @@ impl Config {
                         "must be longer than zero".into(),
                     );
                 }
+            }
+            if source.kind == SourceKind::Sentry
+                && !matches!(source.auth, Some(AuthConfig::Hmac(_)))
+            {
+                problem(
+                    format!("sources.{name}.auth"),
+                    "a sentry source needs `auth: {hmac: ${SENTRY_CLIENT_SECRET}}` (the integration's client secret): Sentry signs every webhook".into(),
+                );
+            }
+            if source.kind == SourceKind::Sns && matches!(source.auth, Some(AuthConfig::Hmac(_))) {
+                problem(
+                    format!("sources.{name}.auth"),
+                    "SNS cannot sign with a shared secret; tocsin always checks its own signature. Use basic (in the subscription URL) or nothing".into(),
+                );
+            }
+            if let Some(m) = &source.mapping {
+                if source.kind != SourceKind::Generic {
+                    problem(
+                        format!("sources.{name}.mapping"),
+                        "only generic sources take mapping rules; remove this key".into(),
+                    );
+                }
+                for (key, message) in m.problems() {
+                    problem(format!("sources.{name}.mapping.{key}"), message);
+                }
+            }
+            if !source.topics.is_empty() && source.kind != SourceKind::Sns {
+                problem(
+                    format!("sources.{name}.topics"),
+                    "only sns sources take topics; remove this key".into(),
+                );
             }
             if let Some(Env(ByteSize(0))) = source.max_body {
                 problem(
@@ -983,13 +1099,30 @@ mod tests {
     #[test]
     fn hmac_accepts_one_many_or_a_map() {
         let c = parse("sources:\n  g1: {kind: generic, auth: {hmac: a}}\n  g2: {kind: generic, auth: {hmac: [a, b]}}\n  g3: {kind: generic, auth: {hmac: {secrets: a, header: X-Sig}}}\n").unwrap();
-        let h = |n: &str| match &c.sources[n].auth {
-            Some(AuthConfig::Hmac(h)) => (h.secrets.len(), h.header.clone()),
+        let h = |n: &str| match c.sources[n]
+            .auth
+            .clone()
+            .map(|a| a.for_kind(SourceKind::Generic))
+        {
+            Some(AuthConfig::Hmac(h)) => (h.secrets.len(), h.headers.join(",")),
             _ => panic!(),
         };
         assert_eq!(h("g1"), (1, "X-Tocsin-Signature".into()));
         assert_eq!(h("g2"), (2, "X-Tocsin-Signature".into()));
         assert_eq!(h("g3"), (1, "X-Sig".into()));
+        // Grafana's signature header has two names in the wild: both are tried.
+        let grafana = AuthConfig::Hmac(match &c.sources["g1"].auth {
+            Some(AuthConfig::Hmac(h)) => h.clone(),
+            _ => panic!(),
+        })
+        .for_kind(SourceKind::Grafana);
+        match grafana {
+            AuthConfig::Hmac(h) => assert_eq!(
+                h.headers,
+                ["X-Grafana-Alerting-Signature", "X-Grafana-Alert-Signature"]
+            ),
+            _ => panic!(),
+        }
     }
 
     #[test]

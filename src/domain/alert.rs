@@ -20,6 +20,9 @@ pub type Labels = BTreeMap<String, String>;
 pub enum Status {
     Firing,
     Resolved,
+    /// The sender says someone acknowledged it (PagerDuty's `acknowledge`): the ticket is acked by the
+    /// source, if it is open.
+    Acknowledged,
 }
 
 /// Severity, normalised from the many spellings senders use (`page`, `crit`, `P1`, `warn`...).

@@ -134,6 +134,8 @@ pub enum AlertDecision {
     Reopen,
     /// The sender says it resolved.
     Resolve,
+    /// The sender says someone acknowledged it.
+    Acknowledge,
     /// Nothing to do (a resolved alert for a resolved or unknown ticket, or a stale message).
     Ignore { reason: &'static str },
 }
@@ -147,6 +149,7 @@ impl AlertDecision {
             AlertDecision::Refire => "refired",
             AlertDecision::Reopen => "reopened",
             AlertDecision::Resolve => "resolved",
+            AlertDecision::Acknowledge => "acknowledged",
             AlertDecision::Ignore { .. } => "ignored",
         }
     }
@@ -160,8 +163,23 @@ pub fn decide(current: Option<&Ticket>, alert: &Alert, policy: &Policy) -> Alert
             Status::Resolved => AlertDecision::Ignore {
                 reason: "resolved alert with no ticket",
             },
+            Status::Acknowledged => AlertDecision::Ignore {
+                reason: "acknowledgement with no ticket",
+            },
         };
     };
+    if alert.status == Status::Acknowledged {
+        // Like PagerDuty: an acknowledgement acts on an open ticket and is dropped otherwise.
+        return match ticket.state {
+            TicketState::Open => AlertDecision::Acknowledge,
+            TicketState::Acked => AlertDecision::Ignore {
+                reason: "already acknowledged",
+            },
+            TicketState::Resolved => AlertDecision::Ignore {
+                reason: "acknowledgement of a resolved ticket",
+            },
+        };
+    }
     let same_firing = match (alert.starts_at, ticket.starts_at) {
         (Some(a), Some(t)) => a <= t,
         // Without start times (generic senders) a firing while active is the same firing.
@@ -178,6 +196,9 @@ pub fn decide(current: Option<&Ticket>, alert: &Alert, policy: &Policy) -> Alert
         },
         (Status::Resolved, false) => AlertDecision::Ignore {
             reason: "already resolved",
+        },
+        (Status::Acknowledged, _) => AlertDecision::Ignore {
+            reason: "acknowledgement",
         },
         (Status::Firing, false) => {
             let same_start =
@@ -315,6 +336,17 @@ pub fn apply_alert(
                 actor,
                 format!("Resolved by {}.", alert.source),
                 json!({"by": "source", "ends_at": alert.ends_at}),
+            ))
+        }
+        AlertDecision::Acknowledge => {
+            ticket.state = TicketState::Acked;
+            ticket.acked_by = Some(actor.clone());
+            Some(EntryDraft::system(
+                at,
+                EntryKind::Acked,
+                actor,
+                format!("Acknowledged through {}.", alert.source),
+                json!({"by": "source"}),
             ))
         }
         AlertDecision::Open { .. } | AlertDecision::Ignore { .. } => None,

@@ -6,7 +6,8 @@ use hmac::{Hmac, Mac};
 use sha2::{Digest, Sha256};
 use subtle::ConstantTimeEq;
 
-use crate::config::AuthConfig;
+use crate::config::{AuthConfig, HmacConfig};
+use crate::domain::time::Timestamp;
 use crate::error::ApiError;
 
 /// Compares secrets without leaking, through timing, how much of a guess was right, or its length:
@@ -35,6 +36,7 @@ pub fn check(
     headers: &HeaderMap,
     query: Option<&str>,
     body: &[u8],
+    now: Timestamp,
 ) -> Result<(), ApiError> {
     let header = |name: &str| headers.get(name).and_then(|v| v.to_str().ok());
     match auth {
@@ -99,31 +101,77 @@ pub fn check(
                 Err(unauthorized("Token", "the token is wrong"))
             }
         }
-        AuthConfig::Hmac(h) => {
-            let given = header(&h.header).ok_or_else(|| {
-                unauthorized("Signature", &format!("missing the {} header", h.header))
-            })?;
-            let hex_part = given.trim().strip_prefix("sha256=").unwrap_or(given.trim());
-            let signature = hex::decode(hex_part).map_err(|_| {
-                unauthorized("Signature", "the signature is not hex-encoded HMAC-SHA256")
-            })?;
-            // Any of the configured secrets may have signed it (rotation).
-            let ok = h.secrets.iter().fold(false, |acc, secret| {
-                let Ok(mut mac) = Hmac::<Sha256>::new_from_slice(secret.expose().as_bytes()) else {
-                    return acc;
-                };
-                mac.update(body);
-                acc | mac.verify_slice(&signature).is_ok()
-            });
-            if ok {
-                Ok(())
-            } else {
-                Err(unauthorized(
-                    "Signature",
-                    "the signature does not match the body",
-                ))
-            }
+        AuthConfig::Hmac(h) => check_hmac(h, headers, body, now),
+    }
+}
+
+/// HMAC-SHA256 over the raw body (or `timestamp:body`), hex, in one of the configured headers, by any
+/// of the configured secrets (rotation). Timestamps are checked against `now` so a captured request
+/// cannot be replayed later.
+fn check_hmac(
+    h: &HmacConfig,
+    headers: &HeaderMap,
+    body: &[u8],
+    now: Timestamp,
+) -> Result<(), ApiError> {
+    let header = |name: &str| headers.get(name).and_then(|v| v.to_str().ok());
+    let given = h.headers.iter().find_map(|n| header(n)).ok_or_else(|| {
+        unauthorized(
+            "Signature",
+            &format!("missing the {} header", h.headers.join(" or ")),
+        )
+    })?;
+    let hex_part = given.trim().strip_prefix("sha256=").unwrap_or(given.trim());
+    let signature = hex::decode(hex_part)
+        .map_err(|_| unauthorized("Signature", "the signature is not hex-encoded HMAC-SHA256"))?;
+    let fresh = |name: &str| -> Result<String, ApiError> {
+        let ts = header(name)
+            .ok_or_else(|| unauthorized("Signature", &format!("missing the {name} header")))?
+            .trim()
+            .to_string();
+        // Unix seconds; Sentry sends them with a fraction.
+        let secs: f64 = ts
+            .parse()
+            .map_err(|_| unauthorized("Signature", &format!("{name} is not a Unix time")))?;
+        let skew = (now.as_millis() as f64 / 1000.0 - secs).abs();
+        if !skew.is_finite() || skew > h.max_skew.as_secs_f64() {
+            return Err(unauthorized(
+                "Signature",
+                &format!(
+                    "{name} is more than {}s away from now: stale or replayed",
+                    h.max_skew.as_secs()
+                ),
+            ));
         }
+        Ok(ts)
+    };
+    if let Some(name) = &h.replay_header {
+        if header(name).is_some() {
+            fresh(name)?;
+        }
+    }
+    let signed_ts = match &h.timestamp_header {
+        Some(name) => Some(fresh(name)?),
+        None => None,
+    };
+    let ok = h.secrets.iter().fold(false, |acc, secret| {
+        let Ok(mut mac) = Hmac::<Sha256>::new_from_slice(secret.expose().as_bytes()) else {
+            return acc;
+        };
+        if let Some(ts) = &signed_ts {
+            mac.update(ts.as_bytes());
+            mac.update(b":");
+        }
+        mac.update(body);
+        acc | mac.verify_slice(&signature).is_ok()
+    });
+    if ok {
+        Ok(())
+    } else {
+        Err(unauthorized(
+            "Signature",
+            "the signature does not match the body",
+        ))
     }
 }
 
@@ -156,8 +204,40 @@ fn percent_decode(v: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::config::{HmacConfig, Secret};
+    use crate::config::Secret;
     use axum::http::HeaderValue;
+
+    const T0: Timestamp = Timestamp::from_millis(1_700_000_000_000);
+
+    #[test]
+    fn timestamped_hmac_signs_timestamp_and_body_and_refuses_stale_ones() {
+        let auth = AuthConfig::Hmac(HmacConfig {
+            secrets: vec![Secret::new("k")],
+            headers: vec!["X-Sig".into()],
+            timestamp_header: Some("X-Ts".into()),
+            replay_header: None,
+            max_skew: std::time::Duration::from_secs(300),
+        });
+        let body = br#"{"a":1}"#;
+        let sign = |ts: &str| {
+            let mut mac = Hmac::<Sha256>::new_from_slice(b"k").unwrap();
+            mac.update(format!("{ts}:").as_bytes());
+            mac.update(body);
+            hex::encode(mac.finalize().into_bytes())
+        };
+        let now = "1700000000";
+        let ok = headers(&[("x-sig", &sign(now)), ("x-ts", now)]);
+        assert!(check(&auth, &ok, None, body, T0).is_ok());
+        // The timestamp is signed: changing it breaks the signature.
+        let moved = headers(&[("x-sig", &sign(now)), ("x-ts", "1700000001")]);
+        assert!(check(&auth, &moved, None, body, T0).is_err());
+        // Signed, but 10 minutes old.
+        let old = "1699999400";
+        let stale = headers(&[("x-sig", &sign(old)), ("x-ts", old)]);
+        assert!(check(&auth, &stale, None, body, T0).is_err());
+        let missing = headers(&[("x-sig", &sign(now))]);
+        assert!(check(&auth, &missing, None, body, T0).is_err());
+    }
 
     fn headers(pairs: &[(&'static str, &str)]) -> HeaderMap {
         let mut h = HeaderMap::new();
@@ -174,49 +254,69 @@ mod tests {
             &auth,
             &headers(&[("authorization", "Bearer s3cret")]),
             None,
-            b""
+            b"",
+            T0
         )
         .is_ok());
         assert!(check(
             &auth,
             &headers(&[("authorization", "Bearer nope")]),
             None,
-            b""
+            b"",
+            T0
         )
         .is_err());
-        assert!(check(&auth, &HeaderMap::new(), None, b"").is_err());
+        assert!(check(&auth, &HeaderMap::new(), None, b"", T0).is_err());
     }
 
     #[test]
     fn token_in_header_or_query() {
         let auth = AuthConfig::Token(Secret::new("a b&c"));
-        assert!(check(&auth, &headers(&[("x-tocsin-token", "a b&c")]), None, b"").is_ok());
-        assert!(check(&auth, &HeaderMap::new(), Some("x=1&token=a%20b%26c"), b"").is_ok());
-        assert!(check(&auth, &HeaderMap::new(), Some("token=wrong"), b"").is_err());
-        assert!(check(&auth, &HeaderMap::new(), Some("token=%"), b"").is_err());
+        assert!(check(
+            &auth,
+            &headers(&[("x-tocsin-token", "a b&c")]),
+            None,
+            b"",
+            T0
+        )
+        .is_ok());
+        assert!(check(
+            &auth,
+            &HeaderMap::new(),
+            Some("x=1&token=a%20b%26c"),
+            b"",
+            T0
+        )
+        .is_ok());
+        assert!(check(&auth, &HeaderMap::new(), Some("token=wrong"), b"", T0).is_err());
+        assert!(check(&auth, &HeaderMap::new(), Some("token=%"), b"", T0).is_err());
     }
 
     #[test]
     fn hmac_over_raw_body_with_rotation() {
         let auth = AuthConfig::Hmac(HmacConfig {
             secrets: vec![Secret::new("old"), Secret::new("new")],
-            header: "X-Sig".into(),
+            headers: vec!["X-Sig".into()],
+            timestamp_header: None,
+            replay_header: None,
+            max_skew: std::time::Duration::from_secs(300),
         });
         let body = br#"{"title":"x"}"#;
         let mut mac = Hmac::<Sha256>::new_from_slice(b"new").unwrap();
         mac.update(body);
         let sig = hex::encode(mac.finalize().into_bytes());
-        assert!(check(&auth, &headers(&[("x-sig", &sig)]), None, body).is_ok());
+        assert!(check(&auth, &headers(&[("x-sig", &sig)]), None, body, T0).is_ok());
         let prefixed = format!("sha256={sig}");
-        assert!(check(&auth, &headers(&[("x-sig", &prefixed)]), None, body).is_ok());
+        assert!(check(&auth, &headers(&[("x-sig", &prefixed)]), None, body, T0).is_ok());
         assert!(check(
             &auth,
             &headers(&[("x-sig", &sig)]),
             None,
-            br#"{"title": "x"}"#
+            br#"{"title": "x"}"#,
+            T0
         )
         .is_err());
-        assert!(check(&auth, &HeaderMap::new(), None, body).is_err());
+        assert!(check(&auth, &HeaderMap::new(), None, body, T0).is_err());
     }
 
     #[test]
@@ -233,7 +333,7 @@ mod tests {
             "Basic {}",
             base64::engine::general_purpose::STANDARD.encode("am:px")
         );
-        assert!(check(&auth, &headers(&[("authorization", &good)]), None, b"").is_ok());
-        assert!(check(&auth, &headers(&[("authorization", &bad)]), None, b"").is_err());
+        assert!(check(&auth, &headers(&[("authorization", &good)]), None, b"", T0).is_ok());
+        assert!(check(&auth, &headers(&[("authorization", &bad)]), None, b"", T0).is_err());
     }
 }

@@ -11,6 +11,7 @@
 //! - `POST /api/v2/alerts`, `GET /api/v2/status`: the same, when exactly one prometheus source exists.
 
 mod auth;
+pub mod kinds;
 pub mod parse;
 
 use std::time::Instant;
@@ -36,6 +37,7 @@ pub fn router() -> Router<AppState> {
         .route("/ingest/{source}/api/v2/alerts", post(prefixed_alerts))
         .route("/ingest/{source}/api/v1/alerts", post(prefixed_alerts))
         .route("/ingest/{source}/api/v2/status", get(prefixed_status))
+        .route("/ingest/{source}/v2/enqueue", post(enqueue))
         .route("/api/v2/alerts", post(bare_alerts))
         .route("/api/v1/alerts", post(bare_alerts))
         .route("/api/v2/status", get(bare_status))
@@ -62,6 +64,29 @@ async fn native(
     };
     match find(&state, &source) {
         Ok(src) => accept(&state, src, req).await,
+        Err(e) => e.into_response(),
+    }
+}
+
+/// PagerDuty's path, for senders whose PagerDuty integration takes a base URL.
+async fn enqueue(
+    State(state): State<AppState>,
+    Path(source): Path<String>,
+    RawQuery(query): RawQuery,
+    headers: HeaderMap,
+    body: Body,
+) -> Response {
+    let req = Request {
+        headers,
+        query,
+        body,
+    };
+    match find(&state, &source) {
+        Ok(src) if src.kind == SourceKind::Pagerduty => accept(&state, src, req).await,
+        Ok(_) => ApiError::NotFound(format!(
+            "source `{source}` is not a pagerduty source; /v2/enqueue is PagerDuty's path"
+        ))
+        .into_response(),
         Err(e) => e.into_response(),
     }
 }
@@ -162,7 +187,7 @@ fn default_prometheus(state: &AppState) -> Result<&Source, ApiError> {
 fn status(state: &AppState, src: &Source, headers: &HeaderMap, query: Option<&str>) -> Response {
     if let Some(auth) = &src.auth {
         if !auth::needs_body(auth) {
-            if let Err(e) = auth::check(auth, headers, query, b"") {
+            if let Err(e) = auth::check(auth, headers, query, b"", state.clock.now()) {
                 return e.into_response();
             }
         }
@@ -198,18 +223,20 @@ async fn accept_inner(state: &AppState, src: &Source, req: Request) -> Result<Re
         query,
         body,
     } = req;
+    // PagerDuty senders authenticate with the routing key in the body, not with a header.
+    let key_in_body = src.kind == SourceKind::Pagerduty;
     if let Some(a) = &src.auth {
-        if !auth::needs_body(a) {
-            auth::check(a, &headers, query.as_deref(), b"")?;
+        if !auth::needs_body(a) && !key_in_body {
+            auth::check(a, &headers, query.as_deref(), b"", state.clock.now())?;
         }
     }
-    check_content_type(&headers)?;
+    check_content_type(&headers, src.kind)?;
     check_rate(src)?;
     check_load(state, src)?;
     let bytes = read_body(&headers, body, src.max_body).await?;
     if let Some(a) = &src.auth {
         if auth::needs_body(a) {
-            auth::check(a, &headers, query.as_deref(), &bytes)?;
+            auth::check(a, &headers, query.as_deref(), &bytes, state.clock.now())?;
         }
     }
     let cx = parse::Context {
@@ -218,10 +245,35 @@ async fn accept_inner(state: &AppState, src: &Source, req: Request) -> Result<Re
         resolve_timeout: src.resolve_timeout,
         keep_raw: state.plugins.current().wants_raw(&src.name),
     };
+    if key_in_body {
+        return pagerduty(state, src, &bytes, &cx).await;
+    }
     let parsed = match src.kind {
         SourceKind::Prometheus => parse::prometheus(&bytes, &cx),
         SourceKind::Alertmanager => parse::alertmanager(&bytes, &cx),
-        SourceKind::Generic => parse::generic(&bytes, &cx),
+        SourceKind::Generic => match &src.mapping {
+            Some(m) => kinds::mapping::parse(m, &bytes, &cx),
+            None => parse::generic(&bytes, &cx),
+        },
+        SourceKind::Grafana => kinds::grafana::parse(&bytes, &cx),
+        SourceKind::Sentry => kinds::sentry::parse(
+            headers
+                .get("sentry-hook-resource")
+                .and_then(|v| v.to_str().ok())
+                .unwrap_or(""),
+            &bytes,
+            &cx,
+        ),
+        SourceKind::Datadog => kinds::datadog::parse(&bytes, &cx),
+        SourceKind::Newrelic => kinds::newrelic::parse(&bytes, &cx),
+        SourceKind::Zabbix => kinds::zabbix::parse(&bytes, &cx),
+        SourceKind::UptimeKuma => kinds::uptime_kuma::parse(&bytes, &cx),
+        SourceKind::Pagerduty | SourceKind::Sns => {
+            return Err(ApiError::bad_request(
+                "invalid_payload",
+                "not yet".to_string(),
+            ))
+        }
     }
     .map_err(|detail| ApiError::bad_request("invalid_payload", detail))?;
 
@@ -255,7 +307,7 @@ async fn accept_inner(state: &AppState, src: &Source, req: Request) -> Result<Re
         SourceKind::Alertmanager => {
             (StatusCode::OK, Json(json!({"accepted": accepted}))).into_response()
         }
-        SourceKind::Generic => {
+        _ => {
             let fingerprints: Vec<&str> = parsed
                 .alerts
                 .iter()
@@ -270,7 +322,61 @@ async fn accept_inner(state: &AppState, src: &Source, req: Request) -> Result<Re
     })
 }
 
-fn check_content_type(headers: &HeaderMap) -> Result<(), ApiError> {
+/// PagerDuty Events API v2, answered as PagerDuty does: 202 `{status, message, dedup_key}`, or 400
+/// `{status, message, errors}` (Zabbix's PagerDuty media type reads `errors[0]`). With `auth: {token}`,
+/// the event's `routing_key` must be that token.
+async fn pagerduty(
+    state: &AppState,
+    src: &Source,
+    bytes: &[u8],
+    cx: &parse::Context<'_>,
+) -> Result<Response, ApiError> {
+    let invalid = |errors: Vec<String>| {
+        (
+            StatusCode::BAD_REQUEST,
+            Json(json!({"status": "invalid event", "message": "Event object is invalid", "errors": errors})),
+        )
+            .into_response()
+    };
+    if let Some(crate::config::AuthConfig::Token(secret)) = &src.auth {
+        let given = serde_json::from_slice::<serde_json::Value>(bytes)
+            .ok()
+            .and_then(|v| {
+                v.get("routing_key")
+                    .and_then(|k| k.as_str())
+                    .map(str::to_string)
+            })
+            .unwrap_or_default();
+        if !auth::secrets_match(given.as_bytes(), secret.expose().as_bytes()) {
+            state.metrics.alerts_received(&src.name, "unauthorized", 1);
+            return Ok(invalid(vec!["Invalid routing key".into()]));
+        }
+    }
+    let event = match kinds::pagerduty::parse(bytes, cx) {
+        Ok(e) => e,
+        Err(e) => {
+            state.metrics.alerts_received(&src.name, "invalid", 1);
+            return Ok((
+                StatusCode::BAD_REQUEST,
+                Json(json!({"status": "invalid event", "message": e.message, "errors": e.errors})),
+            )
+                .into_response());
+        }
+    };
+    state
+        .store
+        .append_journal(std::slice::from_ref(&event.alert))
+        .await?;
+    state.journal.appended(1);
+    state.metrics.alerts_received(&src.name, "accepted", 1);
+    Ok((
+        StatusCode::ACCEPTED,
+        Json(json!({"status": "success", "message": "Event processed", "dedup_key": event.dedup_key})),
+    )
+        .into_response())
+}
+
+fn check_content_type(headers: &HeaderMap, kind: SourceKind) -> Result<(), ApiError> {
     let ct = headers
         .get(header::CONTENT_TYPE)
         .and_then(|v| v.to_str().ok())
@@ -282,6 +388,9 @@ fn check_content_type(headers: &HeaderMap) -> Result<(), ApiError> {
         .trim()
         .to_ascii_lowercase();
     if mime == "application/json" || (mime.starts_with("application/") && mime.ends_with("+json")) {
+        Ok(())
+    } else if kind == SourceKind::Sns && mime == "text/plain" {
+        // SNS posts its JSON as text/plain unless the subscription's delivery policy says otherwise.
         Ok(())
     } else if mime.is_empty() {
         Err(ApiError::UnsupportedMediaType(
@@ -304,9 +413,11 @@ fn check_rate(src: &Source) -> Result<(), ApiError> {
         return Ok(());
     };
     let status = match src.kind {
-        SourceKind::Generic | SourceKind::Prometheus => StatusCode::TOO_MANY_REQUESTS,
-        // Alertmanager retries 5xx, never 4xx.
-        SourceKind::Alertmanager => StatusCode::SERVICE_UNAVAILABLE,
+        SourceKind::Generic | SourceKind::Prometheus | SourceKind::Pagerduty | SourceKind::Sns => {
+            StatusCode::TOO_MANY_REQUESTS
+        }
+        // These retry 5xx, never 4xx (Alertmanager, Grafana, Datadog...): a 429 would lose the alert.
+        _ => StatusCode::SERVICE_UNAVAILABLE,
     };
     Err(ApiError::Overloaded {
         status,
@@ -326,8 +437,10 @@ fn check_load(state: &AppState, src: &Source) -> Result<(), ApiError> {
         return Ok(());
     }
     let status = match src.kind {
-        SourceKind::Generic => StatusCode::TOO_MANY_REQUESTS,
-        SourceKind::Prometheus | SourceKind::Alertmanager => StatusCode::SERVICE_UNAVAILABLE,
+        SourceKind::Generic | SourceKind::Pagerduty | SourceKind::Sns => {
+            StatusCode::TOO_MANY_REQUESTS
+        }
+        _ => StatusCode::SERVICE_UNAVAILABLE,
     };
     Err(ApiError::Overloaded {
         status,

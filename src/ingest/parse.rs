@@ -29,7 +29,7 @@ pub struct Context<'a> {
 /// Largest raw JSON kept per alert; larger ones are not passed on.
 pub const MAX_RAW: usize = 256 * 1024;
 
-fn raw_of(item: &Value, cx: &Context<'_>) -> Option<String> {
+pub(crate) fn raw_of(item: &Value, cx: &Context<'_>) -> Option<String> {
     if !cx.keep_raw {
         return None;
     }
@@ -211,7 +211,7 @@ fn alertmanager_one(item: Value, cx: &Context<'_>) -> Result<Alert, String> {
     };
     let starts_at = time_field("startsAt", &w.starts_at)?;
     let ends_at = match status {
-        Status::Firing => None,
+        Status::Firing | Status::Acknowledged => None,
         Status::Resolved => time_field("endsAt", &w.ends_at)?,
     };
     let fingerprint = w

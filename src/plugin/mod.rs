@@ -477,7 +477,9 @@ fn to_wit(a: &Alert, source_kind: &str, id: &str, raw: bool) -> wit::Event {
         source: a.source.clone(),
         source_kind: source_kind.to_string(),
         status: match a.status {
-            Status::Firing => wit::Status::Firing,
+            // Plugin interface 0.1 knows firing and resolved: an acknowledgement is a firing that
+            // someone at the sender took on.
+            Status::Firing | Status::Acknowledged => wit::Status::Firing,
             Status::Resolved => wit::Status::Resolved,
         },
         severity: severity_to_wit(a.severity),

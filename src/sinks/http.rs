@@ -169,6 +169,41 @@ pub fn snippet(body: &str) -> String {
     }
 }
 
+/// A plain GET for the few things tocsin fetches rather than sends (SNS signing certificates and
+/// subscription confirmations): the body on 2xx, an error naming the status or transport problem
+/// otherwise. At most `limit` bytes are read.
+pub async fn get(url: &str, timeout: Duration, limit: usize) -> Result<Vec<u8>, String> {
+    let client = shared();
+    let response = client
+        .reqwest()
+        .get(url)
+        .timeout(timeout)
+        .send()
+        .await
+        .map_err(|e| match transport_error(e) {
+            Outcome::Retry { error, .. } | Outcome::Permanent { error } => error,
+            Outcome::Sent { .. } => "no answer".to_string(),
+        })?;
+    let status = response.status();
+    if !status.is_success() {
+        return Err(format!("GET answered {status}"));
+    }
+    if response.content_length().is_some_and(|n| n > limit as u64) {
+        return Err(format!("the answer is larger than {limit} bytes"));
+    }
+    let bytes = response.bytes().await.map_err(|e| e.to_string())?;
+    if bytes.len() > limit {
+        return Err(format!("the answer is larger than {limit} bytes"));
+    }
+    Ok(bytes.to_vec())
+}
+
+/// One client for those fetches, made on first use.
+fn shared() -> &'static Client {
+    static CLIENT: std::sync::OnceLock<Client> = std::sync::OnceLock::new();
+    CLIENT.get_or_init(Client::new)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -1,0 +1,607 @@
+//! The `zabbix` source kind: Zabbix's webhook media type, with the script tocsin publishes.
+//!
+//! Zabbix has no fixed webhook payload: a media type's JavaScript builds it. tocsin's
+//! ([`MEDIA_TYPE_SCRIPT`], importable as `examples/payloads/zabbix/media_type.yaml`) sends the media
+//! type's parameters ([`MEDIA_TYPE_PARAMETERS`]: Zabbix macros, resolved) as one JSON object under the
+//! parameters' names, `{EVENT.TAGSJSON}` as an array, plus a `link` to the problem in the frontend.
+//!
+//! - **Key**: `event_id` (`{EVENT.ID}`). Recovery and update notifications carry the *problem's*
+//!   `{EVENT.ID}` (the OK event's own id is `{EVENT.RECOVERY.ID}`), so they find the ticket the
+//!   problem opened. Event ids are unique within one Zabbix server: give each server its own source.
+//! - **Status**: `event_value` (`{EVENT.VALUE}`) `1` is firing, `0` resolved. An update notification
+//!   (`{EVENT.UPDATE.STATUS}` `1`) whose `{EVENT.UPDATE.ACTION}` includes `acknowledged` is
+//!   acknowledged; other updates (comments, severity changes, unacknowledge, close, which brings its own
+//!   recovery) yield no alert. Discovery and autoregistration events (`{EVENT.SOURCE}` 1 and 2) are
+//!   always firing: Zabbix never sends them a recovery, so people resolve them.
+//! - **Severity**: `{EVENT.NSEVERITY}` 0–1 info, 2–3 warning, 4 error, 5 critical; else the name
+//!   (`Not classified`, `Information`, `Warning`, `Average`, `High`, `Disaster`).
+//! - **Test**: Zabbix's *Test* dialog sends the parameters as written, macros unresolved. A payload whose
+//!   `event_id` is still `{EVENT.ID}` is a test: accepted, no alert. Other unresolved macros
+//!   (`{EVENT.RECOVERY.ID}` in a problem, `{EVENT.UPDATE.ACTION}` outside updates) and `*UNKNOWN*` count as
+//!   absent.
+//! - **Labels**: the event's tags (a tag name seen twice keeps both values, comma-separated; tags
+//!   without a value are only in the `event_tags` annotation) and `host` (`{HOST.NAME}`). Every other
+//!   text parameter, your own included, is an annotation under its name.
+//!
+//! Zabbix gives event times in the server's local time without a zone, so alerts carry no
+//! `starts_at`; each problem has its own event id anyway, so a new problem is always a new key.
+
+use serde_json::{Map, Value};
+
+use crate::domain::alert::{Alert, Labels, Severity, Status};
+use crate::domain::plugin::Routing;
+use crate::ingest::parse::{raw_of, Context, Parsed};
+
+/// The script of tocsin's Zabbix webhook media type (Zabbix 5.4 and later; Duktape, so ES5 only). It
+/// reads the parameters, POSTs them to the `url` parameter with `Authorization: Bearer <token>` (when
+/// `token` is set) and returns `OK` on a 2xx answer; any other answer is thrown, so Zabbix logs it and
+/// retries.
+pub const MEDIA_TYPE_SCRIPT: &str = r#"// tocsin webhook media type for Zabbix (5.4 and later).
+//
+// Zabbix runs this for every notification the tocsin media type sends: it reads the media type's
+// parameters (`value`, a JSON object of strings with Zabbix's macros already resolved), sends them to
+// tocsin as one JSON object, and answers "OK" once tocsin has the event (HTTP 2xx). Anything else is
+// thrown, so Zabbix shows the error on the action log and retries as the media type allows.
+//
+// Parameters "url", "token" and "http_proxy" configure the sending; they are not sent. Every other
+// parameter is sent under its own name, so you may add your own (they are kept with the alert).
+try {
+    var params = JSON.parse(value);
+
+    if (typeof params.url !== 'string' || !/^https?:\/\//.test(params.url)) {
+        throw 'parameter "url" must be the tocsin source URL (http:// or https://).';
+    }
+
+    var body = { version: '1' };
+    var unsent = { url: true, token: true, http_proxy: true };
+    for (var name in params) {
+        if (params.hasOwnProperty(name) && !unsent[name]) {
+            body[name] = params[name];
+        }
+    }
+
+    // {EVENT.TAGSJSON} arrives as text; tocsin takes the array itself.
+    if (typeof params.event_tags === 'string' && params.event_tags.charAt(0) === '[') {
+        try {
+            body.event_tags = JSON.parse(params.event_tags);
+        }
+        catch (error) {
+            // Keep the text: tocsin also reads "tag:value, tag:value".
+        }
+    }
+
+    // A link back to the problem in Zabbix's frontend, when {$ZABBIX.URL} is set.
+    if (typeof params.zabbix_url === 'string' && /^https?:\/\//.test(params.zabbix_url)
+            && /^\d+$/.test(params.trigger_id) && /^\d+$/.test(params.event_id)) {
+        body.link = params.zabbix_url.replace(/\/+$/, '') + '/tr_events.php?triggerid='
+            + params.trigger_id + '&eventid=' + params.event_id;
+    }
+
+    var request = new HttpRequest();
+    if (typeof params.http_proxy === 'string' && params.http_proxy.trim() !== '') {
+        request.setProxy(params.http_proxy.trim());
+    }
+    request.addHeader('Content-Type: application/json');
+    if (typeof params.token === 'string' && params.token !== '') {
+        request.addHeader('Authorization: Bearer ' + params.token);
+    }
+
+    Zabbix.log(4, '[tocsin webhook] sending event ' + params.event_id);
+    var response = request.post(params.url, JSON.stringify(body));
+    var status = request.getStatus();
+    Zabbix.log(4, '[tocsin webhook] HTTP ' + status + ': ' + response);
+
+    if (status < 200 || status >= 300) {
+        throw 'HTTP ' + status + ': ' + response;
+    }
+    return 'OK';
+}
+catch (error) {
+    Zabbix.log(3, '[tocsin webhook] notification failed: ' + error);
+    throw 'tocsin notification failed: ' + error;
+}
+"#;
+
+/// The media type's parameters, name and value, in order: `url`, `token` and `http_proxy` configure the
+/// sending and are not sent; the rest are the macros the parser reads. Extra parameters are sent too
+/// and kept as annotations.
+pub const MEDIA_TYPE_PARAMETERS: &[(&str, &str)] = &[
+    ("url", "https://tocsin.example.com/ingest/zabbix"),
+    ("token", "<token of the tocsin source>"),
+    ("http_proxy", ""),
+    ("event_id", "{EVENT.ID}"),
+    ("event_value", "{EVENT.VALUE}"),
+    ("event_source", "{EVENT.SOURCE}"),
+    ("event_update_status", "{EVENT.UPDATE.STATUS}"),
+    ("event_update_action", "{EVENT.UPDATE.ACTION}"),
+    ("event_ack_status", "{EVENT.ACK.STATUS}"),
+    ("event_nseverity", "{EVENT.NSEVERITY}"),
+    ("event_severity", "{EVENT.SEVERITY}"),
+    ("event_name", "{EVENT.NAME}"),
+    ("event_opdata", "{EVENT.OPDATA}"),
+    ("event_tags", "{EVENT.TAGSJSON}"),
+    ("event_date", "{EVENT.DATE}"),
+    ("event_time", "{EVENT.TIME}"),
+    ("event_recovery_id", "{EVENT.RECOVERY.ID}"),
+    ("host_name", "{HOST.NAME}"),
+    ("host_ip", "{HOST.IP}"),
+    ("trigger_id", "{TRIGGER.ID}"),
+    ("trigger_description", "{TRIGGER.DESCRIPTION}"),
+    ("zabbix_url", "{$ZABBIX.URL}"),
+];
+
+/// Fields that become the key, title, labels, description or link rather than annotations.
+const NOT_ANNOTATED: &[&str] = &[
+    "version",
+    "event_id",
+    "event_name",
+    "event_tags",
+    "host_name",
+    "trigger_description",
+    "link",
+];
+
+/// Reads one request's payload.
+pub fn parse(body: &[u8], cx: &Context<'_>) -> Result<Parsed, String> {
+    let value: Value = serde_json::from_slice(body).map_err(|e| format!("malformed JSON: {e}"))?;
+    let Some(obj) = value.as_object() else {
+        return Err("expected a JSON object: what tocsin's Zabbix media type sends".into());
+    };
+    if obj
+        .get("event_id")
+        .and_then(Value::as_str)
+        .is_some_and(|s| is_unresolved(s.trim()))
+    {
+        // The media type's Test dialog: the sender works, and there is no event to report.
+        return Ok(Parsed::default());
+    }
+    Ok(Parsed {
+        alerts: one(obj, &value, cx)?.into_iter().collect(),
+        rejected: Vec::new(),
+    })
+}
+
+fn one(obj: &Map<String, Value>, whole: &Value, cx: &Context<'_>) -> Result<Option<Alert>, String> {
+    let field = |name: &str| text(obj.get(name));
+    let id = field("event_id").ok_or("no event_id ({EVENT.ID})")?;
+
+    let source = field("event_source").unwrap_or_else(|| "0".into());
+    let status = if field("event_update_status").as_deref() == Some("1") {
+        if !acknowledged(
+            field("event_update_action").as_deref(),
+            field("event_ack_status").as_deref(),
+        ) {
+            // A comment or a severity change: nothing a ticket acts on.
+            return Ok(None);
+        }
+        Status::Acknowledged
+    } else if source == "1" || source == "2" {
+        Status::Firing
+    } else {
+        match field("event_value").as_deref() {
+            Some("1") => Status::Firing,
+            Some("0") => Status::Resolved,
+            Some(other) => {
+                return Err(format!(
+                    "event_value must be 1 (problem) or 0 (recovery), not `{other}`"
+                ))
+            }
+            None => return Err("no event_value ({EVENT.VALUE})".into()),
+        }
+    };
+
+    let severity = field("event_nseverity")
+        .and_then(|n| match n.as_str() {
+            "0" | "1" => Some(Severity::Info),
+            "2" | "3" => Some(Severity::Warning),
+            "4" => Some(Severity::Error),
+            "5" => Some(Severity::Critical),
+            _ => None,
+        })
+        .or_else(|| field("event_severity").and_then(|s| severity_name(&s)))
+        .unwrap_or(Severity::None);
+
+    let mut labels = Labels::new();
+    if let Some(tags) = obj.get("event_tags") {
+        add_tags(tags, &mut labels);
+    }
+    if let Some(host) = field("host_name") {
+        labels.insert("host".into(), host);
+    }
+
+    let mut annotations = Labels::new();
+    for (name, v) in obj {
+        if NOT_ANNOTATED.contains(&name.as_str()) || name.is_empty() {
+            continue;
+        }
+        if let Some(v) = text(Some(v)) {
+            annotations.insert(name.clone(), v);
+        }
+    }
+    if let Some(tags) = obj.get("event_tags").and_then(tags_text) {
+        annotations.insert("event_tags".into(), tags);
+    }
+
+    let description = field("trigger_description");
+    let title = field("event_name")
+        .or_else(|| description.clone())
+        .unwrap_or_else(|| format!("Zabbix event {id}"));
+
+    Ok(Some(Alert {
+        source: cx.source.to_string(),
+        fingerprint: id,
+        status,
+        title,
+        severity,
+        labels,
+        annotations,
+        description,
+        url: field("link"),
+        starts_at: None,
+        ends_at: None,
+        received_at: cx.now,
+        routing: Routing::default(),
+        raw: raw_of(whole, cx),
+    }))
+}
+
+/// A macro Zabbix left as written (`{EVENT.RECOVERY.ID}`, `{$ZABBIX.URL}`): not supported where the
+/// notification was made, or the Test dialog.
+fn is_unresolved(s: &str) -> bool {
+    s.len() > 2
+        && s.starts_with('{')
+        && s.ends_with('}')
+        && s[1..s.len() - 1]
+            .bytes()
+            .all(|b| b.is_ascii_uppercase() || b.is_ascii_digit() || b"._$#".contains(&b))
+}
+
+/// A scalar as text (strings trimmed); empty values, unresolved macros and `*UNKNOWN*` (Zabbix's word
+/// for a macro it could not resolve) count as absent.
+fn text(value: Option<&Value>) -> Option<String> {
+    let s = match value? {
+        Value::String(s) => s.trim().to_string(),
+        Value::Number(n) => n.to_string(),
+        Value::Bool(b) => b.to_string(),
+        _ => return None,
+    };
+    Some(s).filter(|s| !s.is_empty() && s != "*UNKNOWN*" && !is_unresolved(s))
+}
+
+/// Whether an update notification is an acknowledgement. `{EVENT.UPDATE.ACTION}` lists what the update
+/// did (`acknowledged, commented`); without it, `{EVENT.ACK.STATUS}` says whether the problem is acked.
+fn acknowledged(action: Option<&str>, ack_status: Option<&str>) -> bool {
+    match action {
+        Some(a) => a
+            .split(',')
+            .any(|part| part.trim().eq_ignore_ascii_case("acknowledged")),
+        None => ack_status.is_some_and(|s| s.eq_ignore_ascii_case("yes")),
+    }
+}
+
+fn severity_name(name: &str) -> Option<Severity> {
+    // Zabbix's own names; tocsin's general normaliser would read `high` as critical.
+    match name.to_ascii_lowercase().as_str() {
+        "not classified" | "information" => Some(Severity::Info),
+        "warning" | "average" => Some(Severity::Warning),
+        "high" => Some(Severity::Error),
+        "disaster" => Some(Severity::Critical),
+        _ => None,
+    }
+}
+
+/// `(tag, value)` pairs from `[{"tag":..,"value":..}]`, that array as a JSON string (an older script),
+/// or `{EVENT.TAGS}`'s `tag:value, tag:value` text.
+fn tag_pairs(tags: &Value) -> Vec<(String, String)> {
+    match tags {
+        Value::Array(items) => items
+            .iter()
+            .filter_map(|t| {
+                let tag = text(t.get("tag"))?;
+                Some((tag, text(t.get("value")).unwrap_or_default()))
+            })
+            .collect(),
+        Value::String(s) if s.trim_start().starts_with('[') => serde_json::from_str::<Value>(s)
+            .ok()
+            .filter(Value::is_array)
+            .map(|v| tag_pairs(&v))
+            .unwrap_or_default(),
+        Value::String(s) if !is_unresolved(s.trim()) => s
+            .split(',')
+            .filter_map(|t| {
+                let (tag, value) = t.split_once(':').unwrap_or((t, ""));
+                let tag = tag.trim();
+                (!tag.is_empty()).then(|| (tag.to_string(), value.trim().to_string()))
+            })
+            .collect(),
+        _ => Vec::new(),
+    }
+}
+
+fn add_tags(tags: &Value, labels: &mut Labels) {
+    for (tag, value) in tag_pairs(tags) {
+        if value.is_empty() {
+            continue;
+        }
+        labels
+            .entry(tag)
+            .and_modify(|v| {
+                if !v.split(',').any(|x| x == value) {
+                    v.push(',');
+                    v.push_str(&value);
+                }
+            })
+            .or_insert(value);
+    }
+}
+
+/// All tags as `tag:value, tag` text, valueless tags included.
+fn tags_text(tags: &Value) -> Option<String> {
+    let text = tag_pairs(tags)
+        .into_iter()
+        .map(|(t, v)| if v.is_empty() { t } else { format!("{t}:{v}") })
+        .collect::<Vec<_>>()
+        .join(", ");
+    Some(text).filter(|t| !t.is_empty())
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use proptest::prelude::*;
+
+    use super::*;
+    use crate::domain::time::Timestamp;
+    use crate::ingest::kinds::mapping::arb_json;
+
+    const PROBLEM: &str = include_str!("../../../examples/payloads/zabbix/problem.json");
+    const RECOVERY: &str = include_str!("../../../examples/payloads/zabbix/recovery.json");
+    const SCRIPT_FILE: &str = include_str!("../../../examples/payloads/zabbix/media_type.js");
+    const MEDIA_TYPE_YAML: &str = include_str!("../../../examples/payloads/zabbix/media_type.yaml");
+
+    fn cx() -> Context<'static> {
+        Context {
+            source: "zabbix",
+            now: Timestamp::parse_optional("2026-03-02T10:00:02Z")
+                .unwrap()
+                .unwrap(),
+            resolve_timeout: Duration::from_secs(300),
+            keep_raw: false,
+        }
+    }
+
+    fn one_alert(body: &str) -> Alert {
+        let p = parse(body.as_bytes(), &cx()).unwrap();
+        assert!(p.rejected.is_empty());
+        assert_eq!(p.alerts.len(), 1, "{body}");
+        p.alerts.into_iter().next().unwrap()
+    }
+
+    fn with(body: &str, pairs: &[(&str, Value)]) -> String {
+        let mut v: Value = serde_json::from_str(body).unwrap();
+        for (k, x) in pairs {
+            v[*k] = x.clone();
+        }
+        v.to_string()
+    }
+
+    #[test]
+    fn problem_fixture() {
+        let a = one_alert(PROBLEM);
+        assert_eq!(a.fingerprint, "1942211");
+        assert_eq!(a.status, Status::Firing);
+        assert_eq!(a.severity, Severity::Error);
+        assert_eq!(a.title, "High CPU utilization (over 90% for 5m)");
+        let labels: Labels = [
+            ("class", "os"),
+            ("component", "cpu"),
+            ("host", "db-2"),
+            ("scope", "performance"),
+            ("service", "billing,ledger"),
+            ("target", "linux"),
+        ]
+        .into_iter()
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect();
+        assert_eq!(a.labels, labels);
+        assert_eq!(
+            a.url.as_deref(),
+            Some("https://zabbix.example.com/tr_events.php?triggerid=23812&eventid=1942211")
+        );
+        assert_eq!(
+            a.description.as_deref(),
+            Some("CPU utilization is too high. The system might be slow to respond.")
+        );
+        assert_eq!(
+            a.annotations["event_opdata"],
+            "Current utilization: 97.31 %"
+        );
+        assert_eq!(a.annotations["trigger_id"], "23812");
+        assert_eq!(a.annotations["event_severity"], "High");
+        // Macros Zabbix does not resolve in a problem notification are not kept as if they were values.
+        assert!(!a.annotations.contains_key("event_recovery_id"));
+        assert!(!a.annotations.contains_key("event_update_action"));
+        assert!(a.annotations["event_tags"].starts_with("class:os, component:cpu"));
+    }
+
+    #[test]
+    fn recovery_fixture_resolves_the_same_key() {
+        let fired = one_alert(PROBLEM);
+        let a = one_alert(RECOVERY);
+        assert_eq!(a.fingerprint, fired.fingerprint);
+        assert_eq!(a.status, Status::Resolved);
+        assert_eq!(a.severity, Severity::Error);
+        assert_eq!(a.labels, fired.labels);
+        assert_eq!(a.annotations["event_recovery_id"], "1942380");
+    }
+
+    #[test]
+    fn updates_acknowledge_or_say_nothing() {
+        let update = |action: Value, ack: &str| {
+            with(
+                PROBLEM,
+                &[
+                    ("event_update_status", "1".into()),
+                    ("event_update_action", action),
+                    ("event_ack_status", ack.into()),
+                ],
+            )
+        };
+        let a = one_alert(&update("acknowledged, commented".into(), "Yes"));
+        assert_eq!(a.status, Status::Acknowledged);
+        assert_eq!(a.fingerprint, "1942211");
+        for quiet in [
+            update("commented".into(), "Yes"),
+            update("unacknowledged".into(), "No"),
+            update("changed severity from Warning to High".into(), "No"),
+            update("{EVENT.UPDATE.ACTION}".into(), "No"),
+        ] {
+            assert_eq!(parse(quiet.as_bytes(), &cx()).unwrap(), Parsed::default());
+        }
+        // Without the action macro, the ack status decides.
+        let a = one_alert(&update(Value::Null, "Yes"));
+        assert_eq!(a.status, Status::Acknowledged);
+    }
+
+    #[test]
+    fn severities() {
+        for (n, s) in [
+            ("0", Severity::Info),
+            ("1", Severity::Info),
+            ("2", Severity::Warning),
+            ("3", Severity::Warning),
+            ("4", Severity::Error),
+            ("5", Severity::Critical),
+        ] {
+            assert_eq!(
+                one_alert(&with(PROBLEM, &[("event_nseverity", n.into())])).severity,
+                s
+            );
+        }
+        let by_name = with(
+            PROBLEM,
+            &[
+                ("event_nseverity", "{EVENT.NSEVERITY}".into()),
+                ("event_severity", "Disaster".into()),
+            ],
+        );
+        assert_eq!(one_alert(&by_name).severity, Severity::Critical);
+        let none = with(
+            PROBLEM,
+            &[
+                ("event_nseverity", 9.into()),
+                ("event_severity", "Odd".into()),
+            ],
+        );
+        assert_eq!(one_alert(&none).severity, Severity::None);
+    }
+
+    #[test]
+    fn test_dialog_is_accepted_without_an_alert() {
+        let test = MEDIA_TYPE_PARAMETERS
+            .iter()
+            .skip(3)
+            .map(|(k, v)| ((*k).to_string(), Value::from(*v)))
+            .collect::<Map<_, _>>();
+        let body = serde_json::to_vec(&test).unwrap();
+        assert_eq!(parse(&body, &cx()).unwrap(), Parsed::default());
+    }
+
+    #[test]
+    fn discovery_never_resolves_and_tags_come_in_every_shape() {
+        let d = with(
+            PROBLEM,
+            &[
+                ("event_source", "1".into()),
+                ("event_value", "2".into()),
+                ("event_tags", "{EVENT.TAGSJSON}".into()),
+            ],
+        );
+        let a = one_alert(&d);
+        assert_eq!(a.status, Status::Firing);
+        assert_eq!(a.labels.keys().collect::<Vec<_>>(), ["host"]);
+        let as_text = with(
+            PROBLEM,
+            &[(
+                "event_tags",
+                r#"[{"tag":"team","value":"dba"},{"tag":"bare"}]"#.into(),
+            )],
+        );
+        let a = one_alert(&as_text);
+        assert_eq!(a.labels["team"], "dba");
+        assert!(!a.labels.contains_key("bare"));
+        assert_eq!(a.annotations["event_tags"], "team:dba, bare");
+        let old_style = with(
+            PROBLEM,
+            &[("event_tags", "team:dba, env:prod, bare".into())],
+        );
+        assert_eq!(one_alert(&old_style).labels["env"], "prod");
+    }
+
+    #[test]
+    fn bad_input_is_an_error() {
+        assert!(parse(b"{", &cx())
+            .unwrap_err()
+            .starts_with("malformed JSON"));
+        assert!(parse(b"[]", &cx()).is_err());
+        assert!(parse(br#"{"event_value":"1"}"#, &cx())
+            .unwrap_err()
+            .contains("event_id"));
+        assert!(parse(br#"{"event_id":"1"}"#, &cx())
+            .unwrap_err()
+            .contains("event_value"));
+        assert!(parse(br#"{"event_id":"1","event_value":"7"}"#, &cx())
+            .unwrap_err()
+            .contains("`7`"));
+        assert_eq!(
+            one_alert(r#"{"event_id":5,"event_value":1}"#).title,
+            "Zabbix event 5"
+        );
+    }
+
+    #[test]
+    fn published_script_and_media_type_agree() {
+        assert_eq!(MEDIA_TYPE_SCRIPT, SCRIPT_FILE);
+        let export: serde_yaml::Value = serde_yaml::from_str(MEDIA_TYPE_YAML).unwrap();
+        let media = &export["zabbix_export"]["media_types"][0];
+        assert_eq!(media["type"].as_str(), Some("WEBHOOK"));
+        assert_eq!(media["script"].as_str(), Some(MEDIA_TYPE_SCRIPT));
+        let params: Vec<(&str, &str)> = media["parameters"]
+            .as_sequence()
+            .unwrap()
+            .iter()
+            .map(|p| (p["name"].as_str().unwrap(), p["value"].as_str().unwrap()))
+            .collect();
+        assert_eq!(params, MEDIA_TYPE_PARAMETERS);
+        // What the script leaves out of the body is what configures it.
+        for name in ["url", "token", "http_proxy"] {
+            assert!(MEDIA_TYPE_SCRIPT.contains(&format!("{name}: true")));
+        }
+    }
+
+    proptest! {
+        #[test]
+        fn arbitrary_bytes_never_panic(body in prop::collection::vec(any::<u8>(), 0..512)) {
+            let _ = parse(&body, &cx());
+        }
+
+        #[test]
+        fn arbitrary_json_never_panics(v in arb_json(
+            &["event_id", "event_value", "event_source", "event_update_status", "event_update_action",
+              "event_ack_status", "event_nseverity", "event_severity", "event_name", "event_tags",
+              "host_name", "tag", "value", "link"],
+            &["1", "0", "{EVENT.ID}", "acknowledged", "Yes", "High", "*UNKNOWN*", "[{\"tag\":\"a\"}]", "a:b, c", "{", "}"],
+        )) {
+            let body = serde_json::to_vec(&v).unwrap();
+            let mut c = cx();
+            c.keep_raw = true;
+            if let Ok(p) = parse(&body, &c) {
+                for a in &p.alerts {
+                    prop_assert!(!a.fingerprint.is_empty());
+                    prop_assert!(!a.title.is_empty());
+                }
+            }
+        }
+    }
+}
