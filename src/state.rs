@@ -47,6 +47,8 @@ pub struct Shared {
     pub started_at: Timestamp,
     /// Checks unsubscribe links (with an `email:` block).
     pub tokens: Option<crate::mailer::Tokens>,
+    /// SNS certificates and subscription confirmation.
+    pub sns: crate::ingest::Sns,
 }
 
 /// A configured source, with defaults filled in.
@@ -61,6 +63,8 @@ pub struct Source {
     pub limiter: Option<Arc<Limiter>>,
     /// Generic sources: rules for reading any JSON.
     pub mapping: Option<crate::config::MappingConfig>,
+    /// SNS sources: the topics taken (empty: any).
+    pub topics: Vec<String>,
 }
 
 impl Source {
@@ -80,6 +84,7 @@ impl Source {
                 .as_ref()
                 .map_or(Duration::from_secs(300), |d| d.0 .0),
             mapping: c.mapping.clone(),
+            topics: c.topics.clone(),
             limiter: c
                 .rate_limit
                 .map(|r| Arc::new(Limiter::new(r.per_second, r.burst, clock.clone()))),
@@ -190,6 +195,7 @@ impl AppState {
             config_path,
             started_at,
             tokens,
+            sns: crate::ingest::Sns::new(),
         }))
     }
 }

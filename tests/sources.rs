@@ -342,3 +342,136 @@ async fn every_fixture_is_accepted_by_its_kind() {
         "{tickets:#?}"
     );
 }
+
+const SNS_CERT_URL: &str = "https://sns.eu-west-1.amazonaws.com/SimpleNotificationService-test.pem";
+const SNS_TOPIC: &str = "arn:aws:sns:eu-west-1:123456789012:tocsin-alarms";
+
+fn sns_cert() -> Vec<u8> {
+    std::fs::read(
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/sns/test-cert.pem"),
+    )
+    .unwrap()
+}
+
+async fn sns_post(app: &TestApp, source: &str, body: &[u8]) -> reqwest::Response {
+    app.client
+        .post(format!("{}/ingest/{source}", app.base))
+        // SNS's default content type for HTTP(S) subscriptions.
+        .header("content-type", "text/plain; charset=UTF-8")
+        .header("x-amz-sns-message-type", "Notification")
+        .body(body.to_vec())
+        .send()
+        .await
+        .unwrap()
+}
+
+#[tokio::test]
+async fn sns_messages_are_verified_and_cloudwatch_alarms_open_and_resolve_a_ticket() {
+    let sources = format!(
+        "sources:\n  aws: {{kind: sns, topics: [\"{SNS_TOPIC}\"]}}\n  other: {{kind: sns, topics: [\"arn:aws:sns:eu-west-1:123456789012:elsewhere\"]}}\n"
+    );
+    let app = spawn_app_sources(&sources, "").await;
+    // The certificate SNS would serve, as if fetched before (tests cannot reach AWS).
+    app.app.state.sns.certs.insert(SNS_CERT_URL, sns_cert());
+
+    let alarm = payload("sns/notification_alarm.json");
+    // A changed Message no longer matches the signature.
+    let tampered = String::from_utf8(alarm.clone())
+        .unwrap()
+        .replacen("ALARM", "OK", 1);
+    assert_eq!(
+        sns_post(&app, "aws", tampered.as_bytes()).await.status(),
+        401
+    );
+    // A certificate from anywhere but SNS is never fetched.
+    let foreign = String::from_utf8(alarm.clone()).unwrap().replace(
+        SNS_CERT_URL,
+        "https://evil.example.com/SimpleNotificationService-test.pem",
+    );
+    assert_eq!(
+        sns_post(&app, "aws", foreign.as_bytes()).await.status(),
+        401
+    );
+    // Signed, but from a topic this source does not take.
+    assert_eq!(sns_post(&app, "other", &alarm).await.status(), 403);
+
+    assert_eq!(sns_post(&app, "aws", &alarm).await.status(), 200);
+    app.process().await;
+    let t = &app.tickets().await[0];
+    assert_eq!(t["state"], "open");
+    assert_eq!(t["source"], "aws");
+
+    assert_eq!(
+        sns_post(&app, "aws", &payload("sns/notification_ok.json"))
+            .await
+            .status(),
+        200
+    );
+    app.process().await;
+    let tickets = app.tickets().await;
+    assert_eq!(tickets.len(), 1);
+    assert_eq!(tickets[0]["state"], "resolved");
+}
+
+#[tokio::test]
+async fn sns_subscriptions_are_confirmed_only_after_the_signature_and_topic_checks() {
+    use tocsin::ingest::kinds::sns::FixedCerts;
+    let sources = format!(
+        "sources:\n  aws: {{kind: sns, topics: [\"{SNS_TOPIC}\"]}}\n  other: {{kind: sns, topics: [\"arn:aws:sns:eu-west-1:123456789012:elsewhere\"]}}\n"
+    );
+    let app = spawn_app_sources(&sources, "").await;
+    app.app.state.sns.certs.insert(SNS_CERT_URL, sns_cert());
+    let body = payload("sns/subscription_confirmation.json");
+    let subscribe: Value = serde_json::from_slice(&body).unwrap();
+    let url = subscribe["SubscribeURL"].as_str().unwrap();
+    let confirm =
+        std::sync::Arc::new(FixedCerts::new().with(url, b"<ConfirmSubscriptionResponse/>"));
+    app.app.state.sns.set_confirm(confirm.clone());
+
+    assert_eq!(sns_post(&app, "other", &body).await.status(), 403);
+    assert_eq!(confirm.calls(), 0, "a foreign topic is never confirmed");
+    let tampered = String::from_utf8(body.clone())
+        .unwrap()
+        .replace("tocsin-alarms&Token", "tocsin-alarms&x=1&Token");
+    assert_eq!(
+        sns_post(&app, "aws", tampered.as_bytes()).await.status(),
+        401
+    );
+    assert_eq!(
+        confirm.calls(),
+        0,
+        "an unsigned SubscribeURL is never fetched"
+    );
+
+    let r = sns_post(&app, "aws", &body).await;
+    assert_eq!(r.status(), 200);
+    assert_eq!(r.json::<Value>().await.unwrap()["confirmed"], SNS_TOPIC);
+    assert_eq!(confirm.calls(), 1);
+}
+
+#[tokio::test]
+async fn a_generic_source_with_mapping_rules_reads_any_json() {
+    let sources = "sources:\n  status-page:\n    kind: generic\n    mapping:\n      alerts: /events\n      title: /check/name\n      key: [/check/id, /region]\n      status: /state\n      firing: [down, degraded]\n      resolved: [up]\n      acknowledged: [acked]\n      severity: /level\n      severities: {sev1: critical, sev2: error}\n      labels: {region: /region, team: /owner/team}\n";
+    let app = spawn_app_sources(sources, "").await;
+    // The fixture ends with two broken events: the valid ones are kept and the sender learns which
+    // were not, as for every source.
+    let r = send(&app, "status-page", &payload("generic/mapped.json"), &[]).await;
+    let body = expect(r, 400).await;
+    assert!(body["detail"].as_str().unwrap().contains("(3 accepted)"), "{body}");
+    app.process().await;
+    let tickets = app.tickets().await;
+    let checkout = tickets
+        .iter()
+        .find(|t| t["title"] == "Checkout API latency")
+        .expect("the first event became a ticket");
+    // DOWN, then UP for the same check and region: one ticket, resolved.
+    assert_eq!(checkout["state"], "resolved");
+    assert_eq!(checkout["severity"], "error");
+    assert_eq!(tickets.len(), 1, "an acknowledgement of an unknown check opens nothing");
+    assert_eq!(checkout["labels"]["team"], "payments");
+
+    // A mistake in the rules is a config error naming the key.
+    let yaml = "sources:\n  s:\n    kind: generic\n    mapping: {title: check/name}\n";
+    let err = tocsin::config::Config::from_yaml(yaml, std::path::Path::new("t.yaml")).unwrap_err();
+    assert!(err.to_string().contains("sources.s.mapping.title"), "{err}");
+}

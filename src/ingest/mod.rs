@@ -248,6 +248,9 @@ async fn accept_inner(state: &AppState, src: &Source, req: Request) -> Result<Re
     if key_in_body {
         return pagerduty(state, src, &bytes, &cx).await;
     }
+    if src.kind == SourceKind::Sns {
+        return sns(state, src, &bytes, &cx).await;
+    }
     let parsed = match src.kind {
         SourceKind::Prometheus => parse::prometheus(&bytes, &cx),
         SourceKind::Alertmanager => parse::alertmanager(&bytes, &cx),
@@ -320,6 +323,134 @@ async fn accept_inner(state: &AppState, src: &Source, req: Request) -> Result<Re
                 .into_response()
         }
     })
+}
+
+/// What SNS sources share: fetched signing certificates, and the fetch that confirms subscriptions.
+#[derive(Debug)]
+pub struct Sns {
+    pub certs: kinds::sns::CertCache,
+    confirm: std::sync::RwLock<std::sync::Arc<dyn kinds::sns::CertFetch>>,
+}
+
+impl Sns {
+    /// Fetching over HTTPS from AWS.
+    pub fn new() -> Sns {
+        let fetch: std::sync::Arc<dyn kinds::sns::CertFetch> = std::sync::Arc::new(HttpFetch);
+        Sns {
+            certs: kinds::sns::CertCache::new(std::sync::Arc::clone(&fetch)),
+            confirm: std::sync::RwLock::new(fetch),
+        }
+    }
+
+    /// Replaces the fetch that confirms subscriptions (tests cannot reach AWS).
+    pub fn set_confirm(&self, fetch: std::sync::Arc<dyn kinds::sns::CertFetch>) {
+        if let Ok(mut f) = self.confirm.write() {
+            *f = fetch;
+        }
+    }
+
+    fn confirmer(&self) -> std::sync::Arc<dyn kinds::sns::CertFetch> {
+        match self.confirm.read() {
+            Ok(f) => std::sync::Arc::clone(&f),
+            Err(e) => std::sync::Arc::clone(&e.into_inner()),
+        }
+    }
+}
+
+impl Default for Sns {
+    fn default() -> Self {
+        Sns::new()
+    }
+}
+
+/// GETs through the sinks' HTTP client (no redirects), small and quick: a certificate is a few KB.
+#[derive(Debug)]
+struct HttpFetch;
+
+#[async_trait::async_trait]
+impl kinds::sns::CertFetch for HttpFetch {
+    async fn get(&self, url: &str) -> Result<Vec<u8>, String> {
+        crate::sinks::http::get(url, std::time::Duration::from_secs(5), 64 * 1024).await
+    }
+}
+
+/// AWS SNS: the signature is checked before anything else (with the certificate from an SNS host),
+/// then the topic; subscriptions are confirmed by a GET of `SubscribeURL`, on an SNS host only.
+async fn sns(
+    state: &AppState,
+    src: &Source,
+    bytes: &[u8],
+    cx: &parse::Context<'_>,
+) -> Result<Response, ApiError> {
+    let env =
+        kinds::sns::envelope(bytes).map_err(|e| ApiError::bad_request("invalid_payload", e))?;
+    let unauthorized = |detail: String| ApiError::Unauthorized {
+        challenge: "Signature",
+        detail,
+    };
+    if !kinds::sns::cert_url_allowed(&env.signing_cert_url) {
+        return Err(unauthorized(format!(
+            "SigningCertURL `{}` is not on an SNS host",
+            env.signing_cert_url
+        )));
+    }
+    let pem = state
+        .sns
+        .certs
+        .get(&env.signing_cert_url)
+        .await
+        .map_err(|e| {
+            // SNS retries 5xx: a certificate we could not fetch now may be fetched later.
+            ApiError::Unavailable(format!("cannot fetch the signing certificate: {e}"))
+        })?;
+    kinds::sns::verify(&env, &pem).map_err(|e| unauthorized(format!("SNS signature: {e}")))?;
+    if !src.topics.is_empty() && !src.topics.contains(&env.topic_arn) {
+        return Err(ApiError::Forbidden(format!(
+            "topic {} is not in sources.{}.topics",
+            env.topic_arn, src.name
+        )));
+    }
+    match env.kind {
+        kinds::sns::MessageType::SubscriptionConfirmation => {
+            let url = env.subscribe_url.clone().unwrap_or_default();
+            if !subscribe_url_allowed(&url) {
+                return Err(ApiError::bad_request(
+                    "invalid_payload",
+                    format!("SubscribeURL `{url}` is not on an SNS host; not confirming"),
+                ));
+            }
+            state.sns.confirmer().get(&url).await.map_err(|e| {
+                ApiError::Unavailable(format!("confirming the subscription failed: {e}"))
+            })?;
+            tracing::info!(source = %src.name, topic = %env.topic_arn, "Confirmed an SNS subscription.");
+            Ok((StatusCode::OK, Json(json!({"confirmed": env.topic_arn}))).into_response())
+        }
+        kinds::sns::MessageType::UnsubscribeConfirmation => {
+            tracing::info!(source = %src.name, topic = %env.topic_arn, "SNS says the subscription ended.");
+            Ok((StatusCode::OK, Json(json!({"accepted": 0}))).into_response())
+        }
+        kinds::sns::MessageType::Notification => {
+            let parsed = kinds::sns::alerts(&env, cx);
+            state.store.append_journal(&parsed.alerts).await?;
+            let accepted = parsed.alerts.len() as u64;
+            state.journal.appended(accepted);
+            state
+                .metrics
+                .alerts_received(&src.name, "accepted", accepted);
+            Ok((StatusCode::OK, Json(json!({"accepted": accepted}))).into_response())
+        }
+    }
+}
+
+/// `https://sns.<region>.amazonaws.com/?Action=ConfirmSubscription...`: the same hosts as
+/// certificates, any path and query.
+fn subscribe_url_allowed(url: &str) -> bool {
+    let Some(rest) = url.strip_prefix("https://") else {
+        return false;
+    };
+    let host = rest.split(['/', '?']).next().unwrap_or("");
+    // Reuse the certificate rule on a made-up certificate path of this host.
+    kinds::sns::cert_url_allowed(&format!("https://{host}/x.pem"))
 }
 
 /// PagerDuty Events API v2, answered as PagerDuty does: 202 `{status, message, dedup_key}`, or 400
