@@ -457,7 +457,10 @@ async fn a_generic_source_with_mapping_rules_reads_any_json() {
     // were not, as for every source.
     let r = send(&app, "status-page", &payload("generic/mapped.json"), &[]).await;
     let body = expect(r, 400).await;
-    assert!(body["detail"].as_str().unwrap().contains("(3 accepted)"), "{body}");
+    assert!(
+        body["detail"].as_str().unwrap().contains("(3 accepted)"),
+        "{body}"
+    );
     app.process().await;
     let tickets = app.tickets().await;
     let checkout = tickets
@@ -467,7 +470,11 @@ async fn a_generic_source_with_mapping_rules_reads_any_json() {
     // DOWN, then UP for the same check and region: one ticket, resolved.
     assert_eq!(checkout["state"], "resolved");
     assert_eq!(checkout["severity"], "error");
-    assert_eq!(tickets.len(), 1, "an acknowledgement of an unknown check opens nothing");
+    assert_eq!(
+        tickets.len(),
+        1,
+        "an acknowledgement of an unknown check opens nothing"
+    );
     assert_eq!(checkout["labels"]["team"], "payments");
 
     // A mistake in the rules is a config error naming the key.
