@@ -44,14 +44,26 @@ pub struct Parsed {
     pub rejected: Vec<String>,
 }
 
-fn json<T: serde::de::DeserializeOwned>(body: &[u8]) -> Result<T, String> {
+/// The body as JSON; what cannot be read is `malformed JSON: …`.
+pub(crate) fn json<T: serde::de::DeserializeOwned>(body: &[u8]) -> Result<T, String> {
     serde_json::from_slice(body).map_err(|e| format!("malformed JSON: {e}"))
 }
 
-fn time_field(name: &str, value: &Option<String>) -> Result<Option<Timestamp>, String> {
-    match value.as_deref() {
+/// An RFC 3339 field: absent or empty is `None`, and so is Go's zero time; anything else unreadable is
+/// an error naming the field.
+pub(crate) fn time_field(name: &str, value: Option<&str>) -> Result<Option<Timestamp>, String> {
+    match value {
         None | Some("") => Ok(None),
         Some(text) => Timestamp::parse_optional(text).map_err(|e| format!("{name}: {e}")),
+    }
+}
+
+/// An Alertmanager-style `status`: `firing` or `resolved`, nothing else.
+pub(crate) fn firing_or_resolved(status: &str) -> Result<Status, String> {
+    match status {
+        "firing" => Ok(Status::Firing),
+        "resolved" => Ok(Status::Resolved),
+        other => Err(format!("status must be firing or resolved, not `{other}`")),
     }
 }
 
@@ -123,8 +135,8 @@ fn prometheus_one(item: Value, cx: &Context<'_>) -> Result<Alert, String> {
     let raw = raw_of(&item, cx);
     let p: PostableAlert = serde_json::from_value(item).map_err(|e| e.to_string())?;
     check_labels(&p.labels)?;
-    let starts_at = time_field("startsAt", &p.starts_at)?;
-    let explicit_end = time_field("endsAt", &p.ends_at)?;
+    let starts_at = time_field("startsAt", p.starts_at.as_deref())?;
+    let explicit_end = time_field("endsAt", p.ends_at.as_deref())?;
     if let (Some(s), Some(e)) = (starts_at, explicit_end) {
         if e < s {
             return Err("endsAt is before startsAt".into());
@@ -204,15 +216,11 @@ fn alertmanager_one(item: Value, cx: &Context<'_>) -> Result<Alert, String> {
     let raw = raw_of(&item, cx);
     let w: WebhookAlert = serde_json::from_value(item).map_err(|e| e.to_string())?;
     check_labels(&w.labels)?;
-    let status = match w.status.as_str() {
-        "firing" => Status::Firing,
-        "resolved" => Status::Resolved,
-        other => return Err(format!("status must be firing or resolved, not `{other}`")),
-    };
-    let starts_at = time_field("startsAt", &w.starts_at)?;
+    let status = firing_or_resolved(&w.status)?;
+    let starts_at = time_field("startsAt", w.starts_at.as_deref())?;
     let ends_at = match status {
         Status::Firing | Status::Acknowledged => None,
-        Status::Resolved => time_field("endsAt", &w.ends_at)?,
+        Status::Resolved => time_field("endsAt", w.ends_at.as_deref())?,
     };
     let fingerprint = w
         .fingerprint

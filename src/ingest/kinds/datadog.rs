@@ -25,9 +25,9 @@
 
 use serde_json::{Map, Value};
 
+use super::json;
 use crate::domain::alert::{labels_and_title_fingerprint, Alert, Labels, Severity, Status};
 use crate::domain::plugin::Routing;
-use crate::domain::time::Timestamp;
 use crate::ingest::parse::{raw_of, Context, Parsed};
 
 /// tocsin's payload template for Datadog's Webhooks integration. Paste it into the webhook's
@@ -100,7 +100,7 @@ const TRANSITIONS: &[&str] = &[
 
 /// Reads one request's payload.
 pub fn parse(body: &[u8], cx: &Context<'_>) -> Result<Parsed, String> {
-    let value: Value = serde_json::from_slice(body).map_err(|e| format!("malformed JSON: {e}"))?;
+    let value: Value = json::read(body)?;
     let Some(obj) = value.as_object() else {
         return Err("expected a JSON object: Datadog's webhook payload (see the template)".into());
     };
@@ -135,9 +135,7 @@ fn one(obj: &Map<String, Value>, whole: &Value, cx: &Context<'_>) -> Result<Aler
     }
     // The scope names this alert's group exactly; a tag list may hold several values for one name.
     labels.extend(scope_labels.clone());
-    if let Some(id) = &alert_id {
-        labels.insert("monitor_id".into(), id.clone());
-    }
+    json::insert(&mut labels, "monitor_id", alert_id.clone());
     if let Some(host) = field("hostname") {
         labels.entry("host".into()).or_insert(host);
     }
@@ -166,22 +164,16 @@ fn one(obj: &Map<String, Value>, whole: &Value, cx: &Context<'_>) -> Result<Aler
 
     let mut annotations = Labels::new();
     for name in ANNOTATED {
-        if let Some(v) = field(name) {
-            annotations.insert((*name).to_string(), v);
-        }
+        json::insert(&mut annotations, name, field(name));
     }
     if let Some(v) = &transition {
         annotations
             .entry("alert_transition".into())
             .or_insert(v.clone());
     }
-    if let Some(v) = field("id") {
-        annotations.insert("event_id".into(), v);
-    }
+    json::insert(&mut annotations, "event_id", field("id"));
     for (name, key) in [("id", "org_id"), ("name", "org_name")] {
-        if let Some(v) = org_field(name) {
-            annotations.insert(key.into(), v);
-        }
+        json::insert(&mut annotations, key, org_field(name));
     }
 
     let title = Some(name)
@@ -189,7 +181,8 @@ fn one(obj: &Map<String, Value>, whole: &Value, cx: &Context<'_>) -> Result<Aler
         .or_else(|| field("alert_status"))
         .unwrap_or_else(|| format!("Datadog monitor {fingerprint}"));
     let ends_at = match status {
-        Status::Resolved => field("date").as_deref().and_then(epoch_ms),
+        // `$DATE`: milliseconds since the epoch, as text.
+        Status::Resolved => json::epoch_ms(obj.get("date")),
         Status::Firing | Status::Acknowledged => None,
     };
 
@@ -214,13 +207,7 @@ fn one(obj: &Map<String, Value>, whole: &Value, cx: &Context<'_>) -> Result<Aler
 /// A field as text: strings trimmed, numbers and booleans written out (a template may leave a variable
 /// unquoted). Empty strings and variables Datadog left as written (`$ALERT_PRIORITY`) count as absent.
 fn text(value: Option<&Value>) -> Option<String> {
-    let s = match value? {
-        Value::String(s) => s.trim().to_string(),
-        Value::Number(n) => n.to_string(),
-        Value::Bool(b) => b.to_string(),
-        _ => return None,
-    };
-    Some(s).filter(|s| !s.is_empty() && !is_unfilled(s))
+    json::text(value).filter(|s| !is_unfilled(s))
 }
 
 fn is_unfilled(s: &str) -> bool {
@@ -324,18 +311,9 @@ fn add_tags(list: &str, labels: &mut Labels) {
             continue;
         };
         let (name, value) = (name.trim(), value.trim());
-        if name.is_empty() || value.is_empty() {
-            continue;
+        if !name.is_empty() && !value.is_empty() {
+            json::add_value(labels, name, value);
         }
-        labels
-            .entry(name.to_string())
-            .and_modify(|v| {
-                if !v.split(',').any(|x| x == value) {
-                    v.push(',');
-                    v.push_str(value);
-                }
-            })
-            .or_insert_with(|| value.to_string());
     }
 }
 
@@ -375,14 +353,6 @@ fn severity_of(
     }
 }
 
-/// `$DATE`: milliseconds since the epoch, as text. Nonsense (zero, negative, past year 5000) is dropped.
-fn epoch_ms(text: &str) -> Option<Timestamp> {
-    text.parse::<i64>()
-        .ok()
-        .filter(|ms| (1..100_000_000_000_000).contains(ms))
-        .map(Timestamp::from_millis)
-}
-
 /// `$EVENT_MSG` without the `%%%` markdown fences Datadog wraps it in.
 fn message(body: &str) -> Option<String> {
     let text = body.trim();
@@ -393,56 +363,44 @@ fn message(body: &str) -> Option<String> {
 
 #[cfg(test)]
 mod tests {
-    use std::time::Duration;
-
     use proptest::prelude::*;
 
     use super::*;
-    use crate::ingest::kinds::mapping::arb_json;
+    use crate::domain::time::Timestamp;
+    use crate::ingest::kinds::testing::{
+        self, arb_json, assert_alert, assert_resolves, keeping_raw, labels,
+    };
 
     const TRIGGERED: &str = include_str!("../../../examples/payloads/datadog/triggered.json");
     const RECOVERED: &str = include_str!("../../../examples/payloads/datadog/recovered.json");
     const TEMPLATE_FILE: &str = include_str!("../../../examples/payloads/datadog/TEMPLATE.json");
 
     fn cx() -> Context<'static> {
-        Context {
-            source: "datadog",
-            now: Timestamp::parse_optional("2026-03-02T10:00:05Z")
-                .unwrap()
-                .unwrap(),
-            resolve_timeout: Duration::from_secs(300),
-            keep_raw: false,
-        }
+        testing::cx("datadog", "2026-03-02T10:00:05Z")
     }
 
     fn one_alert(body: &str) -> Alert {
-        let p = parse(body.as_bytes(), &cx()).unwrap();
-        assert!(p.rejected.is_empty());
-        assert_eq!(p.alerts.len(), 1);
-        p.alerts.into_iter().next().unwrap()
+        testing::one_alert(parse(body.as_bytes(), &cx()))
     }
 
     #[test]
     fn triggered_fixture() {
         let a = one_alert(TRIGGERED);
-        assert_eq!(
-            a.fingerprint,
-            "91850327/availability-zone:eu-west-1a,host:web-3"
+        assert_alert(
+            &a,
+            "91850327/availability-zone:eu-west-1a,host:web-3",
+            Status::Firing,
+            Severity::Error,
         );
-        assert_eq!(a.status, Status::Firing);
-        assert_eq!(a.severity, Severity::Error);
         assert_eq!(a.title, "Web latency is high");
-        let labels: Labels = [
+        let labels = labels(&[
             ("availability-zone", "eu-west-1a"),
             ("env", "prod"),
             ("host", "web-3"),
             ("monitor_id", "91850327"),
             ("service", "web"),
             ("team", "storefront"),
-        ]
-        .into_iter()
-        .map(|(k, v)| (k.to_string(), v.to_string()))
-        .collect();
+        ]);
         assert_eq!(a.labels, labels);
         assert_eq!(
             a.description.as_deref(),
@@ -465,8 +423,7 @@ mod tests {
     fn recovered_fixture_resolves_the_same_key() {
         let fired = one_alert(TRIGGERED);
         let a = one_alert(RECOVERED);
-        assert_eq!(a.fingerprint, fired.fingerprint);
-        assert_eq!(a.status, Status::Resolved);
+        assert_resolves(&fired, &a);
         assert_eq!(a.severity, Severity::Error);
         assert_eq!(a.title, fired.title);
         assert_eq!(a.labels, fired.labels);
@@ -511,8 +468,7 @@ mod tests {
         assert_eq!(t.title, "CPU is high");
         assert_eq!(t.labels["host"], "db-1");
         assert_eq!(t.description.as_deref(), Some("CPU on db-1 above 90%"));
-        assert_eq!(r.status, Status::Resolved);
-        assert_eq!(r.fingerprint, t.fingerprint);
+        assert_resolves(&t, &r);
         assert_eq!(r.description, None);
         let other_host = trigger.replace("host:db-1", "host:db-2");
         assert_ne!(one_alert(&other_host).fingerprint, t.fingerprint);
@@ -604,12 +560,9 @@ mod tests {
         assert!(parse(br#"{"title":"[Triggered]"}"#, &cx()).is_err());
     }
 
-    proptest! {
-        #[test]
-        fn arbitrary_bytes_never_panic(body in prop::collection::vec(any::<u8>(), 0..512)) {
-            let _ = parse(&body, &cx());
-        }
+    testing::arbitrary_bytes_never_panic!(|body| parse(body, &cx()));
 
+    proptest! {
         #[test]
         fn arbitrary_json_never_panics(v in arb_json(
             &["alert_id", "alert_title", "title", "alert_transition", "alert_type", "alert_priority",
@@ -618,9 +571,7 @@ mod tests {
               "[Recovered on {", "a:b, c", "$ALERT_ID", "%%%", "1772446500000"],
         )) {
             let body = serde_json::to_vec(&v).unwrap();
-            let mut c = cx();
-            c.keep_raw = true;
-            if let Ok(p) = parse(&body, &c) {
+            if let Ok(p) = parse(&body, &keeping_raw(cx())) {
                 let a = &p.alerts[0];
                 prop_assert!(!a.fingerprint.is_empty());
                 prop_assert!(!a.title.is_empty());

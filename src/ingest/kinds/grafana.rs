@@ -16,10 +16,10 @@ use serde::Deserialize;
 use serde_json::Value;
 use sha2::{Digest, Sha256};
 
+use super::json;
 use crate::domain::alert::{labels_fingerprint, Alert, Labels, Severity, Status};
 use crate::domain::plugin::Routing;
-use crate::domain::time::Timestamp;
-use crate::ingest::parse::{raw_of, Context, Parsed};
+use crate::ingest::parse::{firing_or_resolved, raw_of, time_field, Context, Parsed};
 
 /// The envelope fields we read; everything else (`groupKey`, `commonLabels`, `message`...) is ignored.
 #[derive(Deserialize)]
@@ -57,7 +57,7 @@ struct GrafanaAlert {
 
 /// Reads one request's payload.
 pub fn parse(body: &[u8], cx: &Context<'_>) -> Result<Parsed, String> {
-    let value: Value = serde_json::from_slice(body).map_err(|e| format!("malformed JSON: {e}"))?;
+    let value: Value = json::read(body)?;
     if !value.is_object() {
         return Err(
             "expected Grafana's webhook payload: a JSON object with an `alerts` array".into(),
@@ -99,22 +99,10 @@ fn non_empty(s: Option<&String>) -> Option<&str> {
     s.map(|s| s.trim()).filter(|s| !s.is_empty())
 }
 
-fn time_field(name: &str, value: Option<&str>) -> Result<Option<Timestamp>, String> {
-    match value.map(str::trim) {
-        None | Some("") => Ok(None),
-        // `0001-01-01T00:00:00Z` (Go's zero time) comes back as `None` here: it means "unset".
-        Some(text) => Timestamp::parse_optional(text).map_err(|e| format!("{name}: {e}")),
-    }
-}
-
 fn one(item: Value, namespace: &str, group_title: &str, cx: &Context<'_>) -> Result<Alert, String> {
     let raw = raw_of(&item, cx);
     let g: GrafanaAlert = serde_json::from_value(item).map_err(|e| e.to_string())?;
-    let status = match g.status.trim() {
-        "firing" => Status::Firing,
-        "resolved" => Status::Resolved,
-        other => return Err(format!("status must be firing or resolved, not `{other}`")),
-    };
+    let status = firing_or_resolved(g.status.trim())?;
     let fingerprint = match non_empty(g.fingerprint.as_ref()) {
         Some(f) => f.to_string(),
         // Older Grafanas and custom templates may leave it out; the label set is what Grafana hashes
@@ -123,11 +111,12 @@ fn one(item: Value, namespace: &str, group_title: &str, cx: &Context<'_>) -> Res
         None => return Err("no fingerprint and no labels to identify the alert".into()),
     };
     let key = format!("{namespace}/{fingerprint}");
-    let starts_at = time_field("startsAt", g.starts_at.as_deref())?;
+    // Times are trimmed; `0001-01-01T00:00:00Z` (Go's zero time) comes back as `None`: it means "unset".
+    let starts_at = time_field("startsAt", g.starts_at.as_deref().map(str::trim))?;
     // Firing alerts carry no lease: Grafana sends the resolution itself, and a firing alert's `endsAt`
     // is only Grafana's internal resend horizon.
     let ends_at = match status {
-        Status::Resolved => time_field("endsAt", g.ends_at.as_deref())?,
+        Status::Resolved => time_field("endsAt", g.ends_at.as_deref().map(str::trim))?,
         Status::Firing | Status::Acknowledged => None,
     };
     let title = non_empty(g.annotations.get("summary"))
@@ -164,24 +153,19 @@ fn one(item: Value, namespace: &str, group_title: &str, cx: &Context<'_>) -> Res
 
 #[cfg(test)]
 mod tests {
-    use std::time::Duration;
-
     use proptest::prelude::*;
 
     use super::*;
+    use crate::domain::time::Timestamp;
+    use crate::ingest::kinds::testing::{
+        self, arb_json, assert_alert, assert_resolves, keeping_raw, labels, one_alert, raw_json,
+    };
 
     const FIRING: &str = include_str!("../../../examples/payloads/grafana/firing.json");
     const RESOLVED: &str = include_str!("../../../examples/payloads/grafana/resolved.json");
 
     fn cx() -> Context<'static> {
-        Context {
-            source: "grafana",
-            now: Timestamp::parse_optional("2026-03-02T10:00:00Z")
-                .unwrap()
-                .unwrap(),
-            resolve_timeout: Duration::from_secs(300),
-            keep_raw: false,
-        }
+        testing::cx("grafana", "2026-03-02T10:00:00Z")
     }
 
     fn ts(text: &str) -> Option<Timestamp> {
@@ -196,10 +180,9 @@ mod tests {
 
         let a = &p.alerts[0];
         let ns = namespace(Some(&Value::from(3)), Some("https://grafana.example.net/"));
-        assert_eq!(a.fingerprint, format!("{ns}/5d1f0c3a9b7e2640"));
+        let key = format!("{ns}/5d1f0c3a9b7e2640");
+        assert_alert(a, &key, Status::Firing, Severity::Critical);
         assert_eq!(a.source, "grafana");
-        assert_eq!(a.status, Status::Firing);
-        assert_eq!(a.severity, Severity::Critical);
         assert_eq!(a.title, "Disk on db-2 is 93% full");
         assert_eq!(
             a.description.as_deref(),
@@ -233,12 +216,8 @@ mod tests {
     #[test]
     fn resolved_fixture_resolves_the_firing_key() {
         let firing = parse(FIRING.as_bytes(), &cx()).unwrap();
-        let resolved = parse(RESOLVED.as_bytes(), &cx()).unwrap();
-        assert!(resolved.rejected.is_empty(), "{:?}", resolved.rejected);
-        assert_eq!(resolved.alerts.len(), 1);
-        let r = &resolved.alerts[0];
-        assert_eq!(r.fingerprint, firing.alerts[0].fingerprint);
-        assert_eq!(r.status, Status::Resolved);
+        let r = one_alert(parse(RESOLVED.as_bytes(), &cx()));
+        assert_resolves(&firing.alerts[0], &r);
         assert_eq!(r.starts_at, firing.alerts[0].starts_at);
         assert_eq!(r.ends_at, ts("2026-03-02T09:58:00+01:00"));
         assert_eq!(r.severity, Severity::Critical);
@@ -246,10 +225,8 @@ mod tests {
 
     #[test]
     fn keep_raw_keeps_each_item() {
-        let mut c = cx();
-        c.keep_raw = true;
-        let p = parse(RESOLVED.as_bytes(), &c).unwrap();
-        let raw: Value = serde_json::from_str(p.alerts[0].raw.as_deref().unwrap()).unwrap();
+        let p = parse(RESOLVED.as_bytes(), &keeping_raw(cx())).unwrap();
+        let raw = raw_json(&p.alerts[0]);
         assert_eq!(raw["fingerprint"], "5d1f0c3a9b7e2640");
         assert!(raw.get("orgId").is_none(), "raw is the item, not the group");
     }
@@ -278,10 +255,7 @@ mod tests {
     fn missing_fingerprint_falls_back_to_the_labels() {
         let body = br#"{"alerts":[{"status":"firing","labels":{"b":"2","a":"1"}}]}"#;
         let a = &parse(body, &cx()).unwrap().alerts[0];
-        let labels: Labels = [("a", "1"), ("b", "2")]
-            .into_iter()
-            .map(|(k, v)| (k.to_string(), v.to_string()))
-            .collect();
+        let labels = labels(&[("a", "1"), ("b", "2")]);
         assert_eq!(
             a.fingerprint,
             format!("{}/{}", namespace(None, None), labels_fingerprint(&labels))
@@ -343,55 +317,17 @@ mod tests {
         );
     }
 
-    fn arb_json() -> impl Strategy<Value = Value> {
-        let leaf = prop_oneof![
-            Just(Value::Null),
-            any::<bool>().prop_map(Value::from),
-            any::<i64>().prop_map(Value::from),
-            any::<f64>().prop_map(Value::from),
-            ".{0,12}".prop_map(Value::from),
-            prop_oneof![
-                Just("firing"),
-                Just("resolved"),
-                Just("0001-01-01T00:00:00Z"),
-                Just("2026-03-02T09:00:00Z"),
-            ]
-            .prop_map(Value::from),
-        ];
-        leaf.prop_recursive(4, 48, 6, |inner| {
-            let keys = prop_oneof![
-                Just("alerts".to_string()),
-                Just("status".to_string()),
-                Just("labels".to_string()),
-                Just("annotations".to_string()),
-                Just("fingerprint".to_string()),
-                Just("startsAt".to_string()),
-                Just("endsAt".to_string()),
-                Just("orgId".to_string()),
-                Just("externalURL".to_string()),
-                Just("title".to_string()),
-                "[a-z]{1,6}",
-            ];
-            prop_oneof![
-                prop::collection::vec(inner.clone(), 0..6).prop_map(Value::Array),
-                prop::collection::btree_map(keys, inner, 0..6)
-                    .prop_map(|m| Value::Object(m.into_iter().collect())),
-            ]
-        })
-    }
+    testing::arbitrary_bytes_never_panic!(|body| parse(body, &cx()));
 
     proptest! {
         #[test]
-        fn arbitrary_bytes_never_panic(body in prop::collection::vec(any::<u8>(), 0..512)) {
-            let _ = parse(&body, &cx());
-        }
-
-        #[test]
-        fn arbitrary_json_never_panics(v in arb_json()) {
+        fn arbitrary_json_never_panics(v in arb_json(
+            &["alerts", "status", "labels", "annotations", "fingerprint", "startsAt", "endsAt", "orgId",
+              "externalURL", "title"],
+            &["firing", "resolved", "0001-01-01T00:00:00Z", "2026-03-02T09:00:00Z"],
+        )) {
             let body = serde_json::to_vec(&v).unwrap();
-            let mut c = cx();
-            c.keep_raw = true;
-            if let Ok(p) = parse(&body, &c) {
+            if let Ok(p) = parse(&body, &keeping_raw(cx())) {
                 for a in &p.alerts {
                     prop_assert!(!a.fingerprint.is_empty());
                     prop_assert!(a.status != Status::Acknowledged);

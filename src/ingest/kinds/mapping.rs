@@ -9,6 +9,7 @@
 
 use serde_json::Value;
 
+use super::json;
 use crate::config::MappingConfig;
 use crate::domain::alert::{labels_fingerprint, Alert, Labels, Severity, Status};
 use crate::domain::plugin::Routing;
@@ -16,7 +17,7 @@ use crate::ingest::parse::{raw_of, Context, Parsed};
 
 /// Reads one request's payload with the source's rules.
 pub fn parse(mapping: &MappingConfig, body: &[u8], cx: &Context<'_>) -> Result<Parsed, String> {
-    let value: Value = serde_json::from_slice(body).map_err(|e| format!("malformed JSON: {e}"))?;
+    let value: Value = json::read(body)?;
     let Some(ptr) = mapping.alerts.as_deref() else {
         // The body is the alert: its problems are the request's problems.
         let alert = one(mapping, &value, cx)?;
@@ -121,43 +122,14 @@ fn one(m: &MappingConfig, item: &Value, cx: &Context<'_>) -> Result<Alert, Strin
     })
 }
 
-/// Arbitrary JSON for the parsers' no-panic properties, biased towards the keys and words each parser
-/// looks for so that the generated documents reach past the first check.
-#[cfg(test)]
-pub(crate) fn arb_json(
-    keys: &'static [&'static str],
-    words: &'static [&'static str],
-) -> impl proptest::strategy::Strategy<Value = Value> {
-    use proptest::prelude::*;
-    let leaf = prop_oneof![
-        Just(Value::Null),
-        any::<bool>().prop_map(Value::from),
-        any::<i64>().prop_map(Value::from),
-        any::<f64>().prop_map(Value::from),
-        ".{0,12}".prop_map(Value::from),
-        prop::sample::select(words).prop_map(Value::from),
-    ];
-    leaf.prop_recursive(4, 64, 8, move |inner| {
-        let key = prop_oneof![
-            prop::sample::select(keys).prop_map(str::to_string),
-            "[a-z]{1,6}",
-        ];
-        prop_oneof![
-            prop::collection::vec(inner.clone(), 0..6).prop_map(Value::Array),
-            prop::collection::btree_map(key, inner, 0..8)
-                .prop_map(|m| Value::Object(m.into_iter().collect())),
-        ]
-    })
-}
-
 #[cfg(test)]
 mod tests {
-    use std::time::Duration;
-
     use proptest::prelude::*;
 
     use super::*;
-    use crate::domain::time::Timestamp;
+    use crate::ingest::kinds::testing::{
+        self, arb_json, assert_alert, assert_resolves, keeping_raw, labels, raw_json,
+    };
 
     const MAPPED: &str = include_str!("../../../examples/payloads/generic/mapped.json");
 
@@ -200,14 +172,7 @@ url: /check/link
     }
 
     fn cx() -> Context<'static> {
-        Context {
-            source: "statuspage",
-            now: Timestamp::parse_optional("2026-03-02T10:05:01Z")
-                .unwrap()
-                .unwrap(),
-            resolve_timeout: Duration::from_secs(300),
-            keep_raw: false,
-        }
+        testing::cx("statuspage", "2026-03-02T10:05:01Z")
     }
 
     #[test]
@@ -216,17 +181,16 @@ url: /check/link
         assert_eq!(p.alerts.len(), 3, "{:?}", p.rejected);
 
         let down = &p.alerts[0];
-        assert_eq!(down.fingerprint, "4411/eu-west-1");
-        assert_eq!(down.status, Status::Firing);
-        assert_eq!(down.severity, Severity::Error);
+        assert_alert(down, "4411/eu-west-1", Status::Firing, Severity::Error);
         assert_eq!(down.title, "Checkout API latency");
-        let labels: Labels = [
-            ("check".to_string(), "4411".to_string()),
-            ("region".to_string(), "eu-west-1".to_string()),
-            ("team".to_string(), "payments".to_string()),
-        ]
-        .into();
-        assert_eq!(down.labels, labels);
+        assert_eq!(
+            down.labels,
+            labels(&[
+                ("check", "4411"),
+                ("region", "eu-west-1"),
+                ("team", "payments")
+            ])
+        );
         assert_eq!(
             down.description.as_deref(),
             Some("p95 latency 2.4 s, above 1 s for 5 minutes")
@@ -240,14 +204,16 @@ url: /check/link
 
         // Not in `severities`: tocsin's own normaliser reads `P3`. `Acked` matches `acked`.
         let acked = &p.alerts[1];
-        assert_eq!(acked.fingerprint, "87/eu-west-1");
-        assert_eq!(acked.status, Status::Acknowledged);
-        assert_eq!(acked.severity, Severity::Warning);
+        assert_alert(
+            acked,
+            "87/eu-west-1",
+            Status::Acknowledged,
+            Severity::Warning,
+        );
 
         // The resolution finds its firing: same key.
         let up = &p.alerts[2];
-        assert_eq!(up.fingerprint, down.fingerprint);
-        assert_eq!(up.status, Status::Resolved);
+        assert_resolves(down, up);
         assert_eq!(up.severity, Severity::None);
 
         assert_eq!(
@@ -344,28 +310,22 @@ url: /check/link
     #[test]
     fn raw_is_the_item_not_the_envelope() {
         let m = mapping(MAPPING);
-        let mut c = cx();
-        c.keep_raw = true;
-        let p = parse(&m, MAPPED.as_bytes(), &c).unwrap();
-        let raw: Value = serde_json::from_str(p.alerts[0].raw.as_deref().unwrap()).unwrap();
+        let p = parse(&m, MAPPED.as_bytes(), &keeping_raw(cx())).unwrap();
+        let raw = raw_json(&p.alerts[0]);
         assert_eq!(raw.pointer("/check/id"), Some(&Value::from(4411)));
         assert!(raw.get("events").is_none());
     }
 
-    proptest! {
-        #[test]
-        fn arbitrary_bytes_never_panic(body in prop::collection::vec(any::<u8>(), 0..512)) {
-            let _ = parse(&mapping(MAPPING), &body, &cx());
-        }
+    testing::arbitrary_bytes_never_panic!(|body| parse(&mapping(MAPPING), body, &cx()));
 
+    proptest! {
         #[test]
         fn arbitrary_json_never_panics(v in arb_json(
             &["events", "check", "id", "name", "region", "state", "level", "owner", "team", "output", "link"],
             &["down", "UP", "acked", "sev1", "P2", ""],
         )) {
             let body = serde_json::to_vec(&v).unwrap();
-            let mut c = cx();
-            c.keep_raw = true;
+            let c = keeping_raw(cx());
             for m in [mapping(MAPPING), mapping("title: /name\nlabels: {r: /region}\n")] {
                 if let Ok(p) = parse(&m, &body, &c) {
                     for a in &p.alerts {

@@ -4,10 +4,13 @@
 
 pub mod datadog;
 pub mod grafana;
+pub(crate) mod json;
 pub mod mapping;
 pub mod newrelic;
 pub mod pagerduty;
 pub mod sentry;
 pub mod sns;
+#[cfg(test)]
+pub(crate) mod testing;
 pub mod uptime_kuma;
 pub mod zabbix;

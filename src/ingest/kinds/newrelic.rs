@@ -18,14 +18,14 @@
 
 use serde_json::{Map, Value};
 
+use super::json::{self, epoch_ms, text};
 use crate::domain::alert::{Alert, Labels, Severity, Status};
 use crate::domain::plugin::Routing;
-use crate::domain::time::Timestamp;
 use crate::ingest::parse::{raw_of, Context, Parsed};
 
 /// Reads one request's payload.
 pub fn parse(body: &[u8], cx: &Context<'_>) -> Result<Parsed, String> {
-    let value: Value = serde_json::from_slice(body).map_err(|e| format!("malformed JSON: {e}"))?;
+    let value: Value = json::read(body)?;
     let Some(obj) = value.as_object() else {
         return Err("expected a JSON object: New Relic's webhook payload".into());
     };
@@ -71,13 +71,9 @@ fn one(obj: &Map<String, Value>, whole: &Value, cx: &Context<'_>) -> Result<Aler
     for (label, field_name, accumulated) in LISTS {
         let values = list(obj.get(*field_name))
             .or_else(|| list(accumulations.and_then(|a| a.get(*accumulated))));
-        if let Some(v) = values {
-            labels.insert((*label).to_string(), v);
-        }
+        json::insert(&mut labels, label, values);
     }
-    if let Some(w) = field("workflowName") {
-        labels.insert("workflow".into(), w);
-    }
+    json::insert(&mut labels, "workflow", field("workflowName"));
     if let Some(acc) = accumulations {
         for (name, value) in acc {
             if let (Some(tag), Some(v)) = (name.strip_prefix("tag."), list(Some(value))) {
@@ -101,9 +97,7 @@ fn one(obj: &Map<String, Value>, whole: &Value, cx: &Context<'_>) -> Result<Aler
         ("total_incidents", "totalIncidents"),
         ("is_correlated", "isCorrelated"),
     ] {
-        if let Some(v) = field(name) {
-            annotations.insert(key.into(), v);
-        }
+        json::insert(&mut annotations, key, field(name));
     }
 
     let starts_at = epoch_ms(obj.get("createdAt"));
@@ -132,17 +126,6 @@ fn one(obj: &Map<String, Value>, whole: &Value, cx: &Context<'_>) -> Result<Aler
     })
 }
 
-/// A scalar as text (strings trimmed); empty and non-scalar values count as absent.
-fn text(value: Option<&Value>) -> Option<String> {
-    let s = match value? {
-        Value::String(s) => s.trim().to_string(),
-        Value::Number(n) => n.to_string(),
-        Value::Bool(b) => b.to_string(),
-        _ => return None,
-    };
-    Some(s).filter(|s| !s.is_empty())
-}
-
 /// The text, or an array's first non-empty item.
 fn first(value: Option<&Value>) -> Option<String> {
     match value? {
@@ -168,68 +151,47 @@ fn list(value: Option<&Value>) -> Option<String> {
     Some(seen.join(",")).filter(|s| !s.is_empty())
 }
 
-/// Epoch milliseconds, as a number or a string. Nonsense (zero, negative, past year 5000) is dropped.
-fn epoch_ms(value: Option<&Value>) -> Option<Timestamp> {
-    let ms = match value? {
-        Value::Number(n) => n.as_i64(),
-        Value::String(s) => s.trim().parse::<i64>().ok(),
-        _ => None,
-    }?;
-    (1..100_000_000_000_000)
-        .contains(&ms)
-        .then(|| Timestamp::from_millis(ms))
-}
-
 #[cfg(test)]
 mod tests {
-    use std::time::Duration;
-
     use proptest::prelude::*;
 
     use super::*;
-    use crate::ingest::kinds::mapping::arb_json;
+    use crate::domain::time::Timestamp;
+    use crate::ingest::kinds::testing::{
+        self, arb_json, assert_alert, assert_resolves, keeping_raw, labels,
+    };
 
     const ACTIVATED: &str = include_str!("../../../examples/payloads/newrelic/activated.json");
     const CLOSED: &str = include_str!("../../../examples/payloads/newrelic/closed.json");
 
     fn cx() -> Context<'static> {
-        Context {
-            source: "newrelic",
-            now: Timestamp::parse_optional("2026-03-02T10:00:01Z")
-                .unwrap()
-                .unwrap(),
-            resolve_timeout: Duration::from_secs(300),
-            keep_raw: false,
-        }
+        testing::cx("newrelic", "2026-03-02T10:00:01Z")
     }
 
     fn one_alert(body: &str) -> Alert {
-        let p = parse(body.as_bytes(), &cx()).unwrap();
-        assert!(p.rejected.is_empty());
-        assert_eq!(p.alerts.len(), 1);
-        p.alerts.into_iter().next().unwrap()
+        testing::one_alert(parse(body.as_bytes(), &cx()))
     }
 
     #[test]
     fn activated_fixture() {
         let a = one_alert(ACTIVATED);
-        assert_eq!(a.fingerprint, "5f0c7d2e-8a41-4b6e-9d3a-1c2b7e9f4a60");
-        assert_eq!(a.status, Status::Firing);
-        assert_eq!(a.severity, Severity::Critical);
+        assert_alert(
+            &a,
+            "5f0c7d2e-8a41-4b6e-9d3a-1c2b7e9f4a60",
+            Status::Firing,
+            Severity::Critical,
+        );
         assert_eq!(
             a.title,
             "Error percentage > 5.0 for at least 5 minutes on 'checkout-api (prod)'"
         );
-        let labels: Labels = [
+        let labels = labels(&[
             ("condition", "Checkout error rate"),
             ("entities", "checkout-api (prod)"),
             ("policy", "Checkout golden signals"),
             ("sources", "newrelic"),
             ("workflow", "Checkout on-call"),
-        ]
-        .into_iter()
-        .map(|(k, v)| (k.to_string(), v.to_string()))
-        .collect();
+        ]);
         assert_eq!(a.labels, labels);
         assert!(a.url.as_deref().unwrap().starts_with("https://radar-api."));
         assert_eq!(a.starts_at, Some(Timestamp::from_millis(1_772_445_600_123)));
@@ -242,8 +204,7 @@ mod tests {
     fn closed_fixture_resolves_the_same_key() {
         let fired = one_alert(ACTIVATED);
         let a = one_alert(CLOSED);
-        assert_eq!(a.fingerprint, fired.fingerprint);
-        assert_eq!(a.status, Status::Resolved);
+        assert_resolves(&fired, &a);
         assert_eq!(a.severity, Severity::Critical);
         assert_eq!(a.labels, fired.labels);
         // Same start: the ticket state machine sees the end of the firing it tracks.
@@ -302,12 +263,9 @@ mod tests {
         assert!(parse(br#"{"id":{"x":1}}"#, &cx()).is_err());
     }
 
-    proptest! {
-        #[test]
-        fn arbitrary_bytes_never_panic(body in prop::collection::vec(any::<u8>(), 0..512)) {
-            let _ = parse(&body, &cx());
-        }
+    testing::arbitrary_bytes_never_panic!(|body| parse(body, &cx()));
 
+    proptest! {
         #[test]
         fn arbitrary_json_never_panics(v in arb_json(
             &["id", "issueId", "title", "priority", "state", "createdAt", "updatedAt", "closedAt",
@@ -316,9 +274,7 @@ mod tests {
             &["ACTIVATED", "CLOSED", "ACKNOWLEDGED", "CRITICAL", "LOW", "1772445600000", "-1"],
         )) {
             let body = serde_json::to_vec(&v).unwrap();
-            let mut c = cx();
-            c.keep_raw = true;
-            if let Ok(p) = parse(&body, &c) {
+            if let Ok(p) = parse(&body, &keeping_raw(cx())) {
                 prop_assert!(!p.alerts[0].fingerprint.is_empty());
                 prop_assert!(!p.alerts[0].title.is_empty());
             }

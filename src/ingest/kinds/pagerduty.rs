@@ -22,9 +22,9 @@
 use serde_json::Value;
 use sha2::{Digest, Sha256};
 
+use super::json::{self, offset_time};
 use crate::domain::alert::{Alert, Labels, Severity, Status};
 use crate::domain::plugin::Routing;
-use crate::domain::time::Timestamp;
 use crate::ingest::parse::{raw_of, Context};
 
 /// An accepted event: the alert, and the `dedup_key` PagerDuty answers with.
@@ -79,8 +79,7 @@ struct Trigger {
 
 /// Reads one event.
 pub fn parse(body: &[u8], cx: &Context<'_>) -> Result<Enqueued, Invalid> {
-    let mut value: Value = serde_json::from_slice(body)
-        .map_err(|e| Invalid::new(vec![format!("malformed JSON: {e}")]))?;
+    let mut value: Value = json::read(body).map_err(|e| Invalid::new(vec![e]))?;
     let Some(event) = value.as_object_mut() else {
         return Err(Invalid::new(vec!["the event must be a JSON object".into()]));
     };
@@ -297,10 +296,13 @@ fn triggered(
                 .find_map(|l| Some(l.get("href")?.as_str()?.trim()).filter(|u| !u.is_empty()))
         })
         .map(str::to_string);
+    // ISO 8601 as PagerDuty documents it, including its own example's `+0000` offset. A time that
+    // cannot be read is left out, not refused: PagerDuty uses the time of receipt when there is none,
+    // and refusing an event over a cosmetic field would lose the alert.
     let starts_at = payload
         .and_then(|p| p.get("timestamp"))
         .and_then(Value::as_str)
-        .and_then(timestamp);
+        .and_then(offset_time);
 
     Alert {
         source: cx.source.to_string(),
@@ -342,33 +344,16 @@ fn truncate(mut s: String, max_chars: usize) -> String {
     s
 }
 
-/// `payload.timestamp`: ISO 8601 as PagerDuty documents it, including its own example's `+0000` offset
-/// (no colon, which RFC 3339 requires). A time that still cannot be read is left out, not refused:
-/// PagerDuty uses the time of receipt when there is none, and refusing an event over a cosmetic field
-/// would lose the alert.
-fn timestamp(text: &str) -> Option<Timestamp> {
-    let text = text.trim();
-    if let Ok(t) = Timestamp::parse_optional(text) {
-        return t;
-    }
-    let bytes = text.as_bytes();
-    let n = bytes.len();
-    if n > 5 && matches!(bytes[n - 5], b'+' | b'-') && bytes[n - 4..].iter().all(u8::is_ascii_digit)
-    {
-        let fixed = format!("{}:{}", &text[..n - 2], &text[n - 2..]);
-        return Timestamp::parse_optional(&fixed).ok().flatten();
-    }
-    None
-}
-
 #[cfg(test)]
 mod tests {
-    use std::time::Duration;
-
     use proptest::prelude::*;
     use serde_json::Map;
 
     use super::*;
+    use crate::domain::time::Timestamp;
+    use crate::ingest::kinds::testing::{
+        self, arb_json, assert_alert, assert_resolves, edited, keeping_raw, raw_json,
+    };
 
     const TRIGGER: &str = include_str!("../../../examples/payloads/pagerduty/trigger.json");
     const ACKNOWLEDGE: &str = include_str!("../../../examples/payloads/pagerduty/acknowledge.json");
@@ -376,14 +361,7 @@ mod tests {
     const ROUTING_KEY: &str = "e93facc04764012d7bfb002500d5d1a6";
 
     fn cx() -> Context<'static> {
-        Context {
-            source: "pd",
-            now: Timestamp::parse_optional("2026-03-02T10:00:00Z")
-                .unwrap()
-                .unwrap(),
-            resolve_timeout: Duration::from_secs(300),
-            keep_raw: false,
-        }
+        testing::cx("pd", "2026-03-02T10:00:00Z")
     }
 
     fn ok(body: &str) -> Enqueued {
@@ -398,9 +376,7 @@ mod tests {
     }
 
     fn with(body: &str, edit: impl FnOnce(&mut Map<String, Value>)) -> String {
-        let mut v: Value = serde_json::from_str(body).unwrap();
-        edit(v.as_object_mut().unwrap());
-        v.to_string()
+        edited(body, |v| edit(v.as_object_mut().unwrap()))
     }
 
     #[test]
@@ -408,14 +384,10 @@ mod tests {
         let e = ok(TRIGGER);
         assert_eq!(e.dedup_key, "kuma/monitor/17");
         let a = &e.alert;
-        assert_eq!(
-            a.fingerprint,
-            format!("{}/kuma/monitor/17", key_prefix(ROUTING_KEY))
-        );
+        let key = format!("{}/kuma/monitor/17", key_prefix(ROUTING_KEY));
+        assert_alert(a, &key, Status::Firing, Severity::Critical);
         assert_eq!(a.fingerprint.split('/').next().unwrap().len(), 12);
         assert_eq!(a.source, "pd");
-        assert_eq!(a.status, Status::Firing);
-        assert_eq!(a.severity, Severity::Critical);
         assert_eq!(
             a.title,
             "[payments-api] is down: connect ETIMEDOUT 10.4.2.19:443"
@@ -451,8 +423,7 @@ mod tests {
         assert_eq!(ack.alert.status, Status::Acknowledged);
         assert_eq!(ack.dedup_key, "kuma/monitor/17");
         let res = ok(RESOLVE);
-        assert_eq!(res.alert.fingerprint, fired.fingerprint);
-        assert_eq!(res.alert.status, Status::Resolved);
+        assert_resolves(&fired, &res.alert);
         assert_eq!(res.alert.starts_at, None);
     }
 
@@ -469,8 +440,7 @@ mod tests {
 
     #[test]
     fn routing_key_is_never_kept() {
-        let mut c = cx();
-        c.keep_raw = true;
+        let c = keeping_raw(cx());
         let with_v1 = with(TRIGGER, |e| {
             e.insert("service_key".into(), ROUTING_KEY.into());
         });
@@ -478,7 +448,7 @@ mod tests {
             let e = parse(body.as_bytes(), &c).unwrap();
             let stored = serde_json::to_string(&e.alert).unwrap();
             assert!(!stored.contains(ROUTING_KEY), "{stored}");
-            let raw: Value = serde_json::from_str(e.alert.raw.as_deref().unwrap()).unwrap();
+            let raw = raw_json(&e.alert);
             assert!(raw.get("routing_key").is_none());
             assert!(raw.get("event_action").is_some(), "the rest is kept");
         }
@@ -619,72 +589,29 @@ mod tests {
         assert_eq!(truncate("abc".into(), 5), "abc");
         assert_eq!(truncate("abcdef".into(), 3), "abc");
         assert_eq!(
-            timestamp("2026-03-02T09:00:00-0130"),
+            offset_time("2026-03-02T09:00:00-0130"),
             Timestamp::parse_optional("2026-03-02T10:30:00Z").unwrap()
         );
-        assert_eq!(timestamp("-0000"), None);
-        assert_eq!(timestamp("0001-01-01T00:00:00Z"), None);
+        assert_eq!(offset_time("-0000"), None);
+        assert_eq!(offset_time("0001-01-01T00:00:00Z"), None);
     }
 
-    fn arb_json() -> impl Strategy<Value = Value> {
-        let leaf = prop_oneof![
-            Just(Value::Null),
-            any::<bool>().prop_map(Value::from),
-            any::<i64>().prop_map(Value::from),
-            any::<f64>().prop_map(Value::from),
-            ".{0,12}".prop_map(Value::from),
-            prop_oneof![
-                Just("trigger"),
-                Just("acknowledge"),
-                Just("resolve"),
-                Just("critical"),
-                Just("info"),
-                Just("2015-07-17T08:42:58.315+0000"),
-            ]
-            .prop_map(Value::from),
-        ];
-        leaf.prop_recursive(4, 48, 8, |inner| {
-            let keys = prop_oneof![
-                Just("routing_key".to_string()),
-                Just("event_action".to_string()),
-                Just("dedup_key".to_string()),
-                Just("payload".to_string()),
-                Just("summary".to_string()),
-                Just("source".to_string()),
-                Just("severity".to_string()),
-                Just("timestamp".to_string()),
-                Just("custom_details".to_string()),
-                Just("links".to_string()),
-                Just("href".to_string()),
-                Just("client_url".to_string()),
-                "[a-z_]{1,8}",
-            ];
-            prop_oneof![
-                prop::collection::vec(inner.clone(), 0..6).prop_map(Value::Array),
-                prop::collection::btree_map(keys, inner, 0..8)
-                    .prop_map(|m| Value::Object(m.into_iter().collect())),
-            ]
-        })
-    }
+    testing::arbitrary_bytes_never_panic!(|body| parse(body, &cx()));
 
     proptest! {
         #[test]
-        fn arbitrary_bytes_never_panic(body in prop::collection::vec(any::<u8>(), 0..512)) {
-            let _ = parse(&body, &cx());
-        }
-
-        #[test]
-        fn arbitrary_json_never_panics(v in arb_json()) {
+        fn arbitrary_json_never_panics(v in arb_json(
+            &["routing_key", "event_action", "dedup_key", "payload", "summary", "source", "severity",
+              "timestamp", "custom_details", "links", "href", "client_url"],
+            &["trigger", "acknowledge", "resolve", "critical", "info", "2015-07-17T08:42:58.315+0000"],
+        )) {
             let body = serde_json::to_vec(&v).unwrap();
-            let mut c = cx();
-            c.keep_raw = true;
-            match parse(&body, &c) {
+            match parse(&body, &keeping_raw(cx())) {
                 Ok(e) => {
                     let suffix = format!("/{}", e.dedup_key);
                     prop_assert!(e.alert.fingerprint.ends_with(&suffix));
                     prop_assert!(e.dedup_key.chars().count() <= 255);
-                    let raw: Value = serde_json::from_str(e.alert.raw.as_deref().unwrap()).unwrap();
-                    prop_assert!(raw.get("routing_key").is_none());
+                    prop_assert!(raw_json(&e.alert).get("routing_key").is_none());
                 }
                 Err(e) => {
                     prop_assert_eq!(e.message.as_str(), "Event object is invalid");

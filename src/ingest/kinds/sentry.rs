@@ -23,6 +23,7 @@
 
 use serde_json::Value;
 
+use super::json::{self, insert, scalar, str_at};
 use crate::domain::alert::{Alert, Labels, Severity, Status};
 use crate::domain::plugin::Routing;
 use crate::domain::time::Timestamp;
@@ -49,7 +50,7 @@ pub fn parse(resource: &str, body: &[u8], cx: &Context<'_>) -> Result<Parsed, St
         // failed deliveries, so they are accepted without reading the body.
         _ => return Ok(Parsed::default()),
     };
-    let value: Value = serde_json::from_slice(body).map_err(|e| format!("malformed JSON: {e}"))?;
+    let value: Value = json::read(body)?;
     if !value.is_object() {
         return Err(format!(
             "expected a JSON object for Sentry `{resource}` webhooks"
@@ -347,30 +348,11 @@ fn object_at<'v>(v: &'v Value, path: &[&str]) -> Option<&'v Value> {
         .filter(|v| v.is_object())
 }
 
-/// A non-blank string at `path`.
-fn str_at<'v>(v: &'v Value, path: &[&str]) -> Option<&'v str> {
-    path.iter()
-        .try_fold(v, |v, k| v.get(k))
-        .and_then(Value::as_str)
-        .map(str::trim)
-        .filter(|s| !s.is_empty())
-}
-
 /// An id: Sentry documents ids as strings, but some (project ids) are numbers; accept either.
 fn id_at(v: &Value, path: &[&str]) -> Option<String> {
     match path.iter().try_fold(v, |v, k| v.get(k))? {
         Value::String(s) => Some(s.trim().to_string()).filter(|s| !s.is_empty()),
         Value::Number(n) if n.is_u64() || n.is_i64() => Some(n.to_string()),
-        _ => None,
-    }
-}
-
-/// A string, number or boolean as text; `null`, arrays and objects are nothing.
-fn scalar(v: &Value) -> Option<String> {
-    match v {
-        Value::String(s) => Some(s.trim().to_string()).filter(|s| !s.is_empty()),
-        Value::Number(n) => Some(n.to_string()),
-        Value::Bool(b) => Some(b.to_string()),
         _ => None,
     }
 }
@@ -393,19 +375,15 @@ fn project_slug_from_url(url: &str) -> Option<&str> {
     parts.next().filter(|s| !s.is_empty())
 }
 
-fn insert(map: &mut Labels, name: &str, value: Option<String>) {
-    if let Some(v) = value {
-        map.insert(name.to_string(), v);
-    }
-}
-
 #[cfg(test)]
 mod tests {
-    use std::time::Duration;
-
     use proptest::prelude::*;
 
     use super::*;
+    use crate::ingest::kinds::testing::{
+        self, arb_bytes, arb_json_nested, assert_alert, assert_resolves, edited, keeping_raw,
+        raw_json,
+    };
 
     const EVENT_ALERT: &str = include_str!("../../../examples/payloads/sentry/event_alert.json");
     const ISSUE_RESOLVED: &str =
@@ -417,21 +395,11 @@ mod tests {
     const INSTALLATION: &str = include_str!("../../../examples/payloads/sentry/installation.json");
 
     fn cx() -> Context<'static> {
-        Context {
-            source: "sentry",
-            now: Timestamp::parse_optional("2026-03-02T10:00:00Z")
-                .unwrap()
-                .unwrap(),
-            resolve_timeout: Duration::from_secs(300),
-            keep_raw: false,
-        }
+        testing::cx("sentry", "2026-03-02T10:00:00Z")
     }
 
     fn one(resource: &str, body: &str) -> Alert {
-        let mut p = parse(resource, body.as_bytes(), &cx()).unwrap();
-        assert!(p.rejected.is_empty());
-        assert_eq!(p.alerts.len(), 1, "{resource}");
-        p.alerts.remove(0)
+        testing::one_alert(parse(resource, body.as_bytes(), &cx()))
     }
 
     fn none(resource: &str, body: &str) {
@@ -442,18 +410,10 @@ mod tests {
         );
     }
 
-    fn with(body: &str, edit: impl FnOnce(&mut Value)) -> String {
-        let mut v: Value = serde_json::from_str(body).unwrap();
-        edit(&mut v);
-        v.to_string()
-    }
-
     #[test]
     fn event_alert_fixture() {
         let a = one("event_alert", EVENT_ALERT);
-        assert_eq!(a.fingerprint, "issue:4410932215");
-        assert_eq!(a.status, Status::Firing);
-        assert_eq!(a.severity, Severity::Error);
+        assert_alert(&a, "issue:4410932215", Status::Firing, Severity::Error);
         assert_eq!(
             a.title,
             "TypeError: Cannot read properties of undefined (reading 'total')"
@@ -481,8 +441,7 @@ mod tests {
     fn issue_resolved_fixture_resolves_the_event_alert_ticket() {
         let fired = one("event_alert", EVENT_ALERT);
         let r = one("issue", ISSUE_RESOLVED);
-        assert_eq!(r.fingerprint, fired.fingerprint);
-        assert_eq!(r.status, Status::Resolved);
+        assert_resolves(&fired, &r);
         assert_eq!(r.title, fired.title);
         assert_eq!(r.severity, Severity::Error);
         assert_eq!(r.labels["project"], "checkout-web");
@@ -498,7 +457,7 @@ mod tests {
 
     #[test]
     fn issue_actions() {
-        let action = |a: &str| with(ISSUE_RESOLVED, |v| v["action"] = a.into());
+        let action = |a: &str| edited(ISSUE_RESOLVED, |v| v["action"] = a.into());
         assert_eq!(one("issue", &action("created")).status, Status::Firing);
         assert_eq!(one("issue", &action("unresolved")).status, Status::Firing);
         assert_eq!(one("issue", &action("archived")).status, Status::Resolved);
@@ -512,9 +471,7 @@ mod tests {
     #[test]
     fn metric_alert_fixtures() {
         let c = one("metric_alert", METRIC_CRITICAL);
-        assert_eq!(c.fingerprint, "metric_alert:8817");
-        assert_eq!(c.status, Status::Firing);
-        assert_eq!(c.severity, Severity::Critical);
+        assert_alert(&c, "metric_alert:8817", Status::Firing, Severity::Critical);
         assert_eq!(c.title, "Critical: Checkout p95 latency");
         assert_eq!(
             c.description.as_deref(),
@@ -534,19 +491,18 @@ mod tests {
             Timestamp::parse_optional("2026-03-02T09:20:00Z").unwrap()
         );
 
-        let warning = with(METRIC_CRITICAL, |v| v["action"] = "warning".into());
+        let warning = edited(METRIC_CRITICAL, |v| v["action"] = "warning".into());
         assert_eq!(one("metric_alert", &warning).severity, Severity::Warning);
 
         let r = one("metric_alert", METRIC_RESOLVED);
-        assert_eq!(r.fingerprint, c.fingerprint);
-        assert_eq!(r.status, Status::Resolved);
+        assert_resolves(&c, &r);
         assert_eq!(r.starts_at, c.starts_at);
         assert_eq!(
             r.ends_at,
             Timestamp::parse_optional("2026-03-02T09:47:00Z").unwrap()
         );
         // A title falls back to the rule's name.
-        let untitled = with(METRIC_CRITICAL, |v| {
+        let untitled = edited(METRIC_CRITICAL, |v| {
             v["data"]
                 .as_object_mut()
                 .unwrap()
@@ -557,7 +513,7 @@ mod tests {
 
     #[test]
     fn error_events_key_by_issue_else_hashes() {
-        let error = with(EVENT_ALERT, |v| {
+        let error = edited(EVENT_ALERT, |v| {
             let ev = v["data"]["event"].take();
             v["data"] = serde_json::json!({ "error": ev });
             v["action"] = "created".into();
@@ -567,7 +523,7 @@ mod tests {
         assert_eq!(e.status, Status::Firing);
         assert!(!e.labels.contains_key("rule"));
 
-        let no_issue = with(&error, |v| {
+        let no_issue = edited(&error, |v| {
             v["data"]["error"]
                 .as_object_mut()
                 .unwrap()
@@ -577,7 +533,7 @@ mod tests {
             one("error", &no_issue).fingerprint,
             "error:b3d9f1e07c2a4658a1f0e9d8c7b6a5f4"
         );
-        let nothing = with(&no_issue, |v| {
+        let nothing = edited(&no_issue, |v| {
             v["data"]["error"].as_object_mut().unwrap().remove("hashes");
         });
         assert!(parse("error", nothing.as_bytes(), &cx()).is_err());
@@ -585,7 +541,7 @@ mod tests {
 
     #[test]
     fn numeric_ids_are_accepted() {
-        let body = with(EVENT_ALERT, |v| v["data"]["event"]["issue_id"] = 77.into());
+        let body = edited(EVENT_ALERT, |v| v["data"]["event"]["issue_id"] = 77.into());
         assert_eq!(one("event_alert", &body).fingerprint, "issue:77");
     }
 
@@ -600,10 +556,13 @@ mod tests {
 
     #[test]
     fn keep_raw_keeps_the_payload() {
-        let mut c = cx();
-        c.keep_raw = true;
-        let p = parse("metric_alert", METRIC_RESOLVED.as_bytes(), &c).unwrap();
-        let raw: Value = serde_json::from_str(p.alerts[0].raw.as_deref().unwrap()).unwrap();
+        let p = parse(
+            "metric_alert",
+            METRIC_RESOLVED.as_bytes(),
+            &keeping_raw(cx()),
+        )
+        .unwrap();
+        let raw = raw_json(&p.alerts[0]);
         assert_eq!(raw["action"], "resolved");
     }
 
@@ -623,7 +582,7 @@ mod tests {
         let missing = [
             (
                 "event_alert",
-                with(EVENT_ALERT, |v| {
+                edited(EVENT_ALERT, |v| {
                     v["data"]["event"]
                         .as_object_mut()
                         .unwrap()
@@ -632,25 +591,25 @@ mod tests {
             ),
             (
                 "event_alert",
-                with(EVENT_ALERT, |v| v["data"]["event"] = "x".into()),
+                edited(EVENT_ALERT, |v| v["data"]["event"] = "x".into()),
             ),
             (
                 "event_alert",
-                with(EVENT_ALERT, |v| v["data"]["event"]["issue_id"] = "".into()),
+                edited(EVENT_ALERT, |v| v["data"]["event"]["issue_id"] = "".into()),
             ),
             (
                 "event_alert",
-                with(EVENT_ALERT, |v| v["data"]["event"]["issue_id"] = 1.5.into()),
+                edited(EVENT_ALERT, |v| v["data"]["event"]["issue_id"] = 1.5.into()),
             ),
             (
                 "issue",
-                with(ISSUE_RESOLVED, |v| v["data"]["issue"]["id"] = Value::Null),
+                edited(ISSUE_RESOLVED, |v| v["data"]["issue"]["id"] = Value::Null),
             ),
-            ("issue", with(ISSUE_RESOLVED, |v| v["action"] = 3.into())),
-            ("issue", with(ISSUE_RESOLVED, |v| v["data"] = Value::Null)),
+            ("issue", edited(ISSUE_RESOLVED, |v| v["action"] = 3.into())),
+            ("issue", edited(ISSUE_RESOLVED, |v| v["data"] = Value::Null)),
             (
                 "metric_alert",
-                with(METRIC_CRITICAL, |v| {
+                edited(METRIC_CRITICAL, |v| {
                     v["data"]["metric_alert"]
                         .as_object_mut()
                         .unwrap()
@@ -659,7 +618,7 @@ mod tests {
             ),
             (
                 "metric_alert",
-                with(METRIC_CRITICAL, |v| {
+                edited(METRIC_CRITICAL, |v| {
                     v.as_object_mut().unwrap().remove("action");
                 }),
             ),
@@ -692,50 +651,6 @@ mod tests {
         assert_eq!(severity_of("sideways"), Severity::None);
     }
 
-    fn arb_json() -> impl Strategy<Value = Value> {
-        let leaf = prop_oneof![
-            Just(Value::Null),
-            any::<bool>().prop_map(Value::from),
-            any::<i64>().prop_map(Value::from),
-            any::<f64>().prop_map(Value::from),
-            ".{0,12}".prop_map(Value::from),
-            prop_oneof![
-                Just("critical"),
-                Just("resolved"),
-                Just("created"),
-                Just("archived"),
-                Just("2026-03-02T09:00:00Z"),
-                Just("https://s.example/api/0/projects/o/p/events/1/"),
-            ]
-            .prop_map(Value::from),
-        ];
-        leaf.prop_recursive(5, 64, 6, |inner| {
-            let keys = prop_oneof![
-                Just("action".to_string()),
-                Just("data".to_string()),
-                Just("event".to_string()),
-                Just("error".to_string()),
-                Just("issue".to_string()),
-                Just("metric_alert".to_string()),
-                Just("alert_rule".to_string()),
-                Just("issue_id".to_string()),
-                Just("id".to_string()),
-                Just("hashes".to_string()),
-                Just("tags".to_string()),
-                Just("project".to_string()),
-                Just("projects".to_string()),
-                Just("url".to_string()),
-                Just("date_started".to_string()),
-                "[a-z_]{1,8}",
-            ];
-            prop_oneof![
-                prop::collection::vec(inner.clone(), 0..6).prop_map(Value::Array),
-                prop::collection::btree_map(keys, inner, 0..6)
-                    .prop_map(|m| Value::Object(m.into_iter().collect())),
-            ]
-        })
-    }
-
     fn arb_resource() -> impl Strategy<Value = String> {
         prop_oneof![
             Just("event_alert".to_string()),
@@ -752,17 +667,21 @@ mod tests {
         #[test]
         fn arbitrary_bytes_never_panic(
             resource in arb_resource(),
-            body in prop::collection::vec(any::<u8>(), 0..512),
+            body in arb_bytes(),
         ) {
             let _ = parse(&resource, &body, &cx());
         }
 
         #[test]
-        fn arbitrary_json_never_panics(resource in arb_resource(), v in arb_json()) {
+        fn arbitrary_json_never_panics(resource in arb_resource(), v in arb_json_nested(
+            5,
+            &["action", "data", "event", "error", "issue", "metric_alert", "alert_rule", "issue_id", "id",
+              "hashes", "tags", "project", "projects", "url", "date_started"],
+            &["critical", "resolved", "created", "archived", "2026-03-02T09:00:00Z",
+              "https://s.example/api/0/projects/o/p/events/1/"],
+        )) {
             let body = serde_json::to_vec(&v).unwrap();
-            let mut c = cx();
-            c.keep_raw = true;
-            if let Ok(p) = parse(&resource, &body, &c) {
+            if let Ok(p) = parse(&resource, &body, &keeping_raw(cx())) {
                 prop_assert!(p.alerts.len() <= 1);
                 for a in &p.alerts {
                     prop_assert!(!a.fingerprint.is_empty());

@@ -35,6 +35,7 @@ use x509_cert::der::oid::ObjectIdentifier;
 use x509_cert::der::Decode;
 use x509_cert::Certificate;
 
+use super::json::{offset_time, str_at};
 use crate::domain::alert::{Alert, Labels, Severity, Status};
 use crate::domain::plugin::Routing;
 use crate::domain::time::Timestamp;
@@ -491,17 +492,9 @@ fn is_cloudwatch(v: &Value) -> bool {
     v.get("AlarmName").is_some() && v.get("NewStateValue").is_some()
 }
 
-/// A non-empty string field.
-fn str_of<'a>(v: &'a Value, key: &str) -> Option<&'a str> {
-    v.get(key)
-        .and_then(Value::as_str)
-        .map(str::trim)
-        .filter(|s| !s.is_empty())
-}
-
 fn cloudwatch(env: &Envelope, alarm: Value, cx: &Context<'_>) -> Result<Alert, String> {
-    let name = str_of(&alarm, "AlarmName").ok_or("AlarmName is empty")?;
-    let state = str_of(&alarm, "NewStateValue").unwrap_or("");
+    let name = str_at(&alarm, &["AlarmName"]).ok_or("AlarmName is empty")?;
+    let state = str_at(&alarm, &["NewStateValue"]).unwrap_or("");
     let (status, severity) = match state {
         "ALARM" => (Status::Firing, Severity::Error),
         "OK" => (Status::Resolved, Severity::None),
@@ -512,14 +505,14 @@ fn cloudwatch(env: &Envelope, alarm: Value, cx: &Context<'_>) -> Result<Alert, S
             ))
         }
     };
-    let arn = str_of(&alarm, "AlarmArn");
+    let arn = str_at(&alarm, &["AlarmArn"]);
     // arn:aws:cloudwatch:<region>:<account>:alarm:<name>
     let arn_parts: Vec<&str> = arn.map(|a| a.splitn(7, ':').collect()).unwrap_or_default();
     let arn_region = arn_parts.get(3).copied().filter(|r| is_region(r));
-    let account = str_of(&alarm, "AWSAccountId")
+    let account = str_at(&alarm, &["AWSAccountId"])
         .or_else(|| arn_parts.get(4).copied().filter(|a| !a.is_empty()));
     // `Region` is a display name ("EU (Ireland)"); the code from the ARN is what people route on.
-    let region_name = str_of(&alarm, "Region");
+    let region_name = str_at(&alarm, &["Region"]);
     let region = arn_region.or(region_name);
 
     let mut fingerprint = match arn {
@@ -537,10 +530,10 @@ fn cloudwatch(env: &Envelope, alarm: Value, cx: &Context<'_>) -> Result<Alert, S
         labels.insert("region".into(), region.to_string());
     }
     if let Some(trigger) = alarm.get("Trigger") {
-        if let Some(ns) = str_of(trigger, "Namespace") {
+        if let Some(ns) = str_at(trigger, &["Namespace"]) {
             labels.insert("namespace".into(), ns.to_string());
         }
-        if let Some(metric) = str_of(trigger, "MetricName") {
+        if let Some(metric) = str_at(trigger, &["MetricName"]) {
             labels.insert("metric".into(), metric.to_string());
         }
         for dim in trigger
@@ -550,8 +543,8 @@ fn cloudwatch(env: &Envelope, alarm: Value, cx: &Context<'_>) -> Result<Alert, S
             .flatten()
         {
             // CloudWatch writes `name`/`value` in lowercase here, unlike everywhere else.
-            let dname = str_of(dim, "name").or_else(|| str_of(dim, "Name"));
-            let dvalue = str_of(dim, "value").or_else(|| str_of(dim, "Value"));
+            let dname = str_at(dim, &["name"]).or_else(|| str_at(dim, &["Name"]));
+            let dvalue = str_at(dim, &["value"]).or_else(|| str_at(dim, &["Value"]));
             if let (Some(n), Some(v)) = (dname, dvalue) {
                 labels.insert(format!("dimension_{}", label_name(n)), v.to_string());
             }
@@ -560,7 +553,7 @@ fn cloudwatch(env: &Envelope, alarm: Value, cx: &Context<'_>) -> Result<Alert, S
     // Metrics Insights alarms over many time series notify per contributor. Field names follow the
     // API's `AlarmContributor`; without this every contributor would share (and resolve) one ticket.
     if let Some(contributor) = alarm.get("AlarmContributor") {
-        if let Some(id) = str_of(contributor, "ContributorId") {
+        if let Some(id) = str_at(contributor, &["ContributorId"]) {
             fingerprint.push_str("#contributor=");
             fingerprint.push_str(id);
             labels.insert("contributor_id".into(), id.to_string());
@@ -578,12 +571,12 @@ fn cloudwatch(env: &Envelope, alarm: Value, cx: &Context<'_>) -> Result<Alert, S
     }
 
     let mut annotations = Labels::new();
-    let reason = str_of(&alarm, "NewStateReason");
-    let description = str_of(&alarm, "AlarmDescription");
+    let reason = str_at(&alarm, &["NewStateReason"]);
+    let description = str_at(&alarm, &["AlarmDescription"]);
     for (key, value) in [
         ("alarm_arn", arn),
         ("state_reason", reason),
-        ("old_state", str_of(&alarm, "OldStateValue")),
+        ("old_state", str_at(&alarm, &["OldStateValue"])),
         ("region_name", region_name),
         ("subject", env.subject.as_deref()),
         ("message_id", Some(env.message_id.as_str())),
@@ -606,7 +599,9 @@ fn cloudwatch(env: &Envelope, alarm: Value, cx: &Context<'_>) -> Result<Alert, S
         (Some(d), Some(r)) => Some(format!("{d}\n\n{r}")),
         (d, r) => d.or(r).map(str::to_string),
     };
-    let changed = str_of(&alarm, "StateChangeTime").and_then(cloudwatch_time);
+    // `2022-09-25T18:50:37.811+0000`: RFC 3339 except for the colon in the offset. An unreadable time
+    // is dropped rather than losing the alarm over it.
+    let changed = str_at(&alarm, &["StateChangeTime"]).and_then(offset_time);
     let (starts_at, ends_at) = match status {
         Status::Resolved => (changed, changed),
         Status::Firing | Status::Acknowledged => (changed, None),
@@ -698,22 +693,6 @@ fn text(env: &Envelope, cx: &Context<'_>) -> Alert {
     }
 }
 
-/// CloudWatch's `StateChangeTime` is `2022-09-25T18:50:37.811+0000`: RFC 3339 except for the colon
-/// in the offset. An unreadable time is dropped rather than losing the alarm over it.
-fn cloudwatch_time(text: &str) -> Option<Timestamp> {
-    let bytes = text.as_bytes();
-    let n = bytes.len();
-    let fixed = if n > 5
-        && matches!(bytes[n - 5], b'+' | b'-')
-        && bytes[n - 4..].iter().all(u8::is_ascii_digit)
-    {
-        format!("{}:{}", &text[..n - 2], &text[n - 2..])
-    } else {
-        text.to_string()
-    };
-    Timestamp::parse_optional(&fixed).ok().flatten()
-}
-
 /// The alarm in the CloudWatch console, for people who want the graph.
 fn console_url(region: &str, alarm: &str) -> String {
     let host = if region.starts_with("cn-") {
@@ -756,11 +735,12 @@ fn truncate(s: &str, max: usize) -> String {
 
 #[cfg(test)]
 mod tests {
-    use std::time::Duration;
-
     use proptest::prelude::*;
 
     use super::*;
+    use crate::ingest::kinds::testing::{
+        self, assert_alert, assert_resolves, edited, keeping_raw, one_alert, raw_json,
+    };
 
     const CERT: &[u8] = include_bytes!("../../../tests/fixtures/sns/test-cert.pem");
     const EC_CERT: &[u8] = include_bytes!("../../../tests/fixtures/sns/ec-cert.pem");
@@ -775,12 +755,7 @@ mod tests {
     const ALARM_ARN: &str = "arn:aws:cloudwatch:eu-west-1:123456789012:alarm:api-5xx-rate";
 
     fn cx() -> Context<'static> {
-        Context {
-            source: "aws",
-            now: Timestamp::from_millis(1_773_485_000_000),
-            resolve_timeout: Duration::from_secs(300),
-            keep_raw: false,
-        }
+        testing::cx_at("aws", Timestamp::from_millis(1_773_485_000_000))
     }
 
     fn env(body: &[u8]) -> Envelope {
@@ -791,9 +766,7 @@ mod tests {
     /// does not look at it).
     fn with_message(base: &[u8], edit: impl FnOnce(&mut Value)) -> Envelope {
         let mut e = env(base);
-        let mut alarm: Value = serde_json::from_str(&e.message).unwrap();
-        edit(&mut alarm);
-        e.message = alarm.to_string();
+        e.message = edited(&e.message, edit);
         e
     }
 
@@ -1083,14 +1056,8 @@ mod tests {
 
     #[test]
     fn alarm_fires_and_ok_resolves_the_same_key() {
-        let fired = alerts(&env(ALARM), &cx());
-        assert!(fired.rejected.is_empty(), "{:?}", fired.rejected);
-        let [a] = &fired.alerts[..] else {
-            panic!("{fired:?}")
-        };
-        assert_eq!(a.status, Status::Firing);
-        assert_eq!(a.fingerprint, ALARM_ARN);
-        assert_eq!(a.severity, Severity::Error);
+        let a = &one_alert(Ok(alerts(&env(ALARM), &cx())));
+        assert_alert(a, ALARM_ARN, Status::Firing, Severity::Error);
         assert_eq!(a.source, "aws");
         assert_eq!(
             a.title,
@@ -1139,8 +1106,7 @@ mod tests {
         let [r] = &resolved.alerts[..] else {
             panic!("{resolved:?}")
         };
-        assert_eq!(r.status, Status::Resolved);
-        assert_eq!(r.fingerprint, a.fingerprint);
+        assert_resolves(a, r);
         assert_eq!(r.labels["state"], "OK");
         let at = r.ends_at.map(Timestamp::to_rfc3339);
         assert_eq!(at.as_deref(), Some("2026-03-14T10:56:07.118Z"));
@@ -1264,19 +1230,19 @@ mod tests {
 
     #[test]
     fn raw_is_kept_when_asked() {
-        let mut c = cx();
-        c.keep_raw = true;
+        let c = keeping_raw(cx());
         let a = &alerts(&env(ALARM), &c).alerts[0];
-        let raw: Value = serde_json::from_str(a.raw.as_deref().unwrap()).unwrap();
-        assert_eq!(raw["AlarmName"], "api-5xx-rate");
+        assert_eq!(raw_json(a)["AlarmName"], "api-5xx-rate");
         let t = &alerts(&env(TEXT), &c).alerts[0];
-        let raw: Value = serde_json::from_str(t.raw.as_deref().unwrap()).unwrap();
-        assert_eq!(raw["MessageId"], "0d6a7e51-93b2-5c4f-a8e0-71f3c2b9d846");
+        assert_eq!(
+            raw_json(t)["MessageId"],
+            "0d6a7e51-93b2-5c4f-a8e0-71f3c2b9d846"
+        );
     }
 
     #[test]
     fn cloudwatch_times() {
-        let t = |s| cloudwatch_time(s).map(Timestamp::to_rfc3339);
+        let t = |s| offset_time(s).map(Timestamp::to_rfc3339);
         assert_eq!(
             t("2022-09-25T18:50:37.811+0000").as_deref(),
             Some("2022-09-25T18:50:37.811Z")

@@ -20,6 +20,7 @@
 
 use serde_json::{Map, Value};
 
+use super::json::{self, text};
 use crate::domain::alert::{Alert, Labels, Severity, Status};
 use crate::domain::plugin::Routing;
 use crate::domain::time::Timestamp;
@@ -27,7 +28,7 @@ use crate::ingest::parse::{raw_of, Context, Parsed};
 
 /// Reads one request's payload.
 pub fn parse(body: &[u8], cx: &Context<'_>) -> Result<Parsed, String> {
-    let value: Value = serde_json::from_slice(body).map_err(|e| format!("malformed JSON: {e}"))?;
+    let value: Value = json::read(body)?;
     let Some(obj) = value.as_object() else {
         return Err("expected a JSON object: Uptime Kuma's webhook body (type JSON)".into());
     };
@@ -88,9 +89,7 @@ fn one(
         ("monitor_path", "pathName"),
         ("hostname", "hostname"),
     ] {
-        if let Some(v) = mon(field) {
-            labels.insert(label.into(), v);
-        }
+        json::insert(&mut labels, label, mon(field));
     }
     let tags = monitor
         .and_then(|m| m.get("tags"))
@@ -126,9 +125,7 @@ fn one(
         ("port", mon("port")),
         ("tags", Some(tag_texts.join(", ")).filter(|t| !t.is_empty())),
     ] {
-        if let Some(v) = v {
-            annotations.insert(key.into(), v);
-        }
+        json::insert(&mut annotations, key, v);
     }
 
     let ends_at = match status {
@@ -154,17 +151,6 @@ fn one(
     })
 }
 
-/// A scalar as text (strings trimmed); empty and non-scalar values count as absent.
-fn text(value: Option<&Value>) -> Option<String> {
-    let s = match value? {
-        Value::String(s) => s.trim().to_string(),
-        Value::Number(n) => n.to_string(),
-        Value::Bool(b) => b.to_string(),
-        _ => return None,
-    };
-    Some(s).filter(|s| !s.is_empty())
-}
-
 /// Kuma writes heartbeat times in UTC as `2026-03-02 10:00:00.412`; RFC 3339 is accepted too.
 fn kuma_time(text: &str) -> Option<Timestamp> {
     let t = text.trim().replacen(' ', "T", 1);
@@ -175,56 +161,39 @@ fn kuma_time(text: &str) -> Option<Timestamp> {
 
 #[cfg(test)]
 mod tests {
-    use std::time::Duration;
-
     use proptest::prelude::*;
 
     use super::*;
-    use crate::ingest::kinds::mapping::arb_json;
+    use crate::ingest::kinds::testing::{
+        self, arb_json, assert_alert, assert_resolves, edited, keeping_raw, labels,
+    };
 
     const DOWN: &str = include_str!("../../../examples/payloads/uptime_kuma/down.json");
     const UP: &str = include_str!("../../../examples/payloads/uptime_kuma/up.json");
 
     fn cx() -> Context<'static> {
-        Context {
-            source: "kuma",
-            now: Timestamp::parse_optional("2026-03-02T10:00:01Z")
-                .unwrap()
-                .unwrap(),
-            resolve_timeout: Duration::from_secs(300),
-            keep_raw: false,
-        }
+        testing::cx("kuma", "2026-03-02T10:00:01Z")
     }
 
     fn one_alert(body: &str) -> Alert {
-        let p = parse(body.as_bytes(), &cx()).unwrap();
-        assert!(p.rejected.is_empty());
-        assert_eq!(p.alerts.len(), 1, "{body}");
-        p.alerts.into_iter().next().unwrap()
+        testing::one_alert(parse(body.as_bytes(), &cx()))
     }
 
     fn with_status(body: &str, status: Value) -> String {
-        let mut v: Value = serde_json::from_str(body).unwrap();
-        v["heartbeat"]["status"] = status;
-        v.to_string()
+        edited(body, |v| v["heartbeat"]["status"] = status)
     }
 
     #[test]
     fn down_fixture() {
         let a = one_alert(DOWN);
-        assert_eq!(a.fingerprint, "12");
-        assert_eq!(a.status, Status::Firing);
-        assert_eq!(a.severity, Severity::Critical);
+        assert_alert(&a, "12", Status::Firing, Severity::Critical);
         assert_eq!(a.title, "Checkout API is down");
-        let labels: Labels = [
+        let labels = labels(&[
             ("monitor", "Checkout API"),
             ("monitor_path", "Production / Checkout API"),
             ("monitor_type", "http"),
             ("team", "payments"),
-        ]
-        .into_iter()
-        .map(|(k, v)| (k.to_string(), v.to_string()))
-        .collect();
+        ]);
         assert_eq!(a.labels, labels);
         assert_eq!(
             a.description.as_deref(),
@@ -248,8 +217,7 @@ mod tests {
     fn up_fixture_resolves_the_same_key() {
         let fired = one_alert(DOWN);
         let a = one_alert(UP);
-        assert_eq!(a.fingerprint, fired.fingerprint);
-        assert_eq!(a.status, Status::Resolved);
+        assert_resolves(&fired, &a);
         assert_eq!(a.severity, Severity::Critical);
         assert_eq!(a.title, "Checkout API is up");
         assert_eq!(a.labels, fired.labels);
@@ -327,12 +295,9 @@ mod tests {
             .contains("status"));
     }
 
-    proptest! {
-        #[test]
-        fn arbitrary_bytes_never_panic(body in prop::collection::vec(any::<u8>(), 0..512)) {
-            let _ = parse(&body, &cx());
-        }
+    testing::arbitrary_bytes_never_panic!(|body| parse(body, &cx()));
 
+    proptest! {
         #[test]
         fn arbitrary_json_never_panics(v in arb_json(
             &["heartbeat", "monitor", "msg", "monitorID", "status", "time", "id", "name", "tags", "value",
@@ -340,9 +305,7 @@ mod tests {
             &["0", "1", "2026-03-02 10:00:00.412", "2026-03-02 10:00:00+", "x"],
         )) {
             let body = serde_json::to_vec(&v).unwrap();
-            let mut c = cx();
-            c.keep_raw = true;
-            if let Ok(p) = parse(&body, &c) {
+            if let Ok(p) = parse(&body, &keeping_raw(cx())) {
                 for a in &p.alerts {
                     prop_assert!(!a.fingerprint.is_empty());
                     prop_assert!(a.status != Status::Acknowledged);

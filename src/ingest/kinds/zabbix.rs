@@ -28,6 +28,7 @@
 
 use serde_json::{Map, Value};
 
+use super::json;
 use crate::domain::alert::{Alert, Labels, Severity, Status};
 use crate::domain::plugin::Routing;
 use crate::ingest::parse::{raw_of, Context, Parsed};
@@ -143,7 +144,7 @@ const NOT_ANNOTATED: &[&str] = &[
 
 /// Reads one request's payload.
 pub fn parse(body: &[u8], cx: &Context<'_>) -> Result<Parsed, String> {
-    let value: Value = serde_json::from_slice(body).map_err(|e| format!("malformed JSON: {e}"))?;
+    let value: Value = json::read(body)?;
     let Some(obj) = value.as_object() else {
         return Err("expected a JSON object: what tocsin's Zabbix media type sends".into());
     };
@@ -205,22 +206,20 @@ fn one(obj: &Map<String, Value>, whole: &Value, cx: &Context<'_>) -> Result<Opti
     if let Some(tags) = obj.get("event_tags") {
         add_tags(tags, &mut labels);
     }
-    if let Some(host) = field("host_name") {
-        labels.insert("host".into(), host);
-    }
+    json::insert(&mut labels, "host", field("host_name"));
 
     let mut annotations = Labels::new();
     for (name, v) in obj {
         if NOT_ANNOTATED.contains(&name.as_str()) || name.is_empty() {
             continue;
         }
-        if let Some(v) = text(Some(v)) {
-            annotations.insert(name.clone(), v);
-        }
+        json::insert(&mut annotations, name, text(Some(v)));
     }
-    if let Some(tags) = obj.get("event_tags").and_then(tags_text) {
-        annotations.insert("event_tags".into(), tags);
-    }
+    json::insert(
+        &mut annotations,
+        "event_tags",
+        obj.get("event_tags").and_then(tags_text),
+    );
 
     let description = field("trigger_description");
     let title = field("event_name")
@@ -259,13 +258,7 @@ fn is_unresolved(s: &str) -> bool {
 /// A scalar as text (strings trimmed); empty values, unresolved macros and `*UNKNOWN*` (Zabbix's word
 /// for a macro it could not resolve) count as absent.
 fn text(value: Option<&Value>) -> Option<String> {
-    let s = match value? {
-        Value::String(s) => s.trim().to_string(),
-        Value::Number(n) => n.to_string(),
-        Value::Bool(b) => b.to_string(),
-        _ => return None,
-    };
-    Some(s).filter(|s| !s.is_empty() && s != "*UNKNOWN*" && !is_unresolved(s))
+    json::text(value).filter(|s| s != "*UNKNOWN*" && !is_unresolved(s))
 }
 
 /// Whether an update notification is an acknowledgement. `{EVENT.UPDATE.ACTION}` lists what the update
@@ -320,18 +313,9 @@ fn tag_pairs(tags: &Value) -> Vec<(String, String)> {
 
 fn add_tags(tags: &Value, labels: &mut Labels) {
     for (tag, value) in tag_pairs(tags) {
-        if value.is_empty() {
-            continue;
+        if !value.is_empty() {
+            json::add_value(labels, &tag, &value);
         }
-        labels
-            .entry(tag)
-            .and_modify(|v| {
-                if !v.split(',').any(|x| x == value) {
-                    v.push(',');
-                    v.push_str(&value);
-                }
-            })
-            .or_insert(value);
     }
 }
 
@@ -347,13 +331,12 @@ fn tags_text(tags: &Value) -> Option<String> {
 
 #[cfg(test)]
 mod tests {
-    use std::time::Duration;
-
     use proptest::prelude::*;
 
     use super::*;
-    use crate::domain::time::Timestamp;
-    use crate::ingest::kinds::mapping::arb_json;
+    use crate::ingest::kinds::testing::{
+        self, arb_json, assert_alert, assert_resolves, edited, keeping_raw, labels,
+    };
 
     const PROBLEM: &str = include_str!("../../../examples/payloads/zabbix/problem.json");
     const RECOVERY: &str = include_str!("../../../examples/payloads/zabbix/recovery.json");
@@ -361,49 +344,34 @@ mod tests {
     const MEDIA_TYPE_YAML: &str = include_str!("../../../examples/payloads/zabbix/media_type.yaml");
 
     fn cx() -> Context<'static> {
-        Context {
-            source: "zabbix",
-            now: Timestamp::parse_optional("2026-03-02T10:00:02Z")
-                .unwrap()
-                .unwrap(),
-            resolve_timeout: Duration::from_secs(300),
-            keep_raw: false,
-        }
+        testing::cx("zabbix", "2026-03-02T10:00:02Z")
     }
 
     fn one_alert(body: &str) -> Alert {
-        let p = parse(body.as_bytes(), &cx()).unwrap();
-        assert!(p.rejected.is_empty());
-        assert_eq!(p.alerts.len(), 1, "{body}");
-        p.alerts.into_iter().next().unwrap()
+        testing::one_alert(parse(body.as_bytes(), &cx()))
     }
 
     fn with(body: &str, pairs: &[(&str, Value)]) -> String {
-        let mut v: Value = serde_json::from_str(body).unwrap();
-        for (k, x) in pairs {
-            v[*k] = x.clone();
-        }
-        v.to_string()
+        edited(body, |v| {
+            for (k, x) in pairs {
+                v[*k] = x.clone();
+            }
+        })
     }
 
     #[test]
     fn problem_fixture() {
         let a = one_alert(PROBLEM);
-        assert_eq!(a.fingerprint, "1942211");
-        assert_eq!(a.status, Status::Firing);
-        assert_eq!(a.severity, Severity::Error);
+        assert_alert(&a, "1942211", Status::Firing, Severity::Error);
         assert_eq!(a.title, "High CPU utilization (over 90% for 5m)");
-        let labels: Labels = [
+        let labels = labels(&[
             ("class", "os"),
             ("component", "cpu"),
             ("host", "db-2"),
             ("scope", "performance"),
             ("service", "billing,ledger"),
             ("target", "linux"),
-        ]
-        .into_iter()
-        .map(|(k, v)| (k.to_string(), v.to_string()))
-        .collect();
+        ]);
         assert_eq!(a.labels, labels);
         assert_eq!(
             a.url.as_deref(),
@@ -429,8 +397,7 @@ mod tests {
     fn recovery_fixture_resolves_the_same_key() {
         let fired = one_alert(PROBLEM);
         let a = one_alert(RECOVERY);
-        assert_eq!(a.fingerprint, fired.fingerprint);
-        assert_eq!(a.status, Status::Resolved);
+        assert_resolves(&fired, &a);
         assert_eq!(a.severity, Severity::Error);
         assert_eq!(a.labels, fired.labels);
         assert_eq!(a.annotations["event_recovery_id"], "1942380");
@@ -580,12 +547,9 @@ mod tests {
         }
     }
 
-    proptest! {
-        #[test]
-        fn arbitrary_bytes_never_panic(body in prop::collection::vec(any::<u8>(), 0..512)) {
-            let _ = parse(&body, &cx());
-        }
+    testing::arbitrary_bytes_never_panic!(|body| parse(body, &cx()));
 
+    proptest! {
         #[test]
         fn arbitrary_json_never_panics(v in arb_json(
             &["event_id", "event_value", "event_source", "event_update_status", "event_update_action",
@@ -594,9 +558,7 @@ mod tests {
             &["1", "0", "{EVENT.ID}", "acknowledged", "Yes", "High", "*UNKNOWN*", "[{\"tag\":\"a\"}]", "a:b, c", "{", "}"],
         )) {
             let body = serde_json::to_vec(&v).unwrap();
-            let mut c = cx();
-            c.keep_raw = true;
-            if let Ok(p) = parse(&body, &c) {
+            if let Ok(p) = parse(&body, &keeping_raw(cx())) {
                 for a in &p.alerts {
                     prop_assert!(!a.fingerprint.is_empty());
                     prop_assert!(!a.title.is_empty());
