@@ -508,6 +508,7 @@ async fn members(
         reports.entry(name).or_default().push(p);
     }
     let unsubscribed = state.store.unsubscribed().await?;
+    let policy = crate::outbox::mail_policy(&state.config);
     let list: Vec<serde_json::Value> = state
         .config
         .members
@@ -528,7 +529,7 @@ async fn members(
                 "handles": m.handles.iter().map(|(k, v)| (k.clone(), v.0.clone())).collect::<std::collections::BTreeMap<_, _>>(),
                 "presence": presence::effective(&theirs),
                 "reports": theirs,
-                "email": email_status(&state, name, &unsubscribed),
+                "email": email_status(&state, &policy, name, &unsubscribed),
             })
         })
         .collect();
@@ -538,10 +539,10 @@ async fn members(
 /// Whether and how a member is emailed: `null` without an address or an `email:` block.
 fn email_status(
     state: &AppState,
+    policy: &crate::domain::mail::MailPolicy,
     name: &str,
     unsubscribed: &std::collections::BTreeSet<String>,
 ) -> serde_json::Value {
-    let policy = crate::outbox::mail_policy(&state.config);
     let address = state
         .config
         .members

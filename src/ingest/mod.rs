@@ -72,23 +72,17 @@ async fn native(
 async fn enqueue(
     State(state): State<AppState>,
     Path(source): Path<String>,
-    RawQuery(query): RawQuery,
+    query: RawQuery,
     headers: HeaderMap,
     body: Body,
 ) -> Response {
-    let req = Request {
-        headers,
-        query,
-        body,
-    };
-    match find(&state, &source) {
-        Ok(src) if src.kind == SourceKind::Pagerduty => accept(&state, src, req).await,
-        Ok(_) => ApiError::NotFound(format!(
+    if find(&state, &source).is_ok_and(|src| src.kind != SourceKind::Pagerduty) {
+        return ApiError::NotFound(format!(
             "source `{source}` is not a pagerduty source; /v2/enqueue is PagerDuty's path"
         ))
-        .into_response(),
-        Err(e) => e.into_response(),
+        .into_response();
     }
+    native(State(state), Path(source), query, headers, body).await
 }
 
 async fn prefixed_alerts(

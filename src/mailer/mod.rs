@@ -334,20 +334,21 @@ impl MailWorker {
             Some(t) => (Some(t.last.clone()), vec![t.root.clone(), t.last.clone()]),
             None => (None, Vec::new()),
         };
+        let unsubscribe = self.unsubscribe_link(member);
         Ok(Email {
             to: address.to_string(),
             message_id,
             in_reply_to,
             references,
             reply_to: reply_to.clone(),
-            unsubscribe_url: self.unsubscribe_link(member),
+            unsubscribe_url: unsubscribe.clone(),
             list_id: format!("tickets.{domain}"),
             ticket: single.then_some(first.ticket.number),
             follow_up: thread.is_some(),
             content: MailContent {
                 member: member.to_string(),
                 tickets,
-                unsubscribe_link: self.unsubscribe_link(member),
+                unsubscribe_link: unsubscribe,
                 reply_enabled: reply_to.is_some(),
             },
         })
