@@ -164,6 +164,12 @@ impl App {
             tokio::spawn(inbound.serve(smtp, stop_rx));
         }
         let router = self.router();
+        let closing = self.state.closing.clone();
+        let shutdown = async move {
+            shutdown.await;
+            // Live streams end now; the browser reconnects (to another instance, or after the restart).
+            closing.send_replace(true);
+        };
         let served = axum::serve(listener, router)
             .with_graceful_shutdown(shutdown)
             .await;

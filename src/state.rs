@@ -49,6 +49,9 @@ pub struct Shared {
     pub tokens: Option<crate::mailer::Tokens>,
     /// SNS certificates and subscription confirmation.
     pub sns: crate::ingest::Sns,
+    /// Set to `true` when the server starts shutting down, so long-lived responses (live streams)
+    /// end and graceful shutdown does not wait for them.
+    pub closing: tokio::sync::watch::Sender<bool>,
 }
 
 /// A configured source, with defaults filled in.
@@ -97,6 +100,8 @@ impl Source {
 pub struct Member {
     pub name: String,
     pub role: Role,
+    /// The channel the member came through: `api` (a bearer token) or `web` (a browser session).
+    pub via: &'static str,
 }
 
 /// Looks members up by token. Tokens are kept only as SHA-256 digests, so the lookup compares digests
@@ -118,6 +123,7 @@ impl Members {
                     Member {
                         name: name.clone(),
                         role: m.role,
+                        via: "api",
                     },
                 ))
             })
@@ -182,6 +188,7 @@ impl AppState {
             .as_ref()
             .map(|e| crate::mailer::Tokens::new(e.secret.expose()));
         AppState(Arc::new(Shared {
+            closing: tokio::sync::watch::Sender::new(false),
             config,
             sources,
             default_prometheus,

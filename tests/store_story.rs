@@ -5,10 +5,10 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use tocsin::domain::alert::{Alert, Labels, Severity, Status};
-use tocsin::domain::ticket::{Action, Policy, TicketState};
+use tocsin::domain::ticket::{Action, Actor, Policy, TicketState};
 use tocsin::domain::time::Timestamp;
 use tocsin::domain::timeline::{EntryKind, Visibility};
-use tocsin::store::{SqliteStore, Store, StoreError, TicketFilter, TicketRef};
+use tocsin::store::{FeedQuery, SqliteStore, Store, StoreError, TicketFilter, TicketRef};
 
 fn alert(fp: &str, status: Status, starts: i64, at: i64, lease: Option<i64>) -> Alert {
     Alert {
@@ -95,11 +95,13 @@ async fn story(store: Arc<dyn Store>) {
     ));
 
     // Member actions append entries with the next seq, and refuse what the state machine refuses.
+    let bob = Actor::new("bob", "web");
+    let feed_before = *store.feed_watch().borrow();
     let (t, e) = store
         .act(
             &TicketRef::Number(2),
             Action::Ack,
-            "bob",
+            &bob,
             Timestamp::from_millis(T0 + MIN),
         )
         .await
@@ -112,7 +114,7 @@ async fn story(store: Arc<dyn Store>) {
         .act(
             &TicketRef::Number(2),
             Action::Ack,
-            "bob",
+            &bob,
             Timestamp::from_millis(T0 + MIN),
         )
         .await
@@ -126,18 +128,117 @@ async fn story(store: Arc<dyn Store>) {
         .act(
             &TicketRef::Number(2),
             note,
-            "bob",
+            &bob,
             Timestamp::from_millis(T0 + 2 * MIN),
         )
         .await
         .unwrap();
     assert_eq!(e.seq, 3);
+    let (t, e) = store
+        .act(
+            &TicketRef::Number(2),
+            Action::Assign {
+                member: Some("alice".into()),
+            },
+            &bob,
+            Timestamp::from_millis(T0 + 2 * MIN),
+        )
+        .await
+        .unwrap();
+    assert_eq!(
+        (t.assignee.as_deref(), e.kind, e.data["via"].as_str()),
+        (Some("alice"), EntryKind::Assigned, Some("web"))
+    );
+    let (_, secret) = store
+        .act(
+            &TicketRef::Number(2),
+            Action::Note {
+                text: "the password is in the vault".into(),
+                visibility: Visibility::Internal,
+            },
+            &bob,
+            Timestamp::from_millis(T0 + 2 * MIN),
+        )
+        .await
+        .unwrap();
+
+    // The feed has every entry in commit order across tickets, resumable from any id, filterable by
+    // ticket and visibility; its watch moved on with the commits.
+    let all = store
+        .feed(&FeedQuery {
+            limit: 100,
+            ..FeedQuery::default()
+        })
+        .await
+        .unwrap();
+    assert_eq!(all.len(), 6);
+    assert!(all.windows(2).all(|w| w[0].id < w[1].id));
+    assert_eq!(*store.feed_watch().borrow(), all.last().unwrap().id);
+    assert!(feed_before < all.last().unwrap().id);
+    let after = store
+        .feed(&FeedQuery {
+            after: all[3].id,
+            ticket_id: Some(t.id.clone()),
+            limit: 100,
+            ..FeedQuery::default()
+        })
+        .await
+        .unwrap();
+    assert_eq!(
+        after
+            .iter()
+            .map(|f| (f.ticket.as_str(), f.entry.seq))
+            .collect::<Vec<_>>(),
+        [("T-2", 4), ("T-2", 5)]
+    );
+    let public = store
+        .feed(&FeedQuery {
+            visible: vec![Visibility::Public, Visibility::System],
+            limit: 100,
+            ..FeedQuery::default()
+        })
+        .await
+        .unwrap();
+    assert!(public
+        .iter()
+        .all(|f| f.entry.seq != secret.seq || f.ticket != "T-2"));
+    assert_eq!(public.len(), 5);
+
+    // Full-text search finds titles and timeline texts, as word prefixes, and not what the reader may
+    // not see; operators typed into it mean nothing.
+    let search = |text: &str, visible: Vec<Visibility>| {
+        let store = Arc::clone(&store);
+        let text = text.to_string();
+        async move {
+            store
+                .list_tickets(&TicketFilter {
+                    limit: 10,
+                    text: Some(text),
+                    visible,
+                    ..TicketFilter::default()
+                })
+                .await
+                .unwrap()
+                .iter()
+                .map(|t| t.number)
+                .collect::<Vec<_>>()
+        }
+    };
+    assert_eq!(search("alert b", vec![]).await, [2]);
+    assert_eq!(search("vau", vec![]).await, [2]);
+    assert!(
+        search("vault", vec![Visibility::Public, Visibility::System])
+            .await
+            .is_empty()
+    );
+    assert!(search("\"on\" OR NEAR(", vec![]).await.is_empty());
+    assert_eq!(search("on it", vec![]).await, [2]);
     assert!(matches!(
         store
             .act(
                 &TicketRef::Number(7),
                 Action::Ack,
-                "bob",
+                &bob,
                 Timestamp::from_millis(T0)
             )
             .await,
@@ -163,7 +264,10 @@ async fn story(store: Arc<dyn Store>) {
 
     // Timelines page by seq.
     let tl = store.timeline(&t.id, 0, 100).await.unwrap();
-    assert_eq!(tl.iter().map(|e| e.seq).collect::<Vec<_>>(), [1, 2, 3]);
+    assert_eq!(
+        tl.iter().map(|e| e.seq).collect::<Vec<_>>(),
+        [1, 2, 3, 4, 5]
+    );
     assert_eq!(store.timeline(&t.id, 1, 1).await.unwrap()[0].seq, 2);
     let tl = store.timeline(&a.id, 0, 100).await.unwrap();
     assert_eq!(tl.last().unwrap().kind, EntryKind::Resolved);
@@ -195,6 +299,7 @@ async fn story(store: Arc<dyn Store>) {
             before_number: Some(3),
             states: vec![TicketState::Resolved, TicketState::Acked],
             source: Some("prom".into()),
+            ..TicketFilter::default()
         })
         .await
         .unwrap();

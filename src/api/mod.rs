@@ -3,6 +3,7 @@
 //! Every route needs a member's bearer token (`members.<name>.token`). Viewers read; editors and admins
 //! also write. Handlers stay thin: authenticate, call the store, shape the JSON.
 
+mod stream;
 mod unsubscribe;
 
 use axum::extract::rejection::JsonRejection;
@@ -19,7 +20,7 @@ use serde_json::json;
 use crate::config::Role;
 use crate::domain::alert::{Labels, Severity};
 use crate::domain::presence::{self, Presence, PresenceState};
-use crate::domain::ticket::{Action, Resolution, Ticket, TicketState};
+use crate::domain::ticket::{Action, Actor, Resolution, Ticket, TicketState};
 use crate::domain::time::Timestamp;
 use crate::domain::timeline::{Entry, Visibility};
 use crate::error::ApiError;
@@ -37,6 +38,8 @@ pub fn router() -> Router<AppState> {
         .route("/api/tickets/{id}/notes", post(note))
         .route("/api/tickets/{id}/ack", post(ack))
         .route("/api/tickets/{id}/resolve", post(resolve))
+        .route("/api/tickets/{id}/assign", post(assign))
+        .merge(stream::router())
         .route("/api/dropped", get(dropped))
         .route("/api/deliveries/dead", get(dead_deliveries))
         .route("/api/deliveries/{id}/retry", post(retry_delivery))
@@ -71,7 +74,16 @@ impl FromRequestParts<AppState> for Member {
 }
 
 impl Member {
-    fn require(&self, role: Role) -> Result<(), ApiError> {
+    /// Which timeline entries this member may see: viewers do not see internal notes.
+    pub fn visible(&self) -> Vec<Visibility> {
+        if self.role >= Role::Editor {
+            vec![Visibility::Public, Visibility::Internal, Visibility::System]
+        } else {
+            vec![Visibility::Public, Visibility::System]
+        }
+    }
+
+    pub fn require(&self, role: Role) -> Result<(), ApiError> {
         if self.role >= role {
             Ok(())
         } else {
@@ -134,6 +146,7 @@ pub struct TicketView {
     pub link: String,
     pub resolution: Option<Resolution>,
     pub acked_by: Option<String>,
+    pub assignee: Option<String>,
     pub starts_at: Option<Timestamp>,
     pub ends_at: Option<Timestamp>,
     pub created_at: Timestamp,
@@ -174,6 +187,7 @@ impl TicketView {
             source_url: t.url,
             resolution: t.resolution,
             acked_by: t.acked_by,
+            assignee: t.assignee,
             starts_at: t.starts_at,
             ends_at: t.ends_at,
             created_at: t.created_at,
@@ -196,7 +210,11 @@ impl TicketView {
 #[serde(deny_unknown_fields)]
 struct ListQuery {
     state: Option<String>,
+    severity: Option<String>,
     source: Option<String>,
+    room: Option<String>,
+    /// Full-text search over titles and timelines.
+    q: Option<String>,
     limit: Option<usize>,
     cursor: Option<String>,
 }
@@ -227,10 +245,24 @@ fn query<T: serde::de::DeserializeOwned>(
 
 async fn list(
     State(state): State<AppState>,
-    _member: Member,
+    member: Member,
     q: Result<Query<ListQuery>, axum::extract::rejection::QueryRejection>,
 ) -> Result<Json<serde_json::Value>, ApiError> {
     let q = query(q)?;
+    let mut severities = Vec::new();
+    for s in q
+        .severity
+        .iter()
+        .flat_map(|s| s.split(','))
+        .filter(|s| !s.is_empty())
+    {
+        severities.push(Severity::from_name(s).ok_or_else(|| {
+            ApiError::bad_request(
+                "invalid_query",
+                format!("severity `{s}` is not one of critical, error, warning, info"),
+            )
+        })?);
+    }
     let mut states = Vec::new();
     for s in q
         .state
@@ -248,7 +280,11 @@ async fn list(
     let limit = q.limit.unwrap_or(50).clamp(1, MAX_PAGE);
     let filter = TicketFilter {
         states,
+        severities,
         source: q.source.filter(|s| !s.is_empty()),
+        room: q.room.filter(|s| !s.is_empty()),
+        text: q.q.filter(|s| !s.trim().is_empty()),
+        visible: member.visible(),
         // One extra row tells us whether there is a next page.
         limit: limit + 1,
         before_number: q.cursor.as_deref().map(decode_cursor).transpose()?,
@@ -286,17 +322,21 @@ struct TimelineQuery {
 
 async fn timeline(
     State(state): State<AppState>,
-    _member: Member,
+    member: Member,
     Path(id): Path<String>,
     q: Result<Query<TimelineQuery>, axum::extract::rejection::QueryRejection>,
 ) -> Result<Json<serde_json::Value>, ApiError> {
     let q = query(q)?;
     let t = state.store.get_ticket(&TicketRef::parse(&id)).await?;
     let limit = q.limit.unwrap_or(1000).clamp(1, 5000);
+    let visible = member.visible();
     let entries: Vec<Entry> = state
         .store
         .timeline(&t.id, q.after.unwrap_or(0), limit)
-        .await?;
+        .await?
+        .into_iter()
+        .filter(|e| visible.contains(&e.visibility))
+        .collect();
     Ok(Json(json!({"ticket_id": t.id, "entries": entries})))
 }
 
@@ -375,6 +415,37 @@ async fn resolve(
     ))
 }
 
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct AssignBody {
+    /// The member to assign; `null` unassigns.
+    member: Option<String>,
+}
+
+async fn assign(
+    State(state): State<AppState>,
+    member: Member,
+    Path(id): Path<String>,
+    AppJson(body): AppJson<AssignBody>,
+) -> Result<Json<serde_json::Value>, ApiError> {
+    member.require(Role::Editor)?;
+    if let Some(to) = &body.member {
+        if !state.config.members.contains_key(to) {
+            return Err(ApiError::bad_request(
+                "unknown_member",
+                format!("`{to}` is not a member (see `members:` in the config)"),
+            ));
+        }
+    }
+    let action = Action::Assign {
+        member: body.member,
+    };
+    let (t, entry) = act(&state, &id, action, &member).await?;
+    Ok(Json(
+        json!({"ticket": TicketView::new(t, &state.config.public_url.0), "entry": entry}),
+    ))
+}
+
 async fn act(
     state: &AppState,
     id: &str,
@@ -384,7 +455,12 @@ async fn act(
     let now = state.clock.now();
     let done = state
         .store
-        .act(&TicketRef::parse(id), action, &member.name, now)
+        .act(
+            &TicketRef::parse(id),
+            action,
+            &Actor::new(&member.name, member.via),
+            now,
+        )
         .await?;
     // The action may have written deliveries (an ack or resolve edits the room's message).
     state.outbox.notify();

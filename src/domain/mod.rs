@@ -11,6 +11,7 @@ pub mod plugin;
 pub mod presence;
 pub mod reply;
 pub mod routing;
+pub mod silence;
 pub mod ticket;
 pub mod time;
 pub mod timeline;

@@ -93,6 +93,9 @@ pub struct Ticket {
     pub resend_count: i64,
     /// The earlier ticket with the same key, when this one was opened after the reopen window.
     pub previous_id: Option<String>,
+    /// The member looking after it, if someone took it or was assigned.
+    #[serde(default)]
+    pub assignee: Option<String>,
     /// Sequence number of the last timeline entry.
     pub last_seq: i64,
     /// Rooms, mentions, tags and body from the plugin chain, as of the latest alert.
@@ -254,6 +257,7 @@ pub fn open(
         firing_count: 1,
         resend_count: 0,
         previous_id: follows.map(|t| t.id.clone()),
+        assignee: None,
         last_seq: 0,
         routing: alert.routing.clone(),
     };
@@ -395,6 +399,36 @@ pub enum Action {
         text: String,
         visibility: Visibility,
     },
+    /// Hands the ticket to a member (`None` takes it away from whoever had it).
+    Assign {
+        member: Option<String>,
+    },
+}
+
+/// Who acted, and through which channel: `api`, `web`, `email`, `slack`, `mattermost` or `matrix`.
+/// Every action's entry names both.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Actor {
+    pub member: String,
+    pub via: String,
+}
+
+impl Actor {
+    pub fn new(member: impl Into<String>, via: impl Into<String>) -> Actor {
+        Actor {
+            member: member.into(),
+            via: via.into(),
+        }
+    }
+
+    /// ` (via slack)`, or nothing for the JSON API.
+    fn suffix(&self) -> String {
+        if self.via.is_empty() || self.via == "api" {
+            String::new()
+        } else {
+            format!(" (via {})", self.via)
+        }
+    }
 }
 
 /// Why a member's action was refused.
@@ -408,15 +442,21 @@ pub enum ActionError {
     EmptyNote,
     #[error("notes are public or internal; `system` entries are written by tocsin only")]
     SystemVisibility,
+    #[error("ticket {0} is already assigned to {1}")]
+    AlreadyAssigned(String, String),
+    #[error("ticket {0} is not assigned to anyone")]
+    NotAssigned(String),
 }
 
-/// Applies a member's action. `member` is the member's name.
+/// Applies a member's action. The entry names the member and the channel (`data.via`).
 pub fn act(
     ticket: &mut Ticket,
     action: &Action,
-    member: &str,
+    who: &Actor,
     now: Timestamp,
 ) -> Result<EntryDraft, ActionError> {
+    let member = who.member.as_str();
+    let via = who.suffix();
     let actor = format!("member:{member}");
     let entry = match action {
         Action::Ack => {
@@ -432,8 +472,8 @@ pub fn act(
                 EntryKind::Acked,
                 Visibility::Public,
                 actor,
-                format!("Acknowledged by {member}."),
-                json!({}),
+                format!("Acknowledged by {member}{via}."),
+                json!({"via": who.via}),
             )
         }
         Action::Resolve => {
@@ -450,8 +490,8 @@ pub fn act(
                 EntryKind::Resolved,
                 Visibility::Public,
                 actor,
-                format!("Resolved by {member}."),
-                json!({"by": "member", "member": member}),
+                format!("Resolved by {member}{via}."),
+                json!({"by": "member", "member": member, "via": who.via}),
             )
         }
         Action::Note { text, visibility } => {
@@ -467,7 +507,35 @@ pub fn act(
                 *visibility,
                 actor,
                 text.clone(),
-                json!({}),
+                json!({"via": who.via}),
+            )
+        }
+        Action::Assign { member: to } => {
+            let reference = ticket.reference();
+            match (to, &ticket.assignee) {
+                (Some(to), Some(cur)) if to == cur => {
+                    return Err(ActionError::AlreadyAssigned(reference, cur.clone()))
+                }
+                (None, None) => return Err(ActionError::NotAssigned(reference)),
+                _ => {}
+            }
+            let previous = ticket.assignee.take();
+            ticket.assignee = to.clone();
+            let text = match to {
+                Some(to) if to == member => format!("{member} took the ticket{via}."),
+                Some(to) => format!("Assigned to {to} by {member}{via}."),
+                None => format!(
+                    "Unassigned from {} by {member}{via}.",
+                    previous.as_deref().unwrap_or_default()
+                ),
+            };
+            EntryDraft::new(
+                now,
+                EntryKind::Assigned,
+                Visibility::Public,
+                actor,
+                text,
+                json!({"via": who.via, "assignee": to, "previous": previous}),
             )
         }
     };
@@ -609,7 +677,7 @@ mod tests {
         act(
             cur.as_mut().unwrap(),
             &Action::Resolve,
-            "alice",
+            &Actor::new("alice", "api"),
             Timestamp::from_millis(MIN),
         )
         .unwrap();
@@ -624,17 +692,18 @@ mod tests {
         feed(&mut cur, &alert(Status::Firing, Some(0), 0), &mut n);
         let t = cur.as_mut().unwrap();
         let now = Timestamp::from_millis(MIN);
+        let bob = Actor::new("bob", "slack");
         assert_eq!(
-            act(t, &Action::Ack, "bob", now).unwrap().kind,
+            act(t, &Action::Ack, &bob, now).unwrap().kind,
             EntryKind::Acked
         );
         assert!(matches!(
-            act(t, &Action::Ack, "bob", now),
+            act(t, &Action::Ack, &bob, now),
             Err(ActionError::AlreadyAcked(_))
         ));
-        act(t, &Action::Resolve, "bob", now).unwrap();
+        act(t, &Action::Resolve, &bob, now).unwrap();
         assert!(matches!(
-            act(t, &Action::Ack, "bob", now),
+            act(t, &Action::Ack, &bob, now),
             Err(ActionError::Resolved(_))
         ));
         let note = Action::Note {
@@ -642,14 +711,45 @@ mod tests {
             visibility: Visibility::Internal,
         };
         assert_eq!(
-            act(t, &note, "bob", now).unwrap().visibility,
+            act(t, &note, &bob, now).unwrap().visibility,
             Visibility::Internal
         );
         let sys = Action::Note {
             text: "x".into(),
             visibility: Visibility::System,
         };
-        assert_eq!(act(t, &sys, "bob", now), Err(ActionError::SystemVisibility));
+        assert_eq!(act(t, &sys, &bob, now), Err(ActionError::SystemVisibility));
+    }
+
+    #[test]
+    fn assigning_names_both_members_and_the_channel() {
+        let mut cur = None;
+        let mut n = 0;
+        feed(&mut cur, &alert(Status::Firing, Some(0), 0), &mut n);
+        let t = cur.as_mut().unwrap();
+        let now = Timestamp::from_millis(MIN);
+        let bob = Actor::new("bob", "slack");
+        let to = |m: &str| Action::Assign {
+            member: Some(m.to_string()),
+        };
+        let e = act(t, &to("alice"), &bob, now).unwrap();
+        assert_eq!(e.kind, EntryKind::Assigned);
+        assert_eq!(e.text, "Assigned to alice by bob (via slack).");
+        assert_eq!(e.data["via"], "slack");
+        assert_eq!(t.assignee.as_deref(), Some("alice"));
+        assert!(matches!(
+            act(t, &to("alice"), &bob, now),
+            Err(ActionError::AlreadyAssigned(_, _))
+        ));
+        let e = act(t, &to("bob"), &bob, now).unwrap();
+        assert_eq!(e.text, "bob took the ticket (via slack).");
+        assert_eq!(e.data["previous"], "alice");
+        act(t, &Action::Assign { member: None }, &bob, now).unwrap();
+        assert_eq!(t.assignee, None);
+        assert!(matches!(
+            act(t, &Action::Assign { member: None }, &bob, now),
+            Err(ActionError::NotAssigned(_))
+        ));
     }
 
     fn arb_alert() -> impl Strategy<Value = Alert> {

@@ -64,10 +64,16 @@ pub enum EntryKind {
     EmailCancelled,
     /// An email could not be sent (retried, or given up).
     EmailFailed,
+    /// A member took the ticket, was given it, or it was taken away.
+    Assigned,
+    /// A silence matched the ticket's change: recorded, but nothing was sent to chat or email.
+    Silenced,
+    /// A room was outside its business hours: the change was held, rerouted, or a notice posted.
+    OffHours,
 }
 
 impl EntryKind {
-    pub const ALL: [EntryKind; 15] = [
+    pub const ALL: [EntryKind; 18] = [
         EntryKind::Opened,
         EntryKind::Refired,
         EntryKind::Resolved,
@@ -83,6 +89,9 @@ impl EntryKind {
         EntryKind::Emailed,
         EntryKind::EmailCancelled,
         EntryKind::EmailFailed,
+        EntryKind::Assigned,
+        EntryKind::Silenced,
+        EntryKind::OffHours,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -102,6 +111,9 @@ impl EntryKind {
             EntryKind::Emailed => "emailed",
             EntryKind::EmailCancelled => "email_cancelled",
             EntryKind::EmailFailed => "email_failed",
+            EntryKind::Assigned => "assigned",
+            EntryKind::Silenced => "silenced",
+            EntryKind::OffHours => "off_hours",
         }
     }
 

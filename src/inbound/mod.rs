@@ -22,7 +22,7 @@ use tokio::sync::watch;
 use crate::clock::Clock;
 use crate::config::Config;
 use crate::domain::reply::{self, ReplyCommand};
-use crate::domain::ticket::Action;
+use crate::domain::ticket::{Action, Actor};
 use crate::domain::timeline::Visibility;
 use crate::mailer::{ReplyTarget, TokenError, Tokens};
 use crate::store::{Store, StoreError, TicketRef};
@@ -121,12 +121,13 @@ impl Inbound {
             status: "4.3.0",
             message: format!("cannot store the reply now, try again later ({e})"),
         };
+        let actor = Actor::new(&target.member, "email");
         if let Some(command) = parsed.command {
             let action = match command {
                 ReplyCommand::Ack => Action::Ack,
                 ReplyCommand::Resolve => Action::Resolve,
             };
-            match self.store.act(&ticket, action, &target.member, now).await {
+            match self.store.act(&ticket, action, &actor, now).await {
                 Ok(_) | Err(StoreError::Rejected(_)) => {}
                 Err(StoreError::NotFound) => return Err(no_ticket(target.number)),
                 Err(e) => return Err(unavailable(e)),
@@ -137,7 +138,7 @@ impl Inbound {
                 text: parsed.text.trim().to_string(),
                 visibility: Visibility::Public,
             };
-            match self.store.act(&ticket, note, &target.member, now).await {
+            match self.store.act(&ticket, note, &actor, now).await {
                 Ok(_) => {}
                 Err(StoreError::NotFound) => return Err(no_ticket(target.number)),
                 Err(StoreError::Rejected(e)) => {

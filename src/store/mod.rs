@@ -15,14 +15,16 @@ use serde::Serialize;
 
 use crate::config::StorageUrl;
 use crate::domain::alert::Alert;
+use crate::domain::alert::Severity;
 use crate::domain::mail::MailReason;
 use crate::domain::message::Content;
 use crate::domain::plugin::{DropInfo, PluginFailure};
 use crate::domain::presence::Presence;
 use crate::domain::routing::{DeliveryKind, Router};
-use crate::domain::ticket::{Action, ActionError, Policy, Ticket, TicketState};
+use crate::domain::silence::{Silence, SilenceDraft};
+use crate::domain::ticket::{Action, ActionError, Actor, Policy, Ticket, TicketState};
 use crate::domain::time::Timestamp;
-use crate::domain::timeline::Entry;
+use crate::domain::timeline::{Entry, Visibility};
 
 pub use sqlite::SqliteStore;
 
@@ -111,10 +113,42 @@ impl TicketRef {
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct TicketFilter {
     pub states: Vec<TicketState>,
+    pub severities: Vec<Severity>,
     pub source: Option<String>,
+    /// Only tickets routing sent to this room.
+    pub room: Option<String>,
+    /// Full-text search over titles and timeline texts (words; each must occur, as a word prefix).
+    pub text: Option<String>,
+    /// Which entries the text search may look at (the viewer's visibility); empty means all.
+    pub visible: Vec<Visibility>,
     pub limit: usize,
     /// Only tickets with a number below this (the cursor).
     pub before_number: Option<i64>,
+}
+
+/// Where a live reader resumes, and what it wants.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct FeedQuery {
+    /// Only events with a larger id (the `Last-Event-ID` a client saw last).
+    pub after: i64,
+    pub ticket_id: Option<String>,
+    /// Only tickets routing sent to this room.
+    pub room: Option<String>,
+    /// Only entries with these visibilities; empty means all.
+    pub visible: Vec<Visibility>,
+    pub limit: usize,
+}
+
+/// One timeline entry in the global feed, in commit order.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct FeedEvent {
+    /// Increases with every entry written, across tickets: what `Last-Event-ID` resumes from.
+    pub id: i64,
+    pub ticket_id: String,
+    /// `T-42`.
+    pub ticket: String,
+    pub title: String,
+    pub entry: Entry,
 }
 
 /// Counts for `/metrics`.
@@ -249,9 +283,28 @@ pub trait Store: Send + Sync + std::fmt::Debug + 'static {
         &self,
         ticket: &TicketRef,
         action: Action,
-        member: &str,
+        actor: &Actor,
         now: Timestamp,
     ) -> Result<(Ticket, Entry)>;
+
+    /// Timeline entries across tickets in the order they were written, after `query.after`.
+    async fn feed(&self, query: &FeedQuery) -> Result<Vec<FeedEvent>>;
+
+    /// The id of the latest feed event, updated after every commit that wrote entries: live readers
+    /// wait on it instead of polling.
+    fn feed_watch(&self) -> tokio::sync::watch::Receiver<i64>;
+
+    /// The ticket whose root message in `room` has this platform handle (chat replies in its thread).
+    async fn ticket_by_root(&self, room: &str, handle: &str) -> Result<Option<Ticket>>;
+
+    /// Stores a silence.
+    async fn create_silence(&self, draft: SilenceDraft, now: Timestamp) -> Result<Silence>;
+
+    /// Silences, newest first; only those still in force at `active_at` when it is given.
+    async fn silences(&self, active_at: Option<Timestamp>) -> Result<Vec<Silence>>;
+
+    /// Ends a silence now. `NotFound` for an unknown id; an already ended one is returned unchanged.
+    async fn expire_silence(&self, id: i64, member: &str, now: Timestamp) -> Result<Silence>;
 
     async fn get_ticket(&self, ticket: &TicketRef) -> Result<Ticket>;
 

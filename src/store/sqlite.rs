@@ -17,8 +17,9 @@ use rusqlite::{params, Connection, OptionalExtension, Row, Transaction};
 use tokio::sync::oneshot;
 
 use super::{
-    Applied, Delivery, DeliveryResult, DroppedAlert, EmailResult, EmailThread, JournalEntry,
-    Mailbox, PendingEmail, Result, RoomBacklog, Stats, Store, StoreError, TicketFilter, TicketRef,
+    Applied, Delivery, DeliveryResult, DroppedAlert, EmailResult, EmailThread, FeedEvent,
+    FeedQuery, JournalEntry, Mailbox, PendingEmail, Result, RoomBacklog, Stats, Store, StoreError,
+    TicketFilter, TicketRef,
 };
 use crate::domain::alert::{Alert, Severity};
 use crate::domain::mail::MailReason;
@@ -26,7 +27,10 @@ use crate::domain::message::Content;
 use crate::domain::plugin::DropInfo;
 use crate::domain::presence::{Presence, PresenceState};
 use crate::domain::routing::{DeliveryKind, Router};
-use crate::domain::ticket::{self, Action, AlertDecision, Policy, Resolution, Ticket, TicketState};
+use crate::domain::silence::{Silence, SilenceDraft};
+use crate::domain::ticket::{
+    self, Action, Actor, AlertDecision, Policy, Resolution, Ticket, TicketState,
+};
 use crate::domain::time::Timestamp;
 use crate::domain::timeline::{Entry, EntryDraft, EntryKind, Visibility};
 
@@ -155,6 +159,28 @@ CREATE TABLE unsubscribed (
     at     INTEGER NOT NULL
 ) WITHOUT ROWID;
 "#,
+    r#"
+ALTER TABLE tickets ADD COLUMN assignee TEXT;
+-- Every timeline entry in commit order, across tickets: the ids live clients resume from
+-- (`Last-Event-ID`). Written with the entry, in the same transaction.
+CREATE TABLE feed (
+    id        INTEGER PRIMARY KEY AUTOINCREMENT,
+    ticket_id TEXT NOT NULL,
+    seq       INTEGER NOT NULL
+);
+INSERT INTO feed (ticket_id, seq) SELECT ticket_id, seq FROM timeline ORDER BY at, ticket_id, seq;
+-- The rooms routing sent each ticket to, for room filters (lists, live streams, chat `status`).
+CREATE TABLE ticket_rooms (
+    room      TEXT NOT NULL,
+    ticket_id TEXT NOT NULL,
+    PRIMARY KEY (room, ticket_id)
+) WITHOUT ROWID;
+INSERT OR IGNORE INTO ticket_rooms (room, ticket_id) SELECT room, ticket_id FROM threads;
+-- Full-text search over titles and timeline texts.
+CREATE VIRTUAL TABLE search USING fts5(body, ticket_id UNINDEXED, visibility UNINDEXED);
+INSERT INTO search (body, ticket_id, visibility) SELECT title, id, 'public' FROM tickets;
+INSERT INTO search (body, ticket_id, visibility) SELECT text, ticket_id, visibility FROM timeline;
+"#,
 ];
 
 /// How many dropped alerts are kept for inspection.
@@ -163,7 +189,7 @@ const KEEP_DROPPED: i64 = 1000;
 const TICKET_COLUMNS: &str =
     "id, number, source, fingerprint, title, severity, state, resolution, \
     labels, annotations, description, url, starts_at, ends_at, created_at, updated_at, last_seen, \
-    resolved_at, acked_by, firing_count, resend_count, previous_id, last_seq, routing";
+    resolved_at, acked_by, firing_count, resend_count, previous_id, last_seq, routing, assignee";
 
 const READERS: usize = 2;
 
@@ -183,6 +209,8 @@ enum Job {
 /// SQLite-backed [`Store`].
 pub struct SqliteStore {
     router: std::sync::RwLock<Option<Arc<Router>>>,
+    /// The latest feed id, sent after each commit that wrote timeline entries.
+    feed: Arc<tokio::sync::watch::Sender<i64>>,
     jobs: Mutex<mpsc::Sender<Job>>,
     readers: Arc<Vec<Mutex<Connection>>>,
     next_reader: AtomicUsize,
@@ -211,6 +239,7 @@ impl SqliteStore {
         let mut writer = Connection::open(path).map_err(err)?;
         configure(&writer)?;
         migrate(&mut writer)?;
+        let last_feed = last_feed_id(&writer)?;
         let mut readers = Vec::with_capacity(READERS);
         for _ in 0..READERS {
             let r = Connection::open(path).map_err(err)?;
@@ -224,6 +253,7 @@ impl SqliteStore {
             .map_err(|e| StoreError::Other(format!("cannot start the writer thread: {e}")))?;
         Ok(SqliteStore {
             router: std::sync::RwLock::new(None),
+            feed: Arc::new(tokio::sync::watch::Sender::new(last_feed)),
             jobs: Mutex::new(tx),
             readers: Arc::new(readers),
             next_reader: AtomicUsize::new(0),
@@ -251,6 +281,7 @@ impl SqliteStore {
         F: FnOnce(&Transaction<'_>) -> Result<T> + Send + 'static,
     {
         let (tx, rx) = oneshot::channel();
+        let feed = Arc::clone(&self.feed);
         self.send(Job::Run(Box::new(move |conn: &mut Connection| {
             let result = (|| {
                 let t = conn.transaction().map_err(err)?;
@@ -258,6 +289,12 @@ impl SqliteStore {
                 t.commit().map_err(err)?;
                 Ok(out)
             })();
+            if result.is_ok() {
+                // Wake live readers only when the commit wrote entries.
+                if let Ok(last) = last_feed_id(conn) {
+                    feed.send_if_modified(|v| std::mem::replace(v, last) != last);
+                }
+            }
             let _ = tx.send(result);
         })))?;
         rx.await
@@ -287,6 +324,22 @@ impl SqliteStore {
         .await
         .map_err(|e| StoreError::Other(e.to_string()))?
     }
+}
+
+fn last_feed_id(conn: &Connection) -> Result<i64> {
+    conn.prepare_cached("SELECT COALESCE(MAX(id), 0) FROM feed")
+        .and_then(|mut s| s.query_row([], |r| r.get(0)))
+        .map_err(err)
+}
+
+/// Turns what a person typed into an FTS5 query: each word quoted (so operators and punctuation in it
+/// mean nothing) and matched as a prefix; all words must occur. `None` when nothing is left.
+fn fts_query(text: &str) -> Option<String> {
+    let words: Vec<String> = text
+        .split_whitespace()
+        .map(|w| format!("\"{}\"*", w.replace('"', "\"\"")))
+        .collect();
+    (!words.is_empty()).then(|| words.join(" "))
 }
 
 fn configure(conn: &Connection) -> Result<()> {
@@ -458,10 +511,16 @@ fn ticket_from_row(row: &Row<'_>) -> rusqlite::Result<Ticket> {
         previous_id: row.get(21)?,
         last_seq: row.get(22)?,
         routing: serde_json::from_str(&routing).map_err(|e| conv(23, e))?,
+        assignee: row.get(24)?,
     })
 }
 
 fn entry_from_row(row: &Row<'_>) -> rusqlite::Result<Entry> {
+    entry_from_row_at(row, 0)
+}
+
+/// An entry from `seq, at, kind, visibility, actor, text, data`, starting at column `i`.
+fn entry_from_row_at(row: &Row<'_>, i: usize) -> rusqlite::Result<Entry> {
     let bad = |i: usize, what: &str| {
         rusqlite::Error::FromSqlConversionFailure(
             i,
@@ -469,18 +528,22 @@ fn entry_from_row(row: &Row<'_>) -> rusqlite::Result<Entry> {
             format!("unknown {what}").into(),
         )
     };
-    let kind: String = row.get(2)?;
-    let visibility: String = row.get(3)?;
-    let data: String = row.get(6)?;
+    let kind: String = row.get(i + 2)?;
+    let visibility: String = row.get(i + 3)?;
+    let data: String = row.get(i + 6)?;
     Ok(Entry {
-        seq: row.get(0)?,
-        at: Timestamp::from_millis(row.get(1)?),
-        kind: EntryKind::from_name(&kind).ok_or_else(|| bad(2, "entry kind"))?,
-        visibility: Visibility::from_name(&visibility).ok_or_else(|| bad(3, "visibility"))?,
-        actor: row.get(4)?,
-        text: row.get(5)?,
+        seq: row.get(i)?,
+        at: Timestamp::from_millis(row.get(i + 1)?),
+        kind: EntryKind::from_name(&kind).ok_or_else(|| bad(i + 2, "entry kind"))?,
+        visibility: Visibility::from_name(&visibility).ok_or_else(|| bad(i + 3, "visibility"))?,
+        actor: row.get(i + 4)?,
+        text: row.get(i + 5)?,
         data: serde_json::from_str(&data).map_err(|e| {
-            rusqlite::Error::FromSqlConversionFailure(6, rusqlite::types::Type::Text, Box::new(e))
+            rusqlite::Error::FromSqlConversionFailure(
+                i + 6,
+                rusqlite::types::Type::Text,
+                Box::new(e),
+            )
         })?,
     })
 }
@@ -517,7 +580,7 @@ fn insert_ticket(t: &Transaction<'_>, ticket: &Ticket) -> Result<()> {
     let mut stmt = t
         .prepare_cached(&format!(
             "INSERT INTO tickets ({TICKET_COLUMNS}, is_latest) VALUES \
-             (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18, ?19, ?20, ?21, ?22, ?23, ?24, 1)"
+             (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18, ?19, ?20, ?21, ?22, ?23, ?24, ?25, 1)"
         ))
         .map_err(err)?;
     stmt.execute(params![
@@ -545,8 +608,12 @@ fn insert_ticket(t: &Transaction<'_>, ticket: &Ticket) -> Result<()> {
         ticket.previous_id,
         ticket.last_seq,
         serde_json::to_string(&ticket.routing).map_err(json_err)?,
+        ticket.assignee,
     ])
     .map_err(err)?;
+    t.prepare_cached("INSERT INTO search (body, ticket_id, visibility) VALUES (?1, ?2, 'public')")
+        .and_then(|mut s| s.execute(params![ticket.title, ticket.id]))
+        .map_err(err)?;
     Ok(())
 }
 
@@ -556,7 +623,7 @@ fn update_ticket(t: &Transaction<'_>, ticket: &Ticket) -> Result<()> {
             "UPDATE tickets SET title = ?2, severity = ?3, state = ?4, resolution = ?5, labels = ?6, \
              annotations = ?7, description = ?8, url = ?9, starts_at = ?10, ends_at = ?11, \
              updated_at = ?12, last_seen = ?13, resolved_at = ?14, acked_by = ?15, firing_count = ?16, \
-             resend_count = ?17, last_seq = ?18, routing = ?19 WHERE id = ?1",
+             resend_count = ?17, last_seq = ?18, routing = ?19, assignee = ?20 WHERE id = ?1",
         )
         .map_err(err)?;
     stmt.execute(params![
@@ -579,6 +646,7 @@ fn update_ticket(t: &Transaction<'_>, ticket: &Ticket) -> Result<()> {
         ticket.resend_count,
         ticket.last_seq,
         serde_json::to_string(&ticket.routing).map_err(json_err)?,
+        ticket.assignee,
     ])
     .map_err(err)?;
     Ok(())
@@ -619,6 +687,12 @@ fn insert_entry(t: &Transaction<'_>, ticket_id: &str, entry: &Entry) -> Result<(
         serde_json::to_string(&entry.data).map_err(json_err)?,
     ])
     .map_err(err)?;
+    t.prepare_cached("INSERT INTO feed (ticket_id, seq) VALUES (?1, ?2)")
+        .and_then(|mut s| s.execute(params![ticket_id, entry.seq]))
+        .map_err(err)?;
+    t.prepare_cached("INSERT INTO search (body, ticket_id, visibility) VALUES (?1, ?2, ?3)")
+        .and_then(|mut s| s.execute(params![entry.text, ticket_id, entry.visibility.as_str()]))
+        .map_err(err)?;
     Ok(())
 }
 
@@ -729,6 +803,15 @@ fn enqueue(
     let Some(router) = router else {
         return Ok(());
     };
+    if matches!(entry.kind, EntryKind::Opened | EntryKind::Reopened) {
+        for room in router.targets(ticket).0 {
+            t.prepare_cached(
+                "INSERT OR IGNORE INTO ticket_rooms (room, ticket_id) VALUES (?1, ?2)",
+            )
+            .and_then(|mut s| s.execute(params![room, ticket.id]))
+            .map_err(err)?;
+        }
+    }
     for d in router.plan(ticket, entry) {
         insert_delivery(t, &d.room, Some(&ticket.id), d.kind, &d.content, entry.at)?;
     }
@@ -1127,21 +1210,104 @@ impl Store for SqliteStore {
         &self,
         r: &TicketRef,
         action: Action,
-        member: &str,
+        actor: &Actor,
         now: Timestamp,
     ) -> Result<(Ticket, Entry)> {
         let r = r.clone();
-        let member = member.to_string();
+        let actor = actor.clone();
         let router = self.router();
         self.write(move |t| {
             let mut tk = find_ticket(t, &r)?.ok_or(StoreError::NotFound)?;
-            let draft = ticket::act(&mut tk, &action, &member, now)?;
+            let draft = ticket::act(&mut tk, &action, &actor, now)?;
             let entry = append_entry(t, &mut tk, draft)?;
             enqueue(t, router.as_deref(), &mut tk, &entry)?;
             update_ticket(t, &tk)?;
             Ok((tk, entry))
         })
         .await
+    }
+
+    async fn feed(&self, q: &FeedQuery) -> Result<Vec<FeedEvent>> {
+        let q = q.clone();
+        self.read(move |c| {
+            let mut sql = String::from(
+                "SELECT f.id, f.ticket_id, tk.number, tk.title, \
+                 tl.seq, tl.at, tl.kind, tl.visibility, tl.actor, tl.text, tl.data \
+                 FROM feed f JOIN timeline tl ON tl.ticket_id = f.ticket_id AND tl.seq = f.seq \
+                 JOIN tickets tk ON tk.id = f.ticket_id WHERE f.id > ?1",
+            );
+            let mut args: Vec<rusqlite::types::Value> = vec![q.after.into()];
+            if let Some(id) = &q.ticket_id {
+                args.push(id.clone().into());
+                sql.push_str(&format!(" AND f.ticket_id = ?{}", args.len()));
+            }
+            if let Some(room) = &q.room {
+                args.push(room.clone().into());
+                sql.push_str(&format!(
+                    " AND f.ticket_id IN (SELECT ticket_id FROM ticket_rooms WHERE room = ?{})",
+                    args.len()
+                ));
+            }
+            if !q.visible.is_empty() {
+                let marks: Vec<String> = q
+                    .visible
+                    .iter()
+                    .map(|v| {
+                        args.push(v.as_str().to_string().into());
+                        format!("?{}", args.len())
+                    })
+                    .collect();
+                sql.push_str(&format!(" AND tl.visibility IN ({})", marks.join(", ")));
+            }
+            args.push((q.limit.max(1) as i64).into());
+            sql.push_str(&format!(" ORDER BY f.id LIMIT ?{}", args.len()));
+            let mut stmt = c.prepare_cached(&sql).map_err(err)?;
+            let rows = stmt
+                .query_map(rusqlite::params_from_iter(args), |r| {
+                    let number: i64 = r.get(2)?;
+                    Ok(FeedEvent {
+                        id: r.get(0)?,
+                        ticket_id: r.get(1)?,
+                        ticket: format!("T-{number}"),
+                        title: r.get(3)?,
+                        entry: entry_from_row_at(r, 4)?,
+                    })
+                })
+                .map_err(err)?;
+            rows.collect::<rusqlite::Result<_>>().map_err(err)
+        })
+        .await
+    }
+
+    fn feed_watch(&self) -> tokio::sync::watch::Receiver<i64> {
+        self.feed.subscribe()
+    }
+
+    async fn ticket_by_root(&self, room: &str, handle: &str) -> Result<Option<Ticket>> {
+        let (room, handle) = (room.to_string(), handle.to_string());
+        self.read(move |c| {
+            let id: Option<String> = c
+                .prepare_cached("SELECT ticket_id FROM threads WHERE room = ?1 AND handle = ?2")
+                .and_then(|mut s| s.query_row(params![room, handle], |r| r.get(0)).optional())
+                .map_err(err)?;
+            match id {
+                Some(id) => find_ticket(c, &TicketRef::Id(id)),
+                None => Ok(None),
+            }
+        })
+        .await
+    }
+
+    async fn create_silence(&self, _draft: SilenceDraft, _now: Timestamp) -> Result<Silence> {
+        Err(StoreError::Other("silences are not available yet".into()))
+    }
+
+    async fn silences(&self, _active_at: Option<Timestamp>) -> Result<Vec<Silence>> {
+        Ok(Vec::new())
+    }
+
+    async fn expire_silence(&self, _id: i64, _member: &str, _now: Timestamp) -> Result<Silence> {
+        Err(StoreError::NotFound)
     }
 
     async fn get_ticket(&self, r: &TicketRef) -> Result<Ticket> {
@@ -1166,9 +1332,46 @@ impl Store for SqliteStore {
                     .collect();
                 sql.push_str(&format!(" AND state IN ({})", marks.join(", ")));
             }
+            if !filter.severities.is_empty() {
+                let marks: Vec<String> = filter
+                    .severities
+                    .iter()
+                    .map(|s| {
+                        args.push(s.as_str().to_string().into());
+                        format!("?{}", args.len())
+                    })
+                    .collect();
+                sql.push_str(&format!(" AND severity IN ({})", marks.join(", ")));
+            }
             if let Some(source) = &filter.source {
                 args.push(source.clone().into());
                 sql.push_str(&format!(" AND source = ?{}", args.len()));
+            }
+            if let Some(room) = &filter.room {
+                args.push(room.clone().into());
+                sql.push_str(&format!(
+                    " AND id IN (SELECT ticket_id FROM ticket_rooms WHERE room = ?{})",
+                    args.len()
+                ));
+            }
+            if let Some(q) = filter.text.as_deref().and_then(fts_query) {
+                args.push(q.into());
+                let mut sub = format!(
+                    "SELECT ticket_id FROM search WHERE search MATCH ?{}",
+                    args.len()
+                );
+                if !filter.visible.is_empty() {
+                    let marks: Vec<String> = filter
+                        .visible
+                        .iter()
+                        .map(|v| {
+                            args.push(v.as_str().to_string().into());
+                            format!("?{}", args.len())
+                        })
+                        .collect();
+                    sub.push_str(&format!(" AND visibility IN ({})", marks.join(", ")));
+                }
+                sql.push_str(&format!(" AND id IN ({sub})"));
             }
             if let Some(before) = filter.before_number {
                 args.push(before.into());
