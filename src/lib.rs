@@ -32,6 +32,7 @@
 
 pub mod api;
 pub mod app;
+pub mod chatops;
 pub mod cli;
 pub mod clock;
 pub mod config;

@@ -52,6 +52,8 @@ pub struct Shared {
     /// Set to `true` when the server starts shutting down, so long-lived responses (live streams)
     /// end and graceful shutdown does not wait for them.
     pub closing: tokio::sync::watch::Sender<bool>,
+    /// Runs commands typed in chat.
+    pub chatops: Arc<crate::chatops::ChatOps>,
 }
 
 /// A configured source, with defaults filled in.
@@ -187,8 +189,15 @@ impl AppState {
             .email
             .as_ref()
             .map(|e| crate::mailer::Tokens::new(e.secret.expose()));
+        let chatops = Arc::new(crate::chatops::ChatOps::new(
+            &config,
+            Arc::clone(&store),
+            Arc::clone(&clock),
+            Arc::clone(&outbox),
+        ));
         AppState(Arc::new(Shared {
             closing: tokio::sync::watch::Sender::new(false),
+            chatops,
             config,
             sources,
             default_prometheus,

@@ -6,6 +6,7 @@
 //! (opening the store, binding the port) happens in `app`, never here. Every key is documented in
 //! `config/README.md`.
 
+mod chatops;
 mod email;
 mod mapping;
 mod rooms;
@@ -19,6 +20,9 @@ use std::time::Duration;
 
 use serde::Deserialize;
 
+pub use chatops::{
+    ChatOpsConfig, MattermostChatOpsConfig, MatrixChatOpsConfig, SlackChatOpsConfig,
+};
 pub use email::{EmailConfig, InboundConfig, NotifyConfig};
 pub use mapping::MappingConfig;
 pub use rooms::{
@@ -55,6 +59,9 @@ pub struct Config {
     /// Chat destinations.
     #[serde(default)]
     pub rooms: BTreeMap<String, RoomConfig>,
+    /// Acting on tickets from chat: slash commands, buttons, a Matrix bot.
+    #[serde(default)]
+    pub chatops: Option<ChatOpsConfig>,
     /// Which tickets go to which rooms, in order.
     #[serde(default)]
     pub routes: Vec<RouteConfig>,
