@@ -47,6 +47,8 @@ pub struct App {
     pub mailer: Option<Arc<MailWorker>>,
     /// Takes replies by email (with `email.inbound`).
     pub inbound: Option<Arc<Inbound>>,
+    /// Matrix bots reading `chatops.matrix.rooms` (one per account); tests drive their `step`.
+    pub matrix_bots: Vec<Arc<crate::chatops::matrix::MatrixBot>>,
 }
 
 impl App {
@@ -109,6 +111,14 @@ impl App {
             outbox: Arc::clone(&outbox),
         };
         let state = AppState::new(config, services, config_path);
+        let matrix_bots = crate::chatops::matrix::MatrixBot::from_config(
+            &state.config,
+            &state.chatops,
+            &state.store,
+            &state.clock,
+            &state.outbox,
+        )
+        .map_err(BuildError::Rooms)?;
         Ok(App {
             state,
             processor,
@@ -116,6 +126,7 @@ impl App {
             presence,
             mailer,
             inbound,
+            matrix_bots,
         })
     }
 
@@ -130,6 +141,8 @@ impl App {
             .merge(crate::ingest::router())
             .merge(crate::api::router())
             .merge(crate::ops::router())
+            .merge(crate::chatops::router())
+            .merge(crate::web::router())
             .fallback(|| async { ApiError::NotFound("no such endpoint".into()) })
             .layer(TraceLayer::new_for_http())
             .with_state(self.state.clone())
@@ -146,6 +159,9 @@ impl App {
         let worker = tokio::spawn(self.processor.clone().run(stop_rx.clone()));
         let sender = tokio::spawn(Arc::clone(&self.outbox).run(stop_rx.clone()));
         let poller = tokio::spawn(Arc::clone(&self.presence).run(stop_rx.clone()));
+        for bot in &self.matrix_bots {
+            tokio::spawn(Arc::clone(bot).run(stop_rx.clone()));
+        }
         let mailer = self
             .mailer
             .clone()

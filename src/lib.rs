@@ -12,7 +12,8 @@
 //!   tickets in batches, exactly once, and resolves tickets whose lease ran out. Driven step by step in
 //!   tests.
 //! - [`domain`]: pure types and decisions: alerts, the ticket state machine, timeline entries, routing,
-//!   delivery retries, presence, who gets email and when, reading replies. No IO anywhere in it.
+//!   delivery retries, presence, who gets email and when, reading replies, silences, business hours.
+//!   No IO anywhere in it.
 //! - [`outbox`]: the delivery worker: order per room, rate limits, retries, storm digests; [`sinks`]
 //!   render and send to each chat platform, and by SMTP ([`sinks::email`]).
 //! - [`mailer`]: the email worker: checks again when an email comes due, batches, sends; signed reply
@@ -23,6 +24,11 @@
 //! - [`store`]: the one `Store` trait and its SQLite backend (the only module that names a database).
 //! - [`api`]: the JSON API for members: tickets, timelines, notes, ack, resolve, members, deliveries;
 //!   the unsubscribe page.
+//! - [`web`]: the browser UI served at `/`: signed session cookies with CSRF tokens, server-rendered
+//!   pages (tickets, a ticket's timeline as a chat, rooms, admin) and one small script that calls the
+//!   JSON API and follows `/api/stream` live.
+//! - [`chatops`]: commands typed in chat (Slack slash commands and buttons, Mattermost, a Matrix bot),
+//!   verified per platform and run as the member the chat user is.
 //! - [`ops`]: `/healthz`, `/readyz`, `/metrics`; [`metrics`] holds the counters.
 //! - [`config`]: strict config loading with `${VAR}` expansion and validation.
 //! - [`app`]: wiring and graceful shutdown; [`cli`]: the `tocsin` command; [`state`]: what handlers share;
@@ -53,3 +59,4 @@ pub mod sinks;
 pub mod state;
 pub mod store;
 pub mod telemetry;
+pub mod web;

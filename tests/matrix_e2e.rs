@@ -1,6 +1,7 @@
 //! Delivery end to end against a real Matrix homeserver (Synapse, installed by
 //! `scripts/fetch-synapse.sh`): an alert becomes a message in the room that pings the routed member,
 //! later changes go to its thread, resolving edits the first message, and nothing is posted twice.
+//! ChatOps: the bot reads its room, runs `ack T-1`, and turns thread replies into notes on the ticket.
 
 mod common;
 
@@ -276,4 +277,214 @@ async fn presence_on_a_real_matrix_homeserver_decides_who_is_emailed() {
             "bob@example.test"
         ]
     );
+}
+
+/// The bot's steps until `done` holds, at most `limit` of them. Each step long-polls `/sync` for up to a
+/// second, so a step with nothing new returns on its own; no test sleeps.
+async fn step_until<F, Fut>(bot: &tocsin::chatops::matrix::MatrixBot, limit: usize, mut done: F)
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = bool>,
+{
+    for _ in 0..limit {
+        bot.step().await.expect("a /sync round");
+        if done().await {
+            return;
+        }
+    }
+    panic!("not done after {limit} bot steps");
+}
+
+fn bodies(events: &[serde_json::Value]) -> Vec<String> {
+    events
+        .iter()
+        .map(|e| {
+            e["content"]["body"]
+                .as_str()
+                .unwrap_or_default()
+                .to_string()
+        })
+        .collect()
+}
+
+#[tokio::test]
+async fn chatops_on_a_real_matrix_homeserver_acks_and_turns_thread_replies_into_notes() {
+    let hs = Synapse::start().await;
+    let bot_user = hs.register("tocsin", "bot-password-1", false).await;
+    let alice = hs.register("alice", "alice-password-1", false).await;
+    let mallory = hs.register("mallory", "mallory-password-1", false).await;
+    let room = hs.create_room(&bot_user, &[&alice, &mallory]).await;
+    hs.join(&alice, &room).await;
+    hs.join(&mallory, &room).await;
+
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("tocsin.db");
+    let yaml = config_yaml(
+        &db,
+        &format!(
+            "rooms:\n  ops:\n    sink: {{kind: matrix, homeserver: \"{}\", access_token: \"{}\", room_id: \"{}\"}}\n\
+             routes:\n  - rooms: [ops]\n\
+             chatops:\n  matrix: {{rooms: [ops]}}\n",
+            hs.homeserver_url(),
+            bot_user.access_token,
+            room
+        ),
+    )
+    // alice is an editor known by her Matrix user ID; `root` keeps the admin token the helpers use.
+    .replace(
+        "alice: {role: admin, token: admin-token-0001}",
+        &format!(
+            "alice: {{role: editor, token: alice-token-0001, handles: {{matrix: \"{}\"}}}}\n  \
+             root: {{role: admin, token: admin-token-0001}}",
+            alice.user_id
+        ),
+    );
+    std::fs::write(dir.path().join("tocsin.yaml"), &yaml).unwrap();
+    let app = spawn_app_with_yaml(dir, yaml).await;
+    assert_eq!(app.app.matrix_bots.len(), 1);
+    let bot = std::sync::Arc::clone(&app.app.matrix_bots[0]);
+    bot.set_sync_timeout(std::time::Duration::from_millis(1000));
+    // The first round only takes the position: history is not run again.
+    hs.say(&alice, &room, "ack T-99").await;
+    assert_eq!(bot.step().await.unwrap(), 0);
+
+    let fire = json!({"title": "Disk full on db1", "status": "firing", "severity": "critical",
+                      "labels": {"host": "db1"}});
+    assert_eq!(app.hook(fire).await.status(), 202);
+    app.process().await;
+    assert_eq!(app.deliver().await, 1);
+    let messages = hs.messages(&alice, &room).await;
+    let root = messages
+        .iter()
+        .find(|m| m["sender"] == bot_user.user_id.as_str())
+        .expect("the ticket's root message");
+    let root_id = root["event_id"].as_str().unwrap().to_string();
+
+    // Chatter is left alone; `ack T-1` typed in the room acks the ticket as alice, via matrix.
+    hs.say(&alice, &room, "good morning, looking at db1 now")
+        .await;
+    let asked = hs.say(&mallory, &room, "status").await;
+    hs.say(&alice, &room, "ack T-1").await;
+    step_until(&bot, 5, || async {
+        app.tickets().await[0]["state"] == "acked"
+    })
+    .await;
+    let acked = app
+        .timeline("T-1")
+        .await
+        .into_iter()
+        .find(|e| e["kind"] == "acked")
+        .unwrap();
+    assert_eq!(acked["actor"], "member:alice");
+    assert_eq!(acked["data"]["via"], "matrix");
+    assert_eq!(acked["data"]["room"], "ops");
+    // The bot answered in the ticket's thread, and tocsin's own ack message goes there too.
+    let thread = bodies(&hs.thread(&alice, &room, &root_id).await);
+    assert_eq!(
+        thread,
+        vec!["T-1 acknowledged by alice.".to_string()],
+        "{thread:#?}"
+    );
+    assert!(app.deliver().await >= 1);
+    let thread = bodies(&hs.thread(&alice, &room, &root_id).await);
+    assert_eq!(thread.len(), 2, "{thread:#?}");
+    assert!(thread[1].contains("ACKED"), "{thread:#?}");
+    // Nothing answered the chatter, nor the history from before the bot started.
+    let main: Vec<String> = hs
+        .messages(&alice, &room)
+        .await
+        .into_iter()
+        .filter(|m| m["sender"] == bot_user.user_id.as_str())
+        .filter(|m| m["content"].get("m.relates_to").is_none())
+        .map(|m| {
+            m["content"]["body"]
+                .as_str()
+                .unwrap_or_default()
+                .to_string()
+        })
+        .collect();
+    assert_eq!(main.len(), 1, "only the root message: {main:#?}");
+    // Someone tocsin does not know is refused, in a reply to what they typed.
+    let replies: Vec<serde_json::Value> = hs
+        .messages(&alice, &room)
+        .await
+        .into_iter()
+        .filter(|m| m["content"]["m.relates_to"]["m.in_reply_to"]["event_id"] == asked.as_str())
+        .collect();
+    assert_eq!(replies.len(), 1, "{replies:#?}");
+    assert_eq!(replies[0]["sender"], bot_user.user_id.as_str());
+    assert_eq!(replies[0]["content"]["msgtype"], "m.notice");
+    assert!(
+        replies[0]["content"]["body"]
+            .as_str()
+            .unwrap()
+            .contains("do not know who you are"),
+        "{replies:#?}"
+    );
+
+    // alice's reply in the thread becomes a public note by her, via matrix.
+    let note = "disk replaced, watching it";
+    hs.say_in_thread(&alice, &room, &root_id, note).await;
+    step_until(&bot, 5, || async {
+        app.timeline_kinds("T-1").await.iter().any(|k| k == "note")
+    })
+    .await;
+    let entry = app
+        .timeline("T-1")
+        .await
+        .into_iter()
+        .find(|e| e["kind"] == "note")
+        .unwrap();
+    assert_eq!(entry["text"], note);
+    assert_eq!(entry["visibility"], "public");
+    assert_eq!(entry["actor"], "member:alice");
+    assert_eq!(entry["data"]["via"], "matrix");
+    // ... and is not posted back into the thread it came from: nothing is left to deliver, and the
+    // note's text is in the thread once, as alice's own message.
+    assert_eq!(app.deliver().await, 0);
+    let thread = hs.thread(&alice, &room, &root_id).await;
+    let copies: Vec<&serde_json::Value> = thread
+        .iter()
+        .filter(|e| {
+            e["content"]["body"]
+                .as_str()
+                .is_some_and(|b| b.contains(note))
+        })
+        .collect();
+    assert_eq!(copies.len(), 1, "{thread:#?}");
+    assert_eq!(copies[0]["sender"], alice.user_id.as_str());
+
+    // `resolve` alone in the thread acts on the thread's ticket.
+    hs.say_in_thread(&alice, &room, &root_id, "resolve").await;
+    step_until(&bot, 5, || async {
+        app.tickets().await[0]["state"] == "resolved"
+    })
+    .await;
+
+    // Someone tocsin does not know gets a polite refusal in the thread, and no note.
+    hs.say_in_thread(&mallory, &room, &root_id, "I think it is the controller")
+        .await;
+    step_until(&bot, 5, || async {
+        bodies(&hs.thread(&alice, &room, &root_id).await)
+            .iter()
+            .any(|b| b.contains("do not know who you are"))
+    })
+    .await;
+    let notes: Vec<serde_json::Value> = app
+        .timeline("T-1")
+        .await
+        .into_iter()
+        .filter(|e| e["kind"] == "note")
+        .collect();
+    assert_eq!(notes.len(), 1, "{notes:#?}");
+    assert!(!notes[0]["text"].as_str().unwrap().contains("controller"));
+
+    // The server's loop leaves a long poll as soon as it is told to stop.
+    bot.set_sync_timeout(std::time::Duration::from_secs(600));
+    let (stop, stopped) = tokio::sync::watch::channel(false);
+    let running = tokio::spawn(std::sync::Arc::clone(&bot).run(stopped));
+    // Lets the loop start its /sync (the test runtime has one thread).
+    tokio::task::yield_now().await;
+    stop.send(true).unwrap();
+    running.await.unwrap();
 }

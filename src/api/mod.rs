@@ -1,8 +1,10 @@
 //! The JSON API for people and tools: tickets, timelines, notes, ack and resolve.
 //!
-//! Every route needs a member's bearer token (`members.<name>.token`). Viewers read; editors and admins
-//! also write. Handlers stay thin: authenticate, call the store, shape the JSON.
+//! Every route needs a member's bearer token (`members.<name>.token`), or the web UI's session cookie
+//! (writes then also need its `X-CSRF-Token`). Viewers read; editors and admins also write. Handlers
+//! stay thin: authenticate, call the store, shape the JSON.
 
+mod silences;
 mod stream;
 mod unsubscribe;
 
@@ -48,6 +50,7 @@ pub fn router() -> Router<AppState> {
         .route("/api/members/{name}/presence", put(set_presence))
         .route("/-/reload", post(reload))
         .merge(unsubscribe::router())
+        .merge(silences::router())
         .layer(axum::extract::DefaultBodyLimit::max(MAX_BODY))
 }
 
@@ -59,12 +62,16 @@ impl FromRequestParts<AppState> for Member {
             challenge: "Bearer",
             detail: detail.to_string(),
         };
-        let token = parts
+        let bearer = parts
             .headers
             .get(axum::http::header::AUTHORIZATION)
             .and_then(|v| v.to_str().ok())
-            .and_then(|v| v.strip_prefix("Bearer "))
-            .ok_or_else(|| unauthorized("send Authorization: Bearer <your member token>"))?;
+            .and_then(|v| v.strip_prefix("Bearer "));
+        let Some(token) = bearer else {
+            // No bearer token: the web UI's session cookie (with its CSRF token on writes).
+            return crate::web::session::api_member(state, &parts.method, &parts.headers)?
+                .ok_or_else(|| unauthorized("send Authorization: Bearer <your member token>"));
+        };
         state
             .members
             .by_token(token.trim())

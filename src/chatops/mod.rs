@@ -4,14 +4,40 @@
 //! Each platform's module verifies the request (signatures, tokens) and turns it into an [`Origin`] and
 //! a text; [`ChatOps::handle`] parses it with `domain::command`, runs it against the store and returns
 //! the answer to show in chat. Every action is a timeline entry naming the member and the channel.
+//!
+//! Answers are plain text. Whatever came from an alert or a person (titles, names, comments) is escaped
+//! for the origin's platform with the pure helpers in `sinks::text` (Slack mrkdwn, Mattermost Markdown,
+//! plain text with mentions defused elsewhere), so an alert title cannot ping `@here` or `<!channel>`.
+
+pub mod matrix;
+pub mod mattermost;
+pub mod slack;
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
+use axum::Router;
+
 use crate::clock::Clock;
-use crate::config::Config;
+use crate::config::{Config, Role, SinkConfig};
+use crate::domain::command::{self, Assignee, Command};
+use crate::domain::silence::{Matcher, SilenceDraft};
+use crate::domain::ticket::{Action, ActionError, Actor, Ticket, TicketState};
+use crate::domain::timeline::Visibility;
 use crate::outbox::Outbox;
-use crate::store::Store;
+use crate::sinks::text;
+use crate::state::AppState;
+use crate::store::{Store, StoreError, TicketFilter, TicketRef};
+
+/// The most tickets `status` lists.
+const STATUS_MAX: usize = 20;
+
+/// The chat routes: Slack (`/chat/slack/...`) and Mattermost (`/chat/mattermost`).
+pub fn router() -> Router<AppState> {
+    Router::new()
+        .merge(slack::router())
+        .merge(mattermost::router())
+}
 
 /// Where a command came from.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -33,6 +59,22 @@ pub struct Answer {
     pub public: bool,
 }
 
+impl Answer {
+    fn public(text: impl Into<String>) -> Answer {
+        Answer {
+            text: text.into(),
+            public: true,
+        }
+    }
+
+    fn private(text: impl Into<String>) -> Answer {
+        Answer {
+            text: text.into(),
+            public: false,
+        }
+    }
+}
+
 /// Runs chat commands against the store.
 #[derive(Debug)]
 pub struct ChatOps {
@@ -41,6 +83,10 @@ pub struct ChatOps {
     outbox: Arc<Outbox>,
     /// Platform → chat user → member.
     members: BTreeMap<String, BTreeMap<String, String>>,
+    /// Member → role.
+    roles: BTreeMap<String, Role>,
+    /// Platform → channel (Slack channel ID, Mattermost channel ID, Matrix room ID) → tocsin room.
+    rooms: BTreeMap<&'static str, BTreeMap<String, String>>,
     public_url: String,
 }
 
@@ -60,11 +106,35 @@ impl ChatOps {
                     .insert(handle.0.clone(), name.clone());
             }
         }
+        let roles = config
+            .members
+            .iter()
+            .map(|(name, m)| (name.clone(), m.role))
+            .collect();
+        let mut rooms: BTreeMap<&'static str, BTreeMap<String, String>> = BTreeMap::new();
+        for (name, room) in &config.rooms {
+            let channel = match &room.sink {
+                SinkConfig::Slack(s) => s.channel.as_ref().map(|c| c.0.trim().to_string()),
+                SinkConfig::Mattermost(m) => m.channel_id.as_ref().map(|c| c.0.trim().to_string()),
+                SinkConfig::Matrix(m) => Some(m.room_id.0.trim().to_string()),
+                _ => None,
+            };
+            if let Some(channel) = channel.filter(|c| !c.is_empty()) {
+                // The first room (in name order) with a channel wins when two share it.
+                rooms
+                    .entry(room.sink.kind())
+                    .or_default()
+                    .entry(channel)
+                    .or_insert_with(|| name.clone());
+            }
+        }
         ChatOps {
             store,
             clock,
             outbox,
             members,
+            roles,
+            rooms,
             public_url: config.public_url.0.trim_end_matches('/').to_string(),
         }
     }
@@ -77,21 +147,390 @@ impl ChatOps {
             .map(String::as_str)
     }
 
+    /// The tocsin room whose sink posts to this channel of `platform` (`slack`: the sink's `channel`,
+    /// `mattermost`: its `channel_id`, `matrix`: its `room_id`).
+    pub fn room_for(&self, platform: &str, channel: &str) -> Option<&str> {
+        self.rooms
+            .get(platform)
+            .and_then(|r| r.get(channel.trim()))
+            .map(String::as_str)
+    }
+
     /// Runs one command line and says what to answer.
     pub async fn handle(&self, origin: &Origin, text: &str) -> Answer {
-        let _ = (&self.store, &self.clock, &self.outbox, &self.public_url, text);
-        match self.member(origin.platform, &origin.user) {
-            None => Answer {
-                text: format!(
-                    "Sorry, I do not know who you are: ask an admin to add your {} handle to a member in tocsin's config.",
-                    origin.platform
-                ),
-                public: false,
-            },
-            Some(_) => Answer {
-                text: "ChatOps is not ready yet.".into(),
-                public: false,
-            },
+        let Some(member) = self.member(origin.platform, &origin.user) else {
+            return Answer::private(format!(
+                "Sorry, I do not know who you are: ask an admin to add your {} handle to a member in tocsin's config.",
+                origin.platform
+            ));
+        };
+        let command = match command::parse(text) {
+            Ok(c) => c,
+            Err(e) => return Answer::private(e.to_string()),
+        };
+        let esc = Escape::for_platform(origin.platform);
+        let role = self.roles.get(member).copied().unwrap_or(Role::Viewer);
+        match command {
+            Command::Help => return Answer::private(command::help()),
+            Command::Status => return self.status(origin, esc).await,
+            _ if role < Role::Editor => {
+                return Answer::private(format!(
+                    "Sorry {}, you are a {} in tocsin: you can use `status` and `help`; acting on tickets needs the editor role.",
+                    esc.apply(member),
+                    role.as_str()
+                ))
+            }
+            _ => {}
         }
+        let actor = {
+            let a = Actor::new(member, origin.platform);
+            match &origin.room {
+                Some(room) => a.in_room(room.clone()),
+                None => a,
+            }
+        };
+        match command {
+            Command::Ack { ticket } => self.act(ticket, Action::Ack, &actor, esc).await,
+            Command::Resolve { ticket } => self.act(ticket, Action::Resolve, &actor, esc).await,
+            Command::Note { ticket, text } => {
+                // Typed where the room can read it, so the note is public (and mirrored to the ticket's
+                // other rooms; routing skips the room it came from).
+                let action = Action::Note {
+                    text,
+                    visibility: Visibility::Public,
+                };
+                self.act(ticket, action, &actor, esc).await
+            }
+            Command::Assign { ticket, to } => {
+                let to = match to {
+                    Assignee::Me => member.to_string(),
+                    Assignee::Named(name) => match self.resolve_member(origin.platform, &name) {
+                        Some(m) => m,
+                        None => {
+                            return Answer::private(format!(
+                                "`{}` is not a tocsin member (nor a {} handle of one).",
+                                esc.apply(&name),
+                                origin.platform
+                            ))
+                        }
+                    },
+                };
+                let action = Action::Assign { member: Some(to) };
+                self.act(ticket, action, &actor, esc).await
+            }
+            Command::Unassign { ticket } => {
+                self.act(ticket, Action::Assign { member: None }, &actor, esc)
+                    .await
+            }
+            Command::Silence {
+                matchers,
+                duration,
+                comment,
+            } => {
+                let now = self.clock.now();
+                let comment = if comment.trim().is_empty() {
+                    format!("Silenced from {}.", origin.platform)
+                } else {
+                    comment
+                };
+                let draft = SilenceDraft {
+                    matchers,
+                    starts_at: now,
+                    ends_at: now.plus(duration),
+                    comment,
+                    author: member.to_string(),
+                };
+                if let Err(e) = draft.validate(now) {
+                    return Answer::private(format!(
+                        "Sorry, that silence cannot be made: {}.",
+                        esc.apply(&e.to_string())
+                    ));
+                }
+                match self.store.create_silence(draft, now).await {
+                    Ok(s) => {
+                        self.outbox.notify();
+                        Answer::public(format!(
+                            "Silence {} by {} until {}: {} ({}).",
+                            s.id,
+                            esc.apply(member),
+                            s.ends_at.to_rfc3339(),
+                            esc.apply(&show_matchers(&s.matchers)),
+                            esc.apply(&s.comment)
+                        ))
+                    }
+                    Err(e) => {
+                        tracing::warn!(error = %e, member, "A silence from chat failed.");
+                        Answer::private(format!(
+                            "Sorry, the silence could not be saved: {}.",
+                            store_problem(&e)
+                        ))
+                    }
+                }
+            }
+            Command::Help | Command::Status => unreachable!("answered above"),
+        }
+    }
+
+    /// A member name, or a handle on `platform` of a member.
+    fn resolve_member(&self, platform: &str, name: &str) -> Option<String> {
+        if self.roles.contains_key(name) {
+            return Some(name.to_string());
+        }
+        self.member(platform, name).map(str::to_string)
+    }
+
+    async fn act(&self, number: i64, action: Action, actor: &Actor, esc: Escape) -> Answer {
+        let reference = format!("T-{number}");
+        let now = self.clock.now();
+        let result = self
+            .store
+            .act(&TicketRef::Number(number), action.clone(), actor, now)
+            .await;
+        let who = esc.apply(&actor.member);
+        match result {
+            Ok(_) => {
+                // The action may have written deliveries (an ack or resolve edits the room's message).
+                self.outbox.notify();
+                Answer::public(match action {
+                    Action::Ack => format!("{reference} acknowledged by {who}."),
+                    Action::Resolve => format!("{reference} resolved by {who}."),
+                    Action::Note { .. } => format!("Note added to {reference} by {who}."),
+                    Action::Assign { member: Some(to) } if to == actor.member => {
+                        format!("{who} took {reference}.")
+                    }
+                    Action::Assign { member: Some(to) } => {
+                        format!("{reference} assigned to {} by {who}.", esc.apply(&to))
+                    }
+                    Action::Assign { member: None } => {
+                        format!("{reference} unassigned by {who}.")
+                    }
+                })
+            }
+            Err(StoreError::NotFound) => {
+                Answer::private(format!("There is no ticket {reference}."))
+            }
+            Err(StoreError::Rejected(r)) => Answer::private(match r {
+                ActionError::AlreadyAcked(_) => format!("{reference} is already acknowledged."),
+                ActionError::Resolved(_) => format!("{reference} is already resolved."),
+                ActionError::AlreadyAssigned(_, m) => {
+                    format!("{reference} is already assigned to {}.", esc.apply(&m))
+                }
+                ActionError::NotAssigned(_) => format!("{reference} is not assigned to anyone."),
+                ActionError::EmptyNote => "The note has no text.".to_string(),
+                other => format!("{reference}: {other}."),
+            }),
+            Err(e) => {
+                tracing::warn!(error = %e, ticket = %reference, "A chat action failed.");
+                Answer::private(format!(
+                    "Sorry, {reference} could not be changed: {}.",
+                    store_problem(&e)
+                ))
+            }
+        }
+    }
+
+    async fn status(&self, origin: &Origin, esc: Escape) -> Answer {
+        let filter = TicketFilter {
+            states: vec![TicketState::Open, TicketState::Acked],
+            room: origin.room.clone(),
+            limit: STATUS_MAX + 1,
+            ..TicketFilter::default()
+        };
+        let mut tickets = match self.store.list_tickets(&filter).await {
+            Ok(t) => t,
+            Err(e) => {
+                tracing::warn!(error = %e, "Listing tickets for chat failed.");
+                return Answer::private(format!(
+                    "Sorry, the tickets could not be listed: {}.",
+                    store_problem(&e)
+                ));
+            }
+        };
+        tickets.sort_by_key(|t| std::cmp::Reverse(t.number));
+        let place = match &origin.room {
+            Some(room) => format!("in {}", esc.apply(room)),
+            None => "anywhere".to_string(),
+        };
+        if tickets.is_empty() {
+            return Answer::private(format!("No open tickets {place}."));
+        }
+        let more = tickets.len() > STATUS_MAX;
+        tickets.truncate(STATUS_MAX);
+        let mut out = format!(
+            "{} open ticket{} {place}:",
+            if more {
+                format!("More than {STATUS_MAX}")
+            } else {
+                tickets.len().to_string()
+            },
+            if tickets.len() == 1 { "" } else { "s" }
+        );
+        for t in &tickets {
+            out.push('\n');
+            out.push_str(&self.status_line(t, esc));
+        }
+        if more {
+            let mut link = format!("{}/tickets?state=open,acked", self.public_url);
+            if let Some(room) = &origin.room {
+                link.push_str(&format!("&room={room}"));
+            }
+            out.push_str(&format!("\n… and more: {link}"));
+        }
+        Answer::private(out)
+    }
+
+    /// `T-7 [critical] Disk full on db1 (acked, bob) http://.../tickets/T-7`.
+    fn status_line(&self, t: &Ticket, esc: Escape) -> String {
+        let title: String = one_line(&t.title).chars().take(200).collect();
+        let assignee = match &t.assignee {
+            Some(a) => esc.apply(a),
+            None => "unassigned".into(),
+        };
+        format!(
+            "{} [{}] {} ({}, {assignee}) {}/tickets/{}",
+            t.reference(),
+            t.severity.as_str(),
+            esc.apply(&title),
+            t.state.as_str(),
+            self.public_url,
+            t.reference()
+        )
+    }
+}
+
+/// What to tell a chat user about a store failure, without internals.
+fn store_problem(e: &StoreError) -> String {
+    match e {
+        StoreError::Unavailable(_) => {
+            "tocsin's storage is unavailable; try again in a moment".into()
+        }
+        StoreError::NotFound => "not found".into(),
+        StoreError::Rejected(r) => r.to_string(),
+        StoreError::Other(_) => "something went wrong; the server log has the details".into(),
+    }
+}
+
+fn show_matchers(matchers: &[Matcher]) -> String {
+    matchers
+        .iter()
+        .map(Matcher::to_string)
+        .collect::<Vec<_>>()
+        .join(" ")
+}
+
+fn one_line(raw: &str) -> String {
+    raw.replace(['\r', '\n'], " ")
+}
+
+/// Compares secrets without leaking, through timing, how much of a guess was right, or its length:
+/// both sides are hashed first, then compared in constant time (as `ingest`'s token check does).
+pub fn secrets_match(given: &[u8], expected: &[u8]) -> bool {
+    use sha2::{Digest, Sha256};
+    use subtle::ConstantTimeEq;
+    Sha256::digest(given)
+        .ct_eq(&Sha256::digest(expected))
+        .into()
+}
+
+/// Decodes an `application/x-www-form-urlencoded` body (`+` is a space, `%XX` a byte). A repeated key
+/// keeps its first value; bytes that are not UTF-8 become U+FFFD.
+pub fn form(body: &[u8]) -> BTreeMap<String, String> {
+    let mut out = BTreeMap::new();
+    for pair in body.split(|b| *b == b'&').filter(|p| !p.is_empty()) {
+        let (k, v) = match pair.iter().position(|b| *b == b'=') {
+            Some(i) => (&pair[..i], &pair[i + 1..]),
+            None => (pair, &[][..]),
+        };
+        out.entry(percent_decode(k))
+            .or_insert_with(|| percent_decode(v));
+    }
+    out
+}
+
+fn percent_decode(raw: &[u8]) -> String {
+    let hex = |b: u8| (b as char).to_digit(16).map(|d| d as u8);
+    let mut out = Vec::with_capacity(raw.len());
+    let mut i = 0;
+    while i < raw.len() {
+        match raw[i] {
+            b'+' => out.push(b' '),
+            b'%' if i + 2 < raw.len() => match (hex(raw[i + 1]), hex(raw[i + 2])) {
+                (Some(h), Some(l)) => {
+                    out.push(h << 4 | l);
+                    i += 3;
+                    continue;
+                }
+                _ => out.push(b'%'),
+            },
+            b => out.push(b),
+        }
+        i += 1;
+    }
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+/// How untrusted text is made safe for the platform an answer goes to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Escape {
+    /// Slack mrkdwn: `& < >` as entities (no `<!channel>`), formatting disarmed, `@here` defused.
+    Slack,
+    /// Mattermost Markdown: punctuation backslash-escaped, `@here`/`@channel`/`@all` defused.
+    Markdown,
+    /// Plain text (Matrix bodies): mentions defused.
+    Plain,
+}
+
+impl Escape {
+    fn for_platform(platform: &str) -> Escape {
+        match platform {
+            "slack" => Escape::Slack,
+            "mattermost" => Escape::Markdown,
+            _ => Escape::Plain,
+        }
+    }
+
+    fn apply(self, raw: &str) -> String {
+        match self {
+            Escape::Slack => text::escape_slack(raw),
+            Escape::Markdown => text::escape_markdown(raw),
+            Escape::Plain => text::plain(raw),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn escapes_keep_alert_text_from_pinging() {
+        for platform in ["slack", "mattermost", "matrix"] {
+            let out = Escape::for_platform(platform).apply("<!channel> @here @all @channel");
+            for bad in ["@here", "@all", "@channel"] {
+                assert!(!out.contains(bad), "{platform}: {out}");
+            }
+            // `<!channel>` only means something to Slack (and Mattermost's Slack compatibility).
+            if platform != "matrix" {
+                assert!(!out.contains("<!"), "{platform}: {out}");
+            }
+        }
+    }
+
+    #[test]
+    fn forms_decode_plus_percent_and_bad_escapes() {
+        let f = form(b"text=ack+T-1%20now&user_id=U1&empty=&bare&text=second&odd=%zz%4");
+        assert_eq!(f["text"], "ack T-1 now");
+        assert_eq!(f["user_id"], "U1");
+        assert_eq!(f["empty"], "");
+        assert_eq!(f["bare"], "");
+        assert_eq!(f["odd"], "%zz%4");
+        assert_eq!(form(b"a=%C3%A9%FF")["a"], "é\u{FFFD}");
+    }
+
+    #[test]
+    fn secrets_compare_whole_values() {
+        assert!(secrets_match(b"abc", b"abc"));
+        assert!(!secrets_match(b"abc", b"abcd"));
+        assert!(!secrets_match(b"", b"abc"));
     }
 }

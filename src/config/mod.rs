@@ -11,6 +11,7 @@ mod email;
 mod mapping;
 mod rooms;
 mod values;
+mod web;
 
 use std::collections::BTreeMap;
 use std::fmt;
@@ -21,15 +22,17 @@ use std::time::Duration;
 use serde::Deserialize;
 
 pub use chatops::{
-    ChatOpsConfig, MattermostChatOpsConfig, MatrixChatOpsConfig, SlackChatOpsConfig,
+    ChatOpsConfig, MatrixChatOpsConfig, MattermostChatOpsConfig, SlackChatOpsConfig,
 };
 pub use email::{EmailConfig, InboundConfig, NotifyConfig};
 pub use mapping::MappingConfig;
 pub use rooms::{
-    DigestConfig, DiscordSinkConfig, MatrixSinkConfig, MattermostSinkConfig, RateLimitConfig,
-    RoomConfig, RouteConfig, SinkConfig, SlackSinkConfig, TeamsSinkConfig, WebhookSinkConfig,
+    DigestConfig, DiscordSinkConfig, HoursConfig, MatrixSinkConfig, MattermostSinkConfig,
+    OffHoursConfig, RateLimitConfig, RoomConfig, RouteConfig, SinkConfig, SlackSinkConfig,
+    TeamsSinkConfig, WebhookSinkConfig,
 };
 pub use values::{expand_env, ByteSize, Env, HumanDuration, Secret};
+pub use web::WebConfig;
 
 use crate::domain::ticket::Policy;
 
@@ -77,6 +80,9 @@ pub struct Config {
     pub ingest: IngestConfig,
     #[serde(default)]
     pub log: LogConfig,
+    /// The browser UI: session signing key and lifetime.
+    #[serde(default)]
+    pub web: Option<WebConfig>,
 }
 
 fn default_listen() -> Env<SocketAddr> {
@@ -887,6 +893,9 @@ impl Config {
                     "must be at least 1".into(),
                 );
             }
+            for (key, message) in room.hours_problems(name, &self.rooms) {
+                problem(format!("rooms.{name}.{key}"), message);
+            }
         }
         for (i, route) in self.routes.iter().enumerate() {
             for room in &route.rooms {
@@ -920,6 +929,22 @@ impl Config {
         }
         if self.ingest.max_body.0 .0 == 0 {
             problem("ingest.max_body".into(), "must be larger than zero".into());
+        }
+        if let Some(chatops) = &self.chatops {
+            for (key, message) in chatops.problems(&self.rooms, &self.members) {
+                // Handle clashes are reported at the member (`members.…`), the rest under `chatops.`.
+                let path = if key.starts_with("members.") {
+                    key
+                } else {
+                    format!("chatops.{key}")
+                };
+                problem(path, message);
+            }
+        }
+        if let Some(web) = &self.web {
+            for (key, message) in web.problems() {
+                problem(format!("web.{key}"), message);
+            }
         }
         out
     }

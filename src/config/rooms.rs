@@ -6,6 +6,7 @@ use std::time::Duration;
 use serde::Deserialize;
 
 use super::values::{Env, HumanDuration, Secret};
+use crate::domain::hours::{self, Hours, OffHours, RoomHours};
 
 /// `rooms.<name>`: one chat destination.
 #[derive(Debug, Clone, Deserialize)]
@@ -23,6 +24,177 @@ pub struct RoomConfig {
     /// How long tocsin keeps retrying a message before it marks it dead.
     #[serde(default = "default_max_age")]
     pub max_age: Env<HumanDuration>,
+    /// Business hours, and what the room does outside them. Without it the room is always open.
+    #[serde(default)]
+    pub hours: Option<HoursConfig>,
+}
+
+/// `rooms.<name>.hours`: when the room's people are there.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct HoursConfig {
+    /// `mon` ... `sun` (or full names).
+    pub days: Vec<String>,
+    /// `HH:MM`, local time.
+    pub start: String,
+    /// `HH:MM`, local time; `24:00` is midnight. Not after `start`: the window runs overnight.
+    pub end: String,
+    /// An IANA time zone, like `Europe/Berlin` or `UTC`.
+    pub timezone: String,
+    #[serde(default)]
+    pub off_hours: OffHoursConfig,
+}
+
+/// `rooms.<name>.hours.off_hours`: `notice`, `hold` or `{route: <room>}`.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub enum OffHoursConfig {
+    /// Deliver as usual, plus one notice per off-hours period saying when the team is back.
+    #[default]
+    Notice,
+    /// Critical tickets go out now; others wait until the hours start.
+    Hold,
+    /// Deliver to this other room instead.
+    Route(String),
+}
+
+impl<'de> Deserialize<'de> for OffHoursConfig {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V;
+        const EXPECTED: &str = "notice, hold or {route: <room>}";
+        impl<'de> serde::de::Visitor<'de> for V {
+            type Value = OffHoursConfig;
+            fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str(EXPECTED)
+            }
+            fn visit_str<E: serde::de::Error>(self, v: &str) -> Result<Self::Value, E> {
+                match v {
+                    "notice" => Ok(OffHoursConfig::Notice),
+                    "hold" => Ok(OffHoursConfig::Hold),
+                    other => Err(E::custom(format!(
+                        "unknown variant `{other}`, expected {EXPECTED}"
+                    ))),
+                }
+            }
+            fn visit_map<A: serde::de::MapAccess<'de>>(
+                self,
+                mut map: A,
+            ) -> Result<Self::Value, A::Error> {
+                use serde::de::Error;
+                let Some(key) = map.next_key::<String>()? else {
+                    return Err(A::Error::custom(format!("expected {EXPECTED}")));
+                };
+                if key != "route" {
+                    return Err(A::Error::custom(format!(
+                        "unknown field `{key}`, expected {EXPECTED}"
+                    )));
+                }
+                let room: String = map.next_value()?;
+                if let Some(extra) = map.next_key::<String>()? {
+                    return Err(A::Error::custom(format!(
+                        "unknown field `{extra}`: route takes only the room"
+                    )));
+                }
+                Ok(OffHoursConfig::Route(room))
+            }
+        }
+        d.deserialize_any(V)
+    }
+}
+
+impl RoomConfig {
+    /// The room's hours for routing; `None` without `hours:` (or, never after validation, invalid ones).
+    pub fn room_hours(&self) -> Option<RoomHours> {
+        let h = self.hours.as_ref()?;
+        let days: Option<Vec<usize>> = h.days.iter().map(|d| hours::parse_day(d)).collect();
+        let hours = Hours::new(
+            &days?,
+            hours::parse_time(&h.start, false)?,
+            hours::parse_time(&h.end, true)?,
+            &h.timezone,
+        )
+        .ok()?;
+        let off_hours = match &h.off_hours {
+            OffHoursConfig::Notice => OffHours::Notice,
+            OffHoursConfig::Hold => OffHours::Hold,
+            OffHoursConfig::Route(to) => OffHours::Route(to.clone()),
+        };
+        Some(RoomHours { hours, off_hours })
+    }
+
+    /// Problems with `hours:`, as (key under the room, message). `rooms` are all declared rooms, which
+    /// `route` must name (and not this room, `name`).
+    pub fn hours_problems(
+        &self,
+        name: &str,
+        rooms: &BTreeMap<String, RoomConfig>,
+    ) -> Vec<(&'static str, String)> {
+        let Some(h) = &self.hours else {
+            return Vec::new();
+        };
+        let mut out = Vec::new();
+        if h.days.is_empty() {
+            out.push((
+                "hours.days",
+                "list at least one day, like [mon, tue, wed, thu, fri]".into(),
+            ));
+        }
+        for (i, d) in h.days.iter().enumerate() {
+            if hours::parse_day(d).is_none() {
+                out.push((
+                    "hours.days",
+                    format!(
+                        "days[{i}] `{d}` is not a day: use mon, tue, wed, thu, fri, sat or sun"
+                    ),
+                ));
+            }
+        }
+        let start = hours::parse_time(&h.start, false);
+        if start.is_none() {
+            out.push((
+                "hours.start",
+                format!("`{}` is not a time like 09:00 (00:00 to 23:59)", h.start),
+            ));
+        }
+        let end = hours::parse_time(&h.end, true);
+        if end.is_none() || end == Some(0) {
+            out.push((
+                "hours.end",
+                format!("`{}` is not a time like 17:30 (00:01 to 24:00)", h.end),
+            ));
+        }
+        if let (Some(s), Some(e)) = (start, end) {
+            if s == e {
+                out.push((
+                    "hours.end",
+                    "is the same as start: the room would never be open (an end before the start runs overnight)"
+                        .into(),
+                ));
+            }
+        }
+        if !hours::known_timezone(&h.timezone) {
+            out.push((
+                "hours.timezone",
+                format!(
+                    "`{}` is not a known time zone: use an IANA name like Europe/Berlin or UTC",
+                    h.timezone
+                ),
+            ));
+        }
+        if let OffHoursConfig::Route(to) = &h.off_hours {
+            if to == name {
+                out.push((
+                    "hours.off_hours.route",
+                    format!("`{to}` is this room itself: name another room"),
+                ));
+            } else if !rooms.contains_key(to) {
+                out.push((
+                    "hours.off_hours.route",
+                    format!("`{to}` is not declared under rooms:"),
+                ));
+            }
+        }
+        out
+    }
 }
 
 fn default_max_age() -> Env<HumanDuration> {
@@ -301,4 +473,112 @@ pub struct RouteConfig {
     pub mention: Vec<String>,
     #[serde(rename = "continue", default)]
     pub continue_matching: bool,
+}
+
+#[cfg(test)]
+mod tests {
+    use std::path::Path;
+
+    use super::*;
+    use crate::config::Config;
+
+    /// The problems with a config whose room `ops` has `hours: <hours>` (room `oncall` exists too).
+    fn problems(hours: &str) -> Vec<String> {
+        let yaml = format!(
+            "rooms:\n  ops:\n    sink: {{kind: webhook, url: \"http://x.test/hook\"}}\n    hours: {hours}\n  \
+             oncall:\n    sink: {{kind: webhook, url: \"http://x.test/other\"}}\n"
+        );
+        match Config::from_yaml(&yaml, Path::new("tocsin.yaml")) {
+            Ok(_) => Vec::new(),
+            Err(e) => e
+                .problems
+                .iter()
+                .map(|p| format!("{}: {}", p.path, p.message))
+                .collect(),
+        }
+    }
+
+    fn room(hours: &str) -> RoomConfig {
+        let yaml = format!(
+            "rooms:\n  ops:\n    sink: {{kind: webhook, url: \"http://x.test/hook\"}}\n    hours: {hours}\n  \
+             oncall:\n    sink: {{kind: webhook, url: \"http://x.test/other\"}}\n"
+        );
+        let mut c = Config::from_yaml(&yaml, Path::new("tocsin.yaml")).unwrap();
+        c.rooms.remove("ops").unwrap()
+    }
+
+    #[test]
+    fn the_three_off_hours_behaviours_parse() {
+        let base = "days: [mon, tue, wed, thu, fri], start: \"09:00\", end: \"17:30\", timezone: Europe/Berlin";
+        let notice = room(&format!("{{{base}}}")).room_hours().unwrap();
+        assert_eq!(notice.off_hours, OffHours::Notice);
+        assert_eq!(notice.hours.describe(), "Mon–Fri 09:00–17:30 Europe/Berlin");
+        let hold = room(&format!("{{{base}, off_hours: hold}}")).room_hours();
+        assert_eq!(hold.unwrap().off_hours, OffHours::Hold);
+        let route = room(&format!("{{{base}, off_hours: {{route: oncall}}}}")).room_hours();
+        assert_eq!(route.unwrap().off_hours, OffHours::Route("oncall".into()));
+        // Overnight windows are allowed.
+        let night = room("{days: [sat], start: \"22:00\", end: \"06:00\", timezone: UTC}");
+        assert_eq!(
+            night.room_hours().unwrap().hours.describe(),
+            "Sat 22:00–06:00 UTC"
+        );
+    }
+
+    #[test]
+    fn mistakes_are_named_with_their_key() {
+        let p = problems(
+            "{days: [mon, funday], start: \"9am\", end: \"25:00\", timezone: Mars/Olympus, off_hours: {route: nowhere}}",
+        );
+        let want = [
+            "rooms.ops.hours.days: days[1] `funday` is not a day",
+            "rooms.ops.hours.start: `9am` is not a time",
+            "rooms.ops.hours.end: `25:00` is not a time",
+            "rooms.ops.hours.timezone: `Mars/Olympus` is not a known time zone",
+            "rooms.ops.hours.off_hours.route: `nowhere` is not declared under rooms:",
+        ];
+        for w in want {
+            assert!(p.iter().any(|p| p.starts_with(w)), "{w} not in {p:#?}");
+        }
+        assert_eq!(p.len(), want.len(), "{p:#?}");
+
+        let p = problems(
+            "{days: [], start: \"09:00\", end: \"09:00\", timezone: UTC, off_hours: {route: ops}}",
+        );
+        assert!(
+            p.iter()
+                .any(|p| p.starts_with("rooms.ops.hours.days: list at least one day")),
+            "{p:#?}"
+        );
+        assert!(
+            p.iter()
+                .any(|p| p.starts_with("rooms.ops.hours.end: is the same as start")),
+            "{p:#?}"
+        );
+        assert!(
+            p.iter().any(
+                |p| p.starts_with("rooms.ops.hours.off_hours.route: `ops` is this room itself")
+            ),
+            "{p:#?}"
+        );
+
+        // Unknown keys and behaviours are refused by the types.
+        let p = problems(
+            "{days: [mon], start: \"09:00\", end: \"17:00\", timezone: UTC, lunch: \"12:00\"}",
+        );
+        assert!(
+            p.iter().any(|p| p.contains("unknown field `lunch`")),
+            "{p:#?}"
+        );
+        let p = problems(
+            "{days: [mon], start: \"09:00\", end: \"17:00\", timezone: UTC, off_hours: panic}",
+        );
+        assert!(
+            p.iter().any(|p| p.contains("unknown variant `panic`")),
+            "{p:#?}"
+        );
+        assert!(
+            problems("{days: [mon], start: \"09:00\", end: \"24:00\", timezone: UTC}").is_empty()
+        );
+    }
 }

@@ -4,7 +4,9 @@
 //! what lets the state machine be tested by properties and shared verbatim by every store backend.
 
 pub mod alert;
+pub mod command;
 pub mod delivery;
+pub mod hours;
 pub mod mail;
 pub mod message;
 pub mod plugin;

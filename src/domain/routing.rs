@@ -10,10 +10,12 @@ use regex::Regex;
 use serde::{Deserialize, Serialize};
 
 use super::alert::Severity;
+use super::hours::{OffHours, RoomHours};
 use super::mail::{self, MailDraft, MailPolicy, MailReason};
 use super::message::{Capabilities, Change, Content, Mention, TicketMessage};
 use super::presence::Presence;
 use super::ticket::Ticket;
+use super::time::Timestamp;
 use super::timeline::{Entry, EntryKind, Visibility};
 
 /// A route, compiled.
@@ -61,6 +63,8 @@ pub struct RoomInfo {
     pub platform: String,
     pub capabilities: Capabilities,
     pub members: Vec<String>,
+    /// Business hours, and what the room does outside them.
+    pub hours: Option<RoomHours>,
 }
 
 /// How a delivery relates to the ticket's other messages in a room.
@@ -75,6 +79,9 @@ pub enum DeliveryKind {
     EditRoot,
     /// A storm digest.
     Digest,
+    /// A message about the room rather than the ticket (the off-hours notice): posted on its own, never
+    /// threaded, never a thread root.
+    Notice,
 }
 
 impl DeliveryKind {
@@ -84,13 +91,20 @@ impl DeliveryKind {
             DeliveryKind::Reply => "reply",
             DeliveryKind::EditRoot => "edit_root",
             DeliveryKind::Digest => "digest",
+            DeliveryKind::Notice => "notice",
         }
     }
 
     pub fn from_name(name: &str) -> Option<DeliveryKind> {
-        [Self::Root, Self::Reply, Self::EditRoot, Self::Digest]
-            .into_iter()
-            .find(|k| k.as_str() == name)
+        [
+            Self::Root,
+            Self::Reply,
+            Self::EditRoot,
+            Self::Digest,
+            Self::Notice,
+        ]
+        .into_iter()
+        .find(|k| k.as_str() == name)
     }
 }
 
@@ -100,6 +114,62 @@ pub struct DeliveryDraft {
     pub room: String,
     pub kind: DeliveryKind,
     pub content: Content,
+    /// Not to be sent before this (a room outside its business hours holding non-critical tickets);
+    /// `None` sends it as soon as its turn comes.
+    pub hold_until: Option<Timestamp>,
+}
+
+/// Everything one timeline entry causes in chat: the deliveries, and what business hours did to them.
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct Plan {
+    pub deliveries: Vec<DeliveryDraft>,
+    /// One per room that was outside its hours and changed what was planned for it. The store records
+    /// each on the ticket's timeline when the room (or the room it sent to) still gets something.
+    pub off_hours: Vec<OffHoursEvent>,
+}
+
+/// What a room outside its business hours did with a ticket change.
+#[derive(Debug, Clone, PartialEq)]
+pub struct OffHoursEvent {
+    /// The room whose hours these are.
+    pub room: String,
+    pub action: OffHoursAction,
+    /// For the timeline.
+    pub text: String,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub enum OffHoursAction {
+    /// A [`DeliveryKind::Notice`] for the room is in the plan. The store posts it only if the room has
+    /// had none since `period_start` (once per off-hours period), and drops it otherwise.
+    Noticed {
+        period_start: Timestamp,
+        back_at: Timestamp,
+    },
+    /// The room's deliveries wait until its hours start.
+    Held { until: Timestamp },
+    /// Sent to another room instead.
+    Routed { to: String },
+}
+
+impl OffHoursEvent {
+    /// The timeline entry's data.
+    pub fn data(&self) -> serde_json::Value {
+        match &self.action {
+            OffHoursAction::Noticed {
+                period_start,
+                back_at,
+            } => {
+                serde_json::json!({"room": self.room, "action": "notice", "period_start": period_start, "back_at": back_at})
+            }
+            OffHoursAction::Held { until } => {
+                serde_json::json!({"room": self.room, "action": "hold", "until": until})
+            }
+            OffHoursAction::Routed { to } => {
+                serde_json::json!({"room": self.room, "action": "route", "to": to})
+            }
+        }
+    }
 }
 
 /// The compiled `rooms:` and `routes:`.
@@ -191,6 +261,12 @@ impl Router {
     /// The deliveries one timeline entry causes. Entries that are not news for a room (heartbeats never
     /// make entries; plugin failures, internal notes and delivery records) cause none.
     pub fn plan(&self, ticket: &Ticket, entry: &Entry) -> Vec<DeliveryDraft> {
+        self.plan_full(ticket, entry).deliveries
+    }
+
+    /// [`Router::plan`], with business hours at `entry.at`: a room outside its hours sends to its other
+    /// room, holds non-critical tickets until its hours start, or adds its off-hours notice to a firing.
+    pub fn plan_full(&self, ticket: &Ticket, entry: &Entry) -> Plan {
         let change = match (entry.kind, entry.visibility) {
             (EntryKind::Opened, _) => Change::Opened,
             (EntryKind::Refired, _) => Change::Refired,
@@ -205,27 +281,38 @@ impl Router {
                 author: entry.actor.clone(),
                 text: entry.text.clone(),
             },
-            _ => return Vec::new(),
+            _ => return Plan::default(),
         };
         let (rooms, mention_names) = self.targets(ticket);
+        let (rooms, mut off_hours) = self.reroute(rooms, entry.at);
         // Pings belong to news that needs someone: a ticket opening or coming back.
         let pings = matches!(change, Change::Opened | Change::Reopened);
         let mut out = Vec::new();
+        // A note typed in a chat room is already there: it goes to the ticket's other rooms only.
+        let typed_in = match change {
+            Change::Note { .. } => entry.data.get("room").and_then(|r| r.as_str()),
+            _ => None,
+        };
         for room in rooms {
             let Some(info) = self.rooms.get(&room) else {
                 continue;
             };
+            if typed_in == Some(room.as_str()) {
+                continue;
+            }
             let mentions = if pings {
                 self.mentions(&mention_names, &info.platform)
             } else {
                 Vec::new()
             };
             let message = self.message(ticket, entry, change.clone(), mentions);
+            let first = out.len();
             let mut push = |kind, content| {
                 out.push(DeliveryDraft {
                     room: room.clone(),
                     kind,
                     content,
+                    hold_until: None,
                 })
             };
             match change {
@@ -244,8 +331,132 @@ impl Router {
                     }
                 }
             }
+            self.outside_hours(
+                ticket,
+                entry,
+                &change,
+                &room,
+                first,
+                &mut out,
+                &mut off_hours,
+            );
         }
-        out
+        Plan {
+            deliveries: out,
+            off_hours,
+        }
+    }
+
+    /// Rooms outside their hours that send elsewhere, replaced by that room (each room once).
+    fn reroute(&self, rooms: Vec<String>, at: Timestamp) -> (Vec<String>, Vec<OffHoursEvent>) {
+        let mut out: Vec<String> = Vec::new();
+        let mut events = Vec::new();
+        for room in rooms {
+            let hours = self.rooms.get(&room).and_then(|i| i.hours.as_ref());
+            let target = match hours {
+                Some(RoomHours {
+                    hours,
+                    off_hours: OffHours::Route(to),
+                }) if !hours.is_open(at) && self.rooms.contains_key(to) => {
+                    events.push(OffHoursEvent {
+                        room: room.clone(),
+                        action: OffHoursAction::Routed { to: to.clone() },
+                        text: format!(
+                            "Room {room} is outside business hours ({}); sent to {to}.",
+                            hours.describe()
+                        ),
+                    });
+                    to.clone()
+                }
+                _ => room,
+            };
+            if !out.contains(&target) {
+                out.push(target);
+            }
+        }
+        (out, events)
+    }
+
+    /// A room outside its hours: holds the deliveries planned for it (from `first` on) unless the
+    /// ticket is critical, or adds its notice to a firing. Rerouting happened before.
+    #[allow(clippy::too_many_arguments)]
+    fn outside_hours(
+        &self,
+        ticket: &Ticket,
+        entry: &Entry,
+        change: &Change,
+        room: &str,
+        first: usize,
+        out: &mut Vec<DeliveryDraft>,
+        events: &mut Vec<OffHoursEvent>,
+    ) {
+        let Some(RoomHours { hours, off_hours }) =
+            self.rooms.get(room).and_then(|i| i.hours.as_ref())
+        else {
+            return;
+        };
+        if out.len() == first || hours.is_open(entry.at) {
+            return;
+        }
+        let back_at = hours.next_open(entry.at);
+        match off_hours {
+            OffHours::Route(_) => {}
+            OffHours::Hold => {
+                if ticket.severity == Severity::Critical {
+                    return;
+                }
+                for d in &mut out[first..] {
+                    d.hold_until = Some(back_at);
+                }
+                events.push(OffHoursEvent {
+                    room: room.to_string(),
+                    action: OffHoursAction::Held { until: back_at },
+                    text: format!(
+                        "Room {room} is outside business hours ({}): held until {} ({}).",
+                        hours.describe(),
+                        hours.local(back_at),
+                        back_at.to_rfc3339()
+                    ),
+                });
+            }
+            OffHours::Notice => {
+                if !matches!(change, Change::Opened | Change::Refired | Change::Reopened) {
+                    return;
+                }
+                let notice = format!(
+                    "Outside business hours ({}); the team is back at {}.",
+                    hours.describe(),
+                    hours.local(back_at)
+                );
+                let message = self.message(
+                    ticket,
+                    entry,
+                    Change::Note {
+                        author: "tocsin".into(),
+                        text: notice,
+                    },
+                    Vec::new(),
+                );
+                out.push(DeliveryDraft {
+                    room: room.to_string(),
+                    kind: DeliveryKind::Notice,
+                    content: Content::Ticket(message),
+                    hold_until: None,
+                });
+                events.push(OffHoursEvent {
+                    room: room.to_string(),
+                    action: OffHoursAction::Noticed {
+                        period_start: hours.period_start(entry.at),
+                        back_at,
+                    },
+                    text: format!(
+                        "Room {room} is outside business hours ({}): posted the off-hours notice there; the team is back at {}.",
+                        hours.describe(),
+                        hours.local(back_at)
+                    ),
+                });
+            }
+        }
     }
 
     fn mentions(&self, names: &[String], platform: &str) -> Vec<Mention> {
@@ -419,6 +630,7 @@ mod tests {
                 platform: "slack".into(),
                 capabilities: Capabilities::default(),
                 members: vec!["alice".into(), "bob".into(), "carol".into()],
+                hours: None,
             },
         );
         let members = ["alice", "bob", "dave"]
@@ -570,5 +782,135 @@ mod tests {
             entry.kind = EntryKind::Refired;
             prop_assert!(r.plan_mail(&ticket, &entry, &presence(&states), &BTreeSet::new()).is_empty());
         }
+    }
+
+    #[test]
+    fn a_note_typed_in_a_room_is_not_echoed_there() {
+        let mut r = router(Vec::new());
+        let ops = r.rooms["ops"].clone();
+        r.rooms.insert("dev".into(), ops);
+        r.routes[0].rooms.push("dev".into());
+        let (ticket, mut entry) = opened(Severity::Warning);
+        entry.kind = EntryKind::Note;
+        entry.visibility = Visibility::Public;
+        entry.text = "disk replaced".into();
+        entry.data = serde_json::json!({"via": "matrix", "room": "ops"});
+        let rooms =
+            |e: &Entry| -> Vec<String> { r.plan(&ticket, e).into_iter().map(|d| d.room).collect() };
+        assert_eq!(rooms(&entry), vec!["dev".to_string()]);
+        // From elsewhere (the API, email), a note goes to every room.
+        entry.data = serde_json::json!({"via": "api"});
+        assert_eq!(rooms(&entry), vec!["ops".to_string(), "dev".to_string()]);
+    }
+
+    /// `ops` with Mon–Fri 09:00–17:30 Berlin hours and `off`, plus an always-open `oncall` room. The
+    /// test tickets open on a Thursday at 01:16 Berlin time (1970-01-01T00:16:40Z): off hours.
+    fn router_with_hours(off: OffHours) -> Router {
+        let mut r = router(Vec::new());
+        let oncall = r.rooms["ops"].clone();
+        r.rooms.insert("oncall".into(), oncall);
+        r.rooms.get_mut("ops").unwrap().hours = Some(RoomHours {
+            hours: crate::domain::hours::Hours::new(&[0, 1, 2, 3, 4], 540, 1050, "Europe/Berlin")
+                .unwrap(),
+            off_hours: off,
+        });
+        r
+    }
+
+    fn rooms_and_holds(plan: &Plan) -> Vec<(String, DeliveryKind, Option<Timestamp>)> {
+        plan.deliveries
+            .iter()
+            .map(|d| (d.room.clone(), d.kind, d.hold_until))
+            .collect()
+    }
+
+    #[test]
+    fn off_hours_route_sends_to_the_other_room() {
+        let r = router_with_hours(OffHours::Route("oncall".into()));
+        let (ticket, entry) = opened(Severity::Warning);
+        let plan = r.plan_full(&ticket, &entry);
+        assert_eq!(
+            rooms_and_holds(&plan),
+            vec![("oncall".to_string(), DeliveryKind::Root, None)]
+        );
+        assert_eq!(plan.off_hours.len(), 1);
+        assert_eq!(
+            plan.off_hours[0].text,
+            "Room ops is outside business hours (Mon–Fri 09:00–17:30 Europe/Berlin); sent to oncall."
+        );
+        // In hours (Thursday 10:00 Berlin), ops gets it itself.
+        let mut in_hours = entry.clone();
+        in_hours.at = Timestamp::from_millis(9 * 3_600_000);
+        let plan = r.plan_full(&ticket, &in_hours);
+        assert_eq!(
+            rooms_and_holds(&plan),
+            vec![("ops".to_string(), DeliveryKind::Root, None)]
+        );
+        assert!(plan.off_hours.is_empty());
+    }
+
+    #[test]
+    fn off_hours_hold_waits_for_the_opening_except_for_critical_tickets() {
+        let r = router_with_hours(OffHours::Hold);
+        // Thursday 09:00 Berlin is 08:00 UTC.
+        let opening = Timestamp::from_millis(8 * 3_600_000);
+        let (ticket, entry) = opened(Severity::Warning);
+        let plan = r.plan_full(&ticket, &entry);
+        assert_eq!(
+            rooms_and_holds(&plan),
+            vec![("ops".to_string(), DeliveryKind::Root, Some(opening))]
+        );
+        assert_eq!(
+            plan.off_hours[0].action,
+            OffHoursAction::Held { until: opening }
+        );
+        let (critical, entry) = opened(Severity::Critical);
+        let plan = r.plan_full(&critical, &entry);
+        assert_eq!(
+            rooms_and_holds(&plan),
+            vec![("ops".to_string(), DeliveryKind::Root, None)]
+        );
+        assert!(plan.off_hours.is_empty());
+    }
+
+    #[test]
+    fn off_hours_notice_comes_with_firings_only() {
+        let r = router_with_hours(OffHours::Notice);
+        let (ticket, entry) = opened(Severity::Warning);
+        let plan = r.plan_full(&ticket, &entry);
+        assert_eq!(
+            rooms_and_holds(&plan),
+            vec![
+                ("ops".to_string(), DeliveryKind::Root, None),
+                ("ops".to_string(), DeliveryKind::Notice, None),
+            ]
+        );
+        let Content::Ticket(notice) = &plan.deliveries[1].content else {
+            panic!("a notice is a ticket message");
+        };
+        assert_eq!(
+            notice.change,
+            Change::Note {
+                author: "tocsin".into(),
+                text: "Outside business hours (Mon–Fri 09:00–17:30 Europe/Berlin); the team is back at Thu 1970-01-01 09:00.".into()
+            }
+        );
+        assert_eq!(
+            plan.off_hours[0].action,
+            OffHoursAction::Noticed {
+                // Wednesday 17:30 Berlin.
+                period_start: Timestamp::from_millis(-(7 * 3_600_000 + 30 * 60_000)),
+                back_at: Timestamp::from_millis(8 * 3_600_000),
+            }
+        );
+        // A resolution off hours brings no notice.
+        let mut resolved = entry.clone();
+        resolved.kind = EntryKind::Resolved;
+        let plan = r.plan_full(&ticket, &resolved);
+        assert_eq!(
+            rooms_and_holds(&plan),
+            vec![("ops".to_string(), DeliveryKind::Reply, None)]
+        );
+        assert!(plan.off_hours.is_empty());
     }
 }

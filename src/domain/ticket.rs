@@ -411,6 +411,9 @@ pub enum Action {
 pub struct Actor {
     pub member: String,
     pub via: String,
+    /// The tocsin room the action was typed in (chat), recorded as `data.room`: routing does not echo
+    /// a note back into the room it came from.
+    pub room: Option<String>,
 }
 
 impl Actor {
@@ -418,7 +421,13 @@ impl Actor {
         Actor {
             member: member.into(),
             via: via.into(),
+            room: None,
         }
+    }
+
+    pub fn in_room(mut self, room: impl Into<String>) -> Actor {
+        self.room = Some(room.into());
+        self
     }
 
     /// ` (via slack)`, or nothing for the JSON API.
@@ -539,6 +548,10 @@ pub fn act(
             )
         }
     };
+    let mut entry = entry;
+    if let (Some(room), Some(data)) = (&who.room, entry.data.as_object_mut()) {
+        data.insert("room".into(), json!(room));
+    }
     ticket.updated_at = now.max(ticket.updated_at);
     Ok(entry)
 }

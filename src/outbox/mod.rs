@@ -6,7 +6,9 @@
 //! so this worker can crash at any point: on restart it finds them again. A delivery sent but not yet
 //! recorded is sent again; the idempotency key (`tocsin-<id>-<created>`) lets platforms that support it
 //! (Matrix transaction ids) recognise the repeat. Like the processor, it is driven in steps: the server
-//! loops over [`Outbox::step`]; tests call it with a manual clock.
+//! loops over [`Outbox::step`]; tests call it with a manual clock. Deliveries held until a room's
+//! business hours start are left out until then (the store does not return them), so they hold up
+//! nothing behind them.
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -66,6 +68,7 @@ pub fn router(config: &Config, capabilities: &BTreeMap<String, Capabilities>) ->
                     platform: room.sink.kind().to_string(),
                     capabilities: capabilities.get(name).copied().unwrap_or_default(),
                     members: room.members.clone(),
+                    hours: room.room_hours(),
                 },
             )
         })
@@ -220,7 +223,7 @@ impl Outbox {
     /// Sends what is due now in every room, rooms side by side. Returns how many deliveries it finished
     /// (sent, failed, given up, or folded into a digest); 0 means nothing was due.
     pub async fn step(&self) -> Result<usize, StoreError> {
-        let backlog = self.store.outbox_backlog().await?;
+        let backlog = self.store.outbox_backlog(self.clock.now()).await?;
         let work = backlog
             .into_iter()
             .filter_map(|b| self.rooms.get(&b.room).map(|room| self.room_step(room, b)));
@@ -269,7 +272,7 @@ impl Outbox {
     }
 
     async fn normal_step(&self, room: &mut Room, now: Timestamp) -> Result<usize, StoreError> {
-        let pending = self.store.outbox_pending(&room.name, BATCH).await?;
+        let pending = self.store.outbox_pending(&room.name, now, BATCH).await?;
         let mut results = Vec::new();
         // Roots delivered in this batch: their replies, later in the same batch, thread under them.
         let mut roots: BTreeMap<String, String> = BTreeMap::new();
@@ -282,7 +285,9 @@ impl Outbox {
                 .clone()
                 .or_else(|| d.ticket_id.as_ref().and_then(|t| roots.get(t).cloned()));
             let action = match d.kind {
-                DeliveryKind::Root | DeliveryKind::Digest => Action::Post { thread: None },
+                DeliveryKind::Root | DeliveryKind::Digest | DeliveryKind::Notice => {
+                    Action::Post { thread: None }
+                }
                 DeliveryKind::Reply => Action::Post {
                     thread: root.filter(|_| room.capabilities.threads),
                 },
@@ -398,7 +403,7 @@ impl Outbox {
         }
         let pending = self
             .store
-            .outbox_pending(&room.name, usize::MAX >> 1)
+            .outbox_pending(&room.name, now, usize::MAX >> 1)
             .await?;
         let covered: Vec<i64> = pending.iter().map(|d| d.id).collect();
         let storm = room.storm.as_mut().expect("set above");

@@ -297,6 +297,10 @@ pub trait Store: Send + Sync + std::fmt::Debug + 'static {
     /// The ticket whose root message in `room` has this platform handle (chat replies in its thread).
     async fn ticket_by_root(&self, room: &str, handle: &str) -> Result<Option<Ticket>>;
 
+    /// The handle of the ticket's root message in `room`, if it was delivered there (the other way
+    /// round from [`Store::ticket_by_root`]).
+    async fn ticket_root(&self, ticket_id: &str, room: &str) -> Result<Option<String>>;
+
     /// Stores a silence.
     async fn create_silence(&self, draft: SilenceDraft, now: Timestamp) -> Result<Silence>;
 
@@ -319,11 +323,18 @@ pub trait Store: Send + Sync + std::fmt::Debug + 'static {
     /// somewhere is written to the outbox in the same transaction. Without a router, none are.
     fn set_router(&self, router: Arc<Router>);
 
-    /// Rooms with pending deliveries.
-    async fn outbox_backlog(&self) -> Result<Vec<RoomBacklog>>;
+    /// Rooms with pending deliveries at `now`. Deliveries held until later (a room outside its business
+    /// hours) are not counted and hold nothing up.
+    async fn outbox_backlog(&self, now: Timestamp) -> Result<Vec<RoomBacklog>>;
 
-    /// A room's oldest pending deliveries, in order, at most `limit`.
-    async fn outbox_pending(&self, room: &str, limit: usize) -> Result<Vec<Delivery>>;
+    /// A room's oldest pending deliveries at `now`, in order, at most `limit`, leaving out those held
+    /// until later.
+    async fn outbox_pending(
+        &self,
+        room: &str,
+        now: Timestamp,
+        limit: usize,
+    ) -> Result<Vec<Delivery>>;
 
     /// Records attempts, with a timeline entry on each ticket, in one transaction.
     async fn outbox_complete(&self, results: Vec<DeliveryResult>, now: Timestamp) -> Result<()>;

@@ -26,8 +26,8 @@ use crate::domain::mail::MailReason;
 use crate::domain::message::Content;
 use crate::domain::plugin::DropInfo;
 use crate::domain::presence::{Presence, PresenceState};
-use crate::domain::routing::{DeliveryKind, Router};
-use crate::domain::silence::{Silence, SilenceDraft};
+use crate::domain::routing::{DeliveryKind, OffHoursAction, Router};
+use crate::domain::silence::{self, Silence, SilenceDraft, Silencing};
 use crate::domain::ticket::{
     self, Action, Actor, AlertDecision, Policy, Resolution, Ticket, TicketState,
 };
@@ -180,6 +180,38 @@ INSERT OR IGNORE INTO ticket_rooms (room, ticket_id) SELECT room, ticket_id FROM
 CREATE VIRTUAL TABLE search USING fts5(body, ticket_id UNINDEXED, visibility UNINDEXED);
 INSERT INTO search (body, ticket_id, visibility) SELECT title, id, 'public' FROM tickets;
 INSERT INTO search (body, ticket_id, visibility) SELECT text, ticket_id, visibility FROM timeline;
+"#,
+    r#"
+-- Silences: label matchers with a window. Changes of tickets they match are recorded, not sent.
+CREATE TABLE silences (
+    id         INTEGER PRIMARY KEY AUTOINCREMENT,
+    matchers   TEXT NOT NULL,
+    starts_at  INTEGER NOT NULL,
+    ends_at    INTEGER NOT NULL,
+    comment    TEXT NOT NULL,
+    author     TEXT NOT NULL,
+    created_at INTEGER NOT NULL,
+    expired_by TEXT
+);
+CREATE INDEX silences_ends ON silences (ends_at);
+-- The rooms each ticket's firing (opening, refire, reopening) was queued for: where a resolution of a
+-- silenced ticket still goes.
+CREATE TABLE fired_rooms (
+    ticket_id TEXT NOT NULL,
+    room      TEXT NOT NULL,
+    PRIMARY KEY (ticket_id, room)
+) WITHOUT ROWID;
+INSERT OR IGNORE INTO fired_rooms (ticket_id, room) SELECT ticket_id, room FROM threads;
+INSERT OR IGNORE INTO fired_rooms (ticket_id, room)
+    SELECT ticket_id, room FROM outbox WHERE kind = 'root' AND ticket_id IS NOT NULL;
+-- Business hours: a delivery held until its room's hours start is not due before `held_until`.
+ALTER TABLE outbox ADD COLUMN held_until INTEGER;
+-- The off-hours period each room last got its notice for (one notice per period).
+CREATE TABLE off_hours_notices (
+    room         TEXT PRIMARY KEY,
+    period_start INTEGER NOT NULL,
+    posted_at    INTEGER NOT NULL
+) WITHOUT ROWID;
 "#,
 ];
 
@@ -794,6 +826,10 @@ fn record_drop(t: &Transaction<'_>, e: &JournalEntry, drop: &DropInfo) -> Result
 
 /// Writes the deliveries routing plans for a new timeline entry, due at the entry's time, and
 /// schedules the emails it calls for (with a timeline entry each, so the caller must save `ticket`).
+///
+/// Silences apply here: when one in force at the entry's time matches the ticket, the change is
+/// recorded but nothing goes to chat or email, except a resolution to the rooms that were told about the
+/// firing (`domain::silence::keep_deliveries`); a silenced firing gets a `silenced` entry.
 fn enqueue(
     t: &Transaction<'_>,
     router: Option<&Router>,
@@ -812,12 +848,96 @@ fn enqueue(
             .map_err(err)?;
         }
     }
-    for d in router.plan(ticket, entry) {
-        insert_delivery(t, &d.room, Some(&ticket.id), d.kind, &d.content, entry.at)?;
+    let plan = router.plan_full(ticket, entry);
+    let mut planned = plan.deliveries;
+    // One off-hours notice per room and off-hours period.
+    for ev in &plan.off_hours {
+        if let OffHoursAction::Noticed { period_start, .. } = ev.action {
+            if notice_posted(t, &ev.room, period_start)? {
+                planned.retain(|d| !(d.kind == DeliveryKind::Notice && d.room == ev.room));
+            }
+        }
     }
-    if router.mail.members.is_empty()
-        || !matches!(entry.kind, EntryKind::Opened | EntryKind::Reopened)
-    {
+    let firing = silence::is_firing(entry.kind);
+    let wants_mail = !router.mail.members.is_empty()
+        && matches!(entry.kind, EntryKind::Opened | EntryKind::Reopened);
+    let silenced_by = if firing || wants_mail || !planned.is_empty() {
+        let active = active_silences(t, entry.at)?;
+        silence::silencing(&active, ticket, entry.at).cloned()
+    } else {
+        None
+    };
+    let silencing = match &silenced_by {
+        Some(_) => Silencing::Active,
+        None if !firing && !planned.is_empty() && latest_firing_silenced(t, &ticket.id)? => {
+            Silencing::Ended
+        }
+        None => Silencing::Off,
+    };
+    let fired = if silencing == Silencing::Off {
+        BTreeSet::new()
+    } else {
+        fired_rooms(t, &ticket.id)?
+    };
+    let kept = silence::keep_deliveries(planned, entry.kind, silencing, &fired);
+    for d in &kept {
+        insert_delivery(
+            t,
+            &d.room,
+            Some(&ticket.id),
+            d.kind,
+            &d.content,
+            entry.at,
+            d.hold_until,
+        )?;
+        if firing {
+            t.prepare_cached("INSERT OR IGNORE INTO fired_rooms (ticket_id, room) VALUES (?1, ?2)")
+                .and_then(|mut s| s.execute(params![ticket.id, d.room]))
+                .map_err(err)?;
+        }
+    }
+    // What business hours did, for the rooms that still get something.
+    for ev in plan.off_hours {
+        let happened = match &ev.action {
+            OffHoursAction::Noticed { .. } => kept
+                .iter()
+                .any(|d| d.kind == DeliveryKind::Notice && d.room == ev.room),
+            OffHoursAction::Held { .. } => kept.iter().any(|d| d.room == ev.room),
+            OffHoursAction::Routed { to } => kept.iter().any(|d| &d.room == to),
+        };
+        if !happened {
+            continue;
+        }
+        if let OffHoursAction::Noticed { period_start, .. } = ev.action {
+            t.prepare_cached(
+                "INSERT INTO off_hours_notices (room, period_start, posted_at) VALUES (?1, ?2, ?3) \
+                 ON CONFLICT (room) DO UPDATE SET period_start = ?2, posted_at = ?3",
+            )
+            .and_then(|mut s| {
+                s.execute(params![ev.room, period_start.as_millis(), entry.at.as_millis()])
+            })
+            .map_err(err)?;
+        }
+        let draft = EntryDraft::system(
+            entry.at,
+            EntryKind::OffHours,
+            format!("room:{}", ev.room),
+            ev.text.clone(),
+            ev.data(),
+        );
+        append_entry(t, ticket, draft)?;
+    }
+    if let (Some(s), true) = (&silenced_by, firing) {
+        let draft = EntryDraft::system(
+            entry.at,
+            EntryKind::Silenced,
+            format!("member:{}", s.author),
+            silence::silenced_text(s),
+            serde_json::json!({"silence": s.id, "author": s.author, "ends_at": s.ends_at}),
+        );
+        append_entry(t, ticket, draft)?;
+    }
+    if !wants_mail || !silence::may_email(silencing) {
         return Ok(());
     }
     let presence = effective_presence(t)?;
@@ -863,6 +983,81 @@ fn enqueue(
         append_entry(t, ticket, draft)?;
     }
     Ok(())
+}
+
+/// Silences in force at `at`, oldest first. There are few: they are matched in Rust.
+fn active_silences(c: &Connection, at: Timestamp) -> Result<Vec<Silence>> {
+    let mut stmt = c
+        .prepare_cached(&format!(
+            "SELECT {SILENCE_COLUMNS} FROM silences WHERE starts_at <= ?1 AND ends_at > ?1 ORDER BY id"
+        ))
+        .map_err(err)?;
+    let rows = stmt
+        .query_map([at.as_millis()], silence_from_row)
+        .map_err(err)?;
+    rows.collect::<rusqlite::Result<_>>().map_err(err)
+}
+
+const SILENCE_COLUMNS: &str =
+    "id, matchers, starts_at, ends_at, comment, author, created_at, expired_by";
+
+fn silence_from_row(row: &Row<'_>) -> rusqlite::Result<Silence> {
+    let matchers: String = row.get(1)?;
+    Ok(Silence {
+        id: row.get(0)?,
+        matchers: serde_json::from_str(&matchers).map_err(|e| {
+            rusqlite::Error::FromSqlConversionFailure(1, rusqlite::types::Type::Text, Box::new(e))
+        })?,
+        starts_at: Timestamp::from_millis(row.get(2)?),
+        ends_at: Timestamp::from_millis(row.get(3)?),
+        comment: row.get(4)?,
+        author: row.get(5)?,
+        created_at: Timestamp::from_millis(row.get(6)?),
+        expired_by: row.get(7)?,
+    })
+}
+
+fn find_silence(c: &Connection, id: i64) -> Result<Option<Silence>> {
+    c.prepare_cached(&format!(
+        "SELECT {SILENCE_COLUMNS} FROM silences WHERE id = ?1"
+    ))
+    .and_then(|mut s| s.query_row([id], silence_from_row).optional())
+    .map_err(err)
+}
+
+/// Whether the room's off-hours notice was already posted for the period starting at `period_start`.
+fn notice_posted(c: &Connection, room: &str, period_start: Timestamp) -> Result<bool> {
+    c.prepare_cached(
+        "SELECT EXISTS (SELECT 1 FROM off_hours_notices WHERE room = ?1 AND period_start = ?2)",
+    )
+    .and_then(|mut s| s.query_row(params![room, period_start.as_millis()], |r| r.get(0)))
+    .map_err(err)
+}
+
+/// Whether the ticket's latest firing (opening, refire or reopening) was silenced.
+fn latest_firing_silenced(c: &Connection, ticket_id: &str) -> Result<bool> {
+    let kind: Option<String> = c
+        .prepare_cached(
+            "SELECT kind FROM timeline WHERE ticket_id = ?1 \
+             AND kind IN ('opened', 'refired', 'reopened', 'silenced') ORDER BY seq DESC LIMIT 1",
+        )
+        .and_then(|mut s| s.query_row([ticket_id], |r| r.get(0)).optional())
+        .map_err(err)?;
+    Ok(kind.as_deref() == Some(EntryKind::Silenced.as_str()))
+}
+
+/// The rooms a ticket's firing was delivered to or queued for: its thread roots, and the rooms its
+/// openings, refires and reopenings were written to the outbox for.
+fn fired_rooms(c: &Connection, ticket_id: &str) -> Result<BTreeSet<String>> {
+    let mut stmt = c
+        .prepare_cached(
+            "SELECT room FROM fired_rooms WHERE ticket_id = ?1 \
+             UNION SELECT room FROM threads WHERE ticket_id = ?1 \
+             UNION SELECT room FROM outbox WHERE ticket_id = ?1 AND kind = 'root' AND state = 'pending'",
+        )
+        .map_err(err)?;
+    let rows = stmt.query_map([ticket_id], |r| r.get(0)).map_err(err)?;
+    rows.collect::<rusqlite::Result<_>>().map_err(err)
 }
 
 /// Every member's presence, added up over sources.
@@ -963,10 +1158,11 @@ fn insert_delivery(
     kind: DeliveryKind,
     content: &Content,
     at: Timestamp,
+    held_until: Option<Timestamp>,
 ) -> Result<i64> {
     t.prepare_cached(
-        "INSERT INTO outbox (room, ticket_id, kind, content, created_at, next_at) \
-         VALUES (?1, ?2, ?3, ?4, ?5, ?5)",
+        "INSERT INTO outbox (room, ticket_id, kind, content, created_at, next_at, held_until) \
+         VALUES (?1, ?2, ?3, ?4, ?5, ?5, ?6)",
     )
     .and_then(|mut s| {
         s.execute(params![
@@ -975,6 +1171,7 @@ fn insert_delivery(
             kind.as_str(),
             serde_json::to_string(content).unwrap_or_default(),
             at.as_millis(),
+            held_until.map(Timestamp::as_millis),
         ])
     })
     .map_err(err)?;
@@ -1036,6 +1233,7 @@ fn delivery_entry(d: &Delivery, result: &DeliveryResult, now: Timestamp) -> Opti
         DeliveryKind::Reply => "update",
         DeliveryKind::EditRoot => "edit of the first message",
         DeliveryKind::Digest => "digest",
+        DeliveryKind::Notice => "off-hours notice",
     };
     let room = &d.room;
     let attempt = d.attempts + 1;
@@ -1283,6 +1481,19 @@ impl Store for SqliteStore {
         self.feed.subscribe()
     }
 
+    async fn ticket_root(&self, ticket_id: &str, room: &str) -> Result<Option<String>> {
+        let (ticket_id, room) = (ticket_id.to_string(), room.to_string());
+        self.read(move |c| {
+            c.prepare_cached("SELECT handle FROM threads WHERE ticket_id = ?1 AND room = ?2")
+                .and_then(|mut s| {
+                    s.query_row(params![ticket_id, room], |r| r.get(0))
+                        .optional()
+                })
+                .map_err(err)
+        })
+        .await
+    }
+
     async fn ticket_by_root(&self, room: &str, handle: &str) -> Result<Option<Ticket>> {
         let (room, handle) = (room.to_string(), handle.to_string());
         self.read(move |c| {
@@ -1298,16 +1509,66 @@ impl Store for SqliteStore {
         .await
     }
 
-    async fn create_silence(&self, _draft: SilenceDraft, _now: Timestamp) -> Result<Silence> {
-        Err(StoreError::Other("silences are not available yet".into()))
+    async fn create_silence(&self, draft: SilenceDraft, now: Timestamp) -> Result<Silence> {
+        self.write(move |t| {
+            let matchers = serde_json::to_string(&draft.matchers).map_err(json_err)?;
+            t.prepare_cached(
+                "INSERT INTO silences (matchers, starts_at, ends_at, comment, author, created_at) \
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+            )
+            .and_then(|mut s| {
+                s.execute(params![
+                    matchers,
+                    draft.starts_at.as_millis(),
+                    draft.ends_at.as_millis(),
+                    draft.comment,
+                    draft.author,
+                    now.as_millis(),
+                ])
+            })
+            .map_err(err)?;
+            find_silence(t, t.last_insert_rowid())?.ok_or(StoreError::NotFound)
+        })
+        .await
     }
 
-    async fn silences(&self, _active_at: Option<Timestamp>) -> Result<Vec<Silence>> {
-        Ok(Vec::new())
+    async fn silences(&self, active_at: Option<Timestamp>) -> Result<Vec<Silence>> {
+        self.read(move |c| match active_at {
+            Some(at) => {
+                let mut all = active_silences(c, at)?;
+                all.reverse();
+                Ok(all)
+            }
+            None => {
+                let mut stmt = c
+                    .prepare_cached(&format!(
+                        "SELECT {SILENCE_COLUMNS} FROM silences ORDER BY id DESC"
+                    ))
+                    .map_err(err)?;
+                let rows = stmt.query_map([], silence_from_row).map_err(err)?;
+                rows.collect::<rusqlite::Result<_>>().map_err(err)
+            }
+        })
+        .await
     }
 
-    async fn expire_silence(&self, _id: i64, _member: &str, _now: Timestamp) -> Result<Silence> {
-        Err(StoreError::NotFound)
+    async fn expire_silence(&self, id: i64, member: &str, now: Timestamp) -> Result<Silence> {
+        let member = member.to_string();
+        self.write(move |t| {
+            let current = find_silence(t, id)?.ok_or(StoreError::NotFound)?;
+            if current.ends_at <= now {
+                return Ok(current);
+            }
+            // A silence that has not started yet ends before it ever applied.
+            t.prepare_cached(
+                "UPDATE silences SET ends_at = ?2, starts_at = MIN(starts_at, ?2), expired_by = ?3 \
+                 WHERE id = ?1",
+            )
+            .and_then(|mut s| s.execute(params![id, now.as_millis(), member]))
+            .map_err(err)?;
+            find_silence(t, id)?.ok_or(StoreError::NotFound)
+        })
+        .await
     }
 
     async fn get_ticket(&self, r: &TicketRef) -> Result<Ticket> {
@@ -1437,18 +1698,20 @@ impl Store for SqliteStore {
         }
     }
 
-    async fn outbox_backlog(&self) -> Result<Vec<RoomBacklog>> {
-        self.read(|c| {
+    async fn outbox_backlog(&self, now: Timestamp) -> Result<Vec<RoomBacklog>> {
+        self.read(move |c| {
+            // Rows held until a room's hours start are not there yet: they neither count nor block.
             let mut stmt = c
                 .prepare_cached(
                     "SELECT o.room, COUNT(*), \
                      (SELECT h.next_at FROM outbox h WHERE h.room = o.room AND h.state = 'pending' \
-                      ORDER BY h.id LIMIT 1) \
-                     FROM outbox o WHERE o.state = 'pending' GROUP BY o.room",
+                      AND (h.held_until IS NULL OR h.held_until <= ?1) ORDER BY h.id LIMIT 1) \
+                     FROM outbox o WHERE o.state = 'pending' \
+                     AND (o.held_until IS NULL OR o.held_until <= ?1) GROUP BY o.room",
                 )
                 .map_err(err)?;
             let rows = stmt
-                .query_map([], |r| {
+                .query_map([now.as_millis()], |r| {
                     Ok(RoomBacklog {
                         room: r.get(0)?,
                         pending: r.get::<_, i64>(1)? as u64,
@@ -1461,18 +1724,27 @@ impl Store for SqliteStore {
         .await
     }
 
-    async fn outbox_pending(&self, room: &str, limit: usize) -> Result<Vec<Delivery>> {
+    async fn outbox_pending(
+        &self,
+        room: &str,
+        now: Timestamp,
+        limit: usize,
+    ) -> Result<Vec<Delivery>> {
         let room = room.to_string();
         self.read(move |c| {
             let mut stmt = c
                 .prepare_cached(&format!(
                     "SELECT {DELIVERY_COLUMNS} FROM outbox o \
                      LEFT JOIN threads th ON th.ticket_id = o.ticket_id AND th.room = o.room \
-                     WHERE o.room = ?1 AND o.state = 'pending' ORDER BY o.id LIMIT ?2"
+                     WHERE o.room = ?1 AND o.state = 'pending' \
+                     AND (o.held_until IS NULL OR o.held_until <= ?2) ORDER BY o.id LIMIT ?3"
                 ))
                 .map_err(err)?;
             let rows = stmt
-                .query_map(params![room, limit as i64], delivery_from_row)
+                .query_map(
+                    params![room, now.as_millis(), limit as i64],
+                    delivery_from_row,
+                )
                 .map_err(err)?;
             rows.collect::<rusqlite::Result<_>>().map_err(err)
         })
@@ -1547,7 +1819,7 @@ impl Store for SqliteStore {
     ) -> Result<i64> {
         let room = room.to_string();
         self.write(move |t| {
-            let id = insert_delivery(t, &room, None, DeliveryKind::Digest, &digest, now)?;
+            let id = insert_delivery(t, &room, None, DeliveryKind::Digest, &digest, now, None)?;
             for c in covered {
                 let ticket: Option<Option<String>> = t
                     .prepare_cached(

@@ -213,6 +213,52 @@ impl Synapse {
             .await;
     }
 
+    /// Sends `content` as an `m.room.message` from `user`; returns the event ID.
+    pub async fn send_message(&self, user: &User, room_id: &str, content: Value) -> String {
+        let path = url_path(&[
+            "_matrix",
+            "client",
+            "v3",
+            "rooms",
+            room_id,
+            "send",
+            "m.room.message",
+            &secret(),
+        ]);
+        let v = self
+            .call(Some(user), Method::PUT, &path, Some(content))
+            .await;
+        v["event_id"].as_str().expect("event_id").to_string()
+    }
+
+    /// A text message typed in the room's main timeline.
+    pub async fn say(&self, user: &User, room_id: &str, body: &str) -> String {
+        self.send_message(user, room_id, json!({"msgtype": "m.text", "body": body}))
+            .await
+    }
+
+    /// A text message in the thread under `root`, as Element sends it (with the reply fallback for
+    /// clients without threads).
+    pub async fn say_in_thread(
+        &self,
+        user: &User,
+        room_id: &str,
+        root: &str,
+        body: &str,
+    ) -> String {
+        let content = json!({
+            "msgtype": "m.text",
+            "body": body,
+            "m.relates_to": {
+                "rel_type": "m.thread",
+                "event_id": root,
+                "is_falling_back": true,
+                "m.in_reply_to": {"event_id": root},
+            },
+        });
+        self.send_message(user, room_id, content).await
+    }
+
     /// The room's timeline as `user` sees it (the last 100 events, any type), oldest first.
     pub async fn events(&self, user: &User, room_id: &str) -> Vec<Value> {
         let path = url_path(&["_matrix", "client", "v3", "rooms", room_id, "messages"]);

@@ -9,6 +9,7 @@
 //! listed users (or `room`) are mentioned, so a name or `@room` in an alert's text pings nobody.
 
 mod render;
+pub mod sync;
 
 use std::time::Duration;
 

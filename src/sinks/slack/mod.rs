@@ -203,7 +203,19 @@ impl SlackSink {
         api_url: &str,
         request: &Request,
     ) -> Outcome {
-        let r = render::render(&request.content);
+        // The root message (posted on opening, edited on each state change) carries the ack and
+        // resolve buttons; replies do not. Webhook messages get none: they cannot be edited, so their
+        // buttons would outlive the state they offer.
+        let root = match (&request.action, &request.content) {
+            (Action::Edit { .. }, _) => true,
+            (Action::Post { thread: None }, Content::Ticket(t)) => t.change == Change::Opened,
+            _ => false,
+        };
+        let r = if root {
+            render::render_root(&request.content)
+        } else {
+            render::render(&request.content)
+        };
         let (method, body) = match &request.action {
             Action::Post { thread: None } => (
                 "chat.postMessage",

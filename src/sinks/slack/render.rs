@@ -1,5 +1,6 @@
 //! Slack rendering: a ticket change or a storm digest as Block Kit `blocks` in mrkdwn, plus the plain
-//! `text` Slack shows in notifications and in clients that cannot draw blocks.
+//! `text` Slack shows in notifications and in clients that cannot draw blocks. Root messages (Web API
+//! mode) also get Acknowledge/Resolve buttons ([`render_root`]), answered by `chatops::slack`.
 //!
 //! Every string that came from an alert goes through [`text::escape_slack`] (blocks) or [`fallback`]
 //! (the `text` field), cut to fit with [`fit`] so no block goes past Slack's limits. Pings are only
@@ -48,6 +49,42 @@ pub fn render(content: &Content) -> Rendered {
         Content::Ticket(t) => ticket(t),
         Content::Digest(d) => digest(d),
     }
+}
+
+/// Renders a ticket's root message (the first post, and the edits that keep it current): like
+/// [`render`], plus the buttons of [`actions`] for what can still be done to the ticket.
+pub fn render_root(content: &Content) -> Rendered {
+    let mut r = render(content);
+    if let Content::Ticket(t) = content {
+        if let Some(buttons) = actions(t) {
+            r.blocks.push(buttons);
+        }
+    }
+    r
+}
+
+/// The buttons on a root message: Acknowledge and Resolve while the ticket is open, Resolve once it
+/// is acked, none once it is resolved. Pressing one sends `block_actions` to
+/// `/chat/slack/interactive` with the `action_id` and a `value` like `ack:T-42`.
+pub fn actions(t: &TicketMessage) -> Option<Value> {
+    let reference = t.reference();
+    let button = |label: &str, action: &str, verb: &str| {
+        json!({
+            "type": "button",
+            "action_id": action,
+            "text": {"type": "plain_text", "text": label},
+            "value": format!("{verb}:{reference}"),
+        })
+    };
+    let mut ack = button("Acknowledge", "tocsin_ack", "ack");
+    ack["style"] = json!("primary");
+    let resolve = button("Resolve", "tocsin_resolve", "resolve");
+    let elements = match t.state {
+        TicketState::Open => vec![ack, resolve],
+        TicketState::Acked => vec![resolve],
+        TicketState::Resolved => return None,
+    };
+    Some(json!({"type": "actions", "block_id": "tocsin_actions", "elements": elements}))
 }
 
 /// Escapes `raw` with `escape` and, if the result is longer than `max` characters, keeps the longest
@@ -611,6 +648,47 @@ mod tests {
             .find(|t| t.contains(" more>"))
             .unwrap();
         assert!(!more.contains("|+5 more>"), "{more}");
+    }
+
+    #[test]
+    fn root_messages_carry_the_buttons_that_still_apply() {
+        let buttons = |state, change| {
+            let mut t = message(change, vec![]);
+            t.state = state;
+            let r = render_root(&Content::Ticket(t.clone()));
+            // A plain render (thread replies) never has buttons.
+            assert!(render(&Content::Ticket(t))
+                .blocks
+                .iter()
+                .all(|b| b["type"] != "actions"));
+            r.blocks
+                .iter()
+                .filter(|b| b["type"] == "actions")
+                .flat_map(|b| b["elements"].as_array().unwrap().clone())
+                .map(|e| {
+                    format!(
+                        "{} {} {}",
+                        e["action_id"].as_str().unwrap(),
+                        e["value"].as_str().unwrap(),
+                        e["text"]["text"].as_str().unwrap()
+                    )
+                })
+                .collect::<Vec<_>>()
+        };
+        assert_eq!(
+            buttons(TicketState::Open, Change::Opened),
+            [
+                "tocsin_ack ack:T-42 Acknowledge",
+                "tocsin_resolve resolve:T-42 Resolve"
+            ]
+        );
+        assert_eq!(
+            buttons(TicketState::Acked, Change::Acked { by: "bob".into() }),
+            ["tocsin_resolve resolve:T-42 Resolve"]
+        );
+        assert!(buttons(TicketState::Resolved, Change::Resolved { by: "bob".into() }).is_empty());
+        let digest = render_root(&Content::Digest(digest_of(1, 0)));
+        assert!(digest.blocks.iter().all(|b| b["type"] != "actions"));
     }
 
     #[test]

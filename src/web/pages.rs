@@ -1,0 +1,778 @@
+//! The web UI's pages: sign-in, the ticket list, a ticket with its timeline as a chat, rooms' live
+//! activity, and the admin page. Handlers load from the store and render; `app.js` makes them live.
+
+use axum::extract::rejection::{FormRejection, QueryRejection};
+use axum::extract::{Form, Path, Query, State};
+use axum::http::{header, HeaderMap, StatusCode};
+use axum::response::{IntoResponse, Redirect, Response};
+use serde::Deserialize;
+
+use super::html::{actor_name, chip, esc, layout, message, page, time, url_encode};
+use super::session::{self, Session};
+use crate::config::Role;
+use crate::domain::alert::Severity;
+use crate::domain::ticket::{Ticket, TicketState};
+use crate::domain::timeline::{Entry, EntryKind, Visibility};
+use crate::error::ApiError;
+use crate::state::AppState;
+use crate::store::{FeedEvent, FeedQuery, StoreError, TicketFilter, TicketRef};
+
+/// Tickets per list page.
+const PAGE: usize = 50;
+/// Entries the room page shows from before it was opened.
+const ROOM_BACKLOG: usize = 100;
+/// How far back in the feed the room page looks for them.
+const ROOM_SCAN: i64 = 2000;
+
+const STATES: [&str; 3] = ["open", "acked", "resolved"];
+const SEVERITIES: [&str; 5] = ["critical", "error", "warning", "info", "none"];
+
+fn query<T>(q: Result<Query<T>, QueryRejection>) -> Result<T, ApiError> {
+    q.map(|Query(v)| v)
+        .map_err(|e| ApiError::bad_request("invalid_query", e.body_text()))
+}
+
+// ---------------------------------------------------------------------------------------------------
+// Sign-in
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct NextQuery {
+    next: Option<String>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LoginForm {
+    #[serde(default)]
+    token: String,
+    #[serde(default)]
+    csrf: String,
+    #[serde(default)]
+    next: Option<String>,
+}
+
+fn login_page(csrf: &str, next: &str, error: Option<&str>) -> String {
+    let error = error.map_or(String::new(), |e| {
+        format!("<p class=\"error\" role=\"alert\">{}</p>", esc(e))
+    });
+    let body = format!(
+        "<section class=\"card narrow login\"><h1>Sign in</h1>\
+         <p class=\"muted\">Use your member token (<code>members.&lt;name&gt;.token</code> in the config).</p>\
+         {error}<form method=\"post\" action=\"/login\">\
+         <input type=\"hidden\" name=\"csrf\" value=\"{csrf}\">\
+         <input type=\"hidden\" name=\"next\" value=\"{next}\">\
+         <label for=\"token\">Token</label>\
+         <input type=\"password\" id=\"token\" name=\"token\" autocomplete=\"current-password\" required autofocus>\
+         <button type=\"submit\" class=\"primary\">Sign in</button></form></section>",
+        csrf = esc(csrf),
+        next = esc(next),
+    );
+    layout("Sign in", None, "", &body)
+}
+
+/// `GET /login`: the form, with a CSRF token tied to a nonce cookie.
+pub async fn login_form(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    q: Result<Query<NextQuery>, QueryRejection>,
+) -> Result<Response, ApiError> {
+    let next = super::safe_next(query(q)?.next.as_deref());
+    if session::from_headers(&state, &headers).is_some() {
+        return Ok(Redirect::to(&next).into_response());
+    }
+    let (nonce, fresh) = match session::cookie(&headers, session::LOGIN_COOKIE) {
+        Some(n) if !n.is_empty() => (n.to_string(), false),
+        _ => (session::new_nonce(), true),
+    };
+    let mut r = page(
+        StatusCode::OK,
+        login_page(&session::login_csrf(&state, &nonce), &next, None),
+    );
+    if fresh {
+        r.headers_mut().insert(
+            header::SET_COOKIE,
+            session::set_login_cookie(&state, &nonce),
+        );
+    }
+    Ok(r)
+}
+
+/// `POST /login`: checks the form's CSRF token and the member token, then sets the session cookie.
+pub async fn login(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    form: Result<Form<LoginForm>, FormRejection>,
+) -> Result<Response, ApiError> {
+    let Form(form) = form.map_err(|e| ApiError::bad_request("invalid_form", e.body_text()))?;
+    let nonce = session::cookie(&headers, session::LOGIN_COOKIE).unwrap_or("");
+    if form.csrf.is_empty() {
+        return Err(session::csrf_refused("the sign-in form has no csrf field"));
+    }
+    if !session::login_csrf_ok(&state, nonce, &form.csrf) {
+        return Err(session::csrf_refused(
+            "the sign-in form's csrf field does not match this browser",
+        ));
+    }
+    let next = super::safe_next(form.next.as_deref());
+    let value = state
+        .members
+        .by_token(form.token.trim())
+        .and_then(|m| session::issue(&state, &m.name));
+    let Some(value) = value else {
+        return Ok(page(
+            StatusCode::UNAUTHORIZED,
+            login_page(
+                &form.csrf,
+                &next,
+                Some("That token does not belong to any member."),
+            ),
+        ));
+    };
+    let mut r = Redirect::to(&next).into_response();
+    r.headers_mut()
+        .append(header::SET_COOKIE, session::set_cookie(&state, &value));
+    Ok(r)
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LogoutForm {
+    #[serde(default)]
+    csrf: String,
+}
+
+/// `POST /logout`: ends the session in this browser.
+pub async fn logout(
+    State(state): State<AppState>,
+    session: Session,
+    form: Result<Form<LogoutForm>, FormRejection>,
+) -> Result<Response, ApiError> {
+    let Form(form) = form.map_err(|e| ApiError::bad_request("invalid_form", e.body_text()))?;
+    if !session::csrf_ok(&state, &session, &form.csrf) {
+        return Err(session::csrf_refused(
+            "the sign-out form's csrf field is wrong",
+        ));
+    }
+    let mut r = Redirect::to("/login").into_response();
+    r.headers_mut()
+        .insert(header::SET_COOKIE, session::clear_cookie(&state));
+    Ok(r)
+}
+
+// ---------------------------------------------------------------------------------------------------
+// Ticket list
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ListQuery {
+    state: Option<String>,
+    severity: Option<String>,
+    source: Option<String>,
+    room: Option<String>,
+    q: Option<String>,
+    /// Tickets numbered below this (the next page's cursor).
+    before: Option<i64>,
+}
+
+fn nonempty(v: &Option<String>) -> Option<&str> {
+    v.as_deref().map(str::trim).filter(|s| !s.is_empty())
+}
+
+/// `GET /`: tickets, newest first, with filters and a cursor.
+pub async fn tickets(
+    State(state): State<AppState>,
+    session: Session,
+    q: Result<Query<ListQuery>, QueryRejection>,
+) -> Result<Response, ApiError> {
+    let q = query(q)?;
+    let states = match nonempty(&q.state) {
+        Some(s) => vec![TicketState::from_name(s).ok_or_else(|| {
+            ApiError::bad_request(
+                "invalid_query",
+                format!("state `{s}` is not one of open, acked, resolved"),
+            )
+        })?],
+        None => Vec::new(),
+    };
+    let severities = match nonempty(&q.severity) {
+        Some(s) => vec![Severity::from_name(s).ok_or_else(|| {
+            ApiError::bad_request(
+                "invalid_query",
+                format!("severity `{s}` is not one of critical, error, warning, info, none"),
+            )
+        })?],
+        None => Vec::new(),
+    };
+    let filter = TicketFilter {
+        states,
+        severities,
+        source: nonempty(&q.source).map(str::to_string),
+        room: nonempty(&q.room).map(str::to_string),
+        text: nonempty(&q.q).map(str::to_string),
+        visible: session.member.visible(),
+        limit: PAGE + 1,
+        before_number: q.before,
+    };
+    let mut list = state.store.list_tickets(&filter).await?;
+    let more = list.len() > PAGE;
+    list.truncate(PAGE);
+    let body = render_list(&state, &q, &list, more);
+    Ok(page(
+        StatusCode::OK,
+        layout("Tickets", Some(&session), "tickets", &body),
+    ))
+}
+
+fn select(name: &str, any: &str, options: &[String], chosen: Option<&str>) -> String {
+    let mut out =
+        format!("<select name=\"{name}\" aria-label=\"{any}\"><option value=\"\">{any}</option>");
+    for o in options {
+        let sel = if Some(o.as_str()) == chosen {
+            " selected"
+        } else {
+            ""
+        };
+        out.push_str(&format!("<option value=\"{0}\"{sel}>{0}</option>", esc(o)));
+    }
+    out.push_str("</select>");
+    out
+}
+
+fn render_list(state: &AppState, q: &ListQuery, list: &[Ticket], more: bool) -> String {
+    let strings = |v: &[&str]| v.iter().map(|s| s.to_string()).collect::<Vec<_>>();
+    let mut sources: Vec<String> = state.config.sources.keys().cloned().collect();
+    sources.push(crate::pipeline::SYSTEM_SOURCE.to_string());
+    let rooms: Vec<String> = state.config.rooms.keys().cloned().collect();
+    let mut out = format!(
+        "<form class=\"filters card\" method=\"get\" action=\"/\">\
+         <input type=\"search\" name=\"q\" value=\"{q}\" placeholder=\"Search titles and timelines\" aria-label=\"Search\">\
+         {st}{sev}{src}{room}\
+         <button type=\"submit\">Filter</button><a class=\"link\" href=\"/\">Clear</a></form>",
+        q = esc(nonempty(&q.q).unwrap_or("")),
+        st = select("state", "Any state", &strings(&STATES), nonempty(&q.state)),
+        sev = select(
+            "severity",
+            "Any severity",
+            &strings(&SEVERITIES),
+            nonempty(&q.severity)
+        ),
+        src = select("source", "Any source", &sources, nonempty(&q.source)),
+        room = if rooms.is_empty() {
+            String::new()
+        } else {
+            select("room", "Any room", &rooms, nonempty(&q.room))
+        },
+    );
+    if list.is_empty() {
+        out.push_str("<p class=\"empty card\">No tickets match.</p>");
+        return out;
+    }
+    out.push_str(
+        "<div class=\"card flush\"><table class=\"tickets\"><thead><tr><th>Ticket</th><th>Title</th>\
+         <th>Severity</th><th>State</th><th>Source</th><th>Assignee</th><th>Updated</th></tr></thead><tbody>",
+    );
+    for t in list {
+        let key = t.reference();
+        out.push_str(&format!(
+            "<tr class=\"ticket-row\"><td class=\"key\"><a href=\"/tickets/{key}\">{key}</a></td>\
+             <td class=\"title\"><a href=\"/tickets/{key}\">{title}</a></td>\
+             <td>{sev}</td><td>{state}</td><td class=\"muted\">{source}</td><td>{assignee}</td>\
+             <td class=\"muted nowrap\">{updated}</td></tr>",
+            title = esc(&t.title),
+            sev = severity_chip(t.severity),
+            state = state_chip(t.state),
+            source = esc(&t.source),
+            assignee = t
+                .assignee
+                .as_deref()
+                .map_or("<span class=\"muted\">—</span>".to_string(), esc),
+            updated = time(t.updated_at),
+        ));
+    }
+    out.push_str("</tbody></table></div>");
+    if more {
+        if let Some(last) = list.last() {
+            let mut params: Vec<String> = [
+                ("q", &q.q),
+                ("state", &q.state),
+                ("severity", &q.severity),
+                ("source", &q.source),
+                ("room", &q.room),
+            ]
+            .iter()
+            .filter_map(|(k, v)| nonempty(v).map(|v| format!("{k}={}", url_encode(v))))
+            .collect();
+            params.push(format!("before={}", last.number));
+            out.push_str(&format!(
+                "<nav class=\"pager\"><a href=\"/?{}\">Older tickets →</a></nav>",
+                esc(&params.join("&"))
+            ));
+        }
+    }
+    out
+}
+
+fn severity_chip(s: Severity) -> String {
+    chip(&format!("sev sev-{}", s.as_str()), s.as_str())
+}
+
+fn state_chip(s: TicketState) -> String {
+    chip(&format!("state state-{}", s.as_str()), s.as_str())
+}
+
+// ---------------------------------------------------------------------------------------------------
+// One ticket
+
+/// `GET /tickets/{T-42 or id}`: the header, the timeline as a chat, the composer and actions.
+pub async fn ticket(
+    State(state): State<AppState>,
+    session: Session,
+    Path(id): Path<String>,
+) -> Result<Response, ApiError> {
+    let t = match state.store.get_ticket(&TicketRef::parse(&id)).await {
+        Err(StoreError::NotFound) => {
+            return Ok(message(
+                StatusCode::NOT_FOUND,
+                Some(&session),
+                "No such ticket",
+                &format!("There is no ticket {id}."),
+            ))
+        }
+        other => other?,
+    };
+    // The feed position first, then the timeline: anything written in between comes twice (the page
+    // drops repeats by seq), never not at all.
+    let feed = *state.store.feed_watch().borrow();
+    let visible = session.member.visible();
+    let entries: Vec<Entry> = state
+        .store
+        .timeline(&t.id, 0, 5000)
+        .await?
+        .into_iter()
+        .filter(|e| visible.contains(&e.visibility))
+        .collect();
+    let body = render_ticket(&state, &session, &t, &entries, feed);
+    Ok(page(
+        StatusCode::OK,
+        layout(
+            &format!("{} {}", t.reference(), t.title),
+            Some(&session),
+            "tickets",
+            &body,
+        ),
+    ))
+}
+
+fn render_ticket(
+    state: &AppState,
+    session: &Session,
+    t: &Ticket,
+    entries: &[Entry],
+    feed: i64,
+) -> String {
+    let key = t.reference();
+    let me = &session.member;
+    let matchers: Vec<String> = t.labels.iter().map(|(k, v)| format!("{k}={v}")).collect();
+    let matchers = serde_json::to_string(&matchers).unwrap_or_else(|_| "[]".into());
+    let labels: String = t
+        .labels
+        .iter()
+        .map(|(k, v)| {
+            format!(
+                "<li class=\"label\"><span class=\"k\">{}</span>=<span class=\"v\">{}</span></li>",
+                esc(k),
+                esc(v)
+            )
+        })
+        .collect();
+    let labels = if labels.is_empty() {
+        String::new()
+    } else {
+        format!("<ul class=\"labels\">{labels}</ul>")
+    };
+    let description = t.description.as_deref().map_or(String::new(), |d| {
+        format!("<p class=\"description\">{}</p>", esc(d))
+    });
+    let link = t
+        .url
+        .as_deref()
+        .filter(|u| u.starts_with("https://") || u.starts_with("http://"))
+        .map_or(String::new(), |u| {
+            format!(
+                "<a class=\"source-link\" href=\"{}\" rel=\"noopener noreferrer\" target=\"_blank\">Open in {} ↗</a>",
+                esc(u),
+                esc(&t.source)
+            )
+        });
+    let acked = t.acked_by.as_deref().map_or(String::new(), |a| {
+        format!("<span class=\"fact\">acked by <b>{}</b></span>", esc(a))
+    });
+    let actions = if me.role >= Role::Editor {
+        let mut options = String::from("<option value=\"\">Nobody</option>");
+        for name in state.config.members.keys() {
+            let sel = if t.assignee.as_deref() == Some(name) {
+                " selected"
+            } else {
+                ""
+            };
+            options.push_str(&format!(
+                "<option value=\"{0}\"{sel}>{0}</option>",
+                esc(name)
+            ));
+        }
+        format!(
+            "<div class=\"actions\" id=\"actions\">\
+             <button type=\"button\" id=\"ack\" data-action=\"ack\">Ack</button>\
+             <button type=\"button\" id=\"resolve\" data-action=\"resolve\">Resolve</button>\
+             <span class=\"group\"><select id=\"assign-to\" aria-label=\"Assign to\">{options}</select>\
+             <button type=\"button\" id=\"assign\">Assign</button>\
+             <button type=\"button\" id=\"take\">Take it</button></span>\
+             <button type=\"button\" id=\"mute\" title=\"Silence alerts with these labels for an hour\">Mute 1h</button>\
+             <span class=\"status\" id=\"action-status\" role=\"status\"></span></div>"
+        )
+    } else {
+        String::new()
+    };
+    let composer = if me.role >= Role::Editor {
+        "<form id=\"composer\" class=\"composer\">\
+         <textarea id=\"note-text\" name=\"text\" rows=\"3\" placeholder=\"Write a note… (Ctrl+Enter sends)\" aria-label=\"Note\" required></textarea>\
+         <div class=\"row\"><select id=\"note-visibility\" name=\"visibility\" aria-label=\"Who sees the note\">\
+         <option value=\"internal\" selected>Internal: tocsin members only</option>\
+         <option value=\"public\">Public: also sent to the rooms</option></select>\
+         <span class=\"status\" id=\"composer-status\" role=\"status\"></span>\
+         <button type=\"submit\" class=\"primary\">Add note</button></div></form>"
+            .to_string()
+    } else {
+        "<p class=\"muted readonly\">You can read this ticket; editors add notes and act on it.</p>"
+            .to_string()
+    };
+    format!(
+        "<article class=\"ticket\" id=\"ticket\" data-ticket=\"{id}\" data-key=\"{key}\" data-feed=\"{feed}\" data-matchers=\"{matchers}\">\
+         <header class=\"card ticket-head\">\
+         <div class=\"crumbs\"><a href=\"/\">Tickets</a> / <span class=\"key\">{key}</span></div>\
+         <h1 id=\"title\">{title}</h1>\
+         <div class=\"facts\"><span id=\"state\">{state}</span>{sev}\
+         <span class=\"fact\">source <b>{source}</b></span>\
+         <span class=\"fact\">assignee <b id=\"assignee\">{assignee}</b></span>{acked}\
+         <span class=\"fact\">opened {opened}</span></div>\
+         {labels}{description}{link}{actions}</header>\
+         <section class=\"card chat\"><h2>Timeline</h2>\
+         <ol class=\"timeline\" id=\"timeline\">{entries}</ol>{composer}</section></article>",
+        id = esc(&t.id),
+        key = esc(&key),
+        matchers = esc(&matchers),
+        title = esc(&t.title),
+        state = state_chip(t.state),
+        sev = severity_chip(t.severity),
+        source = esc(&t.source),
+        assignee = esc(t.assignee.as_deref().unwrap_or("nobody")),
+        opened = time(t.created_at),
+        entries = render_entries(entries, &me.name),
+    )
+}
+
+fn kind_label(kind: EntryKind) -> String {
+    kind.as_str().replace('_', " ")
+}
+
+/// The kind's label before a system line, unless the text already starts with it ("Opened by ...").
+fn what(kind: EntryKind, text: &str) -> String {
+    let label = kind_label(kind);
+    if text.to_lowercase().starts_with(&label) {
+        String::new()
+    } else {
+        format!("<span class=\"what\">{label}</span>")
+    }
+}
+
+/// Entries as chat: notes are bubbles, the rest one-liners; runs of `refired` fold into one line.
+fn render_entries(entries: &[Entry], me: &str) -> String {
+    let mut out = String::new();
+    let mut i = 0;
+    while i < entries.len() {
+        let run = entries[i..]
+            .iter()
+            .take_while(|e| e.kind == EntryKind::Refired)
+            .count();
+        if run > 1 {
+            let group = &entries[i..i + run];
+            let last = &group[run - 1];
+            let seqs: Vec<String> = group.iter().map(|e| e.seq.to_string()).collect();
+            out.push_str(&format!(
+                "<li class=\"entry sys kind-refired\" data-seqs=\"{seqs}\" data-count=\"{run}\">\
+                 <span class=\"what\">refired</span><span class=\"count\">×{run}</span>\
+                 <span class=\"text\">{text}</span>{at}</li>",
+                seqs = seqs.join(" "),
+                text = esc(&last.text),
+                at = time(last.at),
+            ));
+            i += run;
+        } else {
+            out.push_str(&render_entry(&entries[i], me));
+            i += 1;
+        }
+    }
+    out
+}
+
+fn render_entry(e: &Entry, me: &str) -> String {
+    let who = actor_name(&e.actor);
+    if e.kind == EntryKind::Note {
+        let vis = e.visibility.as_str();
+        let badge = if e.visibility == Visibility::Internal {
+            "<span class=\"badge internal\">internal</span>"
+        } else {
+            "<span class=\"badge public\">public</span>"
+        };
+        let mine = if e.actor == format!("member:{me}") {
+            " mine"
+        } else {
+            ""
+        };
+        format!(
+            "<li class=\"entry note vis-{vis}{mine}\" data-seqs=\"{seq}\"><div class=\"bubble\">\
+             <div class=\"meta\"><span class=\"author\">{who}</span>{badge}{at}</div>\
+             <div class=\"text\">{text}</div></div></li>",
+            seq = e.seq,
+            who = esc(who),
+            at = time(e.at),
+            text = esc(&e.text),
+        )
+    } else {
+        format!(
+            "<li class=\"entry sys kind-{kind}\" data-seqs=\"{seq}\">\
+             {label}<span class=\"text\">{text}</span>{at}</li>",
+            kind = e.kind.as_str(),
+            label = what(e.kind, &e.text),
+            seq = e.seq,
+            text = esc(&e.text),
+            at = time(e.at),
+        )
+    }
+}
+
+// ---------------------------------------------------------------------------------------------------
+// Rooms
+
+/// `GET /rooms`: the configured rooms.
+pub async fn rooms(State(state): State<AppState>, session: Session) -> Response {
+    let mut body = String::from("<section class=\"card\"><h1>Rooms</h1>");
+    if state.config.rooms.is_empty() {
+        body.push_str("<p class=\"empty\">No rooms are configured (<code>rooms:</code>).</p>");
+    } else {
+        body.push_str(
+            "<table class=\"rooms\"><thead><tr><th>Room</th><th>Platform</th><th>Members</th></tr></thead><tbody>",
+        );
+        for (name, room) in &state.config.rooms {
+            body.push_str(&format!(
+                "<tr><td><a href=\"/rooms/{link}\">{name}</a></td><td>{kind}</td><td class=\"muted\">{members}</td></tr>",
+                link = url_encode(name),
+                name = esc(name),
+                kind = esc(room.sink.kind()),
+                members = esc(&room.members.join(", ")),
+            ));
+        }
+        body.push_str("</tbody></table>");
+    }
+    body.push_str("</section>");
+    page(
+        StatusCode::OK,
+        layout("Rooms", Some(&session), "rooms", &body),
+    )
+}
+
+/// `GET /rooms/{room}`: the room's recent activity, then live.
+pub async fn room(
+    State(state): State<AppState>,
+    session: Session,
+    Path(room): Path<String>,
+) -> Result<Response, ApiError> {
+    if !state.config.rooms.contains_key(&room) {
+        return Ok(message(
+            StatusCode::NOT_FOUND,
+            Some(&session),
+            "No such room",
+            &format!("There is no room `{room}` in the config."),
+        ));
+    }
+    let head = *state.store.feed_watch().borrow();
+    let mut events = state
+        .store
+        .feed(&FeedQuery {
+            after: (head - ROOM_SCAN).max(0),
+            ticket_id: None,
+            room: Some(room.clone()),
+            visible: session.member.visible(),
+            limit: ROOM_SCAN as usize,
+        })
+        .await?;
+    let after = events.last().map_or(head, |e| e.id.max(head));
+    let skip = events.len().saturating_sub(ROOM_BACKLOG);
+    let events = events.split_off(skip);
+    let items: String = events
+        .iter()
+        .rev()
+        .map(|e| render_feed_item(e, &session.member.name))
+        .collect();
+    let empty = if items.is_empty() {
+        "<p class=\"empty\" id=\"feed-empty\">Nothing yet. New activity appears here as it happens.</p>"
+    } else {
+        ""
+    };
+    let body = format!(
+        "<section class=\"card\"><div class=\"crumbs\"><a href=\"/rooms\">Rooms</a> / {name}</div>\
+         <h1>{name} <span class=\"chip\">{kind}</span></h1>\
+         <p class=\"muted\">Everything that happens to tickets routed here, newest first, live.</p>{empty}\
+         <ol class=\"feed\" id=\"feed\" data-room=\"{name}\" data-feed=\"{after}\">{items}</ol></section>",
+        name = esc(&room),
+        kind = esc(state.config.rooms[&room].sink.kind()),
+    );
+    Ok(page(
+        StatusCode::OK,
+        layout(&format!("Room {room}"), Some(&session), "rooms", &body),
+    ))
+}
+
+fn render_feed_item(e: &FeedEvent, me: &str) -> String {
+    let entry = &e.entry;
+    let badge = match entry.visibility {
+        Visibility::Internal => "<span class=\"badge internal\">internal</span>",
+        _ => "",
+    };
+    let mine = if entry.actor == format!("member:{me}") {
+        " mine"
+    } else {
+        ""
+    };
+    // Notes say who wrote them; other entries' texts already name who did what.
+    let head = if entry.kind == EntryKind::Note {
+        format!(
+            "<span class=\"what\">note</span>{badge}<span class=\"author\">{}</span>",
+            esc(actor_name(&entry.actor))
+        )
+    } else {
+        what(entry.kind, &entry.text)
+    };
+    format!(
+        "<li class=\"feed-item kind-{kind}{mine}\" data-id=\"{id}\">\
+         <a class=\"key\" href=\"/tickets/{key}\">{key}</a>\
+         <span class=\"title\">{title}</span>{head}{at}\
+         <span class=\"text\">{text}</span></li>",
+        kind = entry.kind.as_str(),
+        id = e.id,
+        key = esc(&e.ticket),
+        title = esc(&e.title),
+        text = esc(&entry.text),
+        at = time(entry.at),
+    )
+}
+
+// ---------------------------------------------------------------------------------------------------
+// Admin
+
+/// `GET /admin`: dead deliveries (with Retry) and dropped alerts. Admins only.
+pub async fn admin(State(state): State<AppState>, session: Session) -> Result<Response, ApiError> {
+    if session.member.role < Role::Admin {
+        return Ok(message(
+            StatusCode::FORBIDDEN,
+            Some(&session),
+            "Admins only",
+            &format!(
+                "{} is a {}; this page needs the admin role.",
+                session.member.name,
+                session.member.role.as_str()
+            ),
+        ));
+    }
+    let dead = state.store.outbox_dead(100).await?;
+    let dropped = state.store.dropped(100).await?;
+    let mut body = String::from("<section class=\"card\"><h1>Dead deliveries</h1>");
+    if dead.is_empty() {
+        body.push_str("<p class=\"empty\">None: every message was delivered or is on its way.</p>");
+    } else {
+        body.push_str(
+            "<table class=\"dead\"><thead><tr><th>#</th><th>Room</th><th>Ticket</th><th>Kind</th>\
+             <th>Attempts</th><th>Last error</th><th>Created</th><th></th></tr></thead><tbody>",
+        );
+        for d in &dead {
+            let ticket = d.ticket_id.as_deref().map_or("—".to_string(), |id| {
+                format!("<a href=\"/tickets/{0}\">{0}</a>", esc(id))
+            });
+            body.push_str(&format!(
+                "<tr data-delivery=\"{id}\"><td>{id}</td><td>{room}</td><td class=\"mono\">{ticket}</td>\
+                 <td>{kind}</td><td>{attempts}</td><td class=\"error-text\">{error}</td><td class=\"nowrap\">{at}</td>\
+                 <td><button type=\"button\" class=\"retry\" data-id=\"{id}\">Retry</button></td></tr>",
+                id = d.id,
+                room = esc(&d.room),
+                kind = d.kind.as_str(),
+                attempts = d.attempts,
+                error = esc(d.last_error.as_deref().unwrap_or("")),
+                at = time(d.created_at),
+            ));
+        }
+        body.push_str("</tbody></table>");
+    }
+    body.push_str("</section><section class=\"card\"><h1>Dropped alerts</h1>");
+    if dropped.is_empty() {
+        body.push_str("<p class=\"empty\">No plugin dropped an alert.</p>");
+    } else {
+        body.push_str(
+            "<table class=\"dropped\"><thead><tr><th>When</th><th>Source</th><th>Alert</th><th>Plugin</th>\
+             <th>Reason</th></tr></thead><tbody>",
+        );
+        for d in &dropped {
+            body.push_str(&format!(
+                "<tr><td class=\"nowrap\">{at}</td><td>{source}</td><td>{title}</td><td>{plugin}</td><td>{reason}</td></tr>",
+                at = time(d.at),
+                source = esc(&d.alert.source),
+                title = esc(&d.alert.title),
+                plugin = esc(&d.plugin),
+                reason = esc(&d.reason),
+            ));
+        }
+        body.push_str("</tbody></table>");
+    }
+    body.push_str("</section>");
+    Ok(page(
+        StatusCode::OK,
+        layout("Admin", Some(&session), "admin", &body),
+    ))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::domain::time::Timestamp;
+
+    fn entry(seq: i64, kind: EntryKind, visibility: Visibility, text: &str) -> Entry {
+        Entry {
+            seq,
+            at: Timestamp::from_millis(0),
+            kind,
+            visibility,
+            actor: "member:bob".into(),
+            text: text.into(),
+            data: serde_json::json!({}),
+        }
+    }
+
+    #[test]
+    fn refired_runs_fold_and_notes_are_escaped() {
+        let html = render_entries(
+            &[
+                entry(1, EntryKind::Opened, Visibility::System, "Opened."),
+                entry(2, EntryKind::Refired, Visibility::System, "Refired."),
+                entry(3, EntryKind::Refired, Visibility::System, "Refired."),
+                entry(4, EntryKind::Refired, Visibility::System, "Refired."),
+                entry(5, EntryKind::Note, Visibility::Internal, "<b>x</b>"),
+            ],
+            "bob",
+        );
+        assert!(html.contains("data-seqs=\"2 3 4\""), "{html}");
+        assert!(html.contains("×3"), "{html}");
+        assert!(html.contains("&lt;b&gt;x&lt;/b&gt;"), "{html}");
+        assert!(html.contains("badge internal"), "{html}");
+        assert!(html.contains(" mine"), "{html}");
+    }
+}
