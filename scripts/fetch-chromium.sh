@@ -35,5 +35,5 @@ export DEBIAN_FRONTEND=noninteractive
 if ! apt-cache show chromium >/dev/null 2>&1; then
     $sudo apt-get update -qq
 fi
-$sudo apt-get install -y -qq --no-install-recommends chromium >/dev/null
+$sudo apt-get install -y -qq --no-install-recommends chromium fonts-dejavu-core >/dev/null
 [ -x /usr/bin/chromium ] || die "apt-get finished but /usr/bin/chromium is still missing"

@@ -8,6 +8,7 @@ mod common;
 use std::collections::{BTreeMap, BTreeSet};
 use std::time::Duration;
 
+use common::receiver::*;
 use common::*;
 use serde_json::{json, Value};
 use wiremock::matchers::{method, path};
@@ -16,31 +17,6 @@ use wiremock::{Mock, MockServer, ResponseTemplate};
 /// A generic alert through the `hooks` source.
 fn alert(title: &str, severity: &str, status: &str) -> Value {
     json!({"title": title, "status": status, "severity": severity, "labels": {"host": title}})
-}
-
-async fn bodies(server: &MockServer) -> Vec<Value> {
-    server
-        .received_requests()
-        .await
-        .unwrap()
-        .iter()
-        .map(|r| serde_json::from_slice(&r.body).unwrap())
-        .collect()
-}
-
-/// `T-1 opened`, `T-1 resolved`, ... for ticket messages, `digest` for digests.
-fn events(bodies: &[Value]) -> Vec<String> {
-    bodies
-        .iter()
-        .map(|b| match b["type"].as_str() {
-            Some("ticket") => format!(
-                "{} {}",
-                b["ticket"]["ref"].as_str().unwrap(),
-                b["event"].as_str().unwrap()
-            ),
-            _ => "digest".to_string(),
-        })
-        .collect()
 }
 
 fn webhook_room(name: &str, server: &MockServer, extra: &str) -> String {

@@ -7,50 +7,16 @@ mod common;
 
 use std::time::Duration;
 
+use common::receiver::*;
 use common::*;
 use serde_json::{json, Value};
-use wiremock::matchers::method;
-use wiremock::{Mock, MockServer, ResponseTemplate};
+use wiremock::MockServer;
 
 const HOURS: &str =
     "days: [mon, tue, wed, thu, fri], start: \"09:00\", end: \"17:30\", timezone: Europe/Berlin";
 
 /// Monday 2026-11-23 09:00 in Berlin.
 const MONDAY_OPENING: &str = "2026-11-23T08:00:00Z";
-
-async fn receiver() -> MockServer {
-    let server = MockServer::start().await;
-    Mock::given(method("POST"))
-        .respond_with(ResponseTemplate::new(200))
-        .mount(&server)
-        .await;
-    server
-}
-
-async fn bodies(server: &MockServer) -> Vec<Value> {
-    server
-        .received_requests()
-        .await
-        .unwrap()
-        .iter()
-        .map(|r| serde_json::from_slice(&r.body).unwrap())
-        .collect()
-}
-
-/// `T-1 opened`, `T-1 note`, ...
-async fn received(server: &MockServer) -> Vec<String> {
-    bodies(server)
-        .await
-        .iter()
-        .map(|b| {
-            format!(
-                "{} {}",
-                b["ticket"]["ref"].as_str().unwrap(),
-                b["event"].as_str().unwrap()
-            )
-        })
-        .collect()
-}
 
 fn room(name: &str, server: &MockServer, hours: Option<&str>) -> String {
     let hours = hours

@@ -7,10 +7,10 @@ mod common;
 
 use std::time::Duration;
 
+use common::receiver::*;
 use common::*;
 use serde_json::{json, Value};
-use wiremock::matchers::method;
-use wiremock::{Mock, MockServer, ResponseTemplate};
+use wiremock::MockServer;
 
 /// Members alice (admin), bob (editor) and carol (viewer), alice and bob with addresses; room `ops` is
 /// a webhook on `server` and gets every ticket, mentioning alice (who is offline, so she would be
@@ -40,33 +40,6 @@ async fn spawn(server: &MockServer) -> TestApp {
         uri = server.uri(),
     );
     spawn_app_with_yaml(dir, yaml).await
-}
-
-async fn receiver() -> MockServer {
-    let server = MockServer::start().await;
-    Mock::given(method("POST"))
-        .respond_with(ResponseTemplate::new(200))
-        .mount(&server)
-        .await;
-    server
-}
-
-/// What the room received: `T-1 opened`, `T-1 resolved`, ...
-async fn received(server: &MockServer) -> Vec<String> {
-    server
-        .received_requests()
-        .await
-        .unwrap()
-        .iter()
-        .map(|r| {
-            let b: Value = serde_json::from_slice(&r.body).unwrap();
-            format!(
-                "{} {}",
-                b["ticket"]["ref"].as_str().unwrap(),
-                b["event"].as_str().unwrap()
-            )
-        })
-        .collect()
 }
 
 /// A generic alert through the `hooks` source, labelled `host`.

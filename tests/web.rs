@@ -448,6 +448,16 @@ async fn post_login(
         .unwrap()
 }
 
+/// Signs in through the form with `token`; the session's whole `Set-Cookie` value.
+async fn session_cookie(client: &reqwest::Client, base: &str, token: &str) -> String {
+    let (nonce, csrf) = login_form(client, base).await;
+    let r = post_login(client, base, &nonce, &[("token", token), ("csrf", &csrf)]).await;
+    set_cookies(&r)
+        .into_iter()
+        .find(|c| c.starts_with("tocsin_session="))
+        .expect("a session cookie")
+}
+
 fn no_redirects() -> reqwest::Client {
     reqwest::Client::builder()
         .redirect(reqwest::redirect::Policy::none())
@@ -585,17 +595,8 @@ async fn sign_in_sets_a_strict_http_only_cookie_and_wrong_tokens_get_none() {
     };
     let (status, _) = admin(session.clone()).await;
     assert_eq!(status, 403);
-    let r = post_login(
-        &client,
-        &app.base,
-        &nonce,
-        &[("token", ADMIN), ("csrf", &csrf)],
-    )
-    .await;
-    let alice = set_cookies(&r)
-        .into_iter()
-        .find(|c| c.starts_with("tocsin_session="))
-        .unwrap()
+    let alice = session_cookie(&client, &app.base, ADMIN)
+        .await
         .split(';')
         .next()
         .unwrap()
@@ -612,18 +613,7 @@ async fn sign_in_sets_a_strict_http_only_cookie_and_wrong_tokens_get_none() {
     let yaml = config_yaml(&dir.path().join("tocsin.db"), "")
         .replace("public_url: http://", "public_url: https://");
     let secure = spawn_app_with_yaml(dir, yaml).await;
-    let (nonce, csrf) = login_form(&client, &secure.base).await;
-    let r = post_login(
-        &client,
-        &secure.base,
-        &nonce,
-        &[("token", EDITOR), ("csrf", &csrf)],
-    )
-    .await;
-    let cookie = set_cookies(&r)
-        .into_iter()
-        .find(|c| c.starts_with("tocsin_session="))
-        .expect("a session cookie");
+    let cookie = session_cookie(&client, &secure.base, EDITOR).await;
     assert!(cookie.split(';').any(|a| a.trim() == "Secure"), "{cookie}");
 }
 
@@ -636,18 +626,7 @@ async fn sessions_survive_restarts_with_a_secret_and_end_with_the_token() {
     );
     let app = spawn_app_with_yaml(dir, yaml.clone()).await;
     let client = no_redirects();
-    let (nonce, csrf) = login_form(&client, &app.base).await;
-    let r = post_login(
-        &client,
-        &app.base,
-        &nonce,
-        &[("token", EDITOR), ("csrf", &csrf)],
-    )
-    .await;
-    let cookie = set_cookies(&r)
-        .into_iter()
-        .find(|c| c.starts_with("tocsin_session="))
-        .unwrap();
+    let cookie = session_cookie(&client, &app.base, EDITOR).await;
     assert!(cookie.contains("Max-Age=3600"), "{cookie}");
     let session = cookie.split(';').next().unwrap().to_string();
     let get = |base: String, session: String| {
@@ -677,18 +656,8 @@ async fn sessions_survive_restarts_with_a_secret_and_end_with_the_token() {
     assert_eq!(get(app.base.clone(), session.clone()).await, 401);
 
     // A session made now, then bob's token leaves the config: the session ends with it.
-    let (nonce, csrf) = login_form(&client, &app.base).await;
-    let r = post_login(
-        &client,
-        &app.base,
-        &nonce,
-        &[("token", EDITOR), ("csrf", &csrf)],
-    )
-    .await;
-    let session = set_cookies(&r)
-        .into_iter()
-        .find(|c| c.starts_with("tocsin_session="))
-        .unwrap()
+    let session = session_cookie(&client, &app.base, EDITOR)
+        .await
         .split(';')
         .next()
         .unwrap()

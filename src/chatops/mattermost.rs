@@ -14,7 +14,7 @@ use std::collections::BTreeMap;
 use axum::body::Bytes;
 use axum::extract::rejection::BytesRejection;
 use axum::extract::{DefaultBodyLimit, State};
-use axum::http::{header, HeaderMap, StatusCode};
+use axum::http::{header, HeaderMap};
 use axum::response::{IntoResponse, Response};
 use axum::routing::post;
 use axum::{Json, Router};
@@ -99,15 +99,7 @@ async fn mattermost(
             "Mattermost ChatOps is not configured (chatops.mattermost)".into(),
         ));
     };
-    let body = body.map_err(|e| {
-        if e.status() == StatusCode::PAYLOAD_TOO_LARGE {
-            ApiError::PayloadTooLarge {
-                limit: MAX_BODY as u64,
-            }
-        } else {
-            ApiError::bad_request("invalid_body", e.body_text())
-        }
-    })?;
+    let body = super::read_body(body, MAX_BODY)?;
     let fields = fields(&headers, &body)?;
     let field = |k: &str| fields.get(k).map(String::as_str).unwrap_or_default();
     if !token_ok(config, field("token")) {

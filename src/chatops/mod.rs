@@ -422,14 +422,22 @@ fn one_line(raw: &str) -> String {
     raw.replace(['\r', '\n'], " ")
 }
 
-/// Compares secrets without leaking, through timing, how much of a guess was right, or its length:
-/// both sides are hashed first, then compared in constant time (as `ingest`'s token check does).
-pub fn secrets_match(given: &[u8], expected: &[u8]) -> bool {
-    use sha2::{Digest, Sha256};
-    use subtle::ConstantTimeEq;
-    Sha256::digest(given)
-        .ct_eq(&Sha256::digest(expected))
-        .into()
+pub use crate::ingest::secrets_match;
+
+/// The request body, or the app's JSON error for one that could not be read (413 past `limit`).
+pub fn read_body(
+    body: Result<axum::body::Bytes, axum::extract::rejection::BytesRejection>,
+    limit: usize,
+) -> Result<axum::body::Bytes, crate::error::ApiError> {
+    body.map_err(|e| {
+        if e.status() == axum::http::StatusCode::PAYLOAD_TOO_LARGE {
+            crate::error::ApiError::PayloadTooLarge {
+                limit: limit as u64,
+            }
+        } else {
+            crate::error::ApiError::bad_request("invalid_body", e.body_text())
+        }
+    })
 }
 
 /// Decodes an `application/x-www-form-urlencoded` body (`+` is a space, `%XX` a byte). A repeated key
@@ -525,12 +533,5 @@ mod tests {
         assert_eq!(f["bare"], "");
         assert_eq!(f["odd"], "%zz%4");
         assert_eq!(form(b"a=%C3%A9%FF")["a"], "é\u{FFFD}");
-    }
-
-    #[test]
-    fn secrets_compare_whole_values() {
-        assert!(secrets_match(b"abc", b"abc"));
-        assert!(!secrets_match(b"abc", b"abcd"));
-        assert!(!secrets_match(b"", b"abc"));
     }
 }

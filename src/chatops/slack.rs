@@ -101,15 +101,7 @@ fn checked(
             "Slack ChatOps is not configured (chatops.slack)".into(),
         ));
     };
-    let body = body.map_err(|e| {
-        if e.status() == StatusCode::PAYLOAD_TOO_LARGE {
-            ApiError::PayloadTooLarge {
-                limit: MAX_BODY as u64,
-            }
-        } else {
-            ApiError::bad_request("invalid_body", e.body_text())
-        }
-    })?;
+    let body = super::read_body(body, MAX_BODY)?;
     verify(config, headers, &body, state.clock.now())?;
     Ok(body)
 }

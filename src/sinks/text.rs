@@ -32,8 +32,14 @@ pub fn defuse_mentions(text: &str) -> String {
     out
 }
 
-/// HTML (Matrix `formatted_body`, emails): escapes `& < > " '`.
+/// HTML (Matrix `formatted_body`, emails): escapes `& < > " '` and defuses mentions.
 pub fn escape_html(text: &str) -> String {
+    defuse_mentions(&escape_markup(text))
+}
+
+/// Escapes `& < > " '` for HTML element content and quoted attribute values, and nothing else (no
+/// mention defusing: attribute values such as URLs must stay intact). The web UI uses it too.
+pub fn escape_markup(text: &str) -> String {
     let mut out = String::with_capacity(text.len() + 8);
     for c in text.chars() {
         match c {
@@ -45,7 +51,7 @@ pub fn escape_html(text: &str) -> String {
             c => out.push(c),
         }
     }
-    defuse_mentions(&out)
+    out
 }
 
 /// Slack mrkdwn: `& < >` become entities (which also disarms `<!channel>` and `<@U…>`), and the

@@ -358,6 +358,26 @@ impl SqliteStore {
     }
 }
 
+/// `<prefix> IN (?n, ...)` with the values pushed onto `args`, or nothing when there are none (no
+/// filter).
+fn in_list<'a>(
+    prefix: &str,
+    args: &mut Vec<rusqlite::types::Value>,
+    values: impl Iterator<Item = &'a str>,
+) -> String {
+    let marks: Vec<String> = values
+        .map(|v| {
+            args.push(v.to_string().into());
+            format!("?{}", args.len())
+        })
+        .collect();
+    if marks.is_empty() {
+        String::new()
+    } else {
+        format!("{prefix} IN ({})", marks.join(", "))
+    }
+}
+
 fn last_feed_id(conn: &Connection) -> Result<i64> {
     conn.prepare_cached("SELECT COALESCE(MAX(id), 0) FROM feed")
         .and_then(|mut s| s.query_row([], |r| r.get(0)))
@@ -1446,17 +1466,11 @@ impl Store for SqliteStore {
                     args.len()
                 ));
             }
-            if !q.visible.is_empty() {
-                let marks: Vec<String> = q
-                    .visible
-                    .iter()
-                    .map(|v| {
-                        args.push(v.as_str().to_string().into());
-                        format!("?{}", args.len())
-                    })
-                    .collect();
-                sql.push_str(&format!(" AND tl.visibility IN ({})", marks.join(", ")));
-            }
+            sql.push_str(&in_list(
+                " AND tl.visibility",
+                &mut args,
+                q.visible.iter().map(|v| v.as_str()),
+            ));
             args.push((q.limit.max(1) as i64).into());
             sql.push_str(&format!(" ORDER BY f.id LIMIT ?{}", args.len()));
             let mut stmt = c.prepare_cached(&sql).map_err(err)?;
@@ -1582,28 +1596,16 @@ impl Store for SqliteStore {
         self.read(move |c| {
             let mut sql = format!("SELECT {TICKET_COLUMNS} FROM tickets WHERE 1 = 1");
             let mut args: Vec<rusqlite::types::Value> = Vec::new();
-            if !filter.states.is_empty() {
-                let marks: Vec<String> = filter
-                    .states
-                    .iter()
-                    .map(|s| {
-                        args.push(s.as_str().to_string().into());
-                        format!("?{}", args.len())
-                    })
-                    .collect();
-                sql.push_str(&format!(" AND state IN ({})", marks.join(", ")));
-            }
-            if !filter.severities.is_empty() {
-                let marks: Vec<String> = filter
-                    .severities
-                    .iter()
-                    .map(|s| {
-                        args.push(s.as_str().to_string().into());
-                        format!("?{}", args.len())
-                    })
-                    .collect();
-                sql.push_str(&format!(" AND severity IN ({})", marks.join(", ")));
-            }
+            sql.push_str(&in_list(
+                " AND state",
+                &mut args,
+                filter.states.iter().map(|v| v.as_str()),
+            ));
+            sql.push_str(&in_list(
+                " AND severity",
+                &mut args,
+                filter.severities.iter().map(|v| v.as_str()),
+            ));
             if let Some(source) = &filter.source {
                 args.push(source.clone().into());
                 sql.push_str(&format!(" AND source = ?{}", args.len()));
@@ -1621,17 +1623,11 @@ impl Store for SqliteStore {
                     "SELECT ticket_id FROM search WHERE search MATCH ?{}",
                     args.len()
                 );
-                if !filter.visible.is_empty() {
-                    let marks: Vec<String> = filter
-                        .visible
-                        .iter()
-                        .map(|v| {
-                            args.push(v.as_str().to_string().into());
-                            format!("?{}", args.len())
-                        })
-                        .collect();
-                    sub.push_str(&format!(" AND visibility IN ({})", marks.join(", ")));
-                }
+                sub.push_str(&in_list(
+                    " AND visibility",
+                    &mut args,
+                    filter.visible.iter().map(|v| v.as_str()),
+                ));
                 sql.push_str(&format!(" AND id IN ({sub})"));
             }
             if let Some(before) = filter.before_number {

@@ -401,18 +401,7 @@ fn http_url(url: &str) -> Option<String> {
 /// Escaping for a double-quoted attribute value. Not [`escape_html`]: that also defuses `@word`
 /// mentions with a zero-width space, which would break a URL with an `@` in it.
 fn escape_attr(text: &str) -> String {
-    let mut out = String::with_capacity(text.len() + 8);
-    for c in text.chars() {
-        match c {
-            '&' => out.push_str("&amp;"),
-            '<' => out.push_str("&lt;"),
-            '>' => out.push_str("&gt;"),
-            '"' => out.push_str("&quot;"),
-            '\'' => out.push_str("&#39;"),
-            c => out.push(c),
-        }
-    }
-    out
+    crate::sinks::text::escape_markup(text)
 }
 
 /// Characters that are never shown: C0/C1 controls, and the bidirectional overrides and isolates, with

@@ -36,17 +36,23 @@ pub struct MatrixSink {
     timeout: Duration,
 }
 
+/// The configured homeserver as a base URL (http or https), or what is wrong with it.
+pub(crate) fn homeserver_url(raw: &str) -> Result<Url, String> {
+    let raw = raw.trim();
+    let homeserver =
+        Url::parse(raw).map_err(|e| format!("homeserver `{raw}` is not a URL: {e}"))?;
+    if !matches!(homeserver.scheme(), "http" | "https") || homeserver.cannot_be_a_base() {
+        return Err(format!(
+            "homeserver `{raw}` must be an http(s) URL like https://matrix.example.org"
+        ));
+    }
+    Ok(homeserver)
+}
+
 impl MatrixSink {
     pub fn new(config: &MatrixSinkConfig, client: &Client) -> Result<Self, String> {
         let timeout = SinkConfig::Matrix(config.clone()).timeout();
-        let raw = config.homeserver.0.trim();
-        let homeserver =
-            Url::parse(raw).map_err(|e| format!("homeserver `{raw}` is not a URL: {e}"))?;
-        if !matches!(homeserver.scheme(), "http" | "https") || homeserver.cannot_be_a_base() {
-            return Err(format!(
-                "homeserver `{raw}` must be an http(s) URL like https://matrix.example.org"
-            ));
-        }
+        let homeserver = homeserver_url(&config.homeserver.0)?;
         let room_id = config.room_id.0.trim().to_string();
         // An alias (`#ops:example.org`) cannot be sent to; it has to be resolved to the room's ID first.
         if !room_id.starts_with('!') {

@@ -82,14 +82,7 @@ impl MatrixBotClient {
     /// For the account of a Matrix room's sink (same checks as the sink).
     pub fn new(config: &MatrixSinkConfig, client: &Client) -> Result<MatrixBotClient, String> {
         let timeout = SinkConfig::Matrix(config.clone()).timeout();
-        let raw = config.homeserver.0.trim();
-        let homeserver =
-            Url::parse(raw).map_err(|e| format!("homeserver `{raw}` is not a URL: {e}"))?;
-        if !matches!(homeserver.scheme(), "http" | "https") || homeserver.cannot_be_a_base() {
-            return Err(format!(
-                "homeserver `{raw}` must be an http(s) URL like https://matrix.example.org"
-            ));
-        }
+        let homeserver = super::homeserver_url(&config.homeserver.0)?;
         if config.access_token.expose().trim().is_empty() {
             return Err("access_token is empty".into());
         }
