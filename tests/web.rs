@@ -847,3 +847,59 @@ async fn an_open_page_reports_its_member_online_from_the_web() {
         "offline"
     );
 }
+
+#[tokio::test]
+async fn an_admin_retries_a_dead_delivery_from_the_admin_page() {
+    // A room whose hook refuses for good: the opening dies at once and waits for an admin.
+    let server = wiremock::MockServer::start().await;
+    wiremock::Mock::given(wiremock::matchers::method("POST"))
+        .respond_with(wiremock::ResponseTemplate::new(404).set_body_string("no such hook"))
+        .up_to_n_times(1)
+        .mount(&server)
+        .await;
+    let app = spawn_app_with(&format!(
+        "rooms:\n  ops:\n    sink: {{kind: webhook, url: \"{}/hook\"}}\nroutes:\n  - rooms: [ops]\n",
+        server.uri()
+    ))
+    .await;
+    open_ticket(&app, "Backup failed", "error", "db1").await;
+    app.deliver().await;
+    let dead = expect(app.api_get("/api/deliveries/dead", ADMIN).await, 200).await;
+    assert_eq!(dead["deliveries"].as_array().unwrap().len(), 1);
+
+    let mut b = Browser::launch().await;
+    sign_in(&mut b, &app, ADMIN, "/admin").await;
+    let text = b.eval("document.querySelector('main').textContent").await;
+    assert!(
+        text.as_str().unwrap().contains("HTTP 404: no such hook"),
+        "{text}"
+    );
+    b.click("button.retry").await;
+    b.wait_for(
+        "document.querySelector('button.retry').textContent === 'Queued'",
+        "the retry to be queued",
+    )
+    .await;
+
+    // Back in line, and this time the hook takes it.
+    let dead = expect(app.api_get("/api/deliveries/dead", ADMIN).await, 200).await;
+    assert_eq!(dead["deliveries"], json!([]));
+    wiremock::Mock::given(wiremock::matchers::method("POST"))
+        .respond_with(wiremock::ResponseTemplate::new(200))
+        .mount(&server)
+        .await;
+    assert_eq!(app.deliver().await, 1);
+    let kinds = app.timeline_kinds("T-1").await;
+    assert_eq!(
+        kinds.last().map(String::as_str),
+        Some("delivered"),
+        "{kinds:?}"
+    );
+    assert!(kinds.contains(&"delivery_dead".to_string()), "{kinds:?}");
+    let retried = app
+        .timeline("T-1")
+        .await
+        .into_iter()
+        .any(|e| e["text"].as_str().unwrap_or_default().contains("alice"));
+    assert!(retried, "the timeline names who retried it");
+}
