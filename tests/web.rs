@@ -903,3 +903,445 @@ async fn an_admin_retries_a_dead_delivery_from_the_admin_page() {
         .any(|e| e["text"].as_str().unwrap_or_default().contains("alice"));
     assert!(retried, "the timeline names who retried it");
 }
+
+/// JS: the silences listed in a section of the silences page (`current` or `expired`), each as
+/// `[id, matchers, comment, when, author]`, in page order.
+fn silences_js(section: &str) -> String {
+    format!(
+        "[...document.querySelectorAll('#silences-{section} li.silence')].map((li) => [
+            Number(li.dataset.silence),
+            [...li.querySelectorAll('.matcher')].map((m) => m.textContent),
+            li.querySelector('.comment').textContent,
+            li.querySelector('.when').textContent,
+            li.querySelector('.author b').textContent])"
+    )
+}
+
+/// Picks a duration in the new-silence form, as a person would (the `change` event included).
+fn choose_duration_js(value: &str) -> String {
+    format!(
+        "(() => {{ const s = document.getElementById('silence-duration'); s.value = {v};
+            s.dispatchEvent(new Event('change')); return s.value; }})()",
+        v = json!(value)
+    )
+}
+
+async fn silences(app: &TestApp) -> Vec<Value> {
+    let list = expect(app.api_get("/api/silences", ADMIN).await, 200).await;
+    list["silences"].as_array().unwrap().clone()
+}
+
+#[tokio::test]
+async fn an_editor_silences_similar_alerts_from_the_page_and_expires_the_silence() {
+    let app = app().await;
+    open_ticket(&app, "Disk full on db9", "critical", "db9").await;
+    let mut b = Browser::launch().await;
+    sign_in(&mut b, &app, EDITOR, "/tickets/T-1").await;
+
+    // "Silence similar…" next to Mute opens the form with the ticket's labels as matchers.
+    b.navigate_with("document.getElementById('silence-similar').click()")
+        .await;
+    assert_eq!(b.eval("location.pathname").await, json!("/silences"));
+    assert_eq!(
+        b.eval("document.querySelector('header.top .links a.active').textContent")
+            .await,
+        json!("Silences")
+    );
+    assert_eq!(
+        b.eval("document.getElementById('silence-matchers').value")
+            .await,
+        json!("host=\"db9\"\nteam=\"infra\"")
+    );
+    assert_eq!(
+        b.eval("document.querySelector('#silences-current .empty').textContent")
+            .await,
+        json!("No silences: every alert reaches its rooms.")
+    );
+
+    // Four hours, a reason, and send: the page comes back with the new silence at the top.
+    assert_eq!(b.eval(&choose_duration_js("4h")).await, json!("4h"));
+    b.type_into("#silence-comment", "Replacing the disk in db9")
+        .await;
+    b.navigate_with("document.querySelector('#silence-form button[type=submit]').click()")
+        .await;
+    assert_eq!(
+        b.eval("location.pathname + location.search").await,
+        json!("/silences?created=1")
+    );
+    assert_eq!(
+        b.eval(&silences_js("current")).await,
+        json!([[
+            1,
+            ["host=db9", "team=infra"],
+            "Replacing the disk in db9",
+            "4h left",
+            "bob"
+        ]])
+    );
+    assert_eq!(
+        b.eval("document.getElementById('silence-1').classList.contains('new')")
+            .await,
+        json!(true)
+    );
+
+    // It went through the API as bob.
+    let list = silences(&app).await;
+    assert_eq!(list.len(), 1, "{list:#?}");
+    let s = &list[0];
+    assert_eq!(s["author"], "bob");
+    assert_eq!(s["comment"], "Replacing the disk in db9");
+    assert_eq!(s["state"], "active");
+    assert_eq!(
+        s["matchers_text"],
+        json!(["host=\"db9\"", "team=\"infra\""])
+    );
+    assert_eq!(
+        s["ends_at"],
+        app.now()
+            .plus(std::time::Duration::from_secs(4 * 3600))
+            .to_rfc3339()
+    );
+
+    // A matching alert afterwards still opens its ticket, silenced.
+    open_ticket(&app, "Disk slow on db9", "warning", "db9").await;
+    let kinds = app.timeline_kinds("T-2").await;
+    assert!(kinds.contains(&"silenced".to_string()), "{kinds:?}");
+    let silenced = app
+        .timeline("T-2")
+        .await
+        .into_iter()
+        .find(|e| e["kind"] == "silenced")
+        .unwrap();
+    assert!(
+        silenced["text"]
+            .as_str()
+            .unwrap()
+            .contains("\"Replacing the disk in db9\""),
+        "{silenced}"
+    );
+    assert!(!app
+        .timeline_kinds("T-1")
+        .await
+        .contains(&"silenced".to_string()));
+
+    // The time left follows the clock.
+    app.advance(std::time::Duration::from_secs(30 * 60));
+    b.goto(&format!("{}/silences", app.base)).await;
+    assert_eq!(
+        b.eval("document.querySelector('#silence-1 .when').textContent")
+            .await,
+        json!("3h 30m left")
+    );
+
+    // Expire: the silence moves to the expired list, naming bob.
+    b.navigate_with("document.querySelector('#silence-1 button.expire').click()")
+        .await;
+    assert_eq!(b.eval(&silences_js("current")).await, json!([]));
+    assert_eq!(
+        b.eval(&silences_js("expired")).await,
+        json!([[
+            1,
+            ["host=db9", "team=infra"],
+            "Replacing the disk in db9",
+            "expired early by bob",
+            "bob"
+        ]])
+    );
+    assert_eq!(
+        b.eval("document.querySelectorAll('button.expire').length")
+            .await,
+        json!(0)
+    );
+    let list = silences(&app).await;
+    assert_eq!(list[0]["state"], "expired", "{list:#?}");
+    assert_eq!(list[0]["expired_by"], "bob", "{list:#?}");
+    assert_eq!(list[0]["ends_at"], app.now().to_rfc3339(), "{list:#?}");
+}
+
+#[tokio::test]
+async fn a_bad_silence_shows_the_api_error_on_the_page_and_makes_nothing() {
+    let app = app().await;
+    let mut b = Browser::launch().await;
+    sign_in(&mut b, &app, EDITOR, "/silences").await;
+    assert_eq!(
+        b.eval("document.getElementById('silence-error').hidden")
+            .await,
+        json!(true)
+    );
+    b.type_into("#silence-matchers", "host=~\"(\"").await;
+    b.type_into("#silence-comment", "db maintenance").await;
+    b.eval("window.__samePage = 'yes'").await;
+    b.click("#silence-form button[type=submit]").await;
+    b.wait_for(
+        "!document.getElementById('silence-error').hidden && !document.querySelector('#silence-form button[type=submit]').disabled",
+        "the form's error",
+    )
+    .await;
+
+    // Word for word what the API says about it.
+    let api = expect(
+        app.api_post(
+            "/api/silences",
+            EDITOR,
+            Some(
+                json!({"matchers": ["host=~\"(\""], "duration": "2h", "comment": "db maintenance"}),
+            ),
+        )
+        .await,
+        400,
+    )
+    .await;
+    assert_eq!(api["error"], "invalid_matcher", "{api}");
+    let shown = b
+        .eval("document.getElementById('silence-error').textContent")
+        .await;
+    assert_eq!(shown, api["detail"], "{api}");
+    assert!(
+        shown.as_str().unwrap().contains("is not a valid regex"),
+        "{shown}"
+    );
+    assert_eq!(b.eval("window.__samePage").await, json!("yes"));
+    assert_eq!(silences(&app).await, Vec::<Value>::new());
+    assert_eq!(
+        b.eval("document.querySelectorAll('li.silence').length")
+            .await,
+        json!(0)
+    );
+
+    // Fixed, space separated, with a duration typed in: made, and the error gone with the old page.
+    b.eval("document.getElementById('silence-matchers').value = ''")
+        .await;
+    b.type_into("#silence-matchers", "host=~\"db[0-9]+\" team = infra")
+        .await;
+    assert_eq!(
+        b.eval("document.getElementById('silence-custom').hidden")
+            .await,
+        json!(true)
+    );
+    b.eval(&choose_duration_js("custom")).await;
+    assert_eq!(
+        b.eval("document.getElementById('silence-custom').hidden")
+            .await,
+        json!(false)
+    );
+    b.type_into("#silence-custom", "1h30m").await;
+    b.navigate_with("document.querySelector('#silence-form button[type=submit]').click()")
+        .await;
+    let list = silences(&app).await;
+    assert_eq!(list.len(), 1, "{list:#?}");
+    assert_eq!(
+        list[0]["matchers_text"],
+        json!(["host=~\"db[0-9]+\"", "team=\"infra\""])
+    );
+    assert_eq!(
+        list[0]["ends_at"],
+        app.now()
+            .plus(std::time::Duration::from_secs(90 * 60))
+            .to_rfc3339()
+    );
+    assert_eq!(
+        b.eval(&silences_js("current")).await,
+        json!([[
+            1,
+            ["host=~db[0-9]+", "team=infra"],
+            "db maintenance",
+            "1h 30m left",
+            "bob"
+        ]])
+    );
+    assert_eq!(
+        b.eval("document.getElementById('silence-error').hidden")
+            .await,
+        json!(true)
+    );
+}
+
+#[tokio::test]
+async fn viewers_see_silences_but_cannot_make_or_expire_them() {
+    let app = app().await;
+    open_ticket(&app, "Disk full on db9", "critical", "db9").await;
+    for (matchers, comment) in [
+        (json!(["host=db9"]), "Disk swap"),
+        (
+            json!(["team=infra", "severity!=critical"]),
+            "Noisy during the migration",
+        ),
+    ] {
+        expect(
+            app.api_post(
+                "/api/silences",
+                EDITOR,
+                Some(json!({"matchers": matchers, "duration": "1h", "comment": comment})),
+            )
+            .await,
+            201,
+        )
+        .await;
+    }
+    let mut b = Browser::launch().await;
+    sign_in(&mut b, &app, VIEWER, "/silences").await;
+    assert_eq!(
+        b.eval(&silences_js("current")).await,
+        json!([
+            [1, ["host=db9"], "Disk swap", "1h left", "bob"],
+            [
+                2,
+                ["team=infra", "severity!=critical"],
+                "Noisy during the migration",
+                "1h left",
+                "bob"
+            ]
+        ])
+    );
+    assert_eq!(
+        b.eval("['#silence-form', 'button.expire', '.new-silence'].filter((s) => document.querySelector(s)).length")
+            .await,
+        json!(0)
+    );
+    assert!(b
+        .eval("document.querySelector('main').textContent")
+        .await
+        .as_str()
+        .unwrap()
+        .contains("editors and admins make and expire them"));
+    // A pre-filled link gives a viewer the list, still without a form.
+    b.goto(&format!("{}/silences?matchers=host%3Ddb9", app.base))
+        .await;
+    assert_eq!(
+        b.eval("document.querySelectorAll('#silence-form, textarea').length")
+            .await,
+        json!(0)
+    );
+    // Nor does the ticket page offer "Silence similar…".
+    b.goto(&format!("{}/tickets/T-1", app.base)).await;
+    assert_eq!(
+        b.eval("document.getElementById('silence-similar')").await,
+        Value::Null
+    );
+}
+
+#[tokio::test]
+async fn hostile_silence_text_shows_as_text() {
+    let app = app().await;
+    let comment = r#"<img src=x onerror="window.__pwned=1">"#;
+    let value = r#"</span><script>window.__pwned=2</script>"#;
+    let made = expect(
+        app.api_post(
+            "/api/silences",
+            EDITOR,
+            Some(json!({"matchers": [format!("host={}", json!(value))], "duration": "2h", "comment": comment})),
+        )
+        .await,
+        201,
+    )
+    .await;
+    assert_eq!(made["silence"]["comment"], comment);
+    let mut b = Browser::launch().await;
+    sign_in(&mut b, &app, EDITOR, "/silences").await;
+    let safe = "typeof window.__pwned === 'undefined' && [...document.querySelectorAll('img')].filter((i) => i.getAttribute('src') === 'x').length === 0 && document.querySelectorAll('script:not([src])').length === 0";
+    assert_eq!(
+        b.eval(&silences_js("current")).await,
+        json!([[1, [format!("host={value}")], comment, "2h left", "bob"]])
+    );
+    assert_eq!(b.eval(safe).await, json!(true));
+
+    // Pre-filling the form with hostile text fills the textarea, nothing else.
+    b.goto(&format!(
+        "{}/silences?matchers={}",
+        app.base, "%3C%2Ftextarea%3E%3Cimg%20src%3Dx%20onerror%3D%22window.__pwned%3D3%22%3E"
+    ))
+    .await;
+    assert_eq!(
+        b.eval("document.getElementById('silence-matchers').value")
+            .await,
+        json!(r#"</textarea><img src=x onerror="window.__pwned=3">"#)
+    );
+    assert_eq!(b.eval(safe).await, json!(true));
+
+    // Expired, it is still text.
+    b.navigate_with("document.querySelector('#silence-1 button.expire').click()")
+        .await;
+    assert_eq!(
+        b.eval(&silences_js("expired")).await,
+        json!([[
+            1,
+            [format!("host={value}")],
+            comment,
+            "expired early by bob",
+            "bob"
+        ]])
+    );
+    assert_eq!(b.eval(safe).await, json!(true));
+}
+
+#[tokio::test]
+async fn screenshot_of_the_silences_page() {
+    let app = app().await;
+    let make = |body: Value| {
+        let app = &app;
+        async move { expect(app.api_post("/api/silences", EDITOR, Some(body)).await, 201).await }
+    };
+    // One that ran its course, and one ended early.
+    make(
+        json!({"matchers": ["alertname=NightlyBackupSlow"], "duration": "30m",
+                "comment": "Backup window moved to 02:00"}),
+    )
+    .await;
+    make(
+        json!({"matchers": ["host=lb1", "severity=~\"warning|info\""], "duration": "1d",
+                "comment": "Certificate renewal in progress"}),
+    )
+    .await;
+    app.advance(std::time::Duration::from_secs(3600));
+    expect(
+        app.api_post("/api/silences/2/expire", ADMIN, None).await,
+        200,
+    )
+    .await;
+    // In force, and one that starts later.
+    make(json!({"matchers": ["host=~\"db[0-9]+\"", "team=infra"], "duration": "4h",
+                "comment": "Replacing the disks on the database hosts, one at a time. Ping bob before acking anything from these."}))
+    .await;
+    make(
+        json!({"matchers": ["alertname=ReplicationLag", "env!=staging"], "duration": "45m",
+                "comment": "Re-seeding db2"}),
+    )
+    .await;
+    let later = app.now().plus(std::time::Duration::from_secs(20 * 3600));
+    make(json!({"matchers": ["room=ops", "source=hooks"],
+                "starts_at": later.to_rfc3339(),
+                "ends_at": later.plus(std::time::Duration::from_secs(2 * 3600)).to_rfc3339(),
+                "comment": "Planned network maintenance (CHG-1182)"}))
+    .await;
+
+    let mut b = Browser::launch().await;
+    sign_in(&mut b, &app, EDITOR, "/silences").await;
+    b.goto(&format!("{}/silences?matchers=host%3D%22web1%22", app.base))
+        .await;
+    assert_eq!(
+        b.eval("document.querySelectorAll('#silences-current li.silence').length")
+            .await,
+        json!(3)
+    );
+    // Ending soonest first, then the one to come.
+    assert_eq!(
+        b.eval("[...document.querySelectorAll('#silences-current li.silence')].map((li) => [Number(li.dataset.silence), li.querySelector('.silence-state').textContent, li.querySelector('.when').textContent])")
+            .await,
+        json!([[4, "active", "45m left"], [3, "active", "4h left"], [5, "pending", "starts in 20h"]])
+    );
+    assert_eq!(
+        b.eval("[...document.querySelectorAll('#silences-expired li.silence')].map((li) => [Number(li.dataset.silence), li.querySelector('.when').textContent])")
+            .await,
+        json!([[2, "expired early by alice"], [1, "ran its course"]])
+    );
+    // The stylesheet applied: the form is a grid.
+    assert_eq!(
+        b.eval("getComputedStyle(document.getElementById('silence-form')).display")
+            .await,
+        json!("grid")
+    );
+    let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("target/screenshots");
+    b.screenshot(&dir.join("silences.png")).await;
+    let png = std::fs::read(dir.join("silences.png")).unwrap();
+    assert!(png.starts_with(b"\x89PNG"));
+}

@@ -75,7 +75,7 @@ pub fn layout(title: &str, session: Option<&Session>, active: &str, body: &str) 
             (
                 esc(&s.csrf),
                 format!(
-                    "<nav class=\"links\">{}{}{admin}</nav>\
+                    "<nav class=\"links\">{}{}{}{admin}</nav>\
                      <div class=\"who\"><span class=\"name\" id=\"me\">{name}</span>\
                      <span class=\"chip role\">{role}</span>\
                      <form method=\"post\" action=\"/logout\" class=\"inline\">\
@@ -83,6 +83,7 @@ pub fn layout(title: &str, session: Option<&Session>, active: &str, body: &str) 
                      <button type=\"submit\" class=\"link\">Sign out</button></form></div>",
                     link("/", "tickets", "Tickets"),
                     link("/rooms", "rooms", "Rooms"),
+                    link("/silences", "silences", "Silences"),
                     name = esc(&m.name),
                     role = m.role.as_str(),
                     csrf = esc(&s.csrf),

@@ -5,8 +5,8 @@
 //! the same JSON API as every other client (`/api/...`), signed in with the session cookie and its
 //! CSRF token ([`session`]); live updates come from `GET /api/stream`.
 //!
-//! Routes: `/login`, `/logout`, `/` (tickets), `/tickets/{id}`, `/rooms`, `/rooms/{room}`, `/admin`,
-//! `POST /web/presence`, `/assets/*`.
+//! Routes: `/login`, `/logout`, `/` (tickets), `/tickets/{id}`, `/rooms`, `/rooms/{room}`, `/silences`,
+//! `/admin`, `POST /web/presence`, `/assets/*`.
 
 mod html;
 mod pages;
@@ -40,6 +40,7 @@ pub fn router() -> Router<AppState> {
         .route("/tickets/{id}", get(pages::ticket))
         .route("/rooms", get(pages::rooms))
         .route("/rooms/{room}", get(pages::room))
+        .route("/silences", get(pages::silences))
         .route("/admin", get(pages::admin))
         .route("/web/presence", post(presence))
         .route("/assets/app.js", get(app_js))

@@ -1,5 +1,5 @@
 //! The web UI's pages: sign-in, the ticket list, a ticket with its timeline as a chat, rooms' live
-//! activity, and the admin page. Handlers load from the store and render; `app.js` makes them live.
+//! activity, silences, and the admin page. Handlers load from the store and render; `app.js` makes them live.
 
 use axum::extract::rejection::{FormRejection, QueryRejection};
 use axum::extract::{Form, Path, Query, State};
@@ -11,7 +11,9 @@ use super::html::{actor_name, chip, esc, layout, message, page, time, url_encode
 use super::session::{self, Session};
 use crate::config::Role;
 use crate::domain::alert::Severity;
+use crate::domain::silence::{MatchOp, Matcher, Silence, SilenceState};
 use crate::domain::ticket::{Ticket, TicketState};
+use crate::domain::time::Timestamp;
 use crate::domain::timeline::{Entry, EntryKind, Visibility};
 use crate::error::ApiError;
 use crate::state::AppState;
@@ -373,7 +375,20 @@ fn render_ticket(
 ) -> String {
     let key = t.reference();
     let me = &session.member;
-    let matchers: Vec<String> = t.labels.iter().map(|(k, v)| format!("{k}={v}")).collect();
+    // The ticket's labels as `name="value"` matchers: for Mute, and to pre-fill "Silence similar…".
+    let matchers: Vec<String> = t
+        .labels
+        .iter()
+        .map(|(k, v)| {
+            Matcher {
+                name: k.clone(),
+                op: MatchOp::Equal,
+                value: v.clone(),
+            }
+            .to_string()
+        })
+        .collect();
+    let similar = format!("/silences?matchers={}", url_encode(&matchers.join("\n")));
     let matchers = serde_json::to_string(&matchers).unwrap_or_else(|_| "[]".into());
     let labels: String = t
         .labels
@@ -429,7 +444,9 @@ fn render_ticket(
              <button type=\"button\" id=\"assign\">Assign</button>\
              <button type=\"button\" id=\"take\">Take it</button></span>\
              <button type=\"button\" id=\"mute\" title=\"Silence alerts with these labels for an hour\">Mute 1h</button>\
-             <span class=\"status\" id=\"action-status\" role=\"status\"></span></div>"
+             <a class=\"button\" id=\"silence-similar\" href=\"{similar}\" title=\"A silence on these labels, to adjust first\">Silence similar…</a>\
+             <span class=\"status\" id=\"action-status\" role=\"status\"></span></div>",
+            similar = esc(&similar),
         )
     } else {
         String::new()
@@ -665,6 +682,222 @@ fn render_feed_item(e: &FeedEvent, me: &str) -> String {
         title = esc(&e.title),
         text = esc(&entry.text),
         at = time(entry.at),
+    )
+}
+
+// ---------------------------------------------------------------------------------------------------
+// Silences
+
+/// Expired silences the page shows, most recently ended first.
+const EXPIRED_SHOWN: usize = 50;
+/// The form's durations; anything else is typed in ("custom").
+const DURATIONS: [(&str, &str); 5] = [
+    ("30m", "30 minutes"),
+    ("1h", "1 hour"),
+    ("2h", "2 hours"),
+    ("4h", "4 hours"),
+    ("1d", "1 day"),
+];
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SilencesQuery {
+    /// Pre-fills the form's matchers (a ticket's "Silence similar…" link).
+    matchers: Option<String>,
+    /// The silence just made, to highlight.
+    created: Option<i64>,
+}
+
+/// `GET /silences`: silences in force and upcoming, then the most recently ended; editors and admins
+/// also get the form for a new one (it posts to `/api/silences`) and Expire buttons.
+pub async fn silences(
+    State(state): State<AppState>,
+    session: Session,
+    q: Result<Query<SilencesQuery>, QueryRejection>,
+) -> Result<Response, ApiError> {
+    let q = query(q)?;
+    let now = state.clock.now();
+    let (mut current, mut expired): (Vec<Silence>, Vec<Silence>) = state
+        .store
+        .silences(None)
+        .await?
+        .into_iter()
+        .partition(|s| s.state(now) != SilenceState::Expired);
+    // In force first, ending soonest first; then upcoming, starting soonest first.
+    current.sort_by_key(|s| {
+        if s.active(now) {
+            (0, s.ends_at, s.id)
+        } else {
+            (1, s.starts_at, s.id)
+        }
+    });
+    expired.sort_by(|a, b| b.ends_at.cmp(&a.ends_at).then(b.id.cmp(&a.id)));
+    expired.truncate(EXPIRED_SHOWN);
+    let can_edit = session.member.role >= Role::Editor;
+    let body = render_silences(&q, &current, &expired, now, can_edit);
+    Ok(page(
+        StatusCode::OK,
+        layout("Silences", Some(&session), "silences", &body),
+    ))
+}
+
+fn render_silences(
+    q: &SilencesQuery,
+    current: &[Silence],
+    expired: &[Silence],
+    now: Timestamp,
+    can_edit: bool,
+) -> String {
+    let mut out = String::from(
+        "<header class=\"page-head\"><h1>Silences</h1><p class=\"muted\">A silence keeps matching \
+         tickets out of chat and email for a while. Their timelines still record everything, and a \
+         room that saw a ticket fire still hears when it resolves.</p></header>",
+    );
+    if can_edit {
+        out.push_str(&silence_form(q.matchers.as_deref().unwrap_or("")));
+    }
+    out.push_str(&format!(
+        "<section class=\"card\" id=\"silences-current\"><h2>In force and upcoming <span class=\"count\">{}</span></h2>",
+        current.len()
+    ));
+    if current.is_empty() {
+        out.push_str("<p class=\"empty\">No silences: every alert reaches its rooms.</p>");
+    } else {
+        out.push_str("<ol class=\"silences\">");
+        for s in current {
+            out.push_str(&render_silence(s, now, can_edit, q.created));
+        }
+        out.push_str("</ol>");
+    }
+    out.push_str("</section>");
+    out.push_str("<section class=\"card\" id=\"silences-expired\"><h2>Recently expired</h2>");
+    if expired.is_empty() {
+        out.push_str("<p class=\"empty\">None yet.</p>");
+    } else {
+        out.push_str("<ol class=\"silences expired\">");
+        for s in expired {
+            out.push_str(&render_silence(s, now, false, q.created));
+        }
+        out.push_str("</ol>");
+    }
+    out.push_str("</section>");
+    if !can_edit {
+        out.push_str(
+            "<p class=\"muted readonly\">You can read silences; editors and admins make and expire them.</p>",
+        );
+    }
+    out
+}
+
+fn silence_form(prefill: &str) -> String {
+    let options: String = DURATIONS
+        .iter()
+        .map(|(value, text)| {
+            let sel = if *value == "2h" { " selected" } else { "" };
+            format!("<option value=\"{value}\"{sel}>{text}</option>")
+        })
+        .collect();
+    format!(
+        "<section class=\"card new-silence\"><h2>New silence</h2>\
+         <form id=\"silence-form\" class=\"silence-form\" novalidate>\
+         <div class=\"field matchers-field\"><label for=\"silence-matchers\">Matchers</label>\
+         <textarea id=\"silence-matchers\" name=\"matchers\" rows=\"3\" spellcheck=\"false\" autocomplete=\"off\" \
+         placeholder=\"alertname=DiskFull&#10;instance=~&quot;db[0-9]+&quot;\">{prefill}</textarea>\
+         <p class=\"hint\">One per line or separated by spaces: <code>name=value</code>, <code>name!=value</code>, \
+         <code>name=~regex</code>, <code>name!~regex</code>. Quote values that have spaces.</p></div>\
+         <div class=\"field duration-field\"><label for=\"silence-duration\">For</label>\
+         <select id=\"silence-duration\" name=\"duration\">{options}<option value=\"custom\">Other…</option></select>\
+         <input type=\"text\" id=\"silence-custom\" name=\"custom\" placeholder=\"like 3h30m or 2w\" \
+         aria-label=\"Other duration\" autocomplete=\"off\" hidden></div>\
+         <div class=\"field comment-field\"><label for=\"silence-comment\">Why</label>\
+         <input type=\"text\" id=\"silence-comment\" name=\"comment\" maxlength=\"2000\" autocomplete=\"off\" \
+         placeholder=\"What is going on, and who is on it\"></div>\
+         <div class=\"submit-row\"><p class=\"error\" id=\"silence-error\" role=\"alert\" hidden></p>\
+         <button type=\"submit\" class=\"primary\">Silence</button></div></form></section>",
+        prefill = esc(prefill),
+    )
+}
+
+/// `name=value` as a chip (the value as written, without quotes unless it is empty).
+fn matcher_chip(m: &Matcher) -> String {
+    let value = if m.value.is_empty() {
+        "\"\"".to_string()
+    } else {
+        esc(&m.value)
+    };
+    format!(
+        "<li class=\"matcher\"><span class=\"k\">{}</span><span class=\"op\">{}</span><span class=\"v\">{value}</span></li>",
+        esc(&m.name),
+        esc(m.op.as_str()),
+    )
+}
+
+/// A duration for people: `45m`, `1h 30m`, `2d 4h`, `under a minute`.
+fn human(d: std::time::Duration) -> String {
+    let mins = d.as_secs() / 60;
+    let (days, hours, mins) = (mins / 1440, mins / 60 % 24, mins % 60);
+    match (days, hours, mins) {
+        (0, 0, 0) => "under a minute".into(),
+        (0, 0, m) => format!("{m}m"),
+        (0, h, 0) => format!("{h}h"),
+        (0, h, m) => format!("{h}h {m}m"),
+        (d, 0, _) => format!("{d}d"),
+        (d, h, _) => format!("{d}d {h}h"),
+    }
+}
+
+/// `2026-11-22 12:00`, in a `<time>` element; only `14:00` when on `same_day_as`'s date.
+fn short_time(at: Timestamp, same_day_as: Option<Timestamp>) -> String {
+    let iso = at.to_rfc3339();
+    let same = same_day_as.is_some_and(|o| o.to_rfc3339()[..10] == iso[..10]);
+    let text = if same {
+        iso[11..16].to_string()
+    } else {
+        format!("{} {}", &iso[..10], &iso[11..16])
+    };
+    format!("<time datetime=\"{iso}\" title=\"{iso}\">{text}</time>")
+}
+
+fn render_silence(s: &Silence, now: Timestamp, can_edit: bool, created: Option<i64>) -> String {
+    let state = s.state(now);
+    let (word, when) = match state {
+        SilenceState::Active => ("active", format!("{} left", human(s.ends_at.since(now)))),
+        SilenceState::Pending => (
+            "pending",
+            format!("starts in {}", human(s.starts_at.since(now))),
+        ),
+        SilenceState::Expired => (
+            "expired",
+            match &s.expired_by {
+                Some(who) => format!("expired early by {who}"),
+                None => "ran its course".to_string(),
+            },
+        ),
+    };
+    let matchers: String = s.matchers.iter().map(matcher_chip).collect();
+    let expire = if can_edit && state != SilenceState::Expired {
+        format!(
+            "<button type=\"button\" class=\"expire\" data-id=\"{}\">Expire</button>",
+            s.id
+        )
+    } else {
+        String::new()
+    };
+    let new = if created == Some(s.id) { " new" } else { "" };
+    format!(
+        "<li class=\"silence silence-{word}{new}\" id=\"silence-{id}\" data-silence=\"{id}\">\
+         <div class=\"silence-body\"><ul class=\"matchers\">{matchers}</ul>\
+         <p class=\"comment\">{comment}</p>\
+         <div class=\"silence-meta\"><span class=\"chip silence-state\">{word}</span>\
+         <span class=\"when\">{when}</span>\
+         <span class=\"window\">{start} – {end}</span>\
+         <span class=\"author\">created by <b>{author}</b></span></div></div>{expire}</li>",
+        id = s.id,
+        comment = esc(&s.comment),
+        when = esc(&when),
+        start = short_time(s.starts_at, None),
+        end = short_time(s.ends_at, Some(s.starts_at)),
+        author = esc(&s.author),
     )
 }
 

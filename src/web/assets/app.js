@@ -1,6 +1,6 @@
 //! tocsin's web UI script: live timelines and room feeds (EventSource on /api/stream), the note
-//! composer and ticket actions (fetch to the JSON API with the session's CSRF token), retries on the
-//! admin page, and presence reports. Data arrives through data- attributes and JSON and only ever
+//! composer and ticket actions (fetch to the JSON API with the session's CSRF token), making and
+//! expiring silences, retries on the admin page, and presence reports. Data arrives through data- attributes and JSON and only ever
 //! reaches the page as text (textContent, createElement), never as HTML.
 'use strict';
 
@@ -235,6 +235,104 @@
         if (empty) empty.remove();
       });
   }
+
+  // ---- Silences: a new one through the API, Expire ------------------------------------------------
+  // The matchers box holds matchers one per line or separated by spaces; spaces inside double quotes
+  // belong to the value, and `name = value` with spaces around the operator is one matcher.
+  const OP_AT_START = /^(=~|!~|!=|=)/;
+  const NAME_AND_OP = /^[A-Za-z_][A-Za-z0-9_]*(=~|!~|!=|=)$/;
+  const MATCHER_START = /^[A-Za-z_][A-Za-z0-9_]*(=~|!~|!=|=)/;
+  const NAME = /^[A-Za-z_][A-Za-z0-9_]*$/;
+  function tokens(line) {
+    const out = [];
+    let cur = '';
+    let quoted = false;
+    for (let i = 0; i < line.length; i++) {
+      const c = line[i];
+      if (quoted && c === '\\' && i + 1 < line.length) {
+        cur += c + line[i + 1];
+        i++;
+        continue;
+      }
+      if (c === '"') quoted = !quoted;
+      if (!quoted && /\s/.test(c)) {
+        if (cur) out.push(cur);
+        cur = '';
+        continue;
+      }
+      cur += c;
+    }
+    if (cur) out.push(cur);
+    return out;
+  }
+  function splitMatchers(text) {
+    const out = [];
+    for (const line of text.split('\n')) {
+      const here = [];
+      for (const t of tokens(line)) {
+        const prev = here[here.length - 1];
+        const joins = prev !== undefined &&
+          ((NAME.test(prev) && OP_AT_START.test(t)) || (NAME_AND_OP.test(prev) && !MATCHER_START.test(t)));
+        if (joins) here[here.length - 1] = prev + t;
+        else here.push(t);
+      }
+      out.push(...here);
+    }
+    return out;
+  }
+
+  const silenceForm = document.getElementById('silence-form');
+  if (silenceForm) {
+    const matchers = document.getElementById('silence-matchers');
+    const duration = document.getElementById('silence-duration');
+    const custom = document.getElementById('silence-custom');
+    const comment = document.getElementById('silence-comment');
+    const error = document.getElementById('silence-error');
+    const button = silenceForm.querySelector('button[type=submit]');
+    const showError = (text) => {
+      error.textContent = text;
+      error.hidden = !text;
+    };
+    duration.addEventListener('change', () => {
+      custom.hidden = duration.value !== 'custom';
+      if (!custom.hidden) custom.focus();
+    });
+    silenceForm.addEventListener('submit', async (ev) => {
+      ev.preventDefault();
+      showError('');
+      button.disabled = true;
+      try {
+        const r = await api('POST', '/api/silences', {
+          matchers: splitMatchers(matchers.value),
+          duration: duration.value === 'custom' ? custom.value.trim() : duration.value,
+          comment: comment.value,
+        });
+        location.assign('/silences?created=' + encodeURIComponent(r.silence.id));
+      } catch (err) {
+        showError(err.message);
+        button.disabled = false;
+      }
+    });
+  }
+
+  document.querySelectorAll('button.expire').forEach((b) => b.addEventListener('click', async () => {
+    b.disabled = true;
+    b.textContent = 'Expiring…';
+    try {
+      await api('POST', '/api/silences/' + encodeURIComponent(b.dataset.id) + '/expire');
+      location.assign('/silences');
+    } catch (err) {
+      b.disabled = false;
+      b.textContent = 'Expire';
+      const li = b.closest('li');
+      let s = li.querySelector('.status');
+      if (!s) {
+        s = el('span', 'status bad');
+        li.querySelector('.silence-meta').append(s);
+      }
+      s.textContent = err.message;
+    }
+  }));
 
   // ---- Admin: put dead deliveries back in line ----------------------------------------------------
   document.querySelectorAll('button.retry').forEach((b) => b.addEventListener('click', async () => {
