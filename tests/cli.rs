@@ -186,3 +186,40 @@ fn walk(dir: &std::path::Path) -> usize {
             .sum()
     })
 }
+
+#[tokio::test]
+async fn sigterm_ends_live_streams_instead_of_waiting_for_them() {
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = write(
+        dir.path(),
+        "t.yaml",
+        &format!(
+            "listen: 127.0.0.1:0\nstorage: sqlite://{}/t.db\nlog: {{format: json}}\n\
+             members:\n  a: {{role: admin, token: admin-token-1}}\n",
+            dir.path().display()
+        ),
+    );
+    let server = Server::start(&cfg);
+    let mut stream = reqwest::Client::new()
+        .get(format!("http://{}/api/stream", server.addr))
+        .bearer_auth("admin-token-1")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(stream.status(), 200);
+
+    // Graceful shutdown waits for open connections; a live stream must end by itself, or this hangs.
+    let pid = server.child.id();
+    let stop = tokio::task::spawn_blocking(move || server.terminate());
+    let (code, rest) = match tokio::time::timeout(std::time::Duration::from_secs(60), stop).await {
+        Ok(done) => done.unwrap(),
+        Err(_) => {
+            let _ = std::process::Command::new("kill")
+                .args(["-KILL", &pid.to_string()])
+                .status();
+            panic!("tocsin did not stop while a live stream was open");
+        }
+    };
+    assert_eq!(code, Some(0), "{rest:?}");
+    drop(stream);
+}
