@@ -200,7 +200,7 @@ async fn sigterm_ends_live_streams_instead_of_waiting_for_them() {
         ),
     );
     let server = Server::start(&cfg);
-    let mut stream = reqwest::Client::new()
+    let stream = reqwest::Client::new()
         .get(format!("http://{}/api/stream", server.addr))
         .bearer_auth("admin-token-1")
         .send()
