@@ -117,7 +117,18 @@ async fn slack_at(app: &TestApp, path: &str, body: &str, ts: i64) -> reqwest::Re
     .await
 }
 
+/// Slack gives every invocation its own `trigger_id`, so no two real requests are alike.
+fn trigger_id() -> String {
+    use std::sync::atomic::{AtomicU64, Ordering};
+    static NEXT: AtomicU64 = AtomicU64::new(1);
+    format!(
+        "13345224609.738474920.{}",
+        NEXT.fetch_add(1, Ordering::Relaxed)
+    )
+}
+
 fn slash_body(user: &str, channel: &str, text: &str) -> String {
+    let trigger = trigger_id();
     form(&[
         ("token", "deprecated-verification-token"),
         ("team_id", "T0001"),
@@ -130,7 +141,7 @@ fn slash_body(user: &str, channel: &str, text: &str) -> String {
         ("text", text),
         ("api_app_id", "A123456"),
         ("response_url", "https://hooks.slack.com/commands/1234/5678"),
-        ("trigger_id", "13345224609.738474920.8088930838d88f008e0"),
+        ("trigger_id", &trigger),
     ])
 }
 
@@ -288,9 +299,16 @@ async fn bad_signatures_and_stale_or_replayed_requests_are_refused() {
     );
     assert_eq!(ticket(&app, "T-1").await["state"], "open");
 
-    // A good request, captured and sent again six minutes later.
+    // A good request, captured and sent again at once (inside the window), then six minutes later.
     let r = send(sign(&ts, &body), ts.clone(), body.clone()).await;
     assert_eq!(expect(r, 200).await["text"], "T-1 acknowledged by bob.");
+    let r = send(sign(&ts, &body), ts.clone(), body.clone()).await;
+    let refused = expect(r, 401).await;
+    assert_unauthorized(&refused);
+    assert!(
+        refused["detail"].as_str().unwrap().contains("replay"),
+        "{refused}"
+    );
     app.advance(Duration::from_secs(360));
     let r = send(sign(&ts, &body), ts.clone(), body.clone()).await;
     assert_unauthorized(&expect(r, 401).await);

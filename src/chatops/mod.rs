@@ -23,6 +23,7 @@ use crate::config::{Config, Role, SinkConfig};
 use crate::domain::command::{self, Assignee, Command};
 use crate::domain::silence::{Matcher, SilenceDraft};
 use crate::domain::ticket::{Action, ActionError, Actor, Ticket, TicketState};
+use crate::domain::time::Timestamp;
 use crate::domain::timeline::Visibility;
 use crate::outbox::Outbox;
 use crate::sinks::text;
@@ -88,6 +89,9 @@ pub struct ChatOps {
     /// Platform → channel (Slack channel ID, Mattermost channel ID, Matrix room ID) → tocsin room.
     rooms: BTreeMap<&'static str, BTreeMap<String, String>>,
     public_url: String,
+    /// Signed requests already taken, until their replay window closes: a request captured inside the
+    /// window cannot be sent again (Slack's scheme itself has no nonce).
+    seen: std::sync::Mutex<BTreeMap<String, Timestamp>>,
 }
 
 impl ChatOps {
@@ -136,7 +140,18 @@ impl ChatOps {
             roles,
             rooms,
             public_url: config.public_url.0.trim_end_matches('/').to_string(),
+            seen: std::sync::Mutex::new(BTreeMap::new()),
         }
+    }
+
+    /// Whether a signed request (named by its signature) is seen for the first time. It is remembered
+    /// until `forget_at`, when its timestamp leaves the replay window anyway.
+    pub fn first_use(&self, signature: &str, forget_at: Timestamp, now: Timestamp) -> bool {
+        let Ok(mut seen) = self.seen.lock() else {
+            return false;
+        };
+        seen.retain(|_, until| *until > now);
+        seen.insert(signature.to_string(), forget_at).is_none()
     }
 
     /// The member a chat user is, through `members.<name>.handles.<platform>`.

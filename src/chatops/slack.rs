@@ -50,13 +50,13 @@ fn unauthorized(detail: impl Into<String>) -> ApiError {
     }
 }
 
-/// Checks Slack's request signature and timestamp against `now`.
+/// Checks Slack's request signature and timestamp against `now`; the request's time (Unix seconds).
 pub fn verify(
     config: &SlackChatOpsConfig,
     headers: &HeaderMap,
     body: &[u8],
     now: Timestamp,
-) -> Result<(), ApiError> {
+) -> Result<i64, ApiError> {
     let header = |name: &str| headers.get(name).and_then(|v| v.to_str().ok());
     let ts = header("x-slack-request-timestamp")
         .ok_or_else(|| unauthorized("missing the X-Slack-Request-Timestamp header"))?
@@ -87,7 +87,8 @@ pub fn verify(
     mac.update(body);
     // `verify_slice` compares in constant time.
     mac.verify_slice(&signature)
-        .map_err(|_| unauthorized("the signature does not match the body"))
+        .map_err(|_| unauthorized("the signature does not match the body"))?;
+    Ok(secs)
 }
 
 /// The Slack block, or 404 when Slack ChatOps is not set up; then the verified body.
@@ -102,7 +103,20 @@ fn checked(
         ));
     };
     let body = super::read_body(body, MAX_BODY)?;
-    verify(config, headers, &body, state.clock.now())?;
+    let now = state.clock.now();
+    let sent = verify(config, headers, &body, now)?;
+    let signature = headers
+        .get("x-slack-signature")
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or_default()
+        .trim();
+    let max_age = config.max_age.as_ref().map_or(DEFAULT_MAX_AGE, |d| d.0 .0);
+    let forget_at = Timestamp::from_millis(sent.saturating_mul(1000)).plus(max_age);
+    if !state.chatops.first_use(signature, forget_at, now) {
+        return Err(unauthorized(
+            "this signed request was already taken: a replay",
+        ));
+    }
     Ok(body)
 }
 
