@@ -90,10 +90,9 @@ async fn mail(app: &TestApp) -> usize {
 
 /// The timeline entries of one kind on ticket `T-n`, as their texts.
 async fn entries(app: &TestApp, ticket: &str, kind: &str) -> Vec<String> {
-    app.timeline(ticket)
+    app.entries_of(ticket, kind)
         .await
         .into_iter()
-        .filter(|e| e["kind"] == kind)
         .map(|e| e["text"].as_str().unwrap().to_string())
         .collect()
 }

@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use common::receiver::*;
 use common::*;
-use serde_json::{json, Value};
+use serde_json::json;
 use wiremock::MockServer;
 
 const HOURS: &str =
@@ -33,14 +33,6 @@ async fn fire(app: &TestApp, title: &str, severity: &str, status: &str) {
         json!({"title": title, "status": status, "severity": severity, "labels": {"host": title}});
     assert_eq!(app.hook(body).await.status(), 202);
     app.process().await;
-}
-
-async fn entries(app: &TestApp, ticket: &str, kind: &str) -> Vec<Value> {
-    app.timeline(ticket)
-        .await
-        .into_iter()
-        .filter(|e| e["kind"] == kind)
-        .collect()
 }
 
 /// Moves the manual clock to `at` (which must not be in its past).
@@ -79,7 +71,7 @@ async fn a_notice_is_posted_once_per_off_hours_period() {
         "Outside business hours (Mon–Fri 09:00–17:30 Europe/Berlin); the team is back at Mon 2026-11-23 09:00."
     );
     assert_eq!(notice["actor"], "tocsin");
-    let off = entries(&app, "T-1", "off_hours").await;
+    let off = app.entries_of("T-1", "off_hours").await;
     assert_eq!(off.len(), 1);
     assert!(
         off[0]["text"]
@@ -88,7 +80,7 @@ async fn a_notice_is_posted_once_per_off_hours_period() {
             .contains("posted the off-hours notice"),
         "{off:?}"
     );
-    assert!(entries(&app, "T-2", "off_hours").await.is_empty());
+    assert!(app.entries_of("T-2", "off_hours").await.is_empty());
 
     // Monday 10:00 in Berlin: open, no notice.
     set_clock(&app, "2026-11-23T09:00:00Z");
@@ -135,7 +127,7 @@ async fn off_hours_route_sends_to_the_other_room() {
     app.deliver().await;
     assert!(received(&ops).await.is_empty());
     assert_eq!(received(&oncall).await, ["T-1 opened"]);
-    let off = entries(&app, "T-1", "off_hours").await;
+    let off = app.entries_of("T-1", "off_hours").await;
     assert_eq!(off.len(), 1);
     assert_eq!(
         off[0]["text"],
@@ -149,7 +141,7 @@ async fn off_hours_route_sends_to_the_other_room() {
     app.deliver().await;
     assert_eq!(received(&ops).await, ["T-2 opened"]);
     assert_eq!(received(&oncall).await, ["T-1 opened"]);
-    assert!(entries(&app, "T-2", "off_hours").await.is_empty());
+    assert!(app.entries_of("T-2", "off_hours").await.is_empty());
 }
 
 #[tokio::test]
@@ -166,7 +158,7 @@ async fn off_hours_hold_keeps_non_critical_tickets_until_the_hours_start() {
     fire(&app, "db2", "critical", "firing").await;
     app.deliver().await;
     assert_eq!(received(&ops).await, ["T-2 opened"]);
-    let held = entries(&app, "T-1", "off_hours").await;
+    let held = app.entries_of("T-1", "off_hours").await;
     assert_eq!(held.len(), 1);
     assert_eq!(
         held[0]["text"],
@@ -175,7 +167,7 @@ async fn off_hours_hold_keeps_non_critical_tickets_until_the_hours_start() {
             MONDAY_OPENING.replace(":00Z", ":00.000Z")
         )
     );
-    assert!(entries(&app, "T-2", "off_hours").await.is_empty());
+    assert!(app.entries_of("T-2", "off_hours").await.is_empty());
 
     // During the night the held ticket resolves (held too), another warning opens, and the critical
     // one resolves (sent).
@@ -204,5 +196,5 @@ async fn off_hours_hold_keeps_non_critical_tickets_until_the_hours_start() {
             "T-3 opened"
         ]
     );
-    assert_eq!(entries(&app, "T-1", "delivered").await.len(), 2);
+    assert_eq!(app.entries_of("T-1", "delivered").await.len(), 2);
 }

@@ -56,14 +56,6 @@ async fn silence(app: &TestApp, token: &str, body: Value) -> reqwest::Response {
     app.api_post("/api/silences", token, Some(body)).await
 }
 
-async fn entries(app: &TestApp, ticket: &str, kind: &str) -> Vec<Value> {
-    app.timeline(ticket)
-        .await
-        .into_iter()
-        .filter(|e| e["kind"] == kind)
-        .collect()
-}
-
 #[tokio::test]
 async fn a_silenced_alert_opens_its_ticket_but_nothing_reaches_chat_or_email() {
     let server = receiver().await;
@@ -101,7 +93,7 @@ async fn a_silenced_alert_opens_its_ticket_but_nothing_reaches_chat_or_email() {
     let tickets = app.tickets().await;
     assert_eq!(tickets.len(), 2, "the silenced alert still made its ticket");
 
-    let silenced = entries(&app, "T-1", "silenced").await;
+    let silenced = app.entries_of("T-1", "silenced").await;
     assert_eq!(silenced.len(), 1);
     let text = silenced[0]["text"].as_str().unwrap();
     assert!(text.starts_with("Silenced by bob until "), "{text}");
@@ -115,9 +107,9 @@ async fn a_silenced_alert_opens_its_ticket_but_nothing_reaches_chat_or_email() {
     assert_eq!(silenced[0]["data"]["ends_at"], s["ends_at"]);
 
     // alice is mentioned and offline: the unsilenced ticket schedules her email, the silenced one not.
-    assert!(entries(&app, "T-1", "email_scheduled").await.is_empty());
-    assert_eq!(entries(&app, "T-2", "email_scheduled").await.len(), 1);
-    assert!(entries(&app, "T-1", "delivered").await.is_empty());
+    assert!(app.entries_of("T-1", "email_scheduled").await.is_empty());
+    assert_eq!(app.entries_of("T-2", "email_scheduled").await.len(), 1);
+    assert!(app.entries_of("T-1", "delivered").await.is_empty());
 }
 
 #[tokio::test]
@@ -163,7 +155,7 @@ async fn a_resolution_reaches_the_rooms_that_saw_the_firing_and_no_others() {
         "{tickets:#?}"
     );
     // db1 fired before the silence: its timeline has no silenced entry.
-    assert!(entries(&app, "T-1", "silenced").await.is_empty());
+    assert!(app.entries_of("T-1", "silenced").await.is_empty());
 }
 
 #[tokio::test]
@@ -189,7 +181,7 @@ async fn expiring_a_silence_lets_the_next_firing_through_and_records_who_ended_i
     app.process().await;
     app.deliver().await;
     assert!(received(&server).await.is_empty());
-    assert_eq!(entries(&app, "T-1", "silenced").await.len(), 1);
+    assert_eq!(app.entries_of("T-1", "silenced").await.len(), 1);
 
     // bob ends it early.
     app.advance(Duration::from_secs(300));
@@ -217,7 +209,7 @@ async fn expiring_a_silence_lets_the_next_firing_through_and_records_who_ended_i
     app.process().await;
     app.deliver().await;
     assert_eq!(received(&server).await, ["T-1 refired", "T-2 opened"]);
-    assert_eq!(entries(&app, "T-1", "silenced").await.len(), 1);
+    assert_eq!(app.entries_of("T-1", "silenced").await.len(), 1);
 
     // The list shows it ended, and by whom; nothing is in force any more.
     let all = expect(app.api_get("/api/silences", VIEWER).await, 200).await;

@@ -330,6 +330,15 @@ impl TestApp {
         v["entries"].as_array().unwrap().clone()
     }
 
+    /// The timeline entries of one kind on a ticket.
+    pub async fn entries_of(&self, ticket: &str, kind: &str) -> Vec<Value> {
+        self.timeline(ticket)
+            .await
+            .into_iter()
+            .filter(|e| e["kind"] == kind)
+            .collect()
+    }
+
     pub async fn timeline_kinds(&self, ticket: &str) -> Vec<String> {
         self.timeline(ticket)
             .await
