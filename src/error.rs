@@ -84,6 +84,7 @@ impl From<StoreError> for ApiError {
             StoreError::NotFound => ApiError::NotFound("no such ticket".into()),
             StoreError::Rejected(r) => ApiError::Conflict(r.to_string()),
             StoreError::Unavailable(m) => ApiError::Unavailable(m),
+            StoreError::Full(m) => ApiError::Conflict(m),
             StoreError::Other(m) => ApiError::Internal(m),
         }
     }

@@ -10,7 +10,8 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Mutex;
 use std::time::Duration;
 
-use crate::store::Stats;
+use crate::domain::time::Timestamp;
+use crate::store::{Stats, StoreHealth};
 
 /// Bucket bounds in seconds, from 100µs to 10s.
 const BUCKETS: [f64; 14] = [
@@ -280,6 +281,29 @@ fn escape(v: &str) -> String {
     v.replace('\\', "\\\\")
         .replace('"', "\\\"")
         .replace('\n', "\\n")
+}
+
+/// Readiness and the journal's health, read at scrape time: `tocsin_ready`, the age of the oldest
+/// unprocessed alert and the dead journal's size.
+pub fn render_health(out: &mut String, ready: bool, health: Option<&StoreHealth>, now: Timestamp) {
+    out.push_str(
+        "# HELP tocsin_ready 1 when /readyz says ready, else 0.\n# TYPE tocsin_ready gauge\n",
+    );
+    let _ = writeln!(out, "tocsin_ready {}", u8::from(ready));
+    let Some(h) = health else {
+        return;
+    };
+    out.push_str("# HELP tocsin_journal_oldest_age_seconds Age of the oldest accepted alert not yet processed (0 when none).\n# TYPE tocsin_journal_oldest_age_seconds gauge\n");
+    let age = h.oldest_pending.map_or(0.0, |t| now.since(t).as_secs_f64());
+    let _ = writeln!(out, "tocsin_journal_oldest_age_seconds {age}");
+    out.push_str("# HELP tocsin_journal_dead Journal rows moved aside because they could not be processed.\n# TYPE tocsin_journal_dead gauge\n");
+    let _ = writeln!(out, "tocsin_journal_dead {}", h.dead_journal);
+    out.push_str("# HELP tocsin_store_problem 1 while the store reports a problem (writer stopped, writes failing, corrupt database).\n# TYPE tocsin_store_problem gauge\n");
+    let _ = writeln!(
+        out,
+        "tocsin_store_problem {}",
+        u8::from(h.problem.is_some())
+    );
 }
 
 #[cfg(test)]

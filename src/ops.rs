@@ -1,13 +1,19 @@
-//! Operations endpoints: `/healthz` (the process answers), `/readyz` (the store answers), `/metrics`.
+//! Operations endpoints: `/healthz` (the process answers), `/readyz` (tocsin can do its work), `/metrics`.
+//!
+//! `/readyz` is for load balancers and orchestrators, and anyone who reaches the port may ask it, so it
+//! says only ready or not and a fixed reason: the detail (errors, ages) is in `/metrics` and the log.
 
 use axum::extract::State;
-use axum::http::{header, StatusCode};
+use axum::http::{header, HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use axum::{Json, Router};
 use serde_json::json;
 
+use crate::error::ApiError;
+use crate::ingest::secrets_match;
 use crate::state::AppState;
+use crate::store::StoreHealth;
 
 pub fn router() -> Router<AppState> {
     Router::new()
@@ -20,27 +26,73 @@ async fn healthz() -> Json<serde_json::Value> {
     Json(json!({"status": "ok"}))
 }
 
+/// Whether tocsin can do its work, with the store's health when it answered. The reason is one of a
+/// few fixed phrases, safe to show anyone.
+pub async fn readiness(state: &AppState) -> (Result<(), &'static str>, Option<StoreHealth>) {
+    let health = match state.store.health().await {
+        Ok(h) => h,
+        Err(e) => {
+            tracing::debug!(error = %e, "Not ready: the store does not answer.");
+            return (Err("the store does not answer"), None);
+        }
+    };
+    let verdict = if let Some(problem) = &health.problem {
+        tracing::debug!(%problem, "Not ready.");
+        Err(if problem.contains("corrupt") {
+            "the database is corrupt"
+        } else if problem.contains("writer") {
+            "the database writer has stopped"
+        } else {
+            "database writes are failing"
+        })
+    } else if health
+        .oldest_pending
+        .is_some_and(|t| state.clock.now().since(t) > state.config.ingest.stall_after.0 .0)
+    {
+        Err("processing is stalled: the oldest accepted alert waits longer than ingest.stall_after")
+    } else {
+        Ok(())
+    };
+    (verdict, Some(health))
+}
+
 async fn readyz(State(state): State<AppState>) -> Response {
-    match state.store.ping().await {
-        Ok(()) => Json(json!({"status": "ready", "journal_backlog": state.journal.backlog()}))
-            .into_response(),
-        Err(e) => (
+    match readiness(&state).await.0 {
+        Ok(()) => Json(json!({"status": "ready"})).into_response(),
+        Err(reason) => (
             StatusCode::SERVICE_UNAVAILABLE,
-            Json(json!({"error": "not_ready", "detail": e.to_string()})),
+            Json(json!({"error": "not_ready", "detail": reason})),
         )
             .into_response(),
     }
 }
 
-async fn metrics(State(state): State<AppState>) -> Response {
+async fn metrics(State(state): State<AppState>, headers: HeaderMap) -> Response {
+    if let Some(secret) = &state.config.metrics.bearer {
+        let given = headers
+            .get(header::AUTHORIZATION)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.strip_prefix("Bearer "))
+            .unwrap_or("");
+        if !secrets_match(given.trim().as_bytes(), secret.expose().as_bytes()) {
+            return ApiError::Unauthorized {
+                challenge: "Bearer",
+                detail: "/metrics needs Authorization: Bearer <metrics.bearer>".into(),
+            }
+            .into_response();
+        }
+    }
     // A store that cannot answer still lets the process metrics out; the gauges are then missing.
     let stats = state.store.stats().await.ok();
+    let (ready, health) = readiness(&state).await;
+    let mut text = state.metrics.render(stats.as_ref());
+    crate::metrics::render_health(&mut text, ready.is_ok(), health.as_ref(), state.clock.now());
     (
         [(
             header::CONTENT_TYPE,
             "text/plain; version=0.0.4; charset=utf-8",
         )],
-        state.metrics.render(stats.as_ref()),
+        text,
     )
         .into_response()
 }

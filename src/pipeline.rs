@@ -12,48 +12,13 @@ use tokio::sync::{watch, Notify};
 use tokio::time::Instant;
 
 use crate::clock::Clock;
-use crate::domain::alert::{Alert, Labels, Severity, Status};
-use crate::domain::plugin::Routing;
 use crate::domain::ticket::Policy;
 use crate::metrics::Metrics;
 use crate::outbox::Outbox;
 use crate::plugin::Plugins;
-use crate::store::{JournalEntry, Store, StoreError};
+use crate::store::{Applied, JournalEntry, Store, StoreError};
 
-/// Source name of tocsin's own system tickets (a plugin switched off, ...). Reserved in the config.
-pub const SYSTEM_SOURCE: &str = "tocsin";
-
-/// A system alert about a plugin: firing when it was switched off, resolved when it is back on.
-pub fn plugin_alert(
-    plugin: &str,
-    firing: bool,
-    detail: &str,
-    now: crate::domain::time::Timestamp,
-) -> Alert {
-    Alert {
-        source: SYSTEM_SOURCE.to_string(),
-        fingerprint: format!("plugin-disabled:{plugin}"),
-        status: if firing {
-            Status::Firing
-        } else {
-            Status::Resolved
-        },
-        title: format!("Plugin {plugin} is switched off after repeated failures"),
-        severity: Severity::Error,
-        labels: Labels::from([
-            ("alertname".to_string(), "PluginDisabled".to_string()),
-            ("plugin".to_string(), plugin.to_string()),
-        ]),
-        annotations: Labels::new(),
-        description: Some(detail.to_string()),
-        url: None,
-        starts_at: None,
-        ends_at: None,
-        received_at: now,
-        routing: Routing::default(),
-        raw: None,
-    }
-}
+pub use crate::domain::system::{plugin_alert, SYSTEM_SOURCE};
 
 /// How many journal entries one step applies in one transaction. Large enough to amortise the commit,
 /// small enough that ingest appends never wait long behind it on the single writer.
@@ -130,24 +95,35 @@ impl Processor {
 
     /// Runs each entry's plugin chain off the async runtime, with the registry current now: a reload
     /// during the batch does not touch it. Plugins switched off by this batch get a system ticket.
+    /// Returns the entries to apply, and those whose chain panicked in the host (with why), which are
+    /// moved aside instead: a host bug met by one alert must not stop the others.
     async fn run_plugins(
         &self,
         entries: Vec<JournalEntry>,
-    ) -> Result<Vec<JournalEntry>, StoreError> {
+    ) -> Result<(Vec<JournalEntry>, Vec<(i64, String)>), StoreError> {
         let registry = self.plugins.current();
         if registry.chains.is_empty() {
-            return Ok(entries);
+            return Ok((entries, Vec::new()));
         }
-        let (entries, results) = tokio::task::spawn_blocking(move || {
-            let mut entries = entries;
+        let (entries, results, panicked) = tokio::task::spawn_blocking(move || {
+            let mut kept = Vec::with_capacity(entries.len());
             let mut results = Vec::new();
-            for e in &mut entries {
-                let r = registry.run(&mut e.alert, &e.id.to_string());
-                e.failures = r.failures.clone();
-                e.dropped = r.dropped.clone();
-                results.push(r);
+            let mut panicked = Vec::new();
+            for mut e in entries {
+                let run = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+                    registry.run(&mut e.alert, &e.id.to_string())
+                }));
+                match run {
+                    Ok(r) => {
+                        e.failures = r.failures.clone();
+                        e.dropped = r.dropped.clone();
+                        results.push(r);
+                        kept.push(e);
+                    }
+                    Err(_) => panicked.push((e.id, "the plugin host panicked on it".to_string())),
+                }
             }
-            (entries, results)
+            (kept, results, panicked)
         })
         .await
         .map_err(|e| StoreError::Other(format!("plugin task failed: {e}")))?;
@@ -169,19 +145,74 @@ impl Processor {
             self.store.append_journal(&system).await?;
             self.journal.appended(system.len() as u64);
         }
-        Ok(entries)
+        Ok((entries, panicked))
     }
 
-    /// Applies one batch of pending alerts. Returns how many journal entries it consumed (0 = idle).
+    /// Moves journal row `id` to the dead journal; a system ticket names it.
+    async fn bury(&self, id: i64, reason: &str) -> Result<(), StoreError> {
+        tracing::error!(journal_id = id, %reason, "A journal row cannot be processed; moved it to the dead journal.");
+        if self
+            .store
+            .bury_journal(id, reason, self.clock.now())
+            .await?
+        {
+            self.metrics.alert_processed("dead");
+            // The notice about it is a new journal row.
+            self.journal.appended(1);
+        }
+        Ok(())
+    }
+
+    /// Applies entries; when the batch fails for a reason that is not the database's (the data of one
+    /// entry), applies them one at a time so only the bad one is moved aside and the rest go on.
+    async fn apply(&self, entries: Vec<JournalEntry>) -> Result<Vec<Applied>, StoreError> {
+        if entries.is_empty() {
+            return Ok(Vec::new());
+        }
+        let error = match self
+            .store
+            .apply_journal(entries.clone(), &self.policy)
+            .await
+        {
+            Ok(applied) => return Ok(applied),
+            Err(e @ StoreError::Unavailable(_)) => return Err(e),
+            Err(e) => e,
+        };
+        if let [only] = entries.as_slice() {
+            self.bury(only.id, &format!("applying it failed: {error}"))
+                .await?;
+            return Ok(Vec::new());
+        }
+        tracing::warn!(%error, "A journal batch failed; applying its entries one at a time.");
+        let mut all = Vec::new();
+        for entry in entries {
+            let id = entry.id;
+            match self.store.apply_journal(vec![entry], &self.policy).await {
+                Ok(mut applied) => all.append(&mut applied),
+                Err(e @ StoreError::Unavailable(_)) => return Err(e),
+                Err(e) => self.bury(id, &format!("applying it failed: {e}")).await?,
+            }
+        }
+        Ok(all)
+    }
+
+    /// Applies one batch of pending alerts. Returns how many journal rows it consumed (0 = idle),
+    /// counting rows moved to the dead journal.
     pub async fn step(&self) -> Result<usize, StoreError> {
-        let pending = self.store.pending_journal(BATCH).await?;
-        if pending.is_empty() {
+        let batch = self.store.pending_journal(BATCH).await?;
+        if batch.is_empty() {
             return Ok(0);
         }
-        let n = pending.len();
-        let received: Vec<_> = pending.iter().map(|e| e.alert.received_at).collect();
-        let pending = self.run_plugins(pending).await?;
-        let applied = self.store.apply_journal(pending, &self.policy).await?;
+        let n = batch.len();
+        for (id, reason) in &batch.unreadable {
+            self.bury(*id, reason).await?;
+        }
+        let received: Vec<_> = batch.entries.iter().map(|e| e.alert.received_at).collect();
+        let (pending, panicked) = self.run_plugins(batch.entries).await?;
+        for (id, reason) in &panicked {
+            self.bury(*id, reason).await?;
+        }
+        let applied = self.apply(pending).await?;
         self.journal.applied(n as u64);
         // The batch may have written deliveries in the same transaction.
         self.outbox.notify();

@@ -55,7 +55,7 @@ async fn story(store: Arc<dyn Store>) {
         .await
         .unwrap();
     assert!(more[0] > ids[1]);
-    let pending = store.pending_journal(10).await.unwrap();
+    let pending = store.pending_journal(10).await.unwrap().entries;
     assert_eq!(
         pending.iter().map(|e| e.id).collect::<Vec<_>>(),
         [ids[0], ids[1], more[0]]
@@ -278,7 +278,7 @@ async fn story(store: Arc<dyn Store>) {
         .append_journal(&[alert("a", Status::Firing, late, late, Some(late + 4 * MIN))])
         .await
         .unwrap();
-    let pending = store.pending_journal(10).await.unwrap();
+    let pending = store.pending_journal(10).await.unwrap().entries;
     let applied = store.apply_journal(pending, &policy).await.unwrap();
     assert_eq!(applied[0].outcome, "opened");
     let newer = store.get_ticket(&TicketRef::Number(3)).await.unwrap();
@@ -345,7 +345,7 @@ async fn sqlite_keeps_everything_across_reopening() {
             .unwrap();
     }
     let store = SqliteStore::open(&path).unwrap();
-    let pending = store.pending_journal(10).await.unwrap();
+    let pending = store.pending_journal(10).await.unwrap().entries;
     assert_eq!(
         pending.len(),
         1,

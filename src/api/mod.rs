@@ -4,6 +4,7 @@
 //! (writes then also need its `X-CSRF-Token`). Viewers read; editors and admins also write. Handlers
 //! stay thin: authenticate, call the store, shape the JSON.
 
+mod journal;
 mod silences;
 mod stream;
 mod unsubscribe;
@@ -51,6 +52,7 @@ pub fn router() -> Router<AppState> {
         .route("/-/reload", post(reload))
         .merge(unsubscribe::router())
         .merge(silences::router())
+        .merge(journal::router())
         .layer(axum::extract::DefaultBodyLimit::max(MAX_BODY))
 }
 

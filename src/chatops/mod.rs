@@ -421,6 +421,7 @@ fn store_problem(e: &StoreError) -> String {
         }
         StoreError::NotFound => "not found".into(),
         StoreError::Rejected(r) => r.to_string(),
+        StoreError::Full(m) => m.clone(),
         StoreError::Other(_) => "something went wrong; the server log has the details".into(),
     }
 }

@@ -39,6 +39,9 @@ pub enum StoreError {
     /// The database cannot be reached or is busy; retrying later may work.
     #[error("storage unavailable: {0}")]
     Unavailable(String),
+    /// A bounded collection is full (silences in force, ...): the caller must make room first.
+    #[error("{0}")]
+    Full(String),
     #[error("storage error: {0}")]
     Other(String),
 }
@@ -67,6 +70,50 @@ impl JournalEntry {
             dropped: None,
         }
     }
+}
+
+/// The oldest unapplied journal rows: those that decode, and those that do not (which the processor
+/// moves aside with [`Store::bury_journal`] so they never hold up the rows behind them).
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct JournalBatch {
+    pub entries: Vec<JournalEntry>,
+    /// `(journal id, why it cannot be read)`.
+    pub unreadable: Vec<(i64, String)>,
+}
+
+impl JournalBatch {
+    /// Rows in this batch, readable or not.
+    pub fn len(&self) -> usize {
+        self.entries.len() + self.unreadable.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+}
+
+/// A journal row that could not be decoded or applied, moved aside: kept as it was stored, with why.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct DeadJournal {
+    pub id: i64,
+    /// Its position in the journal when it was moved aside (its system ticket names it).
+    pub journal_id: i64,
+    pub received_at: Timestamp,
+    pub buried_at: Timestamp,
+    pub reason: String,
+    /// The stored alert, verbatim (JSON when it was written by this version).
+    pub alert: String,
+}
+
+/// What readiness needs from the store, cheap to read.
+#[derive(Debug, Clone, Default, PartialEq, Serialize)]
+pub struct StoreHealth {
+    /// When the oldest unapplied journal row was received.
+    pub oldest_pending: Option<Timestamp>,
+    /// Rows in the dead journal.
+    pub dead_journal: u64,
+    /// Why the store cannot work now (its writer stopped, the disk is full, the database is corrupt).
+    pub problem: Option<String>,
 }
 
 /// An alert a plugin dropped, as kept for people to inspect.
@@ -260,8 +307,26 @@ pub trait Store: Send + Sync + std::fmt::Debug + 'static {
     /// Durably appends alerts to the journal. When this returns `Ok`, the alerts survive a crash.
     async fn append_journal(&self, alerts: &[Alert]) -> Result<Vec<i64>>;
 
-    /// The oldest unapplied journal entries, in order.
-    async fn pending_journal(&self, limit: usize) -> Result<Vec<JournalEntry>>;
+    /// The oldest unapplied journal rows, in order; rows that cannot be decoded come back apart.
+    async fn pending_journal(&self, limit: usize) -> Result<JournalBatch>;
+
+    /// Moves journal row `journal_id` to the dead journal with `reason`, and in the same transaction
+    /// appends a system alert naming it (unless the row is itself such a notice). `false` if the row was
+    /// no longer in the journal.
+    async fn bury_journal(&self, journal_id: i64, reason: &str, now: Timestamp) -> Result<bool>;
+
+    /// The dead journal, newest first.
+    async fn dead_journal(&self, limit: usize) -> Result<Vec<DeadJournal>>;
+
+    /// Puts dead row `id` back at the end of the journal as it was stored, and resolves its system
+    /// ticket. Returns its new journal id.
+    async fn retry_dead_journal(&self, id: i64, member: &str, now: Timestamp) -> Result<i64>;
+
+    /// Deletes dead row `id` for good and resolves its system ticket.
+    async fn delete_dead_journal(&self, id: i64, member: &str, now: Timestamp) -> Result<()>;
+
+    /// The oldest pending journal row, the dead journal's size, and any problem the backend knows of.
+    async fn health(&self) -> Result<StoreHealth>;
 
     /// Applies journal entries to tickets and timelines and removes them from the journal, all in one
     /// transaction, so each entry takes effect exactly once even across crashes. Entries already applied

@@ -16,10 +16,12 @@ use async_trait::async_trait;
 use rusqlite::{params, Connection, OptionalExtension, Row, Transaction};
 use tokio::sync::oneshot;
 
+mod dead;
+
 use super::{
-    Applied, Delivery, DeliveryResult, DroppedAlert, EmailResult, EmailThread, FeedEvent,
-    FeedQuery, JournalEntry, Mailbox, PendingEmail, Result, RoomBacklog, Stats, Store, StoreError,
-    TicketFilter, TicketRef,
+    Applied, DeadJournal, Delivery, DeliveryResult, DroppedAlert, EmailResult, EmailThread,
+    FeedEvent, FeedQuery, JournalBatch, JournalEntry, Mailbox, PendingEmail, Result, RoomBacklog,
+    Stats, Store, StoreError, StoreHealth, TicketFilter, TicketRef,
 };
 use crate::domain::alert::{Alert, Severity};
 use crate::domain::mail::MailReason;
@@ -213,6 +215,7 @@ CREATE TABLE off_hours_notices (
     posted_at    INTEGER NOT NULL
 ) WITHOUT ROWID;
 "#,
+    dead::MIGRATION,
 ];
 
 /// How many dropped alerts are kept for inspection.
@@ -238,8 +241,56 @@ enum Job {
     Run(WriteFn),
 }
 
+/// What the store knows is wrong with it, for readiness: kept by the writer as it works.
+#[derive(Debug, Default)]
+struct Condition {
+    /// Set when the writer thread has ended (it never should while the store lives).
+    writer_gone: std::sync::atomic::AtomicBool,
+    /// The last write's failure while writes keep failing for a reason that is not the data's (disk
+    /// full, IO errors); cleared by the next write that commits.
+    failing: Mutex<Option<String>>,
+    /// What `PRAGMA quick_check` found at start, when it was not `ok`.
+    corrupt: Option<String>,
+}
+
+impl Condition {
+    fn record<T>(&self, result: &Result<T>) {
+        let now_failing = match result {
+            Err(StoreError::Unavailable(e)) => Some(e.clone()),
+            _ => None,
+        };
+        if let Ok(mut f) = self.failing.lock() {
+            *f = now_failing;
+        }
+    }
+
+    fn problem(&self) -> Option<String> {
+        if self.writer_gone.load(Ordering::Relaxed) {
+            return Some("the database writer has stopped".into());
+        }
+        if let Some(c) = &self.corrupt {
+            return Some(format!("the database is corrupt (quick_check: {c})"));
+        }
+        self.failing
+            .lock()
+            .ok()
+            .and_then(|f| f.clone())
+            .map(|e| format!("writes are failing: {e}"))
+    }
+}
+
+/// Marks the writer gone when its thread ends, however it ends.
+struct WriterGone(Arc<Condition>);
+
+impl Drop for WriterGone {
+    fn drop(&mut self) {
+        self.0.writer_gone.store(true, Ordering::Relaxed);
+    }
+}
+
 /// SQLite-backed [`Store`].
 pub struct SqliteStore {
+    condition: Arc<Condition>,
     router: std::sync::RwLock<Option<Arc<Router>>>,
     /// The latest feed id, sent after each commit that wrote timeline entries.
     feed: Arc<tokio::sync::watch::Sender<i64>>,
@@ -270,6 +321,10 @@ impl SqliteStore {
         }
         let mut writer = Connection::open(path).map_err(err)?;
         configure(&writer)?;
+        let corrupt = quick_check(&writer);
+        if let Some(c) = &corrupt {
+            tracing::error!(path = %path.display(), problem = %c, "The database failed its quick_check; tocsin is not ready until it is repaired.");
+        }
         migrate(&mut writer)?;
         let last_feed = last_feed_id(&writer)?;
         let mut readers = Vec::with_capacity(READERS);
@@ -279,11 +334,21 @@ impl SqliteStore {
             readers.push(Mutex::new(r));
         }
         let (tx, rx) = mpsc::channel();
+        let condition = Arc::new(Condition {
+            corrupt,
+            ..Condition::default()
+        });
+        let gone = WriterGone(Arc::clone(&condition));
+        let writer_condition = Arc::clone(&condition);
         std::thread::Builder::new()
             .name("sqlite-writer".into())
-            .spawn(move || writer_loop(writer, rx))
+            .spawn(move || {
+                let _gone = gone;
+                writer_loop(writer, rx, &writer_condition)
+            })
             .map_err(|e| StoreError::Other(format!("cannot start the writer thread: {e}")))?;
         Ok(SqliteStore {
+            condition,
             router: std::sync::RwLock::new(None),
             feed: Arc::new(tokio::sync::watch::Sender::new(last_feed)),
             jobs: Mutex::new(tx),
@@ -314,13 +379,23 @@ impl SqliteStore {
     {
         let (tx, rx) = oneshot::channel();
         let feed = Arc::clone(&self.feed);
+        let condition = Arc::clone(&self.condition);
         self.send(Job::Run(Box::new(move |conn: &mut Connection| {
-            let result = (|| {
+            // A panic inside one job (a bug meeting odd data) fails that job alone: the transaction
+            // rolls back as it unwinds, the caller gets an error naming it, and the writer goes on.
+            let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
                 let t = conn.transaction().map_err(err)?;
                 let out = f(&t)?;
                 t.commit().map_err(err)?;
                 Ok(out)
-            })();
+            }))
+            .unwrap_or_else(|panic| {
+                Err(StoreError::Other(format!(
+                    "a write panicked: {}",
+                    panic_text(&panic)
+                )))
+            });
+            condition.record(&result);
             if result.is_ok() {
                 // Wake live readers only when the commit wrote entries.
                 if let Ok(last) = last_feed_id(conn) {
@@ -425,7 +500,28 @@ fn migrate(conn: &mut Connection) -> Result<()> {
     Ok(())
 }
 
-fn writer_loop(mut conn: Connection, rx: mpsc::Receiver<Job>) {
+/// `PRAGMA quick_check` at start: `None` when the database is sound, else what it found (first lines).
+fn quick_check(conn: &Connection) -> Option<String> {
+    let found: rusqlite::Result<Vec<String>> = conn
+        .prepare("PRAGMA quick_check(5)")
+        .and_then(|mut s| s.query_map([], |r| r.get(0))?.collect());
+    match found {
+        Ok(lines) if lines == ["ok"] => None,
+        Ok(lines) => Some(lines.join("; ")),
+        Err(e) => Some(e.to_string()),
+    }
+}
+
+/// What a caught panic said, for the error that replaces it.
+fn panic_text(panic: &(dyn std::any::Any + Send)) -> String {
+    panic
+        .downcast_ref::<&str>()
+        .map(|s| s.to_string())
+        .or_else(|| panic.downcast_ref::<String>().cloned())
+        .unwrap_or_else(|| "unknown panic".into())
+}
+
+fn writer_loop(mut conn: Connection, rx: mpsc::Receiver<Job>, condition: &Condition) {
     let mut held: Option<Job> = None;
     loop {
         let job = match held.take() {
@@ -449,14 +545,18 @@ fn writer_loop(mut conn: Connection, rx: mpsc::Receiver<Job>) {
                         Err(_) => break,
                     }
                 }
-                commit_appends(&mut conn, group);
+                commit_appends(&mut conn, group, condition);
             }
         }
     }
 }
 
 /// Commits a group of appends in one transaction and answers each caller.
-fn commit_appends(conn: &mut Connection, group: Vec<(Vec<Alert>, AppendReply)>) {
+fn commit_appends(
+    conn: &mut Connection,
+    group: Vec<(Vec<Alert>, AppendReply)>,
+    condition: &Condition,
+) {
     let result = (|| -> Result<Vec<Vec<i64>>> {
         let t = conn.transaction().map_err(err)?;
         let mut all = Vec::with_capacity(group.len());
@@ -479,6 +579,7 @@ fn commit_appends(conn: &mut Connection, group: Vec<(Vec<Alert>, AppendReply)>) 
         t.commit().map_err(err)?;
         Ok(all)
     })();
+    condition.record(&result);
     match result {
         Ok(all) => {
             for ((_, reply), ids) in group.into_iter().zip(all) {
@@ -1304,7 +1405,7 @@ impl Store for SqliteStore {
             .map_err(|_| StoreError::Unavailable("the writer thread has stopped".into()))?
     }
 
-    async fn pending_journal(&self, limit: usize) -> Result<Vec<JournalEntry>> {
+    async fn pending_journal(&self, limit: usize) -> Result<JournalBatch> {
         self.read(move |c| {
             let mut stmt = c
                 .prepare_cached("SELECT id, alert FROM journal ORDER BY id LIMIT ?1")
@@ -1314,15 +1415,67 @@ impl Store for SqliteStore {
                     Ok((r.get::<_, i64>(0)?, r.get::<_, String>(1)?))
                 })
                 .map_err(err)?;
-            let mut out = Vec::new();
+            let mut out = JournalBatch::default();
             for row in rows {
                 let (id, json) = row.map_err(err)?;
-                let alert = serde_json::from_str(&json).map_err(json_err)?;
-                out.push(JournalEntry::new(id, alert));
+                // A row that does not decode is reported apart: it must not hold up the others.
+                match serde_json::from_str(&json) {
+                    Ok(alert) => out.entries.push(JournalEntry::new(id, alert)),
+                    Err(e) => out
+                        .unreadable
+                        .push((id, format!("the stored alert cannot be read: {e}"))),
+                }
             }
             Ok(out)
         })
         .await
+    }
+
+    async fn bury_journal(&self, journal_id: i64, reason: &str, now: Timestamp) -> Result<bool> {
+        let reason = reason.to_string();
+        self.write(move |t| dead::bury(t, journal_id, &reason, now))
+            .await
+    }
+
+    async fn dead_journal(&self, limit: usize) -> Result<Vec<DeadJournal>> {
+        self.read(move |c| dead::list(c, limit)).await
+    }
+
+    async fn retry_dead_journal(&self, id: i64, member: &str, now: Timestamp) -> Result<i64> {
+        let member = member.to_string();
+        self.write(move |t| dead::release(t, id, true, &member, now))
+            .await?
+            .ok_or_else(|| StoreError::Other("the retried row got no journal id".into()))
+    }
+
+    async fn delete_dead_journal(&self, id: i64, member: &str, now: Timestamp) -> Result<()> {
+        let member = member.to_string();
+        self.write(move |t| dead::release(t, id, false, &member, now))
+            .await
+            .map(|_| ())
+    }
+
+    async fn health(&self) -> Result<StoreHealth> {
+        let problem = self.condition.problem();
+        let mut health = self
+            .read(|c| {
+                let oldest: Option<i64> = c
+                    .query_row(
+                        "SELECT received_at FROM journal ORDER BY id LIMIT 1",
+                        [],
+                        |r| r.get(0),
+                    )
+                    .optional()
+                    .map_err(err)?;
+                Ok(StoreHealth {
+                    oldest_pending: oldest.map(Timestamp::from_millis),
+                    dead_journal: dead::count(c)?,
+                    problem: None,
+                })
+            })
+            .await?;
+        health.problem = problem;
+        Ok(health)
     }
 
     async fn apply_journal(
@@ -1525,6 +1678,18 @@ impl Store for SqliteStore {
 
     async fn create_silence(&self, draft: SilenceDraft, now: Timestamp) -> Result<Silence> {
         self.write(move |t| {
+            let current: usize = t
+                .query_row(
+                    "SELECT COUNT(*) FROM silences WHERE ends_at > ?1",
+                    [now.as_millis()],
+                    |r| r.get(0),
+                )
+                .map_err(err)?;
+            if current >= silence::MAX_SILENCES {
+                return Err(StoreError::Full(format!(
+                    "{current} silences are in force or upcoming, the most there may be; expire some first"
+                )));
+            }
             let matchers = serde_json::to_string(&draft.matchers).map_err(json_err)?;
             t.prepare_cached(
                 "INSERT INTO silences (matchers, starts_at, ends_at, comment, author, created_at) \
@@ -1727,24 +1892,50 @@ impl Store for SqliteStore {
         limit: usize,
     ) -> Result<Vec<Delivery>> {
         let room = room.to_string();
-        self.read(move |c| {
-            let mut stmt = c
-                .prepare_cached(&format!(
-                    "SELECT {DELIVERY_COLUMNS} FROM outbox o \
+        let (good, bad) = self
+            .read(move |c| {
+                let mut stmt = c
+                    .prepare_cached(&format!(
+                        "SELECT {DELIVERY_COLUMNS} FROM outbox o \
                      LEFT JOIN threads th ON th.ticket_id = o.ticket_id AND th.room = o.room \
                      WHERE o.room = ?1 AND o.state = 'pending' \
                      AND (o.held_until IS NULL OR o.held_until <= ?2) ORDER BY o.id LIMIT ?3"
-                ))
-                .map_err(err)?;
-            let rows = stmt
-                .query_map(
-                    params![room, now.as_millis(), limit as i64],
-                    delivery_from_row,
-                )
-                .map_err(err)?;
-            rows.collect::<rusqlite::Result<_>>().map_err(err)
-        })
-        .await
+                    ))
+                    .map_err(err)?;
+                let rows = stmt
+                    .query_map(params![room, now.as_millis(), limit as i64], |r| {
+                        Ok((r.get::<_, i64>(0)?, delivery_from_row(r)))
+                    })
+                    .map_err(err)?;
+                // A row that cannot be read is set aside, not allowed to hold up its room.
+                let mut good = Vec::new();
+                let mut bad = Vec::new();
+                for row in rows {
+                    match row.map_err(err)? {
+                        (_, Ok(d)) => good.push(d),
+                        (id, Err(e)) => bad.push((id, e.to_string())),
+                    }
+                }
+                Ok((good, bad))
+            })
+            .await?;
+        if !bad.is_empty() {
+            self.write(move |t| {
+                for (id, e) in &bad {
+                    tracing::error!(delivery = id, error = %e, "An outbox row cannot be read; it goes dead alone.");
+                    t.prepare_cached(
+                        "UPDATE outbox SET state = 'dead', last_error = ?2 WHERE id = ?1 AND state = 'pending'",
+                    )
+                    .and_then(|mut s| {
+                        s.execute(params![id, format!("the stored delivery cannot be read: {e}")])
+                    })
+                    .map_err(err)?;
+                }
+                Ok(())
+            })
+            .await?;
+        }
+        Ok(good)
     }
 
     async fn outbox_complete(&self, results: Vec<DeliveryResult>, now: Timestamp) -> Result<()> {
@@ -1849,9 +2040,22 @@ impl Store for SqliteStore {
                 ))
                 .map_err(err)?;
             let rows = stmt
-                .query_map([limit as i64], delivery_from_row)
+                .query_map([limit as i64], |r| {
+                    Ok((r.get::<_, i64>(0)?, delivery_from_row(r)))
+                })
                 .map_err(err)?;
-            rows.collect::<rusqlite::Result<_>>().map_err(err)
+            // Rows that cannot be read are left out of the list (their ids are logged), so one
+            // cannot hide all the others from the admin page.
+            let mut out = Vec::new();
+            for row in rows {
+                match row.map_err(err)? {
+                    (_, Ok(d)) => out.push(d),
+                    (id, Err(e)) => {
+                        tracing::warn!(delivery = id, error = %e, "A dead outbox row cannot be read.")
+                    }
+                }
+            }
+            Ok(out)
         })
         .await
     }
@@ -1911,7 +2115,7 @@ impl Store for SqliteStore {
     }
 
     async fn emails_due(&self, now: Timestamp, limit: usize) -> Result<Vec<PendingEmail>> {
-        self.read(move |c| {
+        let (out, bad) = self.read(move |c| {
             let rows: Vec<(i64, String, String, String, i64, u32)> = {
                 let mut stmt = c
                     .prepare_cached(
@@ -1927,9 +2131,21 @@ impl Store for SqliteStore {
                 rows.collect::<rusqlite::Result<_>>().map_err(err)?
             };
             let mut out = Vec::with_capacity(rows.len());
+            let mut bad = Vec::new();
             for (id, member, ticket_id, reason, created_at, attempts) in rows {
-                let Some(ticket) = find_ticket(c, &TicketRef::Id(ticket_id))? else {
-                    continue;
+                // An email whose ticket is gone or cannot be read fails alone; left pending, it
+                // would come back first every time and hold up the member's other emails.
+                let ticket = match find_ticket(c, &TicketRef::Id(ticket_id)) {
+                    Ok(Some(ticket)) => ticket,
+                    Ok(None) => {
+                        bad.push((id, "its ticket no longer exists".to_string()));
+                        continue;
+                    }
+                    Err(StoreError::Unavailable(e)) => return Err(StoreError::Unavailable(e)),
+                    Err(e) => {
+                        bad.push((id, format!("its ticket cannot be read: {e}")));
+                        continue;
+                    }
                 };
                 out.push(PendingEmail {
                     id,
@@ -1940,9 +2156,24 @@ impl Store for SqliteStore {
                     attempts,
                 });
             }
-            Ok(out)
+            Ok((out, bad))
         })
-        .await
+        .await?;
+        if !bad.is_empty() {
+            self.write(move |t| {
+                for (id, e) in &bad {
+                    tracing::error!(email = id, error = %e, "An email row cannot be sent; it fails alone.");
+                    t.prepare_cached(
+                        "UPDATE emails SET state = 'failed', last_error = ?2 WHERE id = ?1 AND state = 'pending'",
+                    )
+                    .and_then(|mut s| s.execute(params![id, e]))
+                    .map_err(err)?;
+                }
+                Ok(())
+            })
+            .await?;
+        }
+        Ok(out)
     }
 
     async fn mailbox(&self, member: &str) -> Result<Mailbox> {

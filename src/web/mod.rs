@@ -8,6 +8,7 @@
 //! Routes: `/login`, `/logout`, `/` (tickets), `/tickets/{id}`, `/rooms`, `/rooms/{room}`, `/silences`,
 //! `/admin`, `POST /web/presence`, `/assets/*`.
 
+mod admin;
 mod html;
 mod pages;
 pub mod session;
@@ -41,7 +42,7 @@ pub fn router() -> Router<AppState> {
         .route("/rooms", get(pages::rooms))
         .route("/rooms/{room}", get(pages::room))
         .route("/silences", get(pages::silences))
-        .route("/admin", get(pages::admin))
+        .route("/admin", get(admin::admin))
         .route("/web/presence", post(presence))
         .route("/assets/app.js", get(app_js))
         .route("/assets/app.css", get(app_css))

@@ -348,6 +348,24 @@
     }
   }));
 
+  // ---- Admin: retry or delete dead journal rows --------------------------------------------------
+  const journalAction = (selector, method, path, doneText) =>
+    document.querySelectorAll(selector).forEach((b) => b.addEventListener('click', async () => {
+      b.disabled = true;
+      try {
+        await api(method, '/api/journal/dead/' + encodeURIComponent(b.dataset.id) + path);
+        b.textContent = doneText;
+        b.closest('tr').classList.add('done');
+        b.closest('tr').querySelectorAll('button').forEach((o) => { o.disabled = true; });
+      } catch (err) {
+        b.disabled = false;
+        b.title = err.message;
+        b.textContent += ' (failed)';
+      }
+    }));
+  journalAction('button.journal-retry', 'POST', '/retry', 'Queued');
+  journalAction('button.journal-delete', 'DELETE', '', 'Deleted');
+
   // ---- Presence: active while someone is at the keyboard, idle after 5 minutes or when hidden -----
   if (csrf) {
     const IDLE_MS = 5 * 60 * 1000;
