@@ -26,6 +26,8 @@ pub const MAX_MATCHERS: usize = 32;
 pub const MAX_MATCHER_LEN: usize = 1024;
 /// Longest comment, in bytes.
 pub const MAX_COMMENT_LEN: usize = 2000;
+/// At most this many silences in force or upcoming at once: each is checked on every ticket change.
+pub const MAX_SILENCES: usize = 1000;
 
 /// Why a silence (or a part of one) is not acceptable. [`SilenceError::code`] names the problem for the
 /// API's error body.
@@ -111,9 +113,9 @@ fn label_name_char(c: char, first: bool) -> bool {
     c == '_' || c.is_ascii_alphabetic() || (!first && c.is_ascii_digit())
 }
 
-/// The anchored regex for a `=~`/`!~` value.
+/// The anchored regex for a `=~`/`!~` value, size-limited (see [`super::pattern`]).
 fn anchored(value: &str) -> Result<Regex, regex::Error> {
-    Regex::new(&format!("^(?:{value})$"))
+    super::pattern::anchored(value)
 }
 
 impl Matcher {
@@ -175,10 +177,11 @@ impl Matcher {
             MatchOp::Equal => values.contains(&self.value.as_str()),
             MatchOp::NotEqual => !values.contains(&self.value.as_str()),
             MatchOp::Regex | MatchOp::NotRegex => {
-                let hit = match anchored(&self.value) {
-                    Ok(re) => values.iter().any(|v| re.is_match(v)),
+                // Compiled once per pattern, not on every check.
+                let hit = match super::pattern::cached(&self.value) {
+                    Some(re) => values.iter().any(|v| re.is_match(v)),
                     // Never stored (parse checks), but a matcher that cannot be read matches nothing.
-                    Err(_) => return false,
+                    None => return false,
                 };
                 (self.op == MatchOp::Regex) == hit
             }
@@ -205,6 +208,29 @@ impl Matcher {
     /// Whether the matcher holds for an empty or missing label.
     pub fn matches_empty(&self) -> bool {
         self.matches_values(&[])
+    }
+
+    /// Whether the matcher lets (nearly) every ticket through. For most labels that is "matches a
+    /// missing label"; `source` and `severity` are never missing (every ticket has both), so a matcher
+    /// on them is broad when it matches every value they could take (`source=~".+"`, `severity!="x"`).
+    pub fn is_broad(&self) -> bool {
+        use super::alert::Severity;
+        match self.name.as_str() {
+            "severity" => [
+                Severity::None,
+                Severity::Info,
+                Severity::Warning,
+                Severity::Error,
+                Severity::Critical,
+            ]
+            .iter()
+            .all(|s| self.matches_values(&[s.as_str()])),
+            // Source names are not known here: probe with a few unlike ones.
+            "source" => ["tocsin", "prometheus", "a", "z-9_source"]
+                .iter()
+                .all(|v| self.matches_values(&[v])),
+            _ => self.matches_empty(),
+        }
     }
 }
 
@@ -343,7 +369,7 @@ impl SilenceDraft {
                 anchored(&m.value).map_err(|e| bad(format!("is not a valid regex: {e}")))?;
             }
         }
-        if self.matchers.iter().all(Matcher::matches_empty) {
+        if self.matchers.iter().all(Matcher::is_broad) {
             let all: Vec<String> = self.matchers.iter().map(Matcher::to_string).collect();
             return Err(SilenceError::MatchesEverything(all.join(", ")));
         }
@@ -669,6 +695,23 @@ mod tests {
             "matches_everything"
         );
         assert!(draft(&["job=~.*", "a=b"], 2, "swap").validate(now).is_ok());
+        // Every ticket has a source and a severity: matchers that take any of them are broad too.
+        for broad in [
+            &["source=~.+"][..],
+            &["source!=nothing"],
+            &["severity=~.+", "source=~[a-z].*"],
+            &["severity!=unknown"],
+        ] {
+            assert_eq!(
+                code(draft(broad, 2, "swap")),
+                "matches_everything",
+                "{broad:?}"
+            );
+        }
+        assert!(draft(&["source=prom"], 2, "swap").validate(now).is_ok());
+        assert!(draft(&["severity=~critical|error"], 2, "swap")
+            .validate(now)
+            .is_ok());
         assert_eq!(code(draft(&["a=b"], 0, "swap")), "invalid_duration");
         assert_eq!(code(draft(&["a=b"], 91 * 24, "swap")), "invalid_duration");
         assert_eq!(code(draft(&["a=b"], 2, "  ")), "missing_comment");

@@ -26,7 +26,7 @@ use serde_json::json;
 
 pub use auth::secrets_match;
 
-use crate::config::SourceKind;
+use crate::config::{AuthConfig, SourceKind};
 use crate::error::ApiError;
 use crate::state::{AppState, Source};
 
@@ -217,15 +217,18 @@ async fn accept_inner(state: &AppState, src: &Source, req: Request) -> Result<Re
         query,
         body,
     } = req;
-    // PagerDuty senders authenticate with the routing key in the body, not with a header.
-    let key_in_body = src.kind == SourceKind::Pagerduty;
+    // Every method is enforced on every kind. The one exception to "headers first" is a PagerDuty
+    // source with `token`: Events API senders carry the key in the body (`routing_key`), checked once the
+    // body is read. The rate limit is charged only after authentication (by each kind's path below), so
+    // unauthenticated posts cannot use up a real sender's budget.
+    let key_in_body =
+        src.kind == SourceKind::Pagerduty && matches!(src.auth, Some(AuthConfig::Token(_)));
     if let Some(a) = &src.auth {
         if !auth::needs_body(a) && !key_in_body {
             auth::check(a, &headers, query.as_deref(), b"", state.clock.now())?;
         }
     }
     check_content_type(&headers, src.kind)?;
-    check_rate(src)?;
     check_load(state, src)?;
     let bytes = read_body(&headers, body, src.max_body).await?;
     if let Some(a) = &src.auth {
@@ -239,12 +242,13 @@ async fn accept_inner(state: &AppState, src: &Source, req: Request) -> Result<Re
         resolve_timeout: src.resolve_timeout,
         keep_raw: state.plugins.current().wants_raw(&src.name),
     };
-    if key_in_body {
+    if src.kind == SourceKind::Pagerduty {
         return pagerduty(state, src, &bytes, &cx).await;
     }
     if src.kind == SourceKind::Sns {
         return sns(state, src, &bytes, &cx).await;
     }
+    check_rate(src)?;
     let parsed = match src.kind {
         SourceKind::Prometheus => parse::prometheus(&bytes, &cx),
         SourceKind::Alertmanager => parse::alertmanager(&bytes, &cx),
@@ -398,6 +402,7 @@ async fn sns(
             ApiError::Unavailable(format!("cannot fetch the signing certificate: {e}"))
         })?;
     kinds::sns::verify(&env, &pem).map_err(|e| unauthorized(format!("SNS signature: {e}")))?;
+    check_rate(src)?;
     if !src.topics.is_empty() && !src.topics.contains(&env.topic_arn) {
         return Err(ApiError::Forbidden(format!(
             "topic {} is not in sources.{}.topics",
@@ -463,7 +468,7 @@ async fn pagerduty(
         )
             .into_response()
     };
-    if let Some(crate::config::AuthConfig::Token(secret)) = &src.auth {
+    if let Some(AuthConfig::Token(secret)) = &src.auth {
         let given = serde_json::from_slice::<serde_json::Value>(bytes)
             .ok()
             .and_then(|v| {
@@ -477,6 +482,7 @@ async fn pagerduty(
             return Ok(invalid(vec!["Invalid routing key".into()]));
         }
     }
+    check_rate(src)?;
     let event = match kinds::pagerduty::parse(bytes, cx) {
         Ok(e) => e,
         Err(e) => {
@@ -528,8 +534,8 @@ fn check_content_type(headers: &HeaderMap, kind: SourceKind) -> Result<(), ApiEr
     }
 }
 
-/// Holds a source to its `rate_limit`. Checked after authentication, so an unauthenticated flood cannot
-/// use up a real sender's budget.
+/// Holds a source to its `rate_limit`. Charged only after authentication (HMAC, routing keys and SNS
+/// signatures included), so an unauthenticated flood cannot use up a real sender's budget.
 fn check_rate(src: &Source) -> Result<(), ApiError> {
     let Some(limiter) = &src.limiter else {
         return Ok(());

@@ -87,7 +87,7 @@ pub fn router(config: &Config, capabilities: &BTreeMap<String, Capabilities>) ->
                 .match_re
                 .iter()
                 .filter_map(|(k, v)| {
-                    regex::Regex::new(&format!("^(?:{})$", v.0))
+                    crate::domain::pattern::anchored(&v.0)
                         .ok()
                         .map(|re| (k.clone(), re))
                 })

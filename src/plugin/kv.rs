@@ -2,31 +2,74 @@
 //!
 //! It lives in memory and survives reloads of the same plugin, not restarts of tocsin. Expiry is checked
 //! against the host clock the plugin sees, so fixtures with a frozen clock behave predictably.
+//!
+//! Bounded by keys and by bytes, and full is never an error: a new key evicts expired entries first,
+//! then the least recently used ones. A plugin whose state depends on alert content (one key per
+//! fingerprint) must not start failing, and be switched off, because a flood of alerts filled its store.
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 
-/// Most keys one plugin may hold.
+/// Most keys one plugin may hold; more evict the least recently used.
 pub const MAX_KEYS: usize = 10_000;
-/// Largest value, in bytes.
+/// Most bytes (keys and values) one plugin may hold; more evict the least recently used.
+pub const MAX_BYTES: usize = 8 << 20;
+/// Largest value, in bytes (larger is refused: it is the plugin's own mistake).
 pub const MAX_VALUE: usize = 64 * 1024;
+/// Largest key, in bytes.
+pub const MAX_KEY: usize = 1024;
+
+#[derive(Debug, Clone)]
+struct Slot {
+    value: String,
+    expiry: Option<u64>,
+    /// Last use, for least-recently-used eviction: the key's position in `order`.
+    used: u64,
+}
 
 #[derive(Debug, Default, Clone)]
 pub struct Kv {
-    entries: HashMap<String, (String, Option<u64>)>,
+    entries: HashMap<String, Slot>,
+    /// Keys by last use, oldest first.
+    order: BTreeMap<u64, String>,
+    clock: u64,
+    bytes: usize,
 }
 
 impl Kv {
     pub fn from_pairs(pairs: impl IntoIterator<Item = (String, String)>) -> Kv {
-        Kv {
-            entries: pairs.into_iter().map(|(k, v)| (k, (v, None))).collect(),
+        let mut kv = Kv::default();
+        for (k, v) in pairs {
+            let _ = kv.set(k, v, None, 0);
+        }
+        kv
+    }
+
+    fn touch(&mut self, key: &str) {
+        self.clock += 1;
+        let tick = self.clock;
+        if let Some(slot) = self.entries.get_mut(key) {
+            self.order.remove(&slot.used);
+            slot.used = tick;
+            self.order.insert(tick, key.to_string());
         }
     }
 
-    pub fn get(&self, key: &str, now_ms: u64) -> Option<String> {
-        match self.entries.get(key) {
-            Some((v, expiry)) if expiry.is_none_or(|e| e > now_ms) => Some(v.clone()),
-            _ => None,
+    fn remove(&mut self, key: &str) {
+        if let Some(slot) = self.entries.remove(key) {
+            self.order.remove(&slot.used);
+            self.bytes -= key.len() + slot.value.len();
         }
+    }
+
+    pub fn get(&mut self, key: &str, now_ms: u64) -> Option<String> {
+        let slot = self.entries.get(key)?;
+        if slot.expiry.is_some_and(|e| e <= now_ms) {
+            self.remove(key);
+            return None;
+        }
+        let value = slot.value.clone();
+        self.touch(key);
+        Some(value)
     }
 
     pub fn set(
@@ -42,28 +85,60 @@ impl Kv {
                 value.len()
             ));
         }
-        if !self.entries.contains_key(&key) && self.entries.len() >= MAX_KEYS {
+        if key.len() > MAX_KEY {
+            return Err(format!(
+                "key of {} bytes is over the {MAX_KEY}-byte limit",
+                key.len()
+            ));
+        }
+        self.remove(&key);
+        let size = key.len() + value.len();
+        if self.entries.len() >= MAX_KEYS || self.bytes + size > MAX_BYTES {
             self.entries
-                .retain(|_, (_, e)| e.is_none_or(|e| e > now_ms));
-            if self.entries.len() >= MAX_KEYS {
-                return Err(format!("the store is full ({MAX_KEYS} keys)"));
+                .retain(|_, s| s.expiry.is_none_or(|e| e > now_ms));
+            self.order = self
+                .entries
+                .iter()
+                .map(|(k, s)| (s.used, k.clone()))
+                .collect();
+            self.bytes = self
+                .entries
+                .iter()
+                .map(|(k, s)| k.len() + s.value.len())
+                .sum();
+        }
+        while self.entries.len() >= MAX_KEYS || self.bytes + size > MAX_BYTES {
+            let Some((_, oldest)) = self.order.pop_first() else {
+                break;
+            };
+            if let Some(slot) = self.entries.remove(&oldest) {
+                self.bytes -= oldest.len() + slot.value.len();
             }
         }
-        let expiry = ttl_ms.map(|t| now_ms.saturating_add(t));
-        self.entries.insert(key, (value, expiry));
+        self.clock += 1;
+        self.order.insert(self.clock, key.clone());
+        self.bytes += size;
+        self.entries.insert(
+            key,
+            Slot {
+                value,
+                expiry: ttl_ms.map(|t| now_ms.saturating_add(t)),
+                used: self.clock,
+            },
+        );
         Ok(())
     }
 
     pub fn delete(&mut self, key: &str) {
-        self.entries.remove(key);
+        self.remove(key);
     }
 
     /// Live entries, for fixtures' `expect_kv`.
     pub fn snapshot(&self, now_ms: u64) -> HashMap<String, String> {
         self.entries
             .iter()
-            .filter(|(_, (_, e))| e.is_none_or(|e| e > now_ms))
-            .map(|(k, (v, _))| (k.clone(), v.clone()))
+            .filter(|(_, s)| s.expiry.is_none_or(|e| e > now_ms))
+            .map(|(k, s)| (k.clone(), s.value.clone()))
             .collect()
     }
 }
@@ -85,12 +160,45 @@ mod tests {
             .is_err());
         kv.delete("b");
         assert_eq!(kv.get("b", 0), None);
-        kv.delete("a");
+    }
+
+    #[test]
+    fn a_full_store_evicts_the_least_recently_used_instead_of_failing() {
+        let mut kv = Kv::default();
         for i in 0..MAX_KEYS {
+            kv.set(format!("k{i}"), String::new(), None, 0).unwrap();
+        }
+        // k0 was used lately; k1 is now the least recently used.
+        assert!(kv.get("k0", 0).is_some());
+        kv.set("new".into(), "v".into(), None, 0).unwrap();
+        assert_eq!(kv.snapshot(0).len(), MAX_KEYS);
+        assert!(kv.get("k0", 0).is_some());
+        assert!(kv.get("k1", 0).is_none());
+        assert_eq!(kv.get("new", 0).as_deref(), Some("v"));
+    }
+
+    #[test]
+    fn expired_entries_go_before_live_ones() {
+        let mut kv = Kv::default();
+        kv.set("old-but-live".into(), String::new(), None, 0)
+            .unwrap();
+        for i in 0..MAX_KEYS - 1 {
             kv.set(format!("k{i}"), String::new(), Some(10), 0).unwrap();
         }
-        assert!(kv.set("full".into(), String::new(), None, 5).is_err());
-        // Expired keys make room.
         kv.set("room".into(), String::new(), None, 20).unwrap();
+        assert!(kv.get("old-but-live", 20).is_some());
+        assert!(kv.get("room", 20).is_some());
+    }
+
+    #[test]
+    fn bytes_are_bounded_too() {
+        let mut kv = Kv::default();
+        let value = "x".repeat(MAX_VALUE);
+        for i in 0..(MAX_BYTES / MAX_VALUE) * 2 {
+            kv.set(format!("k{i}"), value.clone(), None, 0).unwrap();
+        }
+        let held: usize = kv.snapshot(0).iter().map(|(k, v)| k.len() + v.len()).sum();
+        assert!(held <= MAX_BYTES, "{held}");
+        assert_eq!(kv.bytes, held);
     }
 }
