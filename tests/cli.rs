@@ -65,18 +65,140 @@ fn check_names_the_bad_key_and_line() {
 }
 
 #[test]
-fn check_accepts_the_shipped_config() {
-    let out = Command::new(BIN)
-        .args(["check", "--config", "config/tocsin.yaml"])
-        .current_dir(env!("CARGO_MANIFEST_DIR"))
-        .output()
-        .unwrap();
+fn check_accepts_the_shipped_config_with_real_secrets_only() {
+    let run = |token: &str| {
+        Command::new(BIN)
+            .args(["check", "--config", "config/tocsin.yaml"])
+            .current_dir(env!("CARGO_MANIFEST_DIR"))
+            .env("ALICE_TOKEN", format!("{token}-alice-0123456789"))
+            .env("AM_TOKEN", format!("{token}-am-0123456789"))
+            .env("HOOK_TOKEN", format!("{token}-hook-0123456789"))
+            .output()
+            .unwrap()
+    };
+    let out = run("a1b2c3d4");
     assert!(
         out.status.success(),
         "{}",
         String::from_utf8_lossy(&out.stderr)
     );
     assert!(String::from_utf8_lossy(&out.stdout).contains("ok (3 sources, 1 members)"));
+
+    // The development values scripts/serve uses are refused, each key named.
+    let out = run("dev");
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    for key in [
+        "members.alice.token",
+        "sources.am.auth.bearer",
+        "sources.hooks.auth.token",
+    ] {
+        assert!(
+            err.contains(&format!("{key}: is a development credential")),
+            "{err}"
+        );
+    }
+
+    // With an empty environment nothing falls back to a value in the file.
+    let out = Command::new(BIN)
+        .args(["check", "--config", "config/tocsin.yaml"])
+        .current_dir(env!("CARGO_MANIFEST_DIR"))
+        .env_remove("ALICE_TOKEN")
+        .env_remove("AM_TOKEN")
+        .env_remove("HOOK_TOKEN")
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("AM_TOKEN is not set"));
+}
+
+#[test]
+fn check_refuses_example_values_and_short_secrets() {
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = write(
+        dir.path(),
+        "weak.yaml",
+        "sources:\n  a: {kind: generic, auth: {token: example-hook-token}}\n  \
+         b: {kind: generic, auth: {basic: {username: u, password: hunter2}}}\n\
+         members:\n  m: {role: admin, token: 8charsxx}\n\
+         web: {session_secret: change-me-to-a-long-random-secret}\n",
+    );
+    let (code, err) = check(&cfg);
+    assert_eq!(code, Some(1));
+    assert!(
+        err.contains("sources.a.auth.token: is an example value"),
+        "{err}"
+    );
+    assert!(
+        err.contains("sources.b.auth.basic.password: is 7 characters long"),
+        "{err}"
+    );
+    assert!(
+        err.contains("members.m.token: is 8 characters long"),
+        "{err}"
+    );
+    assert!(
+        err.contains("web.session_secret: is an example value"),
+        "{err}"
+    );
+}
+
+#[test]
+fn serve_refuses_development_credentials_beyond_loopback() {
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = write(
+        dir.path(),
+        "public.yaml",
+        &format!(
+            "listen: 0.0.0.0:0\nstorage: sqlite://{}/t.db\nsources:\n  g: {{kind: generic, auth: {{token: dev-hook-token}}}}\nlog: {{format: json}}\n",
+            dir.path().display()
+        ),
+    );
+    let out = Command::new(BIN)
+        .args(["serve", "--config"])
+        .arg(&cfg)
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("sources.g.auth.token"), "{err}");
+    assert!(err.contains("loopback"), "{err}");
+}
+
+#[test]
+fn serve_on_loopback_with_development_credentials_says_so_first() {
+    use std::io::{BufRead, BufReader};
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = write(
+        dir.path(),
+        "dev.yaml",
+        &format!(
+            "listen: 127.0.0.1:0\nstorage: sqlite://{}/t.db\nsources:\n  g: {{kind: generic, auth: {{token: dev-hook-token}}}}\nlog: {{format: json}}\n",
+            dir.path().display()
+        ),
+    );
+    let mut child = Command::new(BIN)
+        .args(["serve", "--config"])
+        .arg(&cfg)
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut lines = BufReader::new(child.stderr.take().unwrap()).lines();
+    let first: serde_json::Value = serde_json::from_str(&lines.next().unwrap().unwrap()).unwrap();
+    let _ = child.kill();
+    let _ = child.wait();
+    assert_eq!(first["level"], "WARN", "{first}");
+    assert!(
+        first["message"]
+            .as_str()
+            .unwrap()
+            .contains("DEVELOPMENT CREDENTIALS"),
+        "{first}"
+    );
+    assert!(first["keys"]
+        .as_str()
+        .unwrap()
+        .contains("sources.g.auth.token"));
 }
 
 #[tokio::test]

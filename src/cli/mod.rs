@@ -73,6 +73,15 @@ fn check(path: &Path) -> ExitCode {
                     return ExitCode::FAILURE;
                 }
             }
+            // A config can be valid and still unsafe to deploy: secrets from examples or for
+            // development, or too short to resist guessing.
+            let weak = config::weak_secrets(path);
+            if !weak.is_empty() {
+                for w in &weak {
+                    eprintln!("{}: {}", path.display(), w.problem());
+                }
+                return ExitCode::FAILURE;
+            }
             println!(
                 "{}: ok ({} sources, {} members)",
                 path.display(),
@@ -97,6 +106,9 @@ fn serve(path: PathBuf) -> ExitCode {
         }
     };
     crate::telemetry::init(&config.log);
+    if !guard_secrets(&config, &path) {
+        return ExitCode::FAILURE;
+    }
     let runtime = match tokio::runtime::Runtime::new() {
         Ok(r) => r,
         Err(e) => {
@@ -112,6 +124,35 @@ fn serve(path: PathBuf) -> ExitCode {
             ExitCode::FAILURE
         }
     }
+}
+
+/// Development and example credentials are for this machine only: refused unless tocsin listens on
+/// loopback, and then said in the first log line. Short secrets are logged as a warning (`tocsin check`
+/// refuses them).
+fn guard_secrets(config: &config::Config, path: &std::path::Path) -> bool {
+    use config::secrets::Weakness;
+    let weak = config::weak_secrets(path);
+    let public: Vec<&str> = weak
+        .iter()
+        .filter(|w| matches!(w.weakness, Weakness::Development | Weakness::Example))
+        .map(|w| w.path.as_str())
+        .collect();
+    if !public.is_empty() {
+        let keys = public.join(", ");
+        if !config::secrets::is_loopback(&config.listen.0) {
+            tracing::error!(%keys, listen = %config.listen.0, "Development or example credentials are in use and tocsin would listen beyond this machine; refusing to start. Set real secrets from the environment.");
+            eprintln!("error: development or example credentials ({keys}) may only be used with a loopback `listen`; set real secrets from the environment");
+            return false;
+        }
+        tracing::warn!(%keys, "DEVELOPMENT CREDENTIALS in use: listening on loopback only. Set real secrets from the environment before exposing tocsin.");
+    }
+    for w in weak
+        .iter()
+        .filter(|w| matches!(w.weakness, Weakness::Short(_)))
+    {
+        tracing::warn!(key = %w.path, "{}", w.problem().message);
+    }
+    true
 }
 
 async fn serve_async(config: config::Config, path: PathBuf) -> Result<(), String> {

@@ -10,6 +10,7 @@ mod chatops;
 mod email;
 mod mapping;
 mod rooms;
+pub mod secrets;
 mod values;
 mod web;
 
@@ -83,6 +84,9 @@ pub struct Config {
     /// The browser UI: session signing key and lifetime.
     #[serde(default)]
     pub web: Option<WebConfig>,
+    /// `metrics:`: who may read `/metrics` (anyone who reaches the port when absent).
+    #[serde(default)]
+    pub metrics: MetricsConfig,
 }
 
 fn default_listen() -> Env<SocketAddr> {
@@ -458,6 +462,15 @@ fn default_reopen_window() -> Env<HumanDuration> {
     Env(HumanDuration(Duration::from_secs(3600)))
 }
 
+/// `metrics:`.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct MetricsConfig {
+    /// When set, `/metrics` answers only `Authorization: Bearer <this>` (Prometheus' `authorization`).
+    #[serde(default)]
+    pub bearer: Option<Secret>,
+}
+
 /// `ingest:`.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -468,6 +481,10 @@ pub struct IngestConfig {
     /// Alerts accepted but not yet processed beyond which ingest answers 503 (429 for generic sources).
     #[serde(default = "default_max_backlog")]
     pub max_backlog: u64,
+    /// `/readyz` says not ready when the oldest unprocessed alert is older than this: processing is
+    /// stalled (or far behind), whatever ingest still answers.
+    #[serde(default = "default_stall_after")]
+    pub stall_after: Env<HumanDuration>,
 }
 
 impl Default for IngestConfig {
@@ -475,8 +492,13 @@ impl Default for IngestConfig {
         IngestConfig {
             max_body: default_max_body(),
             max_backlog: default_max_backlog(),
+            stall_after: default_stall_after(),
         }
     }
+}
+
+fn default_stall_after() -> Env<HumanDuration> {
+    Env(HumanDuration(std::time::Duration::from_secs(30)))
 }
 
 fn default_max_body() -> Env<ByteSize> {
@@ -638,7 +660,7 @@ impl Config {
                     "source names may use only a-z, 0-9, `-` and `_` (they appear in URLs)".into(),
                 );
             }
-            if name == crate::pipeline::SYSTEM_SOURCE {
+            if name == crate::domain::system::SYSTEM_SOURCE {
                 problem(
                     format!("sources.{name}"),
                     "`tocsin` is reserved for tocsin's own system tickets".into(),
@@ -664,6 +686,13 @@ impl Config {
                 problem(
                     format!("sources.{name}.auth"),
                     "a sentry source needs `auth: {hmac: ${SENTRY_CLIENT_SECRET}}` (the integration's client secret): Sentry signs every webhook".into(),
+                );
+            }
+            if source.kind == SourceKind::Sns && matches!(source.auth, Some(AuthConfig::Bearer(_)))
+            {
+                problem(
+                    format!("sources.{name}.auth"),
+                    "SNS cannot send a bearer token. Use basic (user:password@ in the subscription URL) or token (?token= in it)".into(),
                 );
             }
             if source.kind == SourceKind::Sns && matches!(source.auth, Some(AuthConfig::Hmac(_))) {
@@ -919,7 +948,7 @@ impl Config {
                 }
             }
             for (label, re) in &route.match_re {
-                if let Err(e) = regex::Regex::new(&format!("^(?:{})$", re.0)) {
+                if let Err(e) = crate::domain::pattern::anchored(&re.0) {
                     problem(
                         format!("routes[{i}].match_re.{label}"),
                         format!("is not a valid regex: {e}"),
@@ -958,6 +987,13 @@ impl Config {
 }
 
 /// Reads and validates a config file.
+/// The weak secrets in the config file at `path` (see [`secrets`]), with `${VAR}` from the environment.
+pub fn weak_secrets(path: &Path) -> Vec<secrets::Weak> {
+    std::fs::read_to_string(path)
+        .map(|text| secrets::weak_secrets(&text, &|name| std::env::var(name).ok()))
+        .unwrap_or_default()
+}
+
 pub fn load(path: &Path) -> Result<Config, ConfigError> {
     let text = std::fs::read_to_string(path).map_err(|e| ConfigError {
         file: path.to_path_buf(),
@@ -1158,10 +1194,34 @@ mod tests {
     }
 
     #[test]
-    fn the_shipped_configs_are_valid() {
+    fn the_shipped_configs_are_valid_with_real_secrets_and_fall_back_to_none() {
+        // What a deployment puts in the environment: strong values, URLs where URLs go.
+        let env = |name: &str| -> Option<String> {
+            Some(match name {
+                "PAYMENTS_SLACK_WEBHOOK" => {
+                    "https://hooks.slack.com/services/T1/B2/c3d4e5f6g7h8i9j0".into()
+                }
+                "TEAMS_WORKFLOW_URL" => "https://prod.logic.azure.com/workflows/0a1b2c3d".into(),
+                "DISCORD_WEBHOOK" => "https://discord.com/api/webhooks/1/c3d4e5f6g7h8i9j0".into(),
+                _ => format!("{}-0123456789abcdef", name.to_ascii_lowercase()),
+            })
+        };
         for file in ["config/tocsin.yaml", "examples/full.yaml"] {
             let path = Path::new(env!("CARGO_MANIFEST_DIR")).join(file);
-            load(&path).unwrap_or_else(|e| panic!("{e}"));
+            let text = std::fs::read_to_string(&path).unwrap();
+            let expanded = expand_env(&text, &env).unwrap();
+            Config::from_yaml(&expanded, &path).unwrap_or_else(|e| panic!("{e}"));
+            assert_eq!(secrets::weak_secrets(&text, &env), vec![], "{file}");
+            // No secret has a fallback written in the file: with an empty environment, every one is
+            // missing (and the config is refused), none takes a shipped value.
+            let all = secrets::secrets(&text, &|_| None);
+            assert!(!all.is_empty());
+            for (path, _, value) in all {
+                assert_eq!(
+                    value, None,
+                    "{file}: {path} falls back to a value in the file"
+                );
+            }
         }
     }
 }
