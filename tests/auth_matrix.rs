@@ -233,3 +233,39 @@ fn methods_a_sender_cannot_use_are_refused_by_the_check() {
         }
     }
 }
+
+#[tokio::test]
+async fn unauthenticated_posts_do_not_use_up_a_senders_rate_limit() {
+    let mut sources = String::from("sources:\n");
+    for (kind, method) in [
+        ("grafana", "hmac"),
+        ("pagerduty", "token"),
+        ("generic", "bearer"),
+    ] {
+        sources.push_str(&format!(
+            "  {kind}-{method}: {{kind: {kind}, auth: {}, rate_limit: {{per_second: 0.001, burst: 1}}}}\n",
+            auth_yaml(method)
+        ));
+    }
+    let app = spawn_app_sources(&sources, "").await;
+    for (kind, method) in [
+        ("grafana", "hmac"),
+        ("pagerduty", "token"),
+        ("generic", "bearer"),
+    ] {
+        for _ in 0..5 {
+            let status = send(&app, kind, method, Creds::Wrong).await.status();
+            assert!(matches!(status.as_u16(), 400 | 401), "{kind}: {status}");
+        }
+        let r = send(&app, kind, method, Creds::Right).await;
+        assert!(
+            r.status().is_success(),
+            "{kind}: {} {}",
+            r.status(),
+            r.text().await.unwrap()
+        );
+        // The budget is real: the next right one is over it.
+        let over = send(&app, kind, method, Creds::Right).await.status().as_u16();
+        assert!(matches!(over, 429 | 503), "{kind}: {over}");
+    }
+}
