@@ -16,6 +16,8 @@ use async_trait::async_trait;
 use rusqlite::{params, Connection, OptionalExtension, Row, Transaction};
 use tokio::sync::oneshot;
 
+mod sessions;
+
 use super::{
     Applied, Delivery, DeliveryResult, DroppedAlert, EmailResult, EmailThread, FeedEvent,
     FeedQuery, JournalEntry, Mailbox, PendingEmail, Result, RoomBacklog, Stats, Store, StoreError,
@@ -213,6 +215,7 @@ CREATE TABLE off_hours_notices (
     posted_at    INTEGER NOT NULL
 ) WITHOUT ROWID;
 "#,
+    sessions::MIGRATION,
 ];
 
 /// How many dropped alerts are kept for inspection.
@@ -2090,5 +2093,15 @@ impl Store for SqliteStore {
 
     async fn unsubscribed(&self) -> Result<BTreeSet<String>> {
         self.read(unsubscribed_members).await
+    }
+
+    async fn session_generation(&self, member: &str) -> Result<i64> {
+        let member = member.to_string();
+        self.read(move |c| sessions::generation(c, &member)).await
+    }
+
+    async fn end_sessions(&self, member: &str) -> Result<i64> {
+        let member = member.to_string();
+        self.write(move |t| sessions::bump(t, &member)).await
     }
 }
