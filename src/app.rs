@@ -186,9 +186,12 @@ impl App {
             // Live streams end now; the browser reconnects (to another instance, or after the restart).
             closing.send_replace(true);
         };
-        let served = axum::serve(listener, router)
-            .with_graceful_shutdown(shutdown)
-            .await;
+        let served = axum::serve(
+            listener,
+            router.into_make_service_with_connect_info::<std::net::SocketAddr>(),
+        )
+        .with_graceful_shutdown(shutdown)
+        .await;
         tracing::info!("Stopped accepting requests; finishing in-flight work.");
         let _ = stop_tx.send(true);
         if let Err(e) = worker.await {

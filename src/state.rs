@@ -34,7 +34,15 @@ pub struct Shared {
     pub sources: BTreeMap<String, Source>,
     /// The one prometheus source, if exactly one exists: it also answers the bare `/api/v2/...` paths.
     pub default_prometheus: Option<String>,
-    pub members: Members,
+    pub members: Arc<Members>,
+    /// Signed ingest requests already taken (HMAC with a timestamp), against replays.
+    pub replays: crate::ingest::Replays,
+    /// SNS notifications already taken, by `MessageId` (see `ingest::kinds::sns::REPLAY_MEMORY`).
+    pub sns_messages: crate::ingest::Replays,
+    /// Signed-in browsers.
+    pub sessions: crate::web::session::Sessions,
+    /// Failed sign-ins and bearer tokens per client address, for throttling guessers.
+    pub failures: crate::web::throttle::Failures,
     pub store: Arc<dyn Store>,
     pub clock: Arc<dyn Clock>,
     pub metrics: Arc<Metrics>,
@@ -106,35 +114,91 @@ pub struct Member {
     pub via: &'static str,
 }
 
-/// Looks members up by token. Tokens are kept only as SHA-256 digests, so the lookup compares digests
-/// (a hash-map probe on a digest reveals nothing useful about the token through timing).
+/// Members as authentication sees them: who has which token and role. Re-read on reload
+/// ([`Members::replace`]), so a removed member or a changed token stops working at once, for bearer
+/// tokens, browser sessions (bound to the token's digest) and ChatOps alike.
+///
+/// Tokens are kept only as SHA-256 digests, so the lookup compares digests (a hash-map probe on a
+/// digest reveals nothing useful about the token through timing).
 #[derive(Debug, Default)]
 pub struct Members {
-    by_digest: HashMap<[u8; 32], Member>,
+    current: std::sync::RwLock<Arc<MemberIndex>>,
 }
 
-impl Members {
-    pub fn from_config(config: &Config) -> Members {
-        let by_digest = config
+#[derive(Debug, Default)]
+struct MemberIndex {
+    by_digest: HashMap<[u8; 32], Member>,
+    /// Every member (with a token or not): role and token digest.
+    by_name: HashMap<String, (Role, Option<[u8; 32]>)>,
+}
+
+impl MemberIndex {
+    fn from_config(config: &Config) -> MemberIndex {
+        let by_name: HashMap<String, (Role, Option<[u8; 32]>)> = config
             .members
             .iter()
-            .filter_map(|(name, m)| {
-                let token = m.token.as_ref()?;
+            .map(|(name, m)| {
+                (
+                    name.clone(),
+                    (m.role, m.token.as_ref().map(|t| digest(t.expose()))),
+                )
+            })
+            .collect();
+        let by_digest = by_name
+            .iter()
+            .filter_map(|(name, (role, d))| {
                 Some((
-                    digest(token.expose()),
+                    (*d)?,
                     Member {
                         name: name.clone(),
-                        role: m.role,
+                        role: *role,
                         via: "api",
                     },
                 ))
             })
             .collect();
-        Members { by_digest }
+        MemberIndex { by_digest, by_name }
+    }
+}
+
+impl Members {
+    pub fn from_config(config: &Config) -> Members {
+        Members {
+            current: std::sync::RwLock::new(Arc::new(MemberIndex::from_config(config))),
+        }
     }
 
-    pub fn by_token(&self, token: &str) -> Option<&Member> {
-        self.by_digest.get(&digest(token))
+    fn index(&self) -> Arc<MemberIndex> {
+        // The lock only guards an `Arc` swap; a poisoned one still holds a whole index.
+        Arc::clone(&self.current.read().unwrap_or_else(|e| e.into_inner()))
+    }
+
+    /// Puts the members of a re-read config in place; returns how many there are.
+    pub fn replace(&self, config: &Config) -> usize {
+        let next = Arc::new(MemberIndex::from_config(config));
+        let count = next.by_name.len();
+        *self.current.write().unwrap_or_else(|e| e.into_inner()) = next;
+        count
+    }
+
+    /// The member a bearer token belongs to.
+    pub fn by_token(&self, token: &str) -> Option<Member> {
+        self.index().by_digest.get(&digest(token)).cloned()
+    }
+
+    /// A member's role, if they are a member now.
+    pub fn role(&self, name: &str) -> Option<Role> {
+        self.index().by_name.get(name).map(|(role, _)| *role)
+    }
+
+    /// The digest of a member's current token, if they are a member now and have one.
+    pub fn token_digest(&self, name: &str) -> Option<[u8; 32]> {
+        self.index().by_name.get(name).and_then(|(_, d)| *d)
+    }
+
+    /// Whether `name` is a member now.
+    pub fn contains(&self, name: &str) -> bool {
+        self.index().by_name.contains_key(name)
     }
 }
 
@@ -183,7 +247,7 @@ impl AppState {
             [only] => Some((*only).clone()),
             _ => None,
         };
-        let members = Members::from_config(&config);
+        let members = Arc::new(Members::from_config(&config));
         let started_at = clock.now();
         let tokens = config
             .email
@@ -194,6 +258,7 @@ impl AppState {
             Arc::clone(&store),
             Arc::clone(&clock),
             Arc::clone(&outbox),
+            Arc::clone(&members),
         ));
         AppState(Arc::new(Shared {
             closing: tokio::sync::watch::Sender::new(false),
@@ -212,6 +277,10 @@ impl AppState {
             started_at,
             tokens,
             sns: crate::ingest::Sns::new(),
+            replays: crate::ingest::Replays::default(),
+            sns_messages: crate::ingest::Replays::default(),
+            sessions: crate::web::session::Sessions::default(),
+            failures: crate::web::throttle::Failures::default(),
         }))
     }
 }

@@ -18,7 +18,8 @@ const MM_HOOK: &str = "mm-hook-token-1";
 
 /// Slack room `ops` (channel COPS) and Mattermost room `db` (channel mmdb); tickets labelled `team`
 /// go to the room of that name. alice is an admin, bob an editor, carol a viewer; each has a Slack
-/// user ID and a Mattermost user name.
+/// user ID, a Mattermost user name (for mentions) and a Mattermost user ID (`uid-<name>`, which
+/// ChatOps goes by).
 fn yaml(db: &std::path::Path, slack_api: &str, chatops: &str) -> String {
     format!(
         "listen: 127.0.0.1:0\n\
@@ -28,9 +29,9 @@ fn yaml(db: &std::path::Path, slack_api: &str, chatops: &str) -> String {
          sources:\n  \
            hooks: {{kind: generic, auth: {{token: {HOOK_TOKEN}}}}}\n\
          members:\n  \
-           alice: {{role: admin, token: {ADMIN}, handles: {{slack: UALICE, mattermost: alice}}}}\n  \
-           bob: {{role: editor, token: {EDITOR}, handles: {{slack: UBOB, mattermost: bob}}}}\n  \
-           carol: {{role: viewer, token: {VIEWER}, handles: {{slack: UCAROL, mattermost: carol}}}}\n\
+           alice: {{role: admin, token: {ADMIN}, handles: {{slack: UALICE, mattermost: alice, mattermost_id: uid-alice}}}}\n  \
+           bob: {{role: editor, token: {EDITOR}, handles: {{slack: UBOB, mattermost: bob, mattermost_id: uid-bob}}}}\n  \
+           carol: {{role: viewer, token: {VIEWER}, handles: {{slack: UCAROL, mattermost: carol, mattermost_id: uid-carol}}}}\n\
          rooms:\n  \
            ops: {{sink: {{kind: slack, token: xoxb-test, channel: COPS, api_url: '{slack_api}'}}}}\n  \
            db: {{sink: {{kind: mattermost, url: 'http://mm.test', token: mm-bot, channel_id: mmdb}}}}\n\
@@ -309,10 +310,33 @@ async fn bad_signatures_and_stale_or_replayed_requests_are_refused() {
         refused["detail"].as_str().unwrap().contains("replay"),
         "{refused}"
     );
+    // The same signature written another way (hex is case-blind, spaces are trimmed) is the same
+    // request: refused too, not taken twice more.
+    let hex = sign(&ts, &body).trim_start_matches("v0=").to_string();
+    for again in [
+        format!("v0={}", hex.to_uppercase()),
+        format!(" v0={hex} "),
+        format!("v0={}{}", &hex[..32].to_uppercase(), &hex[32..]),
+    ] {
+        let refused = expect(send(again.clone(), ts.clone(), body.clone()).await, 401).await;
+        assert!(
+            refused["detail"].as_str().unwrap().contains("replay"),
+            "{again}: {refused}"
+        );
+    }
     app.advance(Duration::from_secs(360));
     let r = send(sign(&ts, &body), ts.clone(), body.clone()).await;
     assert_unauthorized(&expect(r, 401).await);
     assert_eq!(app.timeline_kinds("T-1").await, ["opened", "acked"]);
+
+    // A note: each replay would have added one.
+    let note = slash_body("UBOB", "COPS", "note T-1 checking");
+    let ts = now_secs(&app).to_string();
+    let r = send(sign(&ts, &note), ts.clone(), note.clone()).await;
+    expect(r, 200).await;
+    let upper = format!("v0={}", sign(&ts, &note)[3..].to_uppercase());
+    expect(send(upper, ts.clone(), note.clone()).await, 401).await;
+    assert_eq!(app.entries_of("T-1", "note").await.len(), 1);
 }
 
 #[tokio::test]
@@ -606,7 +630,15 @@ async fn mattermost_slash_commands_with_the_right_token() {
             ("channel_name", "db"),
             ("command", "/tocsin"),
             ("text", text),
-            ("user_id", "rrhbi5u7tfbo3ybhg9xpjhgsyh"),
+            (
+                "user_id",
+                match user {
+                    "alice" => "uid-alice",
+                    "bob" => "uid-bob",
+                    "carol" => "uid-carol",
+                    _ => "rrhbi5u7tfbo3ybhg9xpjhgsyh",
+                },
+            ),
             ("user_name", user),
             ("response_url", "http://mm.test/hooks/commands/x"),
         ]
@@ -706,6 +738,7 @@ async fn mattermost_outgoing_webhooks_strip_the_trigger_word() {
         &[
             ("token", MM_HOOK),
             ("channel_id", "mmdb"),
+            ("user_id", "uid-bob"),
             ("user_name", "bob"),
             ("text", "tocsin status"),
             ("trigger_word", "tocsin"),
@@ -740,5 +773,97 @@ async fn without_a_chatops_block_the_routes_are_not_there() {
     assert!(
         v["detail"].as_str().unwrap().contains("chatops.mattermost"),
         "{v}"
+    );
+}
+
+#[tokio::test]
+async fn mattermost_users_are_known_by_their_user_id_never_by_their_user_name() {
+    let app = spawn(CHATOPS).await;
+    alert(&app, "Replication lag", "db").await;
+    let hook = |user_id: &'static str, user_name: &'static str, text: &'static str| {
+        vec![
+            ("token", MM_HOOK),
+            ("channel_id", "mmdb"),
+            ("user_id", user_id),
+            ("user_name", user_name),
+            ("text", text),
+            ("trigger_word", "tocsin"),
+        ]
+    };
+    // Someone renamed themselves `alice` (user names can be changed by their owner).
+    let v = expect(
+        mattermost(&app, &hook("uid-mallory", "alice", "tocsin ack T-1")).await,
+        200,
+    )
+    .await;
+    assert!(
+        v["text"]
+            .as_str()
+            .unwrap()
+            .starts_with("Sorry, I do not know who you are"),
+        "{v}"
+    );
+    // Nor does a user name in the user_id field pass: IDs only.
+    let v = expect(
+        mattermost(&app, &hook("alice", "alice", "tocsin ack T-1")).await,
+        200,
+    )
+    .await;
+    assert!(v["text"].as_str().unwrap().starts_with("Sorry"), "{v}");
+    assert_eq!(app.timeline_kinds("T-1").await, ["opened"]);
+    // The real alice, whatever her user name is today.
+    let v = expect(
+        mattermost(&app, &hook("uid-alice", "alice-renamed", "tocsin ack T-1")).await,
+        200,
+    )
+    .await;
+    assert_eq!(v["text"], "T-1 acknowledged by alice.");
+    // `assign` still takes a Mattermost user name for whom to assign.
+    let v = expect(
+        mattermost(&app, &hook("uid-alice", "alice", "tocsin assign T-1 @bob")).await,
+        200,
+    )
+    .await;
+    assert_eq!(v["text"], "T-1 assigned to bob by alice.");
+}
+
+#[tokio::test]
+async fn text_typed_in_chat_is_echoed_back_escaped_and_defused() {
+    let app = spawn(CHATOPS).await;
+    alert(&app, "Replication lag", "db").await;
+    // An outgoing webhook answer is posted to the channel: an echoed `@channel` would ping everyone.
+    for typed in [
+        "tocsin @channel",
+        "tocsin @here please",
+        "tocsin <!channel>",
+        "tocsin **@all**",
+        "tocsin silence @channel 1h",
+        "tocsin assign T-1 @channel",
+    ] {
+        let v = expect(
+            mattermost(
+                &app,
+                &[
+                    ("token", MM_HOOK),
+                    ("channel_id", "mmdb"),
+                    ("user_id", "uid-bob"),
+                    ("text", typed),
+                    ("trigger_word", "tocsin"),
+                ],
+            )
+            .await,
+            200,
+        )
+        .await;
+        let text = v["text"].as_str().unwrap();
+        for ping in ["@channel", "@here", "@all", "<!channel>"] {
+            assert!(!text.contains(ping), "{typed} → {text}");
+        }
+    }
+    // Slack too: the unknown verb comes back without live mentions or markup.
+    let (_, text) = slash(&app, "UBOB", "COPS", "<!channel> <@U123>").await;
+    assert!(
+        !text.contains("<!channel>") && !text.contains("<@U123>"),
+        "{text}"
     );
 }

@@ -120,7 +120,6 @@ fn check_refuses_example_values_and_short_secrets() {
         "weak.yaml",
         "sources:\n  a: {kind: generic, auth: {token: example-hook-token}}\n  \
          b: {kind: generic, auth: {basic: {username: u, password: hunter2}}}\n\
-         members:\n  m: {role: admin, token: 8charsxx}\n\
          web: {session_secret: change-me-to-a-long-random-secret}\n",
     );
     let (code, err) = check(&cfg);
@@ -240,7 +239,7 @@ async fn sighup_reloads_plugins_and_compiled_plugins_are_cached() {
             "listen: 127.0.0.1:0\nstorage: sqlite://{d}/t.db\nplugin_cache: {d}/cache\nlog: {{format: json}}\n\
              sources:\n  g: {{kind: generic, plugins: [route]}}\n\
              plugins:\n  route: {{path: '{router}', config: {{default_room: {room}}}}}\n\
-             members:\n  a: {{role: admin, token: admin-token-1}}\n",
+             members:\n  a: {{role: admin, token: admin-token-0001}}\n",
             d = dir.path().display()
         )
     };
@@ -272,7 +271,7 @@ async fn sighup_reloads_plugins_and_compiled_plugins_are_cached() {
         tokio::time::sleep(std::time::Duration::from_millis(100)).await;
         let page: serde_json::Value = client
             .get(format!("{base}/api/tickets?limit=1"))
-            .bearer_auth("admin-token-1")
+            .bearer_auth("admin-token-0001")
             .send()
             .await
             .unwrap()
@@ -317,14 +316,14 @@ async fn sigterm_ends_live_streams_instead_of_waiting_for_them() {
         "t.yaml",
         &format!(
             "listen: 127.0.0.1:0\nstorage: sqlite://{}/t.db\nlog: {{format: json}}\n\
-             members:\n  a: {{role: admin, token: admin-token-1}}\n",
+             members:\n  a: {{role: admin, token: admin-token-0001}}\n",
             dir.path().display()
         ),
     );
     let server = Server::start(&cfg);
     let stream = reqwest::Client::new()
         .get(format!("http://{}/api/stream", server.addr))
-        .bearer_auth("admin-token-1")
+        .bearer_auth("admin-token-0001")
         .send()
         .await
         .unwrap();

@@ -81,9 +81,9 @@ async fn presence_is_reported_and_read_back() {
     );
     assert_eq!(presence_of(&app, "carol").await["state"], "away");
 
-    // The list shows rooms and handles too.
+    // Editors and admins see rooms and roles too.
     let v: Value = app
-        .api_get("/api/members", VIEWER)
+        .api_get("/api/members", EDITOR)
         .await
         .json()
         .await
@@ -119,4 +119,44 @@ async fn presence_is_reported_and_read_back() {
         app.api_get("/api/members", "not-a-token").await.status(),
         401
     );
+}
+
+#[tokio::test]
+async fn viewers_get_names_and_presence_only() {
+    let app = spawn_app_with(
+        "rooms:\n  ops:\n    sink: {kind: webhook, url: \"http://127.0.0.1:9/hook\"}\n    members: [alice, bob]\n\
+         email:\n  smtp: smtp://127.0.0.1:9\n  from: tocsin@example.test\n  secret: a-test-secret-of-32-characters!!\n",
+    )
+    .await;
+    // Give bob an address and handles to leak.
+    let yaml = std::fs::read_to_string(app.config_path()).unwrap().replace(
+        &format!("bob: {{role: editor, token: {EDITOR}}}"),
+        &format!("bob: {{role: editor, token: {EDITOR}, email: bob@example.test, handles: {{slack: UBOB, matrix: \"@bob:example.org\"}}}}"),
+    );
+    std::fs::write(app.config_path(), &yaml).unwrap();
+    let app = app.restart().await;
+    let bob = |v: &Value| {
+        v["members"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|m| m["name"] == "bob")
+            .unwrap()
+            .clone()
+    };
+    let full = bob(&expect(app.api_get("/api/members", EDITOR).await, 200).await);
+    assert_eq!(full["email"]["address"], "bob@example.test", "{full}");
+    assert_eq!(full["handles"]["slack"], "UBOB", "{full}");
+
+    let v = expect(app.api_get("/api/members", VIEWER).await, 200).await;
+    let text = v.to_string();
+    assert!(
+        !text.contains("bob@example.test") && !text.contains("UBOB") && !text.contains("@bob:"),
+        "{text}"
+    );
+    for m in v["members"].as_array().unwrap() {
+        let keys: Vec<&String> = m.as_object().unwrap().keys().collect();
+        assert_eq!(keys, ["name", "presence"], "{m}");
+    }
+    assert_eq!(bob(&v)["presence"]["state"], "offline");
 }

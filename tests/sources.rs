@@ -482,3 +482,101 @@ async fn a_generic_source_with_mapping_rules_reads_any_json() {
     let err = tocsin::config::Config::from_yaml(yaml, std::path::Path::new("t.yaml")).unwrap_err();
     assert!(err.to_string().contains("sources.s.mapping.title"), "{err}");
 }
+
+#[tokio::test]
+async fn a_timestamped_signed_request_is_taken_once_however_its_signature_is_written() {
+    let app = spawn_app_sources(SOURCES, "").await;
+    let body = payload("grafana/firing.json");
+    let ts = now_secs(&app).to_string();
+    let sig = sign("new-secret", &[ts.as_bytes(), b":", &body]);
+    let r = send(
+        &app,
+        "graf-ts",
+        &body,
+        &[("X-Sig", &sig), ("X-Sig-Timestamp", &ts)],
+    )
+    .await;
+    assert_eq!(r.status(), 202);
+    assert!(app.process().await >= 1);
+    // Captured and sent again inside the window: as it was, upper-cased, with a `sha256=` prefix.
+    for again in [
+        sig.clone(),
+        sig.to_uppercase(),
+        format!("sha256={sig}"),
+        format!(" {} ", sig.to_uppercase()),
+    ] {
+        let r = send(
+            &app,
+            "graf-ts",
+            &body,
+            &[("X-Sig", &again), ("X-Sig-Timestamp", &ts)],
+        )
+        .await;
+        let v = expect(r, 401).await;
+        assert!(
+            v["detail"].as_str().unwrap().contains("replay"),
+            "{again}: {v}"
+        );
+    }
+    assert_eq!(app.process().await, 0);
+    // Sentry signs the body only, with an unsigned timestamp beside it: the same memory applies.
+    let sentry = payload("sentry/event_alert.json");
+    let good = sign("sentry-client-secret", &[&sentry]);
+    let headers = |sig: String| {
+        vec![
+            (
+                "Sentry-Hook-Resource".to_string(),
+                "event_alert".to_string(),
+            ),
+            ("Sentry-Hook-Signature".to_string(), sig),
+            ("Sentry-Hook-Timestamp".to_string(), ts.clone()),
+        ]
+    };
+    assert_eq!(
+        send(&app, "sentry", &sentry, &refs(&headers(good.clone())))
+            .await
+            .status(),
+        202
+    );
+    assert_eq!(
+        send(
+            &app,
+            "sentry",
+            &sentry,
+            &refs(&headers(good.to_uppercase()))
+        )
+        .await
+        .status(),
+        401
+    );
+    // Only the first of each went into the journal.
+    assert_eq!(app.process().await, 1);
+}
+
+#[tokio::test]
+async fn an_sns_message_id_is_taken_once() {
+    let sources = format!("sources:\n  aws: {{kind: sns, topics: [\"{SNS_TOPIC}\"]}}\n");
+    let app = spawn_app_sources(&sources, "").await;
+    app.app.state.sns.certs.insert(SNS_CERT_URL, sns_cert());
+    let alarm = payload("sns/notification_alarm.json");
+    let ok = payload("sns/notification_ok.json");
+    let r = sns_post(&app, "aws", &alarm).await;
+    assert_eq!(expect(r, 200).await["accepted"], 1);
+    let r = sns_post(&app, "aws", &ok).await;
+    assert_eq!(expect(r, 200).await["accepted"], 1);
+    app.process().await;
+    assert_eq!(app.tickets().await[0]["state"], "resolved");
+    // The ALARM message again (an SNS retry, or a replay of a captured one): answered, not taken,
+    // so it cannot reopen the ticket.
+    let r = sns_post(&app, "aws", &alarm).await;
+    let v = expect(r, 200).await;
+    assert_eq!(
+        (v["accepted"].as_u64(), v["duplicate"].as_bool()),
+        (Some(0), Some(true)),
+        "{v}"
+    );
+    assert_eq!(app.process().await, 0);
+    let tickets = app.tickets().await;
+    assert_eq!(tickets.len(), 1);
+    assert_eq!(tickets[0]["state"], "resolved");
+}

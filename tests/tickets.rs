@@ -468,3 +468,54 @@ async fn list_filters_and_paginates() {
     )
     .await;
 }
+
+#[tokio::test]
+async fn control_characters_and_overlong_values_in_the_url_get_400_naming_the_parameter() {
+    let app = spawn_app().await;
+    expect(
+        app.hook(json!({"title": "Disk full", "status": "firing"}))
+            .await,
+        202,
+    )
+    .await;
+    app.process().await;
+    let long = "a".repeat(501);
+    for (path, param) in [
+        ("/api/tickets?q=%00".to_string(), "q"),
+        ("/api/tickets?q=disk%00full".to_string(), "q"),
+        ("/api/tickets?q=%1B%5B31m".to_string(), "q"),
+        (format!("/api/tickets?q={long}"), "q"),
+        ("/api/tickets?source=%00".to_string(), "source"),
+        ("/api/tickets?room=a%0Ab".to_string(), "room"),
+        ("/api/tickets?cursor=%00".to_string(), "cursor"),
+        ("/api/tickets/T-1%00".to_string(), "id"),
+        ("/api/tickets/%00/timeline".to_string(), "id"),
+    ] {
+        let v = expect(app.api_get(&path, VIEWER).await, 400).await;
+        assert_eq!(v["error"], "invalid_query", "{path}: {v}");
+        assert!(
+            v["detail"]
+                .as_str()
+                .unwrap()
+                .contains(&format!("`{param}`")),
+            "{path}: {v}"
+        );
+    }
+    // Writes too.
+    let v = expect(
+        app.api_post("/api/tickets/T-1%00/ack", EDITOR, None).await,
+        400,
+    )
+    .await;
+    assert!(v["detail"].as_str().unwrap().contains("`id`"), "{v}");
+    // Ordinary searches still work, up to the limit.
+    let v = expect(app.api_get("/api/tickets?q=disk", VIEWER).await, 200).await;
+    assert_eq!(v["tickets"].as_array().unwrap().len(), 1);
+    let v = expect(
+        app.api_get(&format!("/api/tickets?q={}", "a".repeat(500)), VIEWER)
+            .await,
+        200,
+    )
+    .await;
+    assert_eq!(v["tickets"].as_array().unwrap().len(), 0);
+}

@@ -71,14 +71,22 @@ impl FromRequestParts<AppState> for Member {
             .and_then(|v| v.strip_prefix("Bearer "));
         let Some(token) = bearer else {
             // No bearer token: the web UI's session cookie (with its CSRF token on writes).
-            return crate::web::session::api_member(state, &parts.method, &parts.headers)?
+            return crate::web::session::api_member(state, &parts.method, &parts.headers)
+                .await?
                 .ok_or_else(|| unauthorized("send Authorization: Bearer <your member token>"));
         };
-        state
-            .members
-            .by_token(token.trim())
-            .cloned()
-            .ok_or_else(|| unauthorized("the token does not belong to any member"))
+        // Guessers are throttled per address: only failures count, and while throttled every
+        // token is refused, right or wrong.
+        let client = crate::web::throttle::client(state, &parts.headers, &parts.extensions);
+        let now = state.clock.now();
+        state.failures.check(&client, now)?;
+        match state.members.by_token(token.trim()) {
+            Some(member) => Ok(member),
+            None => {
+                state.failures.record(&client, now);
+                Err(unauthorized("the token does not belong to any member"))
+            }
+        }
     }
 }
 
@@ -245,6 +253,36 @@ fn decode_cursor(cursor: &str) -> Result<i64, ApiError> {
         })
 }
 
+/// The longest search text taken (`q`), in characters.
+pub(crate) const MAX_SEARCH: usize = 500;
+/// The longest other text parameter (a source, a room, a ticket id), in characters.
+pub(crate) const MAX_PARAM: usize = 200;
+
+/// Checks a text parameter from the URL (query or path) before it reaches the store: no control
+/// characters (a NUL would make SQLite's full-text search fail) and at most `max` characters. 400
+/// naming the parameter otherwise.
+pub(crate) fn check_text(name: &str, value: &str, max: usize) -> Result<(), ApiError> {
+    if value.chars().any(char::is_control) {
+        return Err(ApiError::bad_request(
+            "invalid_query",
+            format!("`{name}` must not contain control characters"),
+        ));
+    }
+    if value.chars().count() > max {
+        return Err(ApiError::bad_request(
+            "invalid_query",
+            format!("`{name}` is longer than {max} characters"),
+        ));
+    }
+    Ok(())
+}
+
+/// A ticket reference from a path (`T-42` or an id), checked like [`check_text`].
+pub(crate) fn ticket_ref(id: &str) -> Result<TicketRef, ApiError> {
+    check_text("id", id, MAX_PARAM)?;
+    Ok(TicketRef::parse(id))
+}
+
 fn query<T: serde::de::DeserializeOwned>(
     q: Result<Query<T>, axum::extract::rejection::QueryRejection>,
 ) -> Result<T, ApiError> {
@@ -258,6 +296,18 @@ async fn list(
     q: Result<Query<ListQuery>, axum::extract::rejection::QueryRejection>,
 ) -> Result<Json<serde_json::Value>, ApiError> {
     let q = query(q)?;
+    for (name, value, max) in [
+        ("q", &q.q, MAX_SEARCH),
+        ("source", &q.source, MAX_PARAM),
+        ("room", &q.room, MAX_PARAM),
+        ("state", &q.state, MAX_PARAM),
+        ("severity", &q.severity, MAX_PARAM),
+        ("cursor", &q.cursor, MAX_PARAM),
+    ] {
+        if let Some(v) = value {
+            check_text(name, v, max)?;
+        }
+    }
     let mut severities = Vec::new();
     for s in q
         .severity
@@ -318,7 +368,7 @@ async fn show(
     _member: Member,
     Path(id): Path<String>,
 ) -> Result<Json<TicketView>, ApiError> {
-    let t = state.store.get_ticket(&TicketRef::parse(&id)).await?;
+    let t = state.store.get_ticket(&ticket_ref(&id)?).await?;
     Ok(Json(TicketView::new(t, &state.config.public_url.0)))
 }
 
@@ -336,7 +386,7 @@ async fn timeline(
     q: Result<Query<TimelineQuery>, axum::extract::rejection::QueryRejection>,
 ) -> Result<Json<serde_json::Value>, ApiError> {
     let q = query(q)?;
-    let t = state.store.get_ticket(&TicketRef::parse(&id)).await?;
+    let t = state.store.get_ticket(&ticket_ref(&id)?).await?;
     let limit = q.limit.unwrap_or(1000).clamp(1, 5000);
     let visible = member.visible();
     let entries: Vec<Entry> = state
@@ -439,7 +489,7 @@ async fn assign(
 ) -> Result<Json<serde_json::Value>, ApiError> {
     member.require(Role::Editor)?;
     if let Some(to) = &body.member {
-        if !state.config.members.contains_key(to) {
+        if !state.members.contains(to) {
             return Err(ApiError::bad_request(
                 "unknown_member",
                 format!("`{to}` is not a member (see `members:` in the config)"),
@@ -465,7 +515,7 @@ async fn act(
     let done = state
         .store
         .act(
-            &TicketRef::parse(id),
+            &ticket_ref(id)?,
             action,
             &Actor::new(&member.name, member.via),
             now,
@@ -562,7 +612,11 @@ async fn plugins(State(state): State<AppState>, _member: Member) -> Json<serde_j
 async fn reload(State(state): State<AppState>, member: Member) -> Result<Response, ApiError> {
     member.require(Role::Admin)?;
     match crate::reload::reload(&state).await {
-        Ok(report) if report.failed.is_empty() => Ok(Json(json!(report)).into_response()),
+        Ok(report) if report.failed.is_empty() => {
+            let mut body = json!(report);
+            body["members"] = json!(crate::reload::MEMBERS_NOTE);
+            Ok(Json(body).into_response())
+        }
         Ok(report) => {
             let detail = report
                 .failed
@@ -571,6 +625,7 @@ async fn reload(State(state): State<AppState>, member: Member) -> Result<Respons
                 .collect::<Vec<_>>()
                 .join("; ");
             let mut body = json!(report);
+            body["members"] = json!(crate::reload::MEMBERS_NOTE);
             body["error"] = json!("plugin_load_failed");
             body["detail"] = json!(format!("the previous versions keep running: {detail}"));
             Ok((StatusCode::INTERNAL_SERVER_ERROR, Json(body)).into_response())
@@ -582,24 +637,35 @@ async fn reload(State(state): State<AppState>, member: Member) -> Result<Respons
     }
 }
 
-/// Every configured member with their role, rooms, chat handles and presence (what all sources' reports
-/// add up to, plus each report).
+/// Every member with their presence. Editors and admins also get each member's role, rooms, chat
+/// handles, presence reports and email status; viewers get names and presence only (a read-only
+/// token, or a leaked one, should not be a directory of addresses and handles).
 async fn members(
     State(state): State<AppState>,
-    _member: Member,
+    member: Member,
 ) -> Result<Json<serde_json::Value>, ApiError> {
     let mut reports: std::collections::BTreeMap<String, Vec<Presence>> = Default::default();
     for (name, p) in state.store.presence().await? {
         reports.entry(name).or_default().push(p);
     }
-    let unsubscribed = state.store.unsubscribed().await?;
+    let full = member.role >= Role::Editor;
+    let unsubscribed = if full {
+        state.store.unsubscribed().await?
+    } else {
+        Default::default()
+    };
     let policy = crate::outbox::mail_policy(&state.config);
     let list: Vec<serde_json::Value> = state
         .config
         .members
         .iter()
-        .map(|(name, m)| {
+        // Members removed by a reload are gone from the list too.
+        .filter_map(|(name, m)| Some((name, m, state.members.role(name)?)))
+        .map(|(name, m, role)| {
             let theirs = reports.remove(name).unwrap_or_default();
+            if !full {
+                return json!({"name": name, "presence": presence::effective(&theirs)});
+            }
             let rooms: Vec<&String> = state
                 .config
                 .rooms
@@ -609,7 +675,7 @@ async fn members(
                 .collect();
             json!({
                 "name": name,
-                "role": m.role.as_str(),
+                "role": role.as_str(),
                 "rooms": rooms,
                 "handles": m.handles.iter().map(|(k, v)| (k.clone(), v.0.clone())).collect::<std::collections::BTreeMap<_, _>>(),
                 "presence": presence::effective(&theirs),
@@ -665,7 +731,7 @@ async fn set_presence(
     Path(name): Path<String>,
     AppJson(body): AppJson<PresenceBody>,
 ) -> Result<Json<serde_json::Value>, ApiError> {
-    if !state.config.members.contains_key(&name) {
+    if !state.members.contains(&name) {
         return Err(ApiError::NotFound(format!("no member `{name}`")));
     }
     if member.name != name {

@@ -311,7 +311,11 @@ impl MatrixBot {
                     Err(StoreError::Rejected(e)) => {
                         self.answer(
                             m,
-                            &format!("Not added to {}: {e}.", ticket.reference()),
+                            &format!(
+                                "Not added to {}: {}.",
+                                ticket.reference(),
+                                crate::sinks::text::plain(&e.to_string())
+                            ),
                             Some(root),
                         )
                         .await;

@@ -3,8 +3,9 @@
 //!
 //! Mattermost sends the integration's `token` in every request; it must equal one of
 //! `chatops.mattermost.tokens` (compared in constant time), else the answer is 401. The chat user is
-//! looked up by `user_name` (Mattermost handles in the config are user names), then by `user_id`; the
-//! channel is the tocsin room whose Mattermost sink has that `channel_id`.
+//! looked up by `user_id` only, in `members.<name>.handles.mattermost_id`: a user name can be changed
+//! by its owner (or reused after a rename), so it never says who someone is. The channel is the
+//! tocsin room whose Mattermost sink has that `channel_id`.
 //!
 //! Slash commands get `{"response_type": "in_channel" | "ephemeral", "text"}`; outgoing webhooks,
 //! whose answer is always posted to the channel, get `{"text"}`.
@@ -115,18 +116,10 @@ async fn mattermost(
     } else {
         field("text").trim()
     };
-    // Handles in the config are user names; a user ID works too.
-    let (name, id) = (field("user_name"), field("user_id"));
-    let user = if state.chatops.member("mattermost", name).is_none()
-        && state.chatops.member("mattermost", id).is_some()
-    {
-        id
-    } else {
-        name
-    };
+    // Only the immutable user ID identifies someone (`handles.mattermost_id`).
     let origin = Origin {
         platform: "mattermost",
-        user: user.to_string(),
+        user: field("user_id").trim().to_string(),
         room: state
             .chatops
             .room_for("mattermost", field("channel_id"))

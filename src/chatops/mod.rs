@@ -20,10 +20,9 @@ use axum::Router;
 
 use crate::clock::Clock;
 use crate::config::{Config, Role, SinkConfig};
-use crate::domain::command::{self, Assignee, Command};
+use crate::domain::command::{self, Assignee, Command, CommandError};
 use crate::domain::silence::{Matcher, SilenceDraft};
 use crate::domain::ticket::{Action, ActionError, Actor, Ticket, TicketState};
-use crate::domain::time::Timestamp;
 use crate::domain::timeline::Visibility;
 use crate::outbox::Outbox;
 use crate::sinks::text;
@@ -45,7 +44,7 @@ pub fn router() -> Router<AppState> {
 pub struct Origin {
     /// `slack`, `mattermost` or `matrix`: names the member handle to look up and the entry's channel.
     pub platform: &'static str,
-    /// The chat user as the platform names them (Slack user id, Mattermost user name, Matrix user id).
+    /// The chat user as the platform names them (Slack user id, Mattermost user id, Matrix user id).
     pub user: String,
     /// The tocsin room the command was typed in, when the channel is one of `rooms:`.
     pub room: Option<String>,
@@ -84,14 +83,14 @@ pub struct ChatOps {
     outbox: Arc<Outbox>,
     /// Platform → chat user → member.
     members: BTreeMap<String, BTreeMap<String, String>>,
-    /// Member → role.
-    roles: BTreeMap<String, Role>,
+    /// Who is a member now, with which role (re-read on reload: a removed member cannot act).
+    roles: Arc<crate::state::Members>,
     /// Platform → channel (Slack channel ID, Mattermost channel ID, Matrix room ID) → tocsin room.
     rooms: BTreeMap<&'static str, BTreeMap<String, String>>,
     public_url: String,
-    /// Signed requests already taken, until their replay window closes: a request captured inside the
-    /// window cannot be sent again (Slack's scheme itself has no nonce).
-    seen: std::sync::Mutex<BTreeMap<String, Timestamp>>,
+    /// Signed requests already taken (by their decoded MAC), until their replay window closes: a
+    /// request captured inside the window cannot be sent again (Slack's scheme itself has no nonce).
+    pub replays: crate::ingest::Replays,
 }
 
 impl ChatOps {
@@ -100,6 +99,7 @@ impl ChatOps {
         store: Arc<dyn Store>,
         clock: Arc<dyn Clock>,
         outbox: Arc<Outbox>,
+        roles: Arc<crate::state::Members>,
     ) -> ChatOps {
         let mut members: BTreeMap<String, BTreeMap<String, String>> = BTreeMap::new();
         for (name, m) in &config.members {
@@ -110,11 +110,6 @@ impl ChatOps {
                     .insert(handle.0.clone(), name.clone());
             }
         }
-        let roles = config
-            .members
-            .iter()
-            .map(|(name, m)| (name.clone(), m.role))
-            .collect();
         let mut rooms: BTreeMap<&'static str, BTreeMap<String, String>> = BTreeMap::new();
         for (name, room) in &config.rooms {
             let channel = match &room.sink {
@@ -140,26 +135,23 @@ impl ChatOps {
             roles,
             rooms,
             public_url: config.public_url.0.trim_end_matches('/').to_string(),
-            seen: std::sync::Mutex::new(BTreeMap::new()),
+            replays: crate::ingest::Replays::default(),
         }
     }
 
-    /// Whether a signed request (named by its signature) is seen for the first time. It is remembered
-    /// until `forget_at`, when its timestamp leaves the replay window anyway.
-    pub fn first_use(&self, signature: &str, forget_at: Timestamp, now: Timestamp) -> bool {
-        let Ok(mut seen) = self.seen.lock() else {
-            return false;
-        };
-        seen.retain(|_, until| *until > now);
-        seen.insert(signature.to_string(), forget_at).is_none()
-    }
-
-    /// The member a chat user is, through `members.<name>.handles.<platform>`.
+    /// The member a chat user is, through `members.<name>.handles.<platform>` (Mattermost:
+    /// `handles.mattermost_id`), and still a member after the last reload.
     pub fn member(&self, platform: &str, user: &str) -> Option<&str> {
+        let key = if platform == "mattermost" {
+            "mattermost_id"
+        } else {
+            platform
+        };
         self.members
-            .get(platform)
+            .get(key)
             .and_then(|m| m.get(user))
             .map(String::as_str)
+            .filter(|name| self.roles.contains(name))
     }
 
     /// The tocsin room whose sink posts to this channel of `platform` (`slack`: the sink's `channel`,
@@ -181,10 +173,25 @@ impl ChatOps {
         };
         let command = match command::parse(text) {
             Ok(c) => c,
-            Err(e) => return Answer::private(e.to_string()),
+            // The error shows back what was typed (an unknown verb, a bad matcher): that part is
+            // escaped and its mentions defused like any other untrusted text, so `@channel` typed
+            // as a command pings no one. Only the fixed usage stays as code.
+            Err(e) => {
+                let esc = Escape::for_platform(origin.platform);
+                return Answer::private(match e {
+                    CommandError::Empty => e.to_string(),
+                    CommandError::Unknown(verb) => format!(
+                        "I do not know the command \u{201c}{}\u{201d}. Type `help` for the list.",
+                        esc.apply(&verb)
+                    ),
+                    CommandError::Usage { problem, usage } => {
+                        format!("{} Usage: `{usage}`", esc.apply(&problem))
+                    }
+                });
+            }
         };
         let esc = Escape::for_platform(origin.platform);
-        let role = self.roles.get(member).copied().unwrap_or(Role::Viewer);
+        let role = self.roles.role(member).unwrap_or(Role::Viewer);
         match command {
             Command::Help => return Answer::private(command::help()),
             Command::Status => return self.status(origin, esc).await,
@@ -277,7 +284,7 @@ impl ChatOps {
                         tracing::warn!(error = %e, member, "A silence from chat failed.");
                         Answer::private(format!(
                             "Sorry, the silence could not be saved: {}.",
-                            store_problem(&e)
+                            esc.apply(&store_problem(&e))
                         ))
                     }
                 }
@@ -286,12 +293,17 @@ impl ChatOps {
         }
     }
 
-    /// A member name, or a handle on `platform` of a member.
+    /// A member name, or a handle on `platform` of a member (for Mattermost the user name, as
+    /// people type it in `assign T-1 @bob`: this names whom to assign, not who is asking).
     fn resolve_member(&self, platform: &str, name: &str) -> Option<String> {
-        if self.roles.contains_key(name) {
+        if self.roles.contains(name) {
             return Some(name.to_string());
         }
-        self.member(platform, name).map(str::to_string)
+        self.members
+            .get(platform)
+            .and_then(|m| m.get(name))
+            .filter(|m| self.roles.contains(m))
+            .cloned()
     }
 
     async fn act(&self, number: i64, action: Action, actor: &Actor, esc: Escape) -> Answer {
@@ -332,13 +344,13 @@ impl ChatOps {
                 }
                 ActionError::NotAssigned(_) => format!("{reference} is not assigned to anyone."),
                 ActionError::EmptyNote => "The note has no text.".to_string(),
-                other => format!("{reference}: {other}."),
+                other => format!("{reference}: {}.", esc.apply(&other.to_string())),
             }),
             Err(e) => {
                 tracing::warn!(error = %e, ticket = %reference, "A chat action failed.");
                 Answer::private(format!(
                     "Sorry, {reference} could not be changed: {}.",
-                    store_problem(&e)
+                    esc.apply(&store_problem(&e))
                 ))
             }
         }
@@ -357,7 +369,7 @@ impl ChatOps {
                 tracing::warn!(error = %e, "Listing tickets for chat failed.");
                 return Answer::private(format!(
                     "Sorry, the tickets could not be listed: {}.",
-                    store_problem(&e)
+                    esc.apply(&store_problem(&e))
                 ));
             }
         };

@@ -50,13 +50,15 @@ fn unauthorized(detail: impl Into<String>) -> ApiError {
     }
 }
 
-/// Checks Slack's request signature and timestamp against `now`; the request's time (Unix seconds).
+/// Checks Slack's request signature and timestamp against `now`; the request's time (Unix seconds)
+/// and the decoded signature (what a replay is recognised by: the header's text can be written in
+/// other ways, upper-case hex for one, that verify all the same).
 pub fn verify(
     config: &SlackChatOpsConfig,
     headers: &HeaderMap,
     body: &[u8],
     now: Timestamp,
-) -> Result<i64, ApiError> {
+) -> Result<(i64, Vec<u8>), ApiError> {
     let header = |name: &str| headers.get(name).and_then(|v| v.to_str().ok());
     let ts = header("x-slack-request-timestamp")
         .ok_or_else(|| unauthorized("missing the X-Slack-Request-Timestamp header"))?
@@ -88,7 +90,7 @@ pub fn verify(
     // `verify_slice` compares in constant time.
     mac.verify_slice(&signature)
         .map_err(|_| unauthorized("the signature does not match the body"))?;
-    Ok(secs)
+    Ok((secs, signature))
 }
 
 /// The Slack block, or 404 when Slack ChatOps is not set up; then the verified body.
@@ -104,19 +106,13 @@ fn checked(
     };
     let body = super::read_body(body, MAX_BODY)?;
     let now = state.clock.now();
-    let sent = verify(config, headers, &body, now)?;
-    let signature = headers
-        .get("x-slack-signature")
-        .and_then(|v| v.to_str().ok())
-        .unwrap_or_default()
-        .trim();
+    let (sent, signature) = verify(config, headers, &body, now)?;
     let max_age = config.max_age.as_ref().map_or(DEFAULT_MAX_AGE, |d| d.0 .0);
     let forget_at = Timestamp::from_millis(sent.saturating_mul(1000)).plus(max_age);
-    if !state.chatops.first_use(signature, forget_at, now) {
-        return Err(unauthorized(
-            "this signed request was already taken: a replay",
-        ));
-    }
+    state
+        .chatops
+        .replays
+        .take_or_refuse("slack", &signature, forget_at, now)?;
     Ok(body)
 }
 

@@ -79,10 +79,10 @@ impl ChatOpsConfig {
             }
         }
         // A chat user must be one member: two members with the same handle would make it a guess.
-        for platform in ["slack", "mattermost", "matrix"] {
+        for platform in ["slack", "mattermost_id", "matrix"] {
             let configured = match platform {
                 "slack" => self.slack.is_some(),
-                "mattermost" => self.mattermost.is_some(),
+                "mattermost_id" => self.mattermost.is_some(),
                 _ => self.matrix.is_some(),
             };
             if !configured {

@@ -734,6 +734,11 @@ impl Config {
                             .into(),
                     )
                 }
+                Some(AuthConfig::Basic { password, .. }) if password.expose().is_empty() => problem(
+                    format!("sources.{name}.auth.basic.password"),
+                    "the password is empty (is its environment variable set to an empty string?)"
+                        .into(),
+                ),
                 Some(AuthConfig::Hmac(h))
                     if h.secrets.is_empty() || h.secrets.iter().any(|s| s.expose().is_empty()) =>
                 {
@@ -812,10 +817,12 @@ impl Config {
             }
             if let Some(token) = &member.token {
                 let t = token.expose();
-                if t.len() < 8 {
+                if t.chars().count() < MIN_MEMBER_TOKEN {
                     problem(
                         format!("members.{name}.token"),
-                        "tokens must be at least 8 characters".into(),
+                        format!(
+                            "tokens must be at least {MIN_MEMBER_TOKEN} characters (make one with `openssl rand -hex 24`)"
+                        ),
                     );
                 } else if let Some(other) = tokens.insert(t, name) {
                     problem(
@@ -1007,7 +1014,19 @@ pub fn load(path: &Path) -> Result<Config, ConfigError> {
 }
 
 /// Platforms a member can have a handle on.
-pub const HANDLE_PLATFORMS: [&str; 5] = ["slack", "mattermost", "teams", "discord", "matrix"];
+/// Shortest member token accepted: a token is a password that is never typed, so it can be long.
+pub const MIN_MEMBER_TOKEN: usize = 16;
+
+/// `mattermost_id` is the Mattermost user ID (26 characters), which ChatOps identifies people by:
+/// unlike the user name (`mattermost`, used for mentions) a user cannot change it.
+pub const HANDLE_PLATFORMS: [&str; 6] = [
+    "slack",
+    "mattermost",
+    "mattermost_id",
+    "teams",
+    "discord",
+    "matrix",
+];
 
 fn rate_problem(r: &RateLimitConfig) -> Option<String> {
     if !(r.per_second.is_finite() && r.per_second > 0.0) {
@@ -1105,7 +1124,7 @@ mod tests {
              public_url: http://localhost:9077\n\
              storage: sqlite://data/tocsin.db\n\
              sources:\n  prom: {kind: prometheus}\n  am: {kind: alertmanager, auth: {bearer: \"${TOCSIN_TEST_AM_TOKEN}\"}}\n  hooks: {kind: generic, auth: {token: abc}}\n\
-             members:\n  alice: {email: alice@example.com, role: admin, token: alice-token-123}\n\
+             members:\n  alice: {email: alice@example.com, role: admin, token: alice-token-12345}\n\
              tickets: {reopen_window: 1h}\n",
         )
         .unwrap();
@@ -1144,9 +1163,27 @@ mod tests {
     }
 
     #[test]
+    fn short_member_tokens_and_empty_basic_passwords_are_refused() {
+        let err = parse(
+            "sources:\n  am: {kind: alertmanager, auth: {basic: {username: am, password: \"\"}}}\nmembers:\n  a: {token: abcdefgh-1234}\n  b: {token: 0123456789abcdef}\n",
+        )
+        .unwrap_err();
+        let problems: Vec<String> = err.problems.iter().map(|p| p.to_string()).collect();
+        assert_eq!(problems.len(), 2, "{problems:?}");
+        assert!(
+            problems[0].contains("sources.am.auth.basic.password: the password is empty"),
+            "{problems:?}"
+        );
+        assert!(
+            problems[1].contains("members.a.token: tokens must be at least 16 characters"),
+            "{problems:?}"
+        );
+    }
+
+    #[test]
     fn validation_reports_every_problem() {
         let err = parse(
-            "public_url: localhost\nstorage: mysql://x\nsources:\n  Bad Name: {kind: generic}\n  am:\n    kind: alertmanager\n    resolve_timeout: 5m\nmembers:\n  a: {token: same-token-1}\n  b: {token: same-token-1}\n",
+            "public_url: localhost\nstorage: mysql://x\nsources:\n  Bad Name: {kind: generic}\n  am:\n    kind: alertmanager\n    resolve_timeout: 5m\nmembers:\n  a: {token: same-token-000001}\n  b: {token: same-token-000001}\n",
         )
         .unwrap_err();
         let paths: Vec<_> = err.problems.iter().map(|p| p.path.as_str()).collect();

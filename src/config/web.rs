@@ -1,4 +1,5 @@
-//! `web:`: the browser UI's sessions (signing key and lifetime).
+//! `web:`: the browser UI's sessions (signing key and lifetime) and where the client address comes
+//! from (for throttling failed sign-ins and tokens).
 
 use std::time::Duration;
 
@@ -21,6 +22,10 @@ pub struct WebConfig {
     /// How long a sign-in lasts.
     #[serde(default)]
     pub session_ttl: Option<Env<HumanDuration>>,
+    /// Behind a reverse proxy: the header it puts the client's address in (`X-Forwarded-For`,
+    /// `X-Real-IP`); the last address in it is used. Unset: the TCP peer's address.
+    #[serde(default)]
+    pub client_ip_header: Option<Env<String>>,
 }
 
 impl WebConfig {
@@ -39,6 +44,16 @@ impl WebConfig {
                 out.push((
                     "session_secret",
                     format!("must be at least {MIN_SESSION_SECRET} characters"),
+                ));
+            }
+        }
+        if let Some(Env(h)) = &self.client_ip_header {
+            // An HTTP token (RFC 9110): letters, digits and a few marks.
+            let token = |c: char| c.is_ascii_alphanumeric() || "!#$%&'*+-.^_`|~".contains(c);
+            if h.is_empty() || !h.chars().all(token) {
+                out.push((
+                    "client_ip_header",
+                    format!("`{h}` is not an HTTP header name"),
                 ));
             }
         }

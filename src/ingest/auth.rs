@@ -1,4 +1,5 @@
-//! Checking a sender's credentials for a source: bearer, basic, token or HMAC, in constant time.
+//! Checking a sender's credentials for a source: bearer, basic, token or HMAC, in constant time; and
+//! [`Replays`], the memory of signed requests already taken (ingest HMAC with a timestamp, Slack).
 
 use axum::http::HeaderMap;
 use base64::Engine as _;
@@ -25,12 +26,157 @@ fn unauthorized(challenge: &'static str, detail: &str) -> ApiError {
     }
 }
 
+/// The most signed requests [`Replays`] remembers at once. Only requests with a valid signature are
+/// remembered, so only someone holding the secret (or a sender sending at over 300 requests a second
+/// for a five-minute window) can fill it.
+pub const MAX_REMEMBERED: usize = 100_000;
+
+/// Signed requests already taken, each until its timestamp leaves the replay window (after that the
+/// timestamp check refuses it anyway). Keyed on the decoded MAC bytes, never on the header text, so
+/// the same signature written another way (hex upper case, a `sha256=` prefix, spaces) is the same
+/// request.
+///
+/// Bounded: when [`MAX_REMEMBERED`] requests are still inside their windows, new signed requests are
+/// refused with 503 (and `Retry-After`) rather than forgetting one that could then be replayed. Only
+/// expired entries are ever evicted.
+#[derive(Debug)]
+pub struct Replays {
+    cap: usize,
+    inner: std::sync::Mutex<ReplayMemory>,
+}
+
+#[derive(Debug, Default)]
+struct ReplayMemory {
+    until: std::collections::HashMap<[u8; 32], Timestamp>,
+    /// The same entries ordered by when they may be forgotten, so expiry is cheap.
+    by_time: std::collections::BTreeSet<(Timestamp, [u8; 32])>,
+}
+
+/// What [`Replays::take`] found.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Replay {
+    /// First time: now remembered.
+    Fresh,
+    /// Already taken inside its window.
+    Seen,
+    /// The memory is full of requests still inside their windows.
+    Full,
+}
+
+impl Default for Replays {
+    fn default() -> Self {
+        Replays::new(MAX_REMEMBERED)
+    }
+}
+
+impl Replays {
+    pub fn new(cap: usize) -> Replays {
+        Replays {
+            cap,
+            inner: std::sync::Mutex::new(ReplayMemory::default()),
+        }
+    }
+
+    fn key(scope: &str, id: &[u8]) -> [u8; 32] {
+        let mut key = Sha256::new();
+        key.update((scope.len() as u64).to_be_bytes());
+        key.update(scope.as_bytes());
+        key.update(id);
+        key.finalize().into()
+    }
+
+    fn memory(&self, now: Timestamp) -> std::sync::MutexGuard<'_, ReplayMemory> {
+        // A poisoned lock only means another request panicked while holding it; the map is still
+        // consistent enough to refuse replays.
+        let mut m = self.inner.lock().unwrap_or_else(|e| e.into_inner());
+        while let Some(&(at, k)) = m.by_time.first() {
+            if at > now {
+                break;
+            }
+            m.by_time.pop_first();
+            m.until.remove(&k);
+        }
+        m
+    }
+
+    /// Whether a request (named by `scope` and `id`) was taken and is still remembered.
+    pub fn contains(&self, scope: &str, id: &[u8], now: Timestamp) -> bool {
+        self.memory(now).until.contains_key(&Self::key(scope, id))
+    }
+
+    /// Takes a signed request, named by `scope` (what it was sent to) and its decoded MAC (or
+    /// another id the signature covers), and remembers it until `forget_at`.
+    pub fn take(&self, scope: &str, mac: &[u8], forget_at: Timestamp, now: Timestamp) -> Replay {
+        let key = Self::key(scope, mac);
+        let mut m = self.memory(now);
+        if m.until.contains_key(&key) {
+            return Replay::Seen;
+        }
+        if m.until.len() >= self.cap {
+            return Replay::Full;
+        }
+        m.until.insert(key, forget_at);
+        m.by_time.insert((forget_at, key));
+        Replay::Fresh
+    }
+
+    /// [`Replays::take`] as an HTTP answer: 401 for a replay, 503 when full.
+    pub fn take_or_refuse(
+        &self,
+        scope: &str,
+        mac: &[u8],
+        forget_at: Timestamp,
+        now: Timestamp,
+    ) -> Result<(), ApiError> {
+        match self.take(scope, mac, forget_at, now) {
+            Replay::Fresh => Ok(()),
+            Replay::Seen => Err(unauthorized(
+                "Signature",
+                "this signed request was already taken: a replay",
+            )),
+            Replay::Full => {
+                tracing::warn!(
+                    scope,
+                    "Too many signed requests inside their replay window; refusing new ones."
+                );
+                Err(ApiError::Overloaded {
+                    status: axum::http::StatusCode::SERVICE_UNAVAILABLE,
+                    retry_after_secs: 5,
+                    detail: "too many signed requests to remember right now; retry later".into(),
+                })
+            }
+        }
+    }
+}
+
 /// Whether this method needs the body (HMAC signs it), so the check must wait until it is read.
 pub fn needs_body(auth: &AuthConfig) -> bool {
     matches!(auth, AuthConfig::Hmac(_))
 }
 
+/// Checks a request against the source's `auth`, and takes a timestamped signed request only once
+/// (remembered in `replays` under `source`). Use this once the body is read.
+pub fn check_once(
+    auth: &AuthConfig,
+    headers: &HeaderMap,
+    query: Option<&str>,
+    body: &[u8],
+    now: Timestamp,
+    replays: &Replays,
+    source: &str,
+) -> Result<(), ApiError> {
+    if let AuthConfig::Hmac(h) = auth {
+        let signed = check_hmac(h, headers, body, now)?;
+        if let Some(forget_at) = signed.forget_at {
+            replays.take_or_refuse(source, &signed.mac, forget_at, now)?;
+        }
+        return Ok(());
+    }
+    check(auth, headers, query, body, now)
+}
+
 /// Checks a request against the source's `auth`. `body` may be empty for methods that do not need it.
+/// Does not remember signed requests: see [`check_once`].
 pub fn check(
     auth: &AuthConfig,
     headers: &HeaderMap,
@@ -101,8 +247,15 @@ pub fn check(
                 Err(unauthorized("Token", "the token is wrong"))
             }
         }
-        AuthConfig::Hmac(h) => check_hmac(h, headers, body, now),
+        AuthConfig::Hmac(h) => check_hmac(h, headers, body, now).map(|_| ()),
     }
+}
+
+/// A valid HMAC signature: its bytes, and until when it could be replayed (`None` without a
+/// timestamp, when no window bounds it).
+struct Signed {
+    mac: Vec<u8>,
+    forget_at: Option<Timestamp>,
 }
 
 /// HMAC-SHA256 over the raw body (or `timestamp:body`), hex, in one of the configured headers, by any
@@ -113,7 +266,7 @@ fn check_hmac(
     headers: &HeaderMap,
     body: &[u8],
     now: Timestamp,
-) -> Result<(), ApiError> {
+) -> Result<Signed, ApiError> {
     let header = |name: &str| headers.get(name).and_then(|v| v.to_str().ok());
     let given = h.headers.iter().find_map(|n| header(n)).ok_or_else(|| {
         unauthorized(
@@ -124,7 +277,9 @@ fn check_hmac(
     let hex_part = given.trim().strip_prefix("sha256=").unwrap_or(given.trim());
     let signature = hex::decode(hex_part)
         .map_err(|_| unauthorized("Signature", "the signature is not hex-encoded HMAC-SHA256"))?;
-    let fresh = |name: &str| -> Result<String, ApiError> {
+    // The latest moment a request with this timestamp is still inside the window.
+    let mut forget_at: Option<Timestamp> = None;
+    let mut fresh = |name: &str| -> Result<String, ApiError> {
         let ts = header(name)
             .ok_or_else(|| unauthorized("Signature", &format!("missing the {name} header")))?
             .trim()
@@ -143,6 +298,8 @@ fn check_hmac(
                 ),
             ));
         }
+        let until = Timestamp::from_millis((secs * 1000.0) as i64).plus(h.max_skew);
+        forget_at = Some(forget_at.map_or(until, |f: Timestamp| f.max(until)));
         Ok(ts)
     };
     if let Some(name) = &h.replay_header {
@@ -166,7 +323,10 @@ fn check_hmac(
         acc | mac.verify_slice(&signature).is_ok()
     });
     if ok {
-        Ok(())
+        Ok(Signed {
+            mac: signature,
+            forget_at,
+        })
     } else {
         Err(unauthorized(
             "Signature",
@@ -208,6 +368,68 @@ mod tests {
     use axum::http::HeaderValue;
 
     const T0: Timestamp = Timestamp::from_millis(1_700_000_000_000);
+
+    #[test]
+    fn replays_are_refused_until_forgotten_and_the_memory_is_bounded() {
+        let r = Replays::new(2);
+        let later = T0.plus(std::time::Duration::from_secs(300));
+        assert_eq!(r.take("a", b"mac1", later, T0), Replay::Fresh);
+        assert_eq!(r.take("a", b"mac1", later, T0), Replay::Seen);
+        // The same MAC sent to another scope is another request.
+        assert_eq!(r.take("b", b"mac1", later, T0), Replay::Fresh);
+        // Full of requests still in their window: refuse, never forget one.
+        assert_eq!(r.take("a", b"mac2", later, T0), Replay::Full);
+        assert_eq!(r.take("a", b"mac1", later, T0), Replay::Seen);
+        // Once their window has passed they are forgotten, and there is room again.
+        assert_eq!(
+            r.take(
+                "a",
+                b"mac2",
+                later.plus(std::time::Duration::from_secs(600)),
+                later
+            ),
+            Replay::Fresh
+        );
+        assert!(r.contains("a", b"mac2", later));
+        assert!(!r.contains("a", b"mac1", later));
+    }
+
+    #[test]
+    fn a_timestamped_signature_is_taken_once_however_its_hex_is_written() {
+        let auth = AuthConfig::Hmac(HmacConfig {
+            secrets: vec![Secret::new("k")],
+            headers: vec!["X-Sig".into()],
+            timestamp_header: Some("X-Ts".into()),
+            replay_header: None,
+            max_skew: std::time::Duration::from_secs(300),
+        });
+        let body = br#"{"a":1}"#;
+        let mut mac = Hmac::<Sha256>::new_from_slice(b"k").unwrap();
+        mac.update(b"1700000000:");
+        mac.update(body);
+        let sig = hex::encode(mac.finalize().into_bytes());
+        let replays = Replays::default();
+        let send = |sig: &str| {
+            check_once(
+                &auth,
+                &headers(&[("x-sig", sig), ("x-ts", "1700000000")]),
+                None,
+                body,
+                T0,
+                &replays,
+                "src",
+            )
+        };
+        assert!(send(&sig).is_ok());
+        for again in [sig.clone(), sig.to_uppercase(), format!("sha256={sig}")] {
+            match send(&again) {
+                Err(ApiError::Unauthorized { detail, .. }) => {
+                    assert!(detail.contains("replay"), "{detail}")
+                }
+                other => panic!("{again}: {other:?}"),
+            }
+        }
+    }
 
     #[test]
     fn timestamped_hmac_signs_timestamp_and_body_and_refuses_stale_ones() {

@@ -24,7 +24,7 @@ use axum::routing::{get, post};
 use axum::{Json, Router};
 use serde_json::json;
 
-pub use auth::secrets_match;
+pub use auth::{secrets_match, Replays};
 
 use crate::config::{AuthConfig, SourceKind};
 use crate::error::ApiError;
@@ -233,7 +233,15 @@ async fn accept_inner(state: &AppState, src: &Source, req: Request) -> Result<Re
     let bytes = read_body(&headers, body, src.max_body).await?;
     if let Some(a) = &src.auth {
         if auth::needs_body(a) {
-            auth::check(a, &headers, query.as_deref(), &bytes, state.clock.now())?;
+            auth::check_once(
+                a,
+                &headers,
+                query.as_deref(),
+                &bytes,
+                state.clock.now(),
+                &state.replays,
+                &src.name,
+            )?;
         }
     }
     let cx = parse::Context {
@@ -429,8 +437,24 @@ async fn sns(
             Ok((StatusCode::OK, Json(json!({"accepted": 0}))).into_response())
         }
         kinds::sns::MessageType::Notification => {
+            // A signed MessageId already taken (an SNS retry, or a replay): accepted once is enough.
+            let scope = format!("sns:{}", src.name);
+            if state
+                .sns_messages
+                .contains(&scope, env.message_id.as_bytes(), cx.now)
+            {
+                return Ok((
+                    StatusCode::OK,
+                    Json(json!({"accepted": 0, "duplicate": true})),
+                )
+                    .into_response());
+            }
             let parsed = kinds::sns::alerts(&env, cx);
             state.store.append_journal(&parsed.alerts).await?;
+            let forget_at = cx.now.plus(kinds::sns::REPLAY_MEMORY);
+            let _ = state
+                .sns_messages
+                .take(&scope, env.message_id.as_bytes(), forget_at, cx.now);
             let accepted = parsed.alerts.len() as u64;
             state.journal.appended(accepted);
             state

@@ -448,6 +448,12 @@ pub trait Store: Send + Sync + std::fmt::Debug + 'static {
 
     /// Members who turned email off.
     async fn unsubscribed(&self) -> Result<BTreeSet<String>>;
+
+    /// A member's browser-session generation: session cookies name the one they were issued in.
+    async fn session_generation(&self, member: &str) -> Result<i64>;
+
+    /// Ends every session of a member (signing out): bumps their generation, returns the new one.
+    async fn end_sessions(&self, member: &str) -> Result<i64>;
 }
 
 /// Opens the backend named by a storage URL, creating and migrating it as needed.

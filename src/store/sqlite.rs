@@ -17,6 +17,7 @@ use rusqlite::{params, Connection, OptionalExtension, Row, Transaction};
 use tokio::sync::oneshot;
 
 mod dead;
+mod sessions;
 
 use super::{
     Applied, DeadJournal, Delivery, DeliveryResult, DroppedAlert, EmailResult, EmailThread,
@@ -216,6 +217,7 @@ CREATE TABLE off_hours_notices (
 ) WITHOUT ROWID;
 "#,
     dead::MIGRATION,
+    sessions::MIGRATION,
 ];
 
 /// How many dropped alerts are kept for inspection.
@@ -2321,5 +2323,15 @@ impl Store for SqliteStore {
 
     async fn unsubscribed(&self) -> Result<BTreeSet<String>> {
         self.read(unsubscribed_members).await
+    }
+
+    async fn session_generation(&self, member: &str) -> Result<i64> {
+        let member = member.to_string();
+        self.read(move |c| sessions::generation(c, &member)).await
+    }
+
+    async fn end_sessions(&self, member: &str) -> Result<i64> {
+        let member = member.to_string();
+        self.write(move |t| sessions::bump(t, &member)).await
     }
 }

@@ -12,6 +12,7 @@ mod admin;
 mod html;
 mod pages;
 pub mod session;
+pub mod throttle;
 
 use std::sync::OnceLock;
 
@@ -54,14 +55,16 @@ impl FromRequestParts<AppState> for Session {
     type Rejection = Response;
 
     async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, Response> {
-        session::from_headers(state, &parts.headers).ok_or_else(|| {
-            let here = parts
-                .uri
-                .path_and_query()
-                .map_or("/", |p| p.as_str())
-                .to_string();
-            Redirect::to(&format!("/login?next={}", html::url_encode(&here))).into_response()
-        })
+        session::from_headers(state, &parts.headers)
+            .await
+            .ok_or_else(|| {
+                let here = parts
+                    .uri
+                    .path_and_query()
+                    .map_or("/", |p| p.as_str())
+                    .to_string();
+                Redirect::to(&format!("/login?next={}", html::url_encode(&here))).into_response()
+            })
     }
 }
 
@@ -165,8 +168,9 @@ async fn presence(
     headers: HeaderMap,
     body: axum::body::Bytes,
 ) -> Result<Response, ApiError> {
-    let session =
-        session::from_headers(&state, &headers).ok_or_else(|| ApiError::Unauthorized {
+    let session = session::from_headers(&state, &headers)
+        .await
+        .ok_or_else(|| ApiError::Unauthorized {
             challenge: "Bearer",
             detail: "sign in at /login first".into(),
         })?;

@@ -17,7 +17,7 @@ use crate::domain::time::Timestamp;
 use crate::domain::timeline::{Entry, EntryKind, Visibility};
 use crate::error::ApiError;
 use crate::state::AppState;
-use crate::store::{FeedEvent, FeedQuery, StoreError, TicketFilter, TicketRef};
+use crate::store::{FeedEvent, FeedQuery, StoreError, TicketFilter};
 
 /// Tickets per list page.
 const PAGE: usize = 50;
@@ -80,10 +80,10 @@ pub async fn login_form(
     q: Result<Query<NextQuery>, QueryRejection>,
 ) -> Result<Response, ApiError> {
     let next = super::safe_next(query(q)?.next.as_deref());
-    if session::from_headers(&state, &headers).is_some() {
+    if session::from_headers(&state, &headers).await.is_some() {
         return Ok(Redirect::to(&next).into_response());
     }
-    let (nonce, fresh) = match session::cookie(&headers, session::LOGIN_COOKIE) {
+    let (nonce, fresh) = match session::cookie(&headers, session::login_cookie_name(&state)) {
         Some(n) if !n.is_empty() => (n.to_string(), false),
         _ => (session::new_nonce(), true),
     };
@@ -101,13 +101,17 @@ pub async fn login_form(
 }
 
 /// `POST /login`: checks the form's CSRF token and the member token, then sets the session cookie.
+/// Failed tokens count against the client's address (`throttle`): past the limit, 429.
 pub async fn login(
     State(state): State<AppState>,
     headers: HeaderMap,
+    extensions: axum::http::Extensions,
     form: Result<Form<LoginForm>, FormRejection>,
 ) -> Result<Response, ApiError> {
+    let client = super::throttle::client(&state, &headers, &extensions);
+    state.failures.check(&client, state.clock.now())?;
     let Form(form) = form.map_err(|e| ApiError::bad_request("invalid_form", e.body_text()))?;
-    let nonce = session::cookie(&headers, session::LOGIN_COOKIE).unwrap_or("");
+    let nonce = session::cookie(&headers, session::login_cookie_name(&state)).unwrap_or("");
     if form.csrf.is_empty() {
         return Err(session::csrf_refused("the sign-in form has no csrf field"));
     }
@@ -117,11 +121,12 @@ pub async fn login(
         ));
     }
     let next = super::safe_next(form.next.as_deref());
-    let value = state
-        .members
-        .by_token(form.token.trim())
-        .and_then(|m| session::issue(&state, &m.name));
+    let value = match state.members.by_token(form.token.trim()) {
+        Some(m) => session::issue(&state, &m.name).await?,
+        None => None,
+    };
     let Some(value) = value else {
+        state.failures.record(&client, state.clock.now());
         return Ok(page(
             StatusCode::UNAUTHORIZED,
             login_page(
@@ -144,7 +149,8 @@ pub struct LogoutForm {
     csrf: String,
 }
 
-/// `POST /logout`: ends the session in this browser.
+/// `POST /logout`: ends the member's sessions on the server (every cookie issued before, wherever it
+/// was copied to, stops working) and clears this browser's cookie.
 pub async fn logout(
     State(state): State<AppState>,
     session: Session,
@@ -156,6 +162,7 @@ pub async fn logout(
             "the sign-out form's csrf field is wrong",
         ));
     }
+    state.sessions.end(&state, &session.member.name).await?;
     let mut r = Redirect::to("/login").into_response();
     r.headers_mut()
         .insert(header::SET_COOKIE, session::clear_cookie(&state));
@@ -188,6 +195,17 @@ pub async fn tickets(
     q: Result<Query<ListQuery>, QueryRejection>,
 ) -> Result<Response, ApiError> {
     let q = query(q)?;
+    for (name, value, max) in [
+        ("q", &q.q, crate::api::MAX_SEARCH),
+        ("source", &q.source, crate::api::MAX_PARAM),
+        ("room", &q.room, crate::api::MAX_PARAM),
+        ("state", &q.state, crate::api::MAX_PARAM),
+        ("severity", &q.severity, crate::api::MAX_PARAM),
+    ] {
+        if let Some(v) = value {
+            crate::api::check_text(name, v, max)?;
+        }
+    }
     let states = match nonempty(&q.state) {
         Some(s) => vec![TicketState::from_name(s).ok_or_else(|| {
             ApiError::bad_request(
@@ -332,7 +350,7 @@ pub async fn ticket(
     session: Session,
     Path(id): Path<String>,
 ) -> Result<Response, ApiError> {
-    let t = match state.store.get_ticket(&TicketRef::parse(&id)).await {
+    let t = match state.store.get_ticket(&crate::api::ticket_ref(&id)?).await {
         Err(StoreError::NotFound) => {
             return Ok(message(
                 StatusCode::NOT_FOUND,

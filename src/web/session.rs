@@ -1,14 +1,23 @@
-//! Browser sessions and CSRF tokens: stateless, HMAC-SHA256-signed cookie values.
+//! Browser sessions and CSRF tokens: HMAC-SHA256-signed cookie values, ended on the server by a
+//! per-member session generation.
 //!
-//! The `tocsin_session` cookie holds `<member>.<expiry ms>.<mac>`, where the MAC covers the member's
-//! name, the expiry and the member's current API token. Nothing is kept on the server: a session stops
-//! working when it expires, when the member leaves the config, or when their token is removed or
-//! changed. Every state-changing request made with the cookie must also carry the CSRF token derived
-//! from it (`HMAC(key, "csrf:" + cookie)`), in the `X-CSRF-Token` header or a `csrf` form field.
+//! The session cookie holds `<member>.<expiry ms>.<generation>.<mac>`, where the MAC covers the
+//! member's name, the expiry, the generation and the digest of the member's current API token. A
+//! session stops working when it expires, when the member leaves the config or their token is removed
+//! or changed (both take effect on reload), and when the member signs out: signing out bumps the
+//! member's generation in the store (`session_generations`), which ends every session issued before,
+//! in every browser, including a copied cookie, and keeps them ended across restarts. Every
+//! state-changing request made with the cookie must also carry the CSRF token derived from it
+//! (`HMAC(key, "csrf:" + cookie)`), in the `X-CSRF-Token` header or a `csrf` form field.
+//!
+//! When `public_url` is `https://`, cookies are `Secure` and named with the `__Host-` prefix (the
+//! browser then refuses them from plain HTTP or a sibling domain); a plain-HTTP `public_url` (local
+//! development) keeps plain names.
 //!
 //! The key is `web.session_secret`, or random bytes made once per process start.
 
-use std::sync::OnceLock;
+use std::collections::HashMap;
+use std::sync::{Mutex, OnceLock};
 use std::time::Duration;
 
 use axum::http::{header, HeaderMap, HeaderValue, Method};
@@ -20,11 +29,53 @@ use crate::config::Role;
 use crate::domain::time::Timestamp;
 use crate::error::ApiError;
 use crate::state::{AppState, Member};
+use crate::store::StoreError;
 
-/// The session cookie's name.
+/// The session cookie's name (with `__Host-` in front when cookies are `Secure`).
 pub const COOKIE: &str = "tocsin_session";
 /// The sign-in form's nonce cookie (login CSRF protection).
 pub const LOGIN_COOKIE: &str = "tocsin_login";
+
+/// Members' session generations, read from the store once and kept (tocsin is one process, and every
+/// bump goes through [`Sessions::end`]). Only names that passed the MAC check are looked up, so the
+/// map holds at most one entry per member.
+#[derive(Debug, Default)]
+pub struct Sessions {
+    generations: Mutex<HashMap<String, i64>>,
+}
+
+impl Sessions {
+    fn cached(&self, member: &str) -> Option<i64> {
+        self.generations
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .get(member)
+            .copied()
+    }
+
+    fn remember(&self, member: &str, generation: i64) {
+        let mut g = self.generations.lock().unwrap_or_else(|e| e.into_inner());
+        let e = g.entry(member.to_string()).or_insert(generation);
+        *e = (*e).max(generation);
+    }
+
+    /// A member's current generation.
+    pub async fn generation(&self, state: &AppState, member: &str) -> Result<i64, StoreError> {
+        if let Some(g) = self.cached(member) {
+            return Ok(g);
+        }
+        let g = state.store.session_generation(member).await?;
+        self.remember(member, g);
+        Ok(g)
+    }
+
+    /// Ends every session of a member.
+    pub async fn end(&self, state: &AppState, member: &str) -> Result<(), StoreError> {
+        let g = state.store.end_sessions(member).await?;
+        self.remember(member, g);
+        Ok(())
+    }
+}
 /// The header fetch calls carry the CSRF token in.
 pub const CSRF_HEADER: &str = "x-csrf-token";
 
@@ -77,50 +128,50 @@ fn verify(state: &AppState, parts: &[&[u8]], given: &str) -> bool {
     }
 }
 
-/// The member's current token: sessions are bound to it, so removing or changing it signs them out.
-fn current_token<'a>(state: &'a AppState, name: &str) -> Option<&'a str> {
-    state
-        .config
-        .members
-        .get(name)
-        .and_then(|m| m.token.as_ref())
-        .map(|t| t.expose())
-}
-
 /// How long a sign-in lasts (`web.session_ttl`).
 pub fn ttl(state: &AppState) -> Duration {
     state.config.web.clone().unwrap_or_default().ttl()
 }
 
-/// A new session cookie value for a member who has a token.
-pub fn issue(state: &AppState, name: &str) -> Option<String> {
-    let token = current_token(state, name)?;
+fn session_mac_parts<'a>(
+    name: &'a str,
+    expires: &'a str,
+    generation: &'a str,
+    token: &'a [u8; 32],
+) -> [&'a [u8]; 5] {
+    [
+        b"session",
+        name.as_bytes(),
+        expires.as_bytes(),
+        generation.as_bytes(),
+        token,
+    ]
+}
+
+/// A new session cookie value for a member who has a token, in their current generation.
+pub async fn issue(state: &AppState, name: &str) -> Result<Option<String>, StoreError> {
+    let Some(token) = state.members.token_digest(name) else {
+        return Ok(None);
+    };
+    let generation = state.sessions.generation(state, name).await?.to_string();
     let expires = state.clock.now().plus(ttl(state)).as_millis().to_string();
     let signature = sign(
         state,
-        &[
-            b"session",
-            name.as_bytes(),
-            expires.as_bytes(),
-            token.as_bytes(),
-        ],
+        &session_mac_parts(name, &expires, &generation, &token),
     );
-    Some(format!("{name}.{expires}.{signature}"))
+    Ok(Some(format!("{name}.{expires}.{generation}.{signature}")))
 }
 
-/// Checks a cookie value: signature, expiry, and that the member still exists with the same token.
-pub fn check(state: &AppState, value: &str) -> Option<Session> {
-    let mut it = value.splitn(3, '.');
-    let (name, expires, signature) = (it.next()?, it.next()?, it.next()?);
-    let token = current_token(state, name)?;
+/// Checks a cookie value: signature, expiry, that the member still exists with the same token, and
+/// that they have not signed out since (the generation).
+pub async fn check(state: &AppState, value: &str) -> Option<Session> {
+    // From the right: member names are checked by the config, but the MAC and numbers never hold dots.
+    let mut it = value.rsplitn(4, '.');
+    let (signature, generation, expires, name) = (it.next()?, it.next()?, it.next()?, it.next()?);
+    let token = state.members.token_digest(name)?;
     if !verify(
         state,
-        &[
-            b"session",
-            name.as_bytes(),
-            expires.as_bytes(),
-            token.as_bytes(),
-        ],
+        &session_mac_parts(name, expires, generation, &token),
         signature,
     ) {
         return None;
@@ -129,7 +180,16 @@ pub fn check(state: &AppState, value: &str) -> Option<Session> {
     if state.clock.now() >= Timestamp::from_millis(expires) {
         return None;
     }
-    let role: Role = state.config.members.get(name)?.role;
+    let generation: i64 = generation.parse().ok()?;
+    match state.sessions.generation(state, name).await {
+        Ok(current) if current == generation => {}
+        Ok(_) => return None,
+        Err(e) => {
+            tracing::warn!(error = %e, "Cannot read session generations; treating the session as ended.");
+            return None;
+        }
+    }
+    let role: Role = state.members.role(name)?;
     Some(Session {
         member: Member {
             name: name.to_string(),
@@ -177,20 +237,38 @@ pub fn cookie<'a>(headers: &'a HeaderMap, name: &str) -> Option<&'a str> {
         .map(|(_, v)| v.trim())
 }
 
+/// The session cookie's name: `__Host-tocsin_session` when cookies are `Secure`.
+pub fn cookie_name(state: &AppState) -> &'static str {
+    if is_secure(state) {
+        "__Host-tocsin_session"
+    } else {
+        COOKIE
+    }
+}
+
+/// The login nonce cookie's name: `__Host-tocsin_login` when cookies are `Secure`.
+pub fn login_cookie_name(state: &AppState) -> &'static str {
+    if is_secure(state) {
+        "__Host-tocsin_login"
+    } else {
+        LOGIN_COOKIE
+    }
+}
+
 /// The request's session, if its cookie is valid. Does not check CSRF.
-pub fn from_headers(state: &AppState, headers: &HeaderMap) -> Option<Session> {
-    check(state, cookie(headers, COOKIE)?)
+pub async fn from_headers(state: &AppState, headers: &HeaderMap) -> Option<Session> {
+    check(state, cookie(headers, cookie_name(state))?).await
 }
 
 /// For the API's member extractor: the member signed in with the session cookie, `None` without a
 /// valid one. Requests that may change something (not GET or HEAD) must carry the session's CSRF
 /// token in `X-CSRF-Token`, or are refused with 403.
-pub fn api_member(
+pub async fn api_member(
     state: &AppState,
     method: &Method,
     headers: &HeaderMap,
 ) -> Result<Option<Member>, ApiError> {
-    let Some(session) = from_headers(state, headers) else {
+    let Some(session) = from_headers(state, headers).await else {
         return Ok(None);
     };
     if method != Method::GET && method != Method::HEAD {
@@ -217,8 +295,12 @@ pub fn csrf_refused(why: &str) -> ApiError {
     ))
 }
 
+fn is_secure(state: &AppState) -> bool {
+    state.config.public_url.0.starts_with("https://")
+}
+
 fn secure(state: &AppState) -> &'static str {
-    if state.config.public_url.0.starts_with("https://") {
+    if is_secure(state) {
         "; Secure"
     } else {
         ""
@@ -228,7 +310,8 @@ fn secure(state: &AppState) -> &'static str {
 /// `Set-Cookie` for a new session.
 pub fn set_cookie(state: &AppState, value: &str) -> HeaderValue {
     let text = format!(
-        "{COOKIE}={value}; Path=/; HttpOnly; SameSite=Strict; Max-Age={}{}",
+        "{}={value}; Path=/; HttpOnly; SameSite=Strict; Max-Age={}{}",
+        cookie_name(state),
         ttl(state).as_secs(),
         secure(state)
     );
@@ -238,16 +321,20 @@ pub fn set_cookie(state: &AppState, value: &str) -> HeaderValue {
 /// `Set-Cookie` that ends the session in the browser.
 pub fn clear_cookie(state: &AppState) -> HeaderValue {
     let text = format!(
-        "{COOKIE}=; Path=/; HttpOnly; SameSite=Strict; Max-Age=0{}",
+        "{}=; Path=/; HttpOnly; SameSite=Strict; Max-Age=0{}",
+        cookie_name(state),
         secure(state)
     );
     HeaderValue::from_str(&text).expect("a fixed cookie")
 }
 
-/// `Set-Cookie` for the sign-in form's nonce (only sent back to `/login`).
+/// `Set-Cookie` for the sign-in form's nonce (only sent back to `/login`; to every path with the
+/// `__Host-` prefix, which requires `Path=/`).
 pub fn set_login_cookie(state: &AppState, nonce: &str) -> HeaderValue {
+    let path = if is_secure(state) { "/" } else { "/login" };
     let text = format!(
-        "{LOGIN_COOKIE}={nonce}; Path=/login; HttpOnly; SameSite=Strict; Max-Age=3600{}",
+        "{}={nonce}; Path={path}; HttpOnly; SameSite=Strict; Max-Age=3600{}",
+        login_cookie_name(state),
         secure(state)
     );
     HeaderValue::from_str(&text).expect("nonces are base64")

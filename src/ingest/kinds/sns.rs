@@ -72,6 +72,13 @@ impl MessageType {
     }
 }
 
+/// How long a notification's `MessageId` is remembered after it was accepted: a retry or replay of
+/// it within this time is answered 200 without adding the alert again. (It is remembered only after
+/// the alert is in the journal, so a retry after a failure is still taken.) When the memory is full
+/// (`ingest::Replays`), a message is taken without being remembered: SNS senders are never refused
+/// for it.
+pub const REPLAY_MEMORY: std::time::Duration = std::time::Duration::from_secs(3600);
+
 /// One SNS HTTP(S) message, as posted (JSON, usually sent as `text/plain`).
 ///
 /// [`envelope`] guarantees that `subscribe_url` and `token` are present for both confirmation types,
