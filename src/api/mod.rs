@@ -6,6 +6,7 @@
 
 mod silences;
 mod stream;
+pub mod stream_hub;
 mod unsubscribe;
 
 use axum::extract::rejection::JsonRejection;
