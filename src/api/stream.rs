@@ -316,13 +316,21 @@ mod tests {
         }
     }
 
-    /// A viewer's stream from feed position 0 on a hub whose channel holds `capacity` batches.
-    async fn viewer(capacity: usize) -> (tempfile::TempDir, Arc<Hub>, Reader) {
+    /// A viewer's stream from feed position 0 on a hub whose channel holds `capacity` batches (and
+    /// what must outlive it: the store's folder, the shutdown signal).
+    async fn viewer(
+        capacity: usize,
+    ) -> (
+        (tempfile::TempDir, tokio::sync::watch::Sender<bool>),
+        Arc<Hub>,
+        Reader,
+    ) {
         let dir = tempfile::tempdir().unwrap();
         let url = crate::config::StorageUrl::Sqlite(dir.path().join("t.db"));
         let store = crate::store::open(&url).await.unwrap();
         let hub = Hub::with_capacity_for_test(store, LIMITS, capacity);
         let (permit, rx) = hub.join("carol", None).unwrap();
+        let closing = tokio::sync::watch::Sender::new(false);
         let reader = Reader {
             hub: Arc::clone(&hub),
             query: FeedQuery {
@@ -331,11 +339,11 @@ mod tests {
                 ..FeedQuery::default()
             },
             rx,
-            closing: tokio::sync::watch::channel(false).1,
+            closing: closing.subscribe(),
             ready: VecDeque::new(),
             _permit: permit,
         };
-        (dir, hub, reader)
+        ((dir, closing), hub, reader)
     }
 
     fn text(out: Option<Out>) -> String {
@@ -347,7 +355,7 @@ mod tests {
 
     #[tokio::test]
     async fn a_stream_takes_shared_batches_filtered_for_its_member() {
-        let (_dir, hub, mut r) = viewer(4).await;
+        let (_keep, hub, mut r) = viewer(4).await;
         hub.send(batch(1, Visibility::Internal));
         hub.send(batch(2, Visibility::Public));
         hub.send(batch(3, Visibility::System));
@@ -358,7 +366,7 @@ mod tests {
 
     #[tokio::test]
     async fn a_stream_that_falls_behind_the_channel_ends() {
-        let (_dir, hub, mut r) = viewer(2).await;
+        let (_keep, hub, mut r) = viewer(2).await;
         for id in 1..=3 {
             hub.send(batch(id, Visibility::Public));
         }
