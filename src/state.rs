@@ -61,9 +61,7 @@ pub struct Shared {
 /// The caps on live streams, with defaults from the connection cap (which follows the open-file limit
 /// as it is now: `app` raises it before building).
 fn stream_limits(config: &Config) -> crate::api::stream_hub::StreamLimits {
-    let connections = config
-        .http
-        .max_connections(crate::listen::nofile_limit());
+    let connections = config.http.max_connections(crate::listen::nofile_limit());
     let s = &config.http.streams;
     crate::api::stream_hub::StreamLimits {
         max_total: s.max_total(connections),

@@ -130,7 +130,10 @@ fn refused(member: &Member, r: &Refused) -> ApiError {
 enum Out {
     Entry(FeedEvent),
     /// The client was further behind than the replay limit: entries up to this id are skipped.
-    Reset { id: i64, after: i64 },
+    Reset {
+        id: i64,
+        after: i64,
+    },
 }
 
 impl Out {
@@ -361,7 +364,11 @@ mod tests {
         hub.send(batch(3, Visibility::System));
         assert_eq!(text(r.next().await), "note 2");
         assert_eq!(text(r.next().await), "note 3");
-        assert_eq!(hub.live_reads(), 0, "no store read when the batches are contiguous");
+        assert_eq!(
+            hub.live_reads(),
+            0,
+            "no store read when the batches are contiguous"
+        );
     }
 
     #[tokio::test]
