@@ -3,6 +3,7 @@
 use std::future::Future;
 use std::sync::Arc;
 
+use axum::response::IntoResponse;
 use axum::Router;
 use tokio::net::TcpListener;
 use tokio::sync::{watch, Notify};
@@ -71,6 +72,13 @@ impl App {
         store: Arc<dyn Store>,
         clock: Arc<dyn Clock>,
     ) -> Result<App, BuildError> {
+        // Every connection is a descriptor: take all the system allows before sizing the caps on it.
+        let nofile = crate::listen::raise_nofile_limit();
+        tracing::info!(
+            open_files = nofile.map_or_else(|| "unlimited".to_string(), |n| n.to_string()),
+            max_connections = config.http.max_connections(nofile),
+            "Open-file limit."
+        );
         let plugins = load_plugins(&config).await?;
         let backlog = store.stats().await?.journal_backlog;
         let journal = Arc::new(Journal::new(backlog));
@@ -137,6 +145,7 @@ impl App {
 
     /// All HTTP routes.
     pub fn router(&self) -> Router {
+        let request_timeout = self.state.config.http.request_timeout();
         Router::new()
             .merge(crate::ingest::router())
             .merge(crate::api::router())
@@ -144,12 +153,32 @@ impl App {
             .merge(crate::chatops::router())
             .merge(crate::web::router())
             .fallback(|| async { ApiError::NotFound("no such endpoint".into()) })
+            // Until the response starts: bounds slowly sent bodies (a live stream's body is not
+            // covered: it ends with its client, the idle timeout or shutdown).
+            .layer(axum::middleware::from_fn(
+                move |req: axum::extract::Request, next: axum::middleware::Next| async move {
+                    match tokio::time::timeout(request_timeout, next.run(req)).await {
+                        Ok(response) => response,
+                        Err(_) => ApiError::Timeout(format!(
+                            "the request was not complete within {} (http.request_timeout)",
+                            humantime::format_duration(request_timeout)
+                        ))
+                        .into_response(),
+                    }
+                },
+            ))
             .layer(TraceLayer::new_for_http())
             .with_state(self.state.clone())
     }
 
-    /// Serves on `listener` and runs the processor until `shutdown` completes. Then stops accepting,
-    /// lets in-flight requests finish, lets the processor finish the journal, and returns.
+    /// The listener's limits, from the config and the open-file limit.
+    pub fn limits(&self) -> crate::listen::Limits {
+        crate::listen::Limits::from_config(&self.state.config, crate::listen::nofile_limit())
+    }
+
+    /// Serves on `listener` (within [`App::limits`]) and runs the processor until `shutdown`
+    /// completes. Then stops accepting, lets in-flight requests finish, lets the processor finish
+    /// the journal, and returns.
     pub async fn run(
         self,
         listener: TcpListener,
@@ -180,18 +209,20 @@ impl App {
             tokio::spawn(inbound.serve(smtp, stop_rx));
         }
         let router = self.router();
+        let limits = self.limits();
+        tracing::info!(
+            max_connections = limits.max_connections,
+            header_timeout = ?limits.header_timeout,
+            idle_timeout = ?limits.idle_timeout,
+            "HTTP limits."
+        );
         let closing = self.state.closing.clone();
         let shutdown = async move {
             shutdown.await;
             // Live streams end now; the browser reconnects (to another instance, or after the restart).
             closing.send_replace(true);
         };
-        let served = axum::serve(
-            listener,
-            router.into_make_service_with_connect_info::<std::net::SocketAddr>(),
-        )
-        .with_graceful_shutdown(shutdown)
-        .await;
+        let served = crate::listen::serve(listener, router, limits, shutdown).await;
         tracing::info!("Stopped accepting requests; finishing in-flight work.");
         let _ = stop_tx.send(true);
         if let Err(e) = worker.await {

@@ -31,6 +31,9 @@ pub enum ApiError {
     PayloadTooLarge { limit: u64 },
     #[error("{0}")]
     UnsupportedMediaType(String),
+    /// The request took longer than `http.request_timeout` (a slowly sent body): 408.
+    #[error("{0}")]
+    Timeout(String),
     /// Too much to do: 503 (which Alertmanager retries) or 429 with `Retry-After`.
     #[error("{detail}")]
     Overloaded {
@@ -66,6 +69,7 @@ impl ApiError {
             ApiError::UnsupportedMediaType(_) => {
                 (StatusCode::UNSUPPORTED_MEDIA_TYPE, "unsupported_media_type")
             }
+            ApiError::Timeout(_) => (StatusCode::REQUEST_TIMEOUT, "request_timeout"),
             ApiError::Overloaded { status, .. } => (*status, "overloaded"),
             ApiError::Unavailable(_) => (StatusCode::SERVICE_UNAVAILABLE, "unavailable"),
             ApiError::Internal(_) => (StatusCode::INTERNAL_SERVER_ERROR, "internal"),

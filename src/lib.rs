@@ -31,6 +31,8 @@
 //!   verified per platform and run as the member the chat user is.
 //! - [`ops`]: `/healthz`, `/readyz`, `/metrics`; [`metrics`] holds the counters.
 //! - [`config`]: strict config loading with `${VAR}` expansion and validation.
+//! - [`listen`]: the HTTP listener's limits (connection cap, header and idle timeouts) and the
+//!   open-file limit.
 //! - [`app`]: wiring and graceful shutdown; [`cli`]: the `tocsin` command; [`state`]: what handlers share;
 //!   [`error`]: the one HTTP error type; [`clock`]: the time seam; [`telemetry`]: logging.
 //!
@@ -46,6 +48,7 @@ pub mod domain;
 pub mod error;
 pub mod inbound;
 pub mod ingest;
+pub mod listen;
 pub mod mailer;
 pub mod metrics;
 pub mod ops;

@@ -62,6 +62,20 @@ pub struct Shared {
     pub closing: tokio::sync::watch::Sender<bool>,
     /// Runs commands typed in chat.
     pub chatops: Arc<crate::chatops::ChatOps>,
+    /// Live streams: the shared feed reader and the caps on open streams.
+    pub streams: Arc<crate::api::stream_hub::Hub>,
+}
+
+/// The caps on live streams, with defaults from the connection cap (which follows the open-file limit
+/// as it is now: `app` raises it before building).
+fn stream_limits(config: &Config) -> crate::api::stream_hub::StreamLimits {
+    let connections = config.http.max_connections(crate::listen::nofile_limit());
+    let s = &config.http.streams;
+    crate::api::stream_hub::StreamLimits {
+        max_total: s.max_total(connections),
+        max_per_member: s.max_per_member(),
+        replay_limit: s.replay_limit(),
+    }
 }
 
 /// A configured source, with defaults filled in.
@@ -260,8 +274,15 @@ impl AppState {
             Arc::clone(&outbox),
             Arc::clone(&members),
         ));
+        let closing = tokio::sync::watch::Sender::new(false);
+        let streams = crate::api::stream_hub::Hub::new(
+            Arc::clone(&store),
+            closing.subscribe(),
+            stream_limits(&config),
+        );
         AppState(Arc::new(Shared {
-            closing: tokio::sync::watch::Sender::new(false),
+            closing,
+            streams,
             chatops,
             config,
             sources,

@@ -1,6 +1,7 @@
 //! Live updates: `GET /api/stream` as server-sent events from a real tocsin. Replay with
 //! `Last-Event-ID` gives exactly what a client missed, filters (ticket, room) hold, and viewers never
-//! get internal notes. The SSE reader below is the client; nothing sleeps: it reads until the events
+//! get internal notes. Streams are bounded: per member and in all (429), in replay (a `reset` event),
+//! and one feed read per commit serves them all. The SSE reader below is the client; nothing sleeps: it reads until the events
 //! it waits for arrive, under a deadline.
 
 mod common;
@@ -14,6 +15,8 @@ use serde_json::{json, Value};
 #[derive(Debug, Clone)]
 struct Sse {
     id: i64,
+    /// `entry`, or `reset` when the client was too far behind to replay.
+    event: String,
     data: Value,
 }
 
@@ -57,10 +60,12 @@ impl Stream {
             while out.len() < n {
                 if let Some(end) = self.buf.find("\n\n") {
                     let block: String = self.buf.drain(..end + 2).collect();
-                    let (mut id, mut data) = (None, String::new());
+                    let (mut id, mut event, mut data) = (None, String::new(), String::new());
                     for line in block.lines() {
                         if let Some(v) = line.strip_prefix("id:") {
                             id = v.trim().parse().ok();
+                        } else if let Some(v) = line.strip_prefix("event:") {
+                            event = v.trim().to_string();
                         } else if let Some(v) = line.strip_prefix("data:") {
                             data.push_str(v.trim_start());
                         }
@@ -68,6 +73,7 @@ impl Stream {
                     if let Some(id) = id {
                         out.push(Sse {
                             id,
+                            event,
                             data: serde_json::from_str(&data).unwrap(),
                         });
                     }
@@ -209,4 +215,110 @@ async fn bad_stream_requests_get_json_errors() {
         .await
         .unwrap();
     expect(r, 401).await;
+}
+
+#[tokio::test]
+async fn streams_beyond_the_caps_are_refused_with_429() {
+    let app = spawn_app_with("http:\n  streams: {max_per_member: 2, max_total: 3}\n").await;
+    let _v1 = Stream::open(&app, "", VIEWER, None).await;
+    let _v2 = Stream::open(&app, "", VIEWER, None).await;
+    let r = app.api_get("/api/stream", VIEWER).await;
+    assert!(r.headers().contains_key("retry-after"));
+    let body = expect(r, 429).await;
+    assert_eq!(body["error"], "overloaded");
+    assert!(
+        body["detail"].as_str().unwrap().contains("max_per_member"),
+        "{body}"
+    );
+    // Another member still gets one, up to the total.
+    let _e1 = Stream::open(&app, "", EDITOR, None).await;
+    let body = expect(app.api_get("/api/stream", ADMIN).await, 429).await;
+    assert!(
+        body["detail"].as_str().unwrap().contains("max_total"),
+        "{body}"
+    );
+    // Other requests are not affected.
+    expect(app.api_get("/api/tickets", VIEWER).await, 200).await;
+}
+
+#[tokio::test]
+async fn replay_is_bounded_and_a_reset_event_says_so() {
+    let app = spawn_app_with("http:\n  streams: {replay_limit: 2}\n").await;
+    expect(
+        app.hook(json!({"title": "disk full", "status": "firing", "labels": {"host": "db1"}}))
+            .await,
+        202,
+    )
+    .await;
+    app.process().await;
+    let mut live = Stream::open(&app, "?ticket=T-1", EDITOR, None).await;
+    note(&app, "T-1", "seen", "public").await;
+    let seen = live.take(1).await;
+    drop(live);
+
+    // Two missed entries: within the limit, replayed exactly.
+    note(&app, "T-1", "one", "public").await;
+    note(&app, "T-1", "two", "public").await;
+    let mut back = Stream::open(&app, "?ticket=T-1", EDITOR, Some(seen[0].id)).await;
+    let missed = back.take(2).await;
+    assert_eq!(
+        missed.iter().map(|e| e.text()).collect::<Vec<_>>(),
+        ["one", "two"]
+    );
+    assert!(missed.iter().all(|e| e.event == "entry"));
+    drop(back);
+
+    // Three: more than the limit. No entries, a reset whose id is the present, then live ones.
+    note(&app, "T-1", "three", "public").await;
+    let mut far = Stream::open(&app, "?ticket=T-1", EDITOR, Some(seen[0].id)).await;
+    let reset = far.take(1).await;
+    assert_eq!(reset[0].event, "reset", "{reset:?}");
+    assert_eq!(reset[0].data["reason"], "too_far_behind");
+    assert!(reset[0].id > missed[1].id, "{reset:?}");
+    note(&app, "T-1", "four", "public").await;
+    let next = far.take(1).await;
+    assert_eq!((next[0].event.as_str(), next[0].text()), ("entry", "four"));
+    assert!(next[0].id > reset[0].id);
+    // Reconnecting from the reset's id replays nothing skipped.
+    let mut again = Stream::open(&app, "?ticket=T-1", EDITOR, Some(reset[0].id)).await;
+    assert_eq!(again.take(1).await[0].text(), "four");
+}
+
+#[tokio::test]
+async fn one_feed_read_per_commit_serves_every_stream() {
+    const STREAMS: usize = 24;
+    let app = spawn_app_with("http:\n  streams: {max_per_member: 30}\n").await;
+    expect(
+        app.hook(json!({"title": "disk full", "status": "firing", "labels": {"host": "db1"}}))
+            .await,
+        202,
+    )
+    .await;
+    app.process().await;
+    let mut streams = Vec::new();
+    for i in 0..STREAMS {
+        // Viewers and editors, with and without a ticket filter.
+        let (token, query) = match i % 3 {
+            0 => (VIEWER, ""),
+            1 => (EDITOR, "?ticket=T-1"),
+            _ => (VIEWER, "?ticket=T-1"),
+        };
+        streams.push((token, Stream::open(&app, query, token, None).await));
+    }
+    let hub = &app.app.state.streams;
+    let before = hub.live_reads();
+    note(&app, "T-1", "internal detail", "internal").await;
+    note(&app, "T-1", "for everyone", "public").await;
+    for (token, s) in &mut streams {
+        let got = s.take(1).await;
+        let want = if *token == VIEWER {
+            "for everyone"
+        } else {
+            "internal detail"
+        };
+        assert_eq!(got[0].text(), want);
+    }
+    let reads = hub.live_reads() - before;
+    // Two commits: a read each (a stream reading for itself would make it 48).
+    assert!(reads <= 2, "{reads} feed reads for {STREAMS} streams");
 }

@@ -7,6 +7,7 @@
 mod journal;
 mod silences;
 mod stream;
+pub mod stream_hub;
 mod unsubscribe;
 
 use axum::extract::rejection::JsonRejection;

@@ -8,6 +8,7 @@
 
 mod chatops;
 mod email;
+mod http;
 mod mapping;
 mod rooms;
 pub mod secrets;
@@ -26,6 +27,7 @@ pub use chatops::{
     ChatOpsConfig, MatrixChatOpsConfig, MattermostChatOpsConfig, SlackChatOpsConfig,
 };
 pub use email::{EmailConfig, InboundConfig, NotifyConfig};
+pub use http::{HttpConfig, StreamsConfig};
 pub use mapping::MappingConfig;
 pub use rooms::{
     DigestConfig, DiscordSinkConfig, HoursConfig, MatrixSinkConfig, MattermostSinkConfig,
@@ -44,6 +46,9 @@ pub struct Config {
     /// Address the HTTP server binds.
     #[serde(default = "default_listen")]
     pub listen: Env<SocketAddr>,
+    /// Limits of the HTTP listener and of live streams.
+    #[serde(default)]
+    pub http: HttpConfig,
     /// Base URL people reach tocsin at; used in links.
     #[serde(default = "default_public_url")]
     pub public_url: Env<String>,
@@ -981,6 +986,9 @@ impl Config {
             for (key, message) in web.problems() {
                 problem(format!("web.{key}"), message);
             }
+        }
+        for (key, message) in self.http.problems() {
+            problem(format!("http.{key}"), message);
         }
         out
     }

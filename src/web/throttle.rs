@@ -12,11 +12,10 @@
 //! failure in the window are forgotten first, then the one whose last failure is oldest.
 
 use std::collections::{HashMap, VecDeque};
-use std::net::{IpAddr, SocketAddr};
+use std::net::IpAddr;
 use std::sync::Mutex;
 use std::time::Duration;
 
-use axum::extract::ConnectInfo;
 use axum::http::{Extensions, HeaderMap, StatusCode};
 
 use crate::domain::time::Timestamp;
@@ -106,8 +105,8 @@ pub fn client(state: &AppState, headers: &HeaderMap, extensions: &Extensions) ->
         .and_then(|v| v.rsplit(',').next())
         .and_then(|v| v.trim().parse::<IpAddr>().ok());
     let peer = extensions
-        .get::<ConnectInfo<SocketAddr>>()
-        .map(|ConnectInfo(a)| a.ip());
+        .get::<crate::listen::Peer>()
+        .map(|crate::listen::Peer(a)| a.ip());
     match from_header.or(peer) {
         Some(IpAddr::V6(v6)) if v6.to_ipv4_mapped().is_none() => {
             let s = v6.segments();

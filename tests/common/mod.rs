@@ -140,8 +140,12 @@ async fn spawn_yaml(dir: tempfile::TempDir, yaml: String, manual: Option<ManualC
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
     let router = app.router();
+    // The real listener with the config's limits (`http:`), as `tocsin serve` runs it.
+    let limits = app.limits();
     let server = tokio::spawn(async move {
-        axum::serve(listener, router).await.unwrap();
+        tocsin::listen::serve(listener, router, limits, std::future::pending())
+            .await
+            .unwrap();
     });
     TestApp {
         base: format!("http://{addr}"),

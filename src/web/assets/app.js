@@ -53,6 +53,8 @@
   function live(url, onEntry) {
     const src = new EventSource(url);
     src.addEventListener('entry', (ev) => onEntry(JSON.parse(ev.data)));
+    // Too far behind to replay (http.streams.replay_limit): the page is stale, render it anew.
+    src.addEventListener('reset', () => window.location.reload());
     src.addEventListener('open', () => body.classList.remove('disconnected'));
     src.addEventListener('error', () => body.classList.add('disconnected'));
     return src;
