@@ -269,3 +269,32 @@ async fn unauthenticated_posts_do_not_use_up_a_senders_rate_limit() {
         assert!(matches!(over, 429 | 503), "{kind}: {over}");
     }
 }
+
+#[tokio::test]
+async fn sentry_needs_its_timestamp_and_a_replay_with_a_fresh_one_is_refused() {
+    let app = spawn_app_sources(
+        &format!("sources:\n  sentry-hmac: {{kind: sentry, auth: {}}}\n", auth_yaml("hmac")),
+        "",
+    )
+    .await;
+    let body = body("sentry", None);
+    let post = |ts: Option<String>| {
+        let mut req = app
+            .client
+            .post(format!("{}/ingest/sentry-hmac", app.base))
+            .header("content-type", "application/json")
+            .header("sentry-hook-resource", "metric_alert")
+            .header("sentry-hook-signature", hmac_hex(SECRET, &body));
+        if let Some(ts) = ts {
+            req = req.header("sentry-hook-timestamp", ts);
+        }
+        req.body(body.clone()).send()
+    };
+    let now = || (app.now().as_millis() / 1000).to_string();
+    // Without the timestamp nothing bounds a captured request.
+    assert_eq!(post(None).await.unwrap().status(), 401);
+    assert_eq!(post(Some(now())).await.unwrap().status(), 202);
+    // Sentry does not sign its timestamp: the same signature with a new one, an hour later, is a replay.
+    app.advance(std::time::Duration::from_secs(3600));
+    assert_eq!(post(Some(now())).await.unwrap().status(), 401);
+}

@@ -261,6 +261,9 @@ struct Signed {
 /// HMAC-SHA256 over the raw body (or `timestamp:body`), hex, in one of the configured headers, by any
 /// of the configured secrets (rotation). Timestamps are checked against `now` so a captured request
 /// cannot be replayed later.
+/// How long a signature whose timestamp is not signed (Sentry's) is remembered.
+const UNSIGNED_TIMESTAMP_MEMORY: std::time::Duration = std::time::Duration::from_secs(24 * 3600);
+
 fn check_hmac(
     h: &HmacConfig,
     headers: &HeaderMap,
@@ -302,15 +305,20 @@ fn check_hmac(
         forget_at = Some(forget_at.map_or(until, |f: Timestamp| f.max(until)));
         Ok(ts)
     };
+    // A replay header (Sentry's) is required: without it nothing bounds a captured request. Its
+    // timestamp is not signed, though, so a replay could carry a fresh one: such signatures are
+    // remembered for a day rather than for the window.
     if let Some(name) = &h.replay_header {
-        if header(name).is_some() {
-            fresh(name)?;
-        }
+        fresh(name)?;
     }
+    let unsigned_window = h.replay_header.is_some() && h.timestamp_header.is_none();
     let signed_ts = match &h.timestamp_header {
         Some(name) => Some(fresh(name)?),
         None => None,
     };
+    if unsigned_window {
+        forget_at = Some(now.plus(UNSIGNED_TIMESTAMP_MEMORY));
+    }
     let ok = h.secrets.iter().fold(false, |acc, secret| {
         let Ok(mut mac) = Hmac::<Sha256>::new_from_slice(secret.expose().as_bytes()) else {
             return acc;
