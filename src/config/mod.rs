@@ -24,7 +24,7 @@ use serde::Deserialize;
 pub use chatops::{
     ChatOpsConfig, MatrixChatOpsConfig, MattermostChatOpsConfig, SlackChatOpsConfig,
 };
-pub use email::{EmailConfig, InboundConfig, NotifyConfig};
+pub use email::{EmailConfig, InboundConfig, NotifyConfig, TrustConfig};
 pub use mapping::MappingConfig;
 pub use rooms::{
     DigestConfig, DiscordSinkConfig, HoursConfig, MatrixSinkConfig, MattermostSinkConfig,

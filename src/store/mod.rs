@@ -232,6 +232,23 @@ pub struct EmailThread {
     pub last: String,
 }
 
+/// One member's reply by email to one ticket (see [`Store::take_email_reply`]).
+#[derive(Debug, Clone, PartialEq)]
+pub struct EmailReply {
+    pub ticket: TicketRef,
+    pub actor: Actor,
+    /// Applied in order.
+    pub actions: Vec<ReplyAction>,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct ReplyAction {
+    pub action: Action,
+    /// When the ticket's state refuses it (an `ack` of an acked ticket), skip it instead of
+    /// refusing the whole reply.
+    pub optional: bool,
+}
+
 /// How the mailer dealt with due emails, as it reports it to the store.
 #[derive(Debug, Clone, PartialEq)]
 pub enum EmailResult {
@@ -383,6 +400,19 @@ pub trait Store: Send + Sync + std::fmt::Debug + 'static {
 
     /// Members who turned email off.
     async fn unsubscribed(&self) -> Result<BTreeSet<String>>;
+
+    /// Takes one email's replies (one per ticket and member it was addressed to) in one transaction:
+    /// all are stored or none. A reply whose `(message_id, ticket, member)` was taken before is
+    /// skipped, so a replayed message or an MTA's retry after a lost answer adds nothing; taken ones
+    /// are remembered until `until` (when their reply address expires), and expired ones forgotten.
+    /// Any failure but an optional action's refusal rolls all back. Returns how many were new.
+    async fn take_email_reply(
+        &self,
+        message_id: &str,
+        replies: Vec<EmailReply>,
+        until: Timestamp,
+        now: Timestamp,
+    ) -> Result<usize>;
 }
 
 /// Opens the backend named by a storage URL, creating and migrating it as needed.

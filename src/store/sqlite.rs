@@ -17,9 +17,9 @@ use rusqlite::{params, Connection, OptionalExtension, Row, Transaction};
 use tokio::sync::oneshot;
 
 use super::{
-    Applied, Delivery, DeliveryResult, DroppedAlert, EmailResult, EmailThread, FeedEvent,
-    FeedQuery, JournalEntry, Mailbox, PendingEmail, Result, RoomBacklog, Stats, Store, StoreError,
-    TicketFilter, TicketRef,
+    Applied, Delivery, DeliveryResult, DroppedAlert, EmailReply, EmailResult, EmailThread,
+    FeedEvent, FeedQuery, JournalEntry, Mailbox, PendingEmail, Result, RoomBacklog, Stats, Store,
+    StoreError, TicketFilter, TicketRef,
 };
 use crate::domain::alert::{Alert, Severity};
 use crate::domain::mail::MailReason;
@@ -212,6 +212,18 @@ CREATE TABLE off_hours_notices (
     period_start INTEGER NOT NULL,
     posted_at    INTEGER NOT NULL
 ) WITHOUT ROWID;
+"#,
+    r#"
+-- Replies by email already taken, per ticket and member, until their reply address expires: a
+-- replayed message or an MTA's retry adds nothing.
+CREATE TABLE inbound_seen (
+    message_id TEXT NOT NULL,
+    ticket_id  TEXT NOT NULL,
+    member     TEXT NOT NULL,
+    until      INTEGER NOT NULL,
+    PRIMARY KEY (message_id, ticket_id, member)
+) WITHOUT ROWID;
+CREATE INDEX inbound_seen_until ON inbound_seen (until);
 "#,
 ];
 
@@ -1118,6 +1130,52 @@ fn unsubscribed_members(c: &Connection) -> Result<BTreeSet<String>> {
         .map_err(err)?;
     let rows = stmt.query_map([], |r| r.get(0)).map_err(err)?;
     rows.collect::<rusqlite::Result<_>>().map_err(err)
+}
+
+/// `Store::take_email_reply` inside its transaction: forget expired Message-IDs, then per reply
+/// remember it (skipping it when it was taken before) and apply its actions.
+fn take_email_reply(
+    t: &Transaction<'_>,
+    router: Option<&Router>,
+    message_id: &str,
+    replies: Vec<EmailReply>,
+    until: Timestamp,
+    now: Timestamp,
+) -> Result<usize> {
+    t.execute(
+        "DELETE FROM inbound_seen WHERE until <= ?1",
+        [now.as_millis()],
+    )
+    .map_err(err)?;
+    let mut taken = 0;
+    for reply in replies {
+        let ticket = find_ticket(t, &reply.ticket)?.ok_or(StoreError::NotFound)?;
+        let new = t
+            .execute(
+                "INSERT OR IGNORE INTO inbound_seen (message_id, ticket_id, member, until) \
+                 VALUES (?1, ?2, ?3, ?4)",
+                params![message_id, ticket.id, reply.actor.member, until.as_millis()],
+            )
+            .map_err(err)?;
+        if new == 0 {
+            continue;
+        }
+        for step in &reply.actions {
+            // Read again: the previous action changed the ticket.
+            let mut tk = find_ticket(t, &reply.ticket)?.ok_or(StoreError::NotFound)?;
+            match ticket::act(&mut tk, &step.action, &reply.actor, now) {
+                Ok(draft) => {
+                    let entry = append_entry(t, &mut tk, draft)?;
+                    enqueue(t, router, &mut tk, &entry)?;
+                    update_ticket(t, &tk)?;
+                }
+                Err(_) if step.optional => {}
+                Err(e) => return Err(e.into()),
+            }
+        }
+        taken += 1;
+    }
+    Ok(taken)
 }
 
 /// The timeline entry for what happened to one email, on its ticket.
@@ -2090,5 +2148,20 @@ impl Store for SqliteStore {
 
     async fn unsubscribed(&self) -> Result<BTreeSet<String>> {
         self.read(unsubscribed_members).await
+    }
+
+    async fn take_email_reply(
+        &self,
+        message_id: &str,
+        replies: Vec<EmailReply>,
+        until: Timestamp,
+        now: Timestamp,
+    ) -> Result<usize> {
+        let message_id = message_id.to_string();
+        let router = self.router();
+        self.write(move |t| {
+            take_email_reply(t, router.as_deref(), &message_id, replies, until, now)
+        })
+        .await
     }
 }
