@@ -34,7 +34,6 @@ use crate::domain::ticket::{Action, Actor};
 use crate::domain::timeline::Visibility;
 use crate::mailer::{ReplyTarget, TokenError, Tokens};
 use crate::store::{EmailReply, ReplyAction, Store, StoreError, TicketRef};
-use message::InboundMail;
 use smtp::{Envelope, Handler, Limits, Reject};
 use trust::Trust;
 
@@ -126,10 +125,9 @@ impl Inbound {
     /// The replies one message makes: the same actions on each distinct (ticket, member).
     fn replies(
         &self,
-        mail: &InboundMail,
+        parsed: &reply::Reply,
         targets: &[ReplyTarget],
     ) -> Result<Vec<EmailReply>, Reject> {
-        let parsed = reply::parse(&mail.text);
         let text = parsed.text.trim();
         if parsed.command.is_none() && text.is_empty() {
             return Err(Reject {
@@ -208,16 +206,18 @@ impl Handler for Inbound {
     }
 
     async fn message(&self, envelope: &Envelope, data: &[u8]) -> Result<(), Reject> {
-        // MIME parsing and HTML conversion are CPU work on untrusted input: off the async runtime.
+        // MIME parsing, HTML conversion and quote stripping are CPU work on untrusted input: off
+        // the async runtime, so a hostile message cannot stall the server's other work.
         let data = data.to_vec();
         let parsed = tokio::task::spawn_blocking(move || {
             let mail = message::read(&data)?;
             let key = message_key(mail.message_id.as_deref(), &data);
-            Some((mail, key))
+            let reply = reply::parse(&mail.text);
+            Some((mail, key, reply))
         })
         .await
         .map_err(|e| refuse(451, "4.3.0", format!("cannot read the message now ({e})")))?;
-        let Some((mail, key)) = parsed else {
+        let Some((mail, key, parsed)) = parsed else {
             return Err(refuse(550, "5.6.0", "cannot read the message"));
         };
         // Bounces come from the null sender `<>`; as the last hop, tocsin sees that only in the
@@ -252,7 +252,7 @@ impl Handler for Inbound {
                 None => targets.push(target),
             }
         }
-        let replies = self.replies(&mail, &targets)?;
+        let replies = self.replies(&parsed, &targets)?;
         // Remembered as long as any of its addresses could be used again.
         let Some(until) = targets.iter().map(|t| t.expires).max() else {
             return Err(refuse(554, "5.5.1", "no valid recipients"));
