@@ -37,7 +37,7 @@ fn yaml(dir: &std::path::Path, smtp_port: u16, routes: &str, extra: &str) -> Str
            delay: 2m\n  \
            batch_window: 10m\n  \
            reply_ttl: 1h\n  \
-           inbound: {{listen: \"127.0.0.1:0\", domain: in.tocsin.test}}\n\
+           inbound: {{listen: \"127.0.0.1:0\", domain: in.tocsin.test, trust: {{peers: [127.0.0.1]}}}}\n\
          {extra}",
         db = dir.join("tocsin.db").display(),
         cache = dir.join("plugin-cache").display(),

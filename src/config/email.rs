@@ -1,7 +1,7 @@
 //! `email:` (SMTP, sender, defaults for members' notifications, reply by email) and the per-member
 //! `notify:` preferences.
 
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::time::Duration;
 
 use serde::Deserialize;
@@ -63,6 +63,42 @@ pub struct InboundConfig {
     /// Larger replies are refused with 552.
     #[serde(default = "default_max_size")]
     pub max_size: Env<ByteSize>,
+    /// Whose `From` to believe. Required: without it anyone could write `From: alice@…` (see
+    /// [`TrustConfig`]).
+    #[serde(default)]
+    pub trust: Option<TrustConfig>,
+    /// How long a client may wait before `MAIL` (after connecting, between messages) before 421.
+    #[serde(default = "default_command_timeout")]
+    pub command_timeout: Env<HumanDuration>,
+    /// Inside a transaction (after `MAIL`): the wait for each command or piece of data.
+    #[serde(default = "default_idle_timeout")]
+    pub idle_timeout: Env<HumanDuration>,
+    /// The longest a connection may stay open, whatever it does.
+    #[serde(default = "default_session_timeout")]
+    pub session_timeout: Env<HumanDuration>,
+    /// Connections served at once; more are answered 421.
+    #[serde(default = "default_max_connections")]
+    pub max_connections: usize,
+    /// Connections served at once from one IP address; more are answered 421.
+    #[serde(default = "default_max_connections_per_peer")]
+    pub max_connections_per_peer: usize,
+}
+
+/// `email.inbound.trust:`: when a reply's `From` is believed. A reply address is a bearer token that
+/// sits in every copy of the email (forwards, archives, a colleague's inbox), so the sender check is
+/// what stops someone holding it from acting as the member; that check is only worth what the `From`
+/// header is worth. With both keys set, both must hold.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TrustConfig {
+    /// The authserv-id of the MX that checks DMARC (RFC 8601). A reply is taken only when it carries
+    /// an `Authentication-Results` header from this id with `dmarc=pass` (and none from it without).
+    #[serde(default)]
+    pub authserv_id: Option<Env<String>>,
+    /// The only addresses the listener serves (the MX that relays replies). Others are refused at
+    /// connect with 554.
+    #[serde(default)]
+    pub peers: Option<Vec<Env<IpAddr>>>,
 }
 
 /// `members.<name>.notify:`. Unset keys take the `email:` defaults.
@@ -105,6 +141,26 @@ fn default_timeout() -> Env<HumanDuration> {
 
 fn default_max_size() -> Env<ByteSize> {
     Env(ByteSize(1 << 20))
+}
+
+fn default_command_timeout() -> Env<HumanDuration> {
+    Env(HumanDuration(Duration::from_secs(10)))
+}
+
+fn default_idle_timeout() -> Env<HumanDuration> {
+    Env(HumanDuration(Duration::from_secs(60)))
+}
+
+fn default_session_timeout() -> Env<HumanDuration> {
+    Env(HumanDuration(Duration::from_secs(300)))
+}
+
+fn default_max_connections() -> usize {
+    100
+}
+
+fn default_max_connections_per_peer() -> usize {
+    10
 }
 
 impl EmailConfig {
@@ -150,6 +206,59 @@ impl EmailConfig {
             }
             if inbound.max_size.0 .0 == 0 {
                 out.push(("inbound.max_size", "must be larger than zero".into()));
+            }
+            match &inbound.trust {
+                None => out.push((
+                    "inbound.trust",
+                    "is required: say whose From to believe, with `authserv_id` (the MX's \
+                     Authentication-Results with dmarc=pass) and/or `peers` (the MX's addresses); \
+                     without it anyone could reply as a member"
+                        .into(),
+                )),
+                Some(trust) => {
+                    if trust.authserv_id.is_none() && trust.peers.is_none() {
+                        out.push((
+                            "inbound.trust",
+                            "needs `authserv_id`, `peers` or both".into(),
+                        ));
+                    }
+                    if let Some(id) = &trust.authserv_id {
+                        let id = id.0.trim();
+                        if id.is_empty() || id.contains(|c: char| c.is_whitespace() || c == ';') {
+                            out.push((
+                                "inbound.trust.authserv_id",
+                                format!("`{id}` is not an authserv-id (a host name, as the MX writes it)"),
+                            ));
+                        }
+                    }
+                    if trust.peers.as_ref().is_some_and(Vec::is_empty) {
+                        out.push((
+                            "inbound.trust.peers",
+                            "is empty: nobody could deliver replies; list the MX's addresses"
+                                .into(),
+                        ));
+                    }
+                }
+            }
+            for (key, value) in [
+                ("inbound.command_timeout", &inbound.command_timeout),
+                ("inbound.idle_timeout", &inbound.idle_timeout),
+                ("inbound.session_timeout", &inbound.session_timeout),
+            ] {
+                if value.0 .0.is_zero() {
+                    out.push((key, "must be longer than zero".into()));
+                }
+            }
+            if inbound.max_connections == 0 {
+                out.push(("inbound.max_connections", "must be at least 1".into()));
+            }
+            if inbound.max_connections_per_peer == 0
+                || inbound.max_connections_per_peer > inbound.max_connections
+            {
+                out.push((
+                    "inbound.max_connections_per_peer",
+                    "must be at least 1 and at most `max_connections`".into(),
+                ));
             }
         }
         out

@@ -26,7 +26,7 @@ use serde::Deserialize;
 pub use chatops::{
     ChatOpsConfig, MatrixChatOpsConfig, MattermostChatOpsConfig, SlackChatOpsConfig,
 };
-pub use email::{EmailConfig, InboundConfig, NotifyConfig};
+pub use email::{EmailConfig, InboundConfig, NotifyConfig, TrustConfig};
 pub use http::{HttpConfig, StreamsConfig};
 pub use mapping::MappingConfig;
 pub use rooms::{
@@ -453,14 +453,30 @@ fn default_role() -> Role {
 pub struct TicketsConfig {
     #[serde(default = "default_reopen_window")]
     pub reopen_window: Env<HumanDuration>,
+    /// How long resolved tickets are kept (timeline, search and all), counted from their resolution;
+    /// `0s` keeps them for ever.
+    #[serde(default = "default_retention")]
+    pub retention: Env<HumanDuration>,
 }
 
 impl Default for TicketsConfig {
     fn default() -> Self {
         TicketsConfig {
             reopen_window: default_reopen_window(),
+            retention: default_retention(),
         }
     }
+}
+
+impl TicketsConfig {
+    /// `None` when tickets are kept for ever.
+    pub fn retention(&self) -> Option<Duration> {
+        Some(self.retention.0 .0).filter(|d| !d.is_zero())
+    }
+}
+
+fn default_retention() -> Env<HumanDuration> {
+    Env(HumanDuration(Duration::from_secs(90 * 24 * 3600)))
 }
 
 fn default_reopen_window() -> Env<HumanDuration> {
@@ -486,6 +502,10 @@ pub struct IngestConfig {
     /// Alerts accepted but not yet processed beyond which ingest answers 503 (429 for generic sources).
     #[serde(default = "default_max_backlog")]
     pub max_backlog: u64,
+    /// Bytes of accepted but not yet processed alerts beyond which ingest refuses more, as for
+    /// `max_backlog`: a few huge alerts are bounded like many small ones.
+    #[serde(default = "default_max_backlog_bytes")]
+    pub max_backlog_bytes: Env<ByteSize>,
     /// `/readyz` says not ready when the oldest unprocessed alert is older than this: processing is
     /// stalled (or far behind), whatever ingest still answers.
     #[serde(default = "default_stall_after")]
@@ -497,9 +517,14 @@ impl Default for IngestConfig {
         IngestConfig {
             max_body: default_max_body(),
             max_backlog: default_max_backlog(),
+            max_backlog_bytes: default_max_backlog_bytes(),
             stall_after: default_stall_after(),
         }
     }
+}
+
+fn default_max_backlog_bytes() -> Env<ByteSize> {
+    Env(ByteSize(1 << 30))
 }
 
 fn default_stall_after() -> Env<HumanDuration> {

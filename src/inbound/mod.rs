@@ -3,17 +3,25 @@
 //! Emails to members carry `Reply-To: reply+<signed token>@<inbound domain>` (see `mailer::token`).
 //! The organisation's MX forwards that domain to this listener (`email.inbound.listen`). A recipient
 //! is refused at `RCPT TO` unless tocsin signed it and it has not expired; the message is refused
-//! unless its `From` is the address tocsin sent that reply address to. An accepted reply becomes a
-//! public note by the member (so it is mirrored into the ticket's chat thread), after a first line of
-//! `ack` or `resolve` does that. tocsin answers 250 only once the note is stored, so the sending MTA
-//! keeps what tocsin could not take and tries again.
+//! unless its `From` is the address tocsin sent that reply address to, and that `From` is believable
+//! under the trust policy (`trust.rs`: one `From`, a matching `Sender`, DMARC or a listed relay). An
+//! accepted reply becomes a public note by the member (so it is mirrored into the ticket's chat
+//! thread), after a first line of `ack` or `resolve` does that.
+//!
+//! A message is taken whole: its replies to every reply address it was sent to are stored in one
+//! transaction, and tocsin answers 250 only once they are, so the sending MTA keeps what tocsin could
+//! not take and tries again. The store remembers each message's Message-ID per ticket and member
+//! until the reply address expires, so such a retry, or a replay of a captured message, adds
+//! nothing twice. Addresses differing only in letter case or expiry count as one.
 
+pub mod html;
 pub mod message;
 pub mod smtp;
+pub mod trust;
 
 use std::collections::BTreeMap;
+use std::net::IpAddr;
 use std::sync::Arc;
-use std::time::Duration;
 
 use async_trait::async_trait;
 use tokio::net::TcpListener;
@@ -25,8 +33,12 @@ use crate::domain::reply::{self, ReplyCommand};
 use crate::domain::ticket::{Action, Actor};
 use crate::domain::timeline::Visibility;
 use crate::mailer::{ReplyTarget, TokenError, Tokens};
-use crate::store::{Store, StoreError, TicketRef};
+use crate::store::{EmailReply, ReplyAction, Store, StoreError, TicketRef};
 use smtp::{Envelope, Handler, Limits, Reject};
+use trust::Trust;
+
+/// Message-IDs longer than this are remembered by their hash.
+const MAX_KEY: usize = 256;
 
 #[derive(Debug)]
 pub struct Inbound {
@@ -37,7 +49,8 @@ pub struct Inbound {
     domain: String,
     /// Member → their email address, lowercase: the only sender a member's reply address accepts.
     addresses: BTreeMap<String, String>,
-    max_size: usize,
+    trust: Trust,
+    limits: Limits,
 }
 
 impl Inbound {
@@ -54,23 +67,29 @@ impl Inbound {
             .iter()
             .filter_map(|(name, m)| Some((name.clone(), m.email.as_ref()?.0.to_ascii_lowercase())))
             .collect();
+        let limits = Limits {
+            max_message: usize::try_from(inbound.max_size.0 .0).unwrap_or(usize::MAX),
+            max_recipients: 20,
+            command_timeout: inbound.command_timeout.0 .0,
+            idle_timeout: inbound.idle_timeout.0 .0,
+            session_timeout: inbound.session_timeout.0 .0,
+            max_connections: inbound.max_connections,
+            max_per_peer: inbound.max_connections_per_peer,
+        };
         Some(Arc::new(Inbound {
             store,
             clock,
             tokens: Tokens::new(email.secret.expose()),
             domain: inbound.domain.0.to_ascii_lowercase(),
             addresses,
-            max_size: usize::try_from(inbound.max_size.0 .0).unwrap_or(usize::MAX),
+            trust: Trust::from_config(inbound.trust.as_ref()),
+            limits,
         }))
     }
 
     /// Serves SMTP on `listener` until shutdown.
     pub async fn serve(self: Arc<Self>, listener: TcpListener, shutdown: watch::Receiver<bool>) {
-        let limits = Limits {
-            max_message: self.max_size,
-            max_recipients: 20,
-            idle_timeout: Duration::from_secs(300),
-        };
+        let limits = self.limits.clone();
         let hostname = self.domain.clone();
         smtp::serve(listener, hostname, limits, self, shutdown).await;
     }
@@ -103,80 +122,103 @@ impl Inbound {
             })
     }
 
-    /// Applies one reply: the command, then the note. Store trouble is a temporary failure, so the
-    /// sender's MTA keeps the message and tries again.
-    async fn apply(&self, target: &ReplyTarget, text: &str) -> Result<(), Reject> {
-        let parsed = reply::parse(text);
-        if parsed.command.is_none() && parsed.text.trim().is_empty() {
+    /// The replies one message makes: the same actions on each distinct (ticket, member).
+    fn replies(
+        &self,
+        parsed: &reply::Reply,
+        targets: &[ReplyTarget],
+    ) -> Result<Vec<EmailReply>, Reject> {
+        let text = parsed.text.trim();
+        if parsed.command.is_none() && text.is_empty() {
             return Err(Reject {
                 code: 550,
                 status: "5.6.0",
                 message: "the reply is empty once quoted text is removed".into(),
             });
         }
-        let ticket = TicketRef::Number(target.number);
-        let now = self.clock.now();
-        let unavailable = |e: StoreError| Reject {
-            code: 451,
-            status: "4.3.0",
-            message: format!("cannot store the reply now, try again later ({e})"),
-        };
-        let actor = Actor::new(&target.member, "email");
+        let mut actions = Vec::new();
         if let Some(command) = parsed.command {
             let action = match command {
                 ReplyCommand::Ack => Action::Ack,
                 ReplyCommand::Resolve => Action::Resolve,
             };
-            match self.store.act(&ticket, action, &actor, now).await {
-                Ok(_) | Err(StoreError::Rejected(_)) => {}
-                Err(StoreError::NotFound) => return Err(no_ticket(target.number)),
-                Err(e) => return Err(unavailable(e)),
-            }
+            // Acking an acked ticket is no reason to refuse the note that comes with it.
+            actions.push(ReplyAction {
+                action,
+                optional: true,
+            });
         }
-        if !parsed.text.trim().is_empty() {
-            let note = Action::Note {
-                text: parsed.text.trim().to_string(),
-                visibility: Visibility::Public,
-            };
-            match self.store.act(&ticket, note, &actor, now).await {
-                Ok(_) => {}
-                Err(StoreError::NotFound) => return Err(no_ticket(target.number)),
-                Err(StoreError::Rejected(e)) => {
-                    return Err(Reject {
-                        code: 550,
-                        status: "5.6.0",
-                        message: e.to_string(),
-                    })
-                }
-                Err(e) => return Err(unavailable(e)),
-            }
+        if !text.is_empty() {
+            actions.push(ReplyAction {
+                action: Action::Note {
+                    text: text.to_string(),
+                    visibility: Visibility::Public,
+                },
+                optional: false,
+            });
         }
-        tracing::info!(member = %target.member, ticket = target.number, command = ?parsed.command, "Took a reply by email.");
-        Ok(())
+        Ok(targets
+            .iter()
+            .map(|t| EmailReply {
+                ticket: TicketRef::Number(t.number),
+                actor: Actor::new(&t.member, "email"),
+                actions: actions.clone(),
+            })
+            .collect())
     }
 }
 
-fn no_ticket(number: i64) -> Reject {
+/// What the store remembers a message by: its Message-ID (lowercased), or a hash of it when long, or
+/// of the whole message when it has none (an MTA's retry sends the same bytes).
+fn message_key(message_id: Option<&str>, data: &[u8]) -> String {
+    use sha2::{Digest, Sha256};
+    match message_id {
+        Some(id) if id.len() <= MAX_KEY => id.to_lowercase(),
+        Some(id) => format!("sha256:{}", hex::encode(Sha256::digest(id.to_lowercase()))),
+        None => format!("sha256-message:{}", hex::encode(Sha256::digest(data))),
+    }
+}
+
+fn refuse(code: u16, status: &'static str, message: impl Into<String>) -> Reject {
     Reject {
-        code: 550,
-        status: "5.1.1",
-        message: format!("ticket T-{number} does not exist"),
+        code,
+        status,
+        message: message.into(),
     }
 }
 
 #[async_trait]
 impl Handler for Inbound {
+    fn peer(&self, ip: IpAddr) -> Result<(), Reject> {
+        if self.trust.allows_peer(ip) {
+            Ok(())
+        } else {
+            Err(refuse(
+                554,
+                "5.7.1",
+                "tocsin takes replies only from its mail exchanger",
+            ))
+        }
+    }
+
     async fn recipient(&self, _envelope: &Envelope, address: &str) -> Result<(), Reject> {
         self.target(address).map(|_| ())
     }
 
     async fn message(&self, envelope: &Envelope, data: &[u8]) -> Result<(), Reject> {
-        let Some(mail) = message::read(data) else {
-            return Err(Reject {
-                code: 550,
-                status: "5.6.0",
-                message: "cannot read the message".into(),
-            });
+        // MIME parsing, HTML conversion and quote stripping are CPU work on untrusted input: off
+        // the async runtime, so a hostile message cannot stall the server's other work.
+        let data = data.to_vec();
+        let parsed = tokio::task::spawn_blocking(move || {
+            let mail = message::read(&data)?;
+            let key = message_key(mail.message_id.as_deref(), &data);
+            let reply = reply::parse(&mail.text);
+            Some((mail, key, reply))
+        })
+        .await
+        .map_err(|e| refuse(451, "4.3.0", format!("cannot read the message now ({e})")))?;
+        let Some((mail, key, parsed)) = parsed else {
+            return Err(refuse(550, "5.6.0", "cannot read the message"));
         };
         // Bounces come from the null sender `<>`; as the last hop, tocsin sees that only in the
         // envelope (nobody has written a Return-Path header yet).
@@ -186,19 +228,60 @@ impl Handler for Inbound {
             tracing::info!(from = ?mail.from, "Dropped an automatic reply.");
             return Ok(());
         }
+        let from = self.trust.sender(&mail).map_err(|why| {
+            tracing::warn!(from = ?mail.from_all, peer = %envelope.peer, reason = %why, "Refused a reply whose sender cannot be trusted.");
+            refuse(550, "5.7.1", why)
+        })?;
+        // One target per ticket and member, however many spellings of its address were used.
+        let mut targets: Vec<ReplyTarget> = Vec::new();
         for rcpt in &envelope.rcpt_to {
             let target = self.target(rcpt)?;
-            let expected = self.addresses.get(&target.member);
-            if expected.is_none() || mail.from.as_ref() != expected {
-                tracing::warn!(from = ?mail.from, member = %target.member, "Refused a reply from the wrong sender.");
-                return Err(Reject {
-                    code: 550,
-                    status: "5.7.1",
-                    message: "this reply address belongs to someone else".into(),
-                });
+            if self.addresses.get(&target.member).map(String::as_str) != Some(from) {
+                tracing::warn!(%from, member = %target.member, "Refused a reply from the wrong sender.");
+                return Err(refuse(
+                    550,
+                    "5.7.1",
+                    "this reply address belongs to someone else",
+                ));
             }
-            self.apply(&target, &mail.text).await?;
+            match targets
+                .iter_mut()
+                .find(|t| t.number == target.number && t.member == target.member)
+            {
+                Some(seen) => seen.expires = seen.expires.max(target.expires),
+                None => targets.push(target),
+            }
         }
-        Ok(())
+        let replies = self.replies(&parsed, &targets)?;
+        // Remembered as long as any of its addresses could be used again.
+        let Some(until) = targets.iter().map(|t| t.expires).max() else {
+            return Err(refuse(554, "5.5.1", "no valid recipients"));
+        };
+        match self
+            .store
+            .take_email_reply(&key, replies, until, self.clock.now())
+            .await
+        {
+            Ok(0) => {
+                tracing::info!(%from, message_id = %key, "Took a reply by email again: already stored, nothing added.");
+                Ok(())
+            }
+            Ok(_) => {
+                let tickets: Vec<i64> = targets.iter().map(|t| t.number).collect();
+                tracing::info!(%from, ?tickets, "Took a reply by email.");
+                Ok(())
+            }
+            Err(StoreError::NotFound) => Err(refuse(
+                550,
+                "5.1.1",
+                "the ticket this reply is for does not exist",
+            )),
+            Err(StoreError::Rejected(e)) => Err(refuse(550, "5.6.0", e.to_string())),
+            Err(e) => Err(refuse(
+                451,
+                "4.3.0",
+                format!("cannot store the reply now, try again later ({e})"),
+            )),
+        }
     }
 }

@@ -12,11 +12,18 @@
 //!
 //! Robustness: any byte sequence is answered with a reply, never a panic. Memory per connection is
 //! bounded by the command line limit (4 KiB), a fixed read buffer, `max_recipients` addresses and
-//! `max_message` bytes of message. Every read and write has the idle timeout. Too many protocol errors
-//! and too many connections are refused with 421, as Postfix does.
+//! `max_message` bytes of message. Time per connection is bounded too, so idle clients cannot hold
+//! every slot: a short timeout before `MAIL` (a relay with mail to give sends it at once), a longer
+//! one inside a transaction, and a deadline for the whole session. Too many protocol errors and too
+//! many connections, in all or from one address, are refused with 421, as Postfix does.
+//!
+//! DATA ends only at CRLF `.` CRLF, and a message with a bare CR or LF is refused: servers that read
+//! line ends differently are how one message gets smuggled inside another (CVE-2023-51766 and
+//! friends), and a relay that speaks SMTP properly never sends them.
 
-use std::net::SocketAddr;
-use std::sync::Arc;
+use std::collections::HashMap;
+use std::net::{IpAddr, SocketAddr};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use tokio::io::{AsyncBufRead, AsyncBufReadExt, AsyncWriteExt, BufReader};
@@ -24,6 +31,13 @@ use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::watch;
 use tokio::task::JoinSet;
+use tokio::time::Instant;
+
+#[path = "smtp_syntax.rs"]
+mod syntax;
+#[cfg(test)]
+use syntax::is_enhanced_status;
+use syntax::{parse_path, reply_line, trim_line_end, LineEnds};
 
 /// The SMTP envelope of the transaction in progress.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -48,6 +62,10 @@ pub struct Reject {
 /// What the server asks tocsin.
 #[async_trait::async_trait]
 pub trait Handler: Send + Sync + 'static {
+    /// Each connecting address, before the greeting. Err answers with the reject (use 554) and closes.
+    fn peer(&self, _ip: IpAddr) -> Result<(), Reject> {
+        Ok(())
+    }
     /// Each RCPT TO address (angle brackets removed). Err refuses that recipient with the reply given.
     async fn recipient(&self, envelope: &Envelope, address: &str) -> Result<(), Reject>;
     /// The whole message after DATA (dot-unstuffed, CRLF kept), once at least one recipient was accepted.
@@ -55,24 +73,39 @@ pub trait Handler: Send + Sync + 'static {
     async fn message(&self, envelope: &Envelope, data: &[u8]) -> Result<(), Reject>;
 }
 
-/// Per-connection limits.
+/// Per-connection and per-server limits.
 #[derive(Debug, Clone)]
 pub struct Limits {
     /// Largest message accepted, in bytes after dot-unstuffing; larger ones get 552.
     pub max_message: usize,
     /// Most recipients per transaction; more get 452 (RFC 5321 §4.5.3.1.10).
     pub max_recipients: usize,
-    /// How long the server waits for a command line, a chunk of DATA or a write before 421.
+    /// Outside a transaction (before `MAIL`, between messages): how long the server waits for a
+    /// command before 421. Short, because this is where an idle client holds a slot for free.
+    pub command_timeout: Duration,
+    /// Inside a transaction: how long the server waits for a command line, a chunk of DATA or a write
+    /// before 421.
     pub idle_timeout: Duration,
+    /// The longest a connection stays open; when it is up the server answers 421 at the next wait.
+    pub session_timeout: Duration,
+    /// Connections served at once; more are answered 421 and closed.
+    pub max_connections: usize,
+    /// Connections served at once from one IP address; more are answered 421 and closed.
+    pub max_per_peer: usize,
 }
 
 impl Default for Limits {
-    /// 10 MiB, 50 recipients, and RFC 5321 §4.5.3.2.7's five minutes.
+    /// 10 MiB, 50 recipients, 10 s before `MAIL`, a minute inside a transaction, five minutes in all,
+    /// 100 connections, 10 from one address.
     fn default() -> Self {
         Limits {
             max_message: 10 * 1024 * 1024,
             max_recipients: 50,
-            idle_timeout: Duration::from_secs(300),
+            command_timeout: Duration::from_secs(10),
+            idle_timeout: Duration::from_secs(60),
+            session_timeout: Duration::from_secs(300),
+            max_connections: 100,
+            max_per_peer: 10,
         }
     }
 }
@@ -86,8 +119,57 @@ const DATA_PIECE: usize = 8192;
 const MAX_PATH: usize = 256;
 /// Protocol errors (500, 501, 503, 555) before the server gives up on a client.
 const MAX_ERRORS: usize = 20;
-/// Connections served at once; more are answered 421 and closed.
-const MAX_CONNECTIONS: usize = 256;
+
+/// Connections open now, in all and per address.
+#[derive(Debug, Default)]
+struct Counts {
+    total: usize,
+    per_peer: HashMap<IpAddr, usize>,
+}
+
+/// A connection's place in [`Counts`], given back when dropped.
+struct Slot {
+    counts: Arc<Mutex<Counts>>,
+    ip: IpAddr,
+}
+
+impl Slot {
+    /// Takes a place for `ip`, or says which limit is reached.
+    fn take(
+        counts: &Arc<Mutex<Counts>>,
+        ip: IpAddr,
+        limits: &Limits,
+    ) -> Result<Slot, &'static str> {
+        let mut c = counts.lock().unwrap_or_else(|p| p.into_inner());
+        if c.total >= limits.max_connections {
+            return Err("Too many connections, try again later");
+        }
+        let mine = c.per_peer.entry(ip).or_insert(0);
+        if *mine >= limits.max_per_peer {
+            return Err("Too many connections from your address, try again later");
+        }
+        *mine += 1;
+        c.total += 1;
+        Ok(Slot {
+            counts: Arc::clone(counts),
+            ip,
+        })
+    }
+}
+
+impl Drop for Slot {
+    fn drop(&mut self) {
+        let mut c = self.counts.lock().unwrap_or_else(|p| p.into_inner());
+        c.total = c.total.saturating_sub(1);
+        if let Some(n) = c.per_peer.get_mut(&self.ip) {
+            *n -= 1;
+            if *n == 0 {
+                // Forget the address, so the map holds only peers connected now.
+                c.per_peer.remove(&self.ip);
+            }
+        }
+    }
+}
 
 /// Serves connections until `shutdown` turns true; one task per connection.
 ///
@@ -106,6 +188,7 @@ pub async fn serve(
         limits,
         handler,
     });
+    let counts = Arc::new(Mutex::new(Counts::default()));
     let mut tasks = JoinSet::new();
     loop {
         if *shutdown.borrow_and_update() {
@@ -120,13 +203,25 @@ pub async fn serve(
             Some(joined) = tasks.join_next(), if !tasks.is_empty() => log_join(joined),
             accepted = listener.accept() => match accepted {
                 Ok((stream, peer)) => {
-                    if tasks.len() >= MAX_CONNECTIONS {
-                        tracing::warn!(%peer, "smtp: too many connections, refusing");
-                        // Best effort and non-blocking: a refused client must not hold the loop.
-                        let _ = stream.try_write(b"421 4.7.0 Too many connections, try again later\r\n");
+                    // An IPv4 client of a dual-stack listener shows as ::ffff:a.b.c.d.
+                    let ip = peer.ip().to_canonical();
+                    // Refusals are best effort and non-blocking: a refused client must not hold the loop.
+                    if let Err(reject) = shared.handler.peer(ip) {
+                        tracing::info!(%peer, reason = %reject.message, "smtp: refused a connection");
+                        let line = reply_line(reject.code, reject.status, &reject.message);
+                        let _ = stream.try_write(line.as_bytes());
                         continue;
                     }
-                    tasks.spawn(connection(stream, peer, Arc::clone(&shared), shutdown.clone()));
+                    match Slot::take(&counts, ip, &shared.limits) {
+                        Ok(slot) => {
+                            let shared = Arc::clone(&shared);
+                            tasks.spawn(connection(stream, peer, slot, shared, shutdown.clone()));
+                        }
+                        Err(why) => {
+                            tracing::warn!(%peer, why, "smtp: too many connections, refusing");
+                            let _ = stream.try_write(reply_line(421, "4.7.0", why).as_bytes());
+                        }
+                    }
                 }
                 Err(error) => {
                     // Usually out of file descriptors; back off instead of spinning.
@@ -207,11 +302,14 @@ async fn read_piece<R: AsyncBufRead + Unpin>(
 async fn connection(
     stream: TcpStream,
     peer: SocketAddr,
+    slot: Slot,
     shared: Arc<Shared>,
     shutdown: watch::Receiver<bool>,
 ) {
     let (read, write) = stream.into_split();
+    let deadline = Instant::now() + shared.limits.session_timeout;
     let mut session = Session {
+        deadline,
         reader: BufReader::with_capacity(DATA_PIECE, read),
         writer: write,
         shared,
@@ -229,10 +327,15 @@ async fn connection(
     };
     tracing::debug!(%peer, "smtp: connection opened");
     let stop = session.run().await;
+    // The slot goes before the socket closes, so a client that saw the close may connect again.
+    drop(slot);
+    drop(session);
     tracing::debug!(%peer, ?stop, "smtp: connection closed");
 }
 
 struct Session {
+    /// When the session ends, whatever it is doing.
+    deadline: Instant,
     reader: BufReader<OwnedReadHalf>,
     writer: OwnedWriteHalf,
     shared: Arc<Shared>,
@@ -275,10 +378,21 @@ impl Session {
         self.command(&line).await
     }
 
-    /// Reads a piece into `self.buf`, answering 421 on idle timeout or shutdown.
+    /// How long the next wait may last: the command or idle timeout, but never past the deadline.
+    fn wait_until(&self) -> Instant {
+        let limits = &self.shared.limits;
+        let wait = if self.in_transaction {
+            limits.idle_timeout
+        } else {
+            limits.command_timeout
+        };
+        (Instant::now() + wait).min(self.deadline)
+    }
+
+    /// Reads a piece into `self.buf`, answering 421 on timeout, at the deadline or on shutdown.
     async fn read(&mut self, max: usize) -> Result<Piece, Stop> {
-        let idle = self.shared.limits.idle_timeout;
-        let read = tokio::time::timeout(idle, read_piece(&mut self.reader, &mut self.buf, max));
+        let until = self.wait_until();
+        let read = tokio::time::timeout_at(until, read_piece(&mut self.reader, &mut self.buf, max));
         let shutdown = &mut self.shutdown;
         let shutting_down = async move {
             // A closed channel counts as shutdown, as in `serve`.
@@ -297,15 +411,15 @@ impl Session {
             Some(Ok(Ok(piece))) => Ok(piece),
             Some(Ok(Err(_))) => Err(Stop::Io),
             Some(Err(_elapsed)) => {
-                tracing::info!(peer = %self.envelope.peer, "smtp: idle timeout, closing");
                 let host = self.shared.hostname.clone();
-                let _ = self
-                    .reply(
-                        421,
-                        "4.4.2",
-                        &format!("{host} Idle timeout, closing connection"),
-                    )
-                    .await;
+                let text = if Instant::now() >= self.deadline {
+                    tracing::info!(peer = %self.envelope.peer, "smtp: session time limit, closing");
+                    format!("{host} Session time limit reached, closing connection")
+                } else {
+                    tracing::info!(peer = %self.envelope.peer, "smtp: idle timeout, closing");
+                    format!("{host} Idle timeout, closing connection")
+                };
+                let _ = self.reply(421, "4.4.2", &text).await;
                 Err(Stop::Timeout)
             }
             None => {
@@ -495,6 +609,8 @@ impl Session {
         let max = self.shared.limits.max_message;
         let mut data = Vec::new();
         let mut oversized = false;
+        let mut line_ends = LineEnds::default();
+        // After a CRLF (the one ending the DATA command counts): only here may a dot end the data.
         let mut at_line_start = true;
         loop {
             let piece = self.read(DATA_PIECE).await?;
@@ -504,9 +620,11 @@ impl Session {
             }
             let complete = piece == Piece::Line;
             let mut bytes = self.buf.as_slice();
+            let crlf = line_ends.scan(bytes);
             if at_line_start {
-                // Bare-LF endings are accepted too: some scripts and relays send them.
-                if complete && (bytes == b".\r\n" || bytes == b".\n") {
+                // Only CRLF.CRLF ends the data: ".\n" after a bare LF, or after a CRLF, is data
+                // (and makes the message refused below).
+                if complete && bytes == b".\r\n" {
                     break;
                 }
                 // RFC 5321 §4.5.2: a leading dot was doubled by the sender.
@@ -514,7 +632,7 @@ impl Session {
                     bytes = rest;
                 }
             }
-            at_line_start = complete;
+            at_line_start = complete && crlf;
             // Over the limit, keep reading to the end so the reply lands where the client expects it,
             // but keep nothing.
             if !oversized {
@@ -526,7 +644,19 @@ impl Session {
                 }
             }
         }
-        let result = if oversized {
+        let result = if line_ends.bare {
+            tracing::info!(
+                peer = %self.envelope.peer,
+                from = %self.envelope.mail_from,
+                "smtp: refused, bare CR or LF in the message"
+            );
+            self.reply(
+                550,
+                "5.6.0",
+                "Bare CR or LF in the message; lines must end with CRLF (RFC 5321 section 2.3.8)",
+            )
+            .await
+        } else if oversized {
             tracing::info!(
                 peer = %self.envelope.peer,
                 from = %self.envelope.mail_from,
@@ -590,22 +720,15 @@ impl Session {
     }
 
     async fn reply(&mut self, code: u16, status: &str, text: &str) -> Result<(), Stop> {
-        // A handler's text must not be able to end the reply early and inject another one.
-        let text: String = text
-            .chars()
-            .map(|c| if c.is_control() { ' ' } else { c })
-            .collect();
-        let line = if status.is_empty() || !is_enhanced_status(status) {
-            format!("{code} {text}\r\n")
-        } else {
-            format!("{code} {status} {text}\r\n")
-        };
+        let line = reply_line(code, status, text);
         self.send(line.as_bytes()).await
     }
 
     async fn send(&mut self, bytes: &[u8]) -> Result<(), Stop> {
-        let idle = self.shared.limits.idle_timeout;
-        match tokio::time::timeout(idle, self.writer.write_all(bytes)).await {
+        // A write into a free socket buffer finishes at its first poll, even past the deadline (so
+        // the last 421 goes out); a client that stopped reading is dropped at the wait's end.
+        let until = (Instant::now() + self.shared.limits.idle_timeout).min(self.deadline);
+        match tokio::time::timeout_at(until, self.writer.write_all(bytes)).await {
             Ok(Ok(())) => Ok(()),
             Ok(Err(_)) => Err(Stop::Io),
             Err(_) => Err(Stop::Timeout),
@@ -613,556 +736,6 @@ impl Session {
     }
 }
 
-/// "x.y.z" with digits (RFC 3463), so a handler's status cannot break the reply line.
-fn is_enhanced_status(status: &str) -> bool {
-    let parts: Vec<&str> = status.split('.').collect();
-    parts.len() == 3
-        && parts
-            .iter()
-            .all(|p| !p.is_empty() && p.len() <= 3 && p.bytes().all(|b| b.is_ascii_digit()))
-}
-
-fn trim_line_end(line: &[u8]) -> &[u8] {
-    let line = line.strip_suffix(b"\n").unwrap_or(line);
-    line.strip_suffix(b"\r").unwrap_or(line)
-}
-
-/// Parses `FROM:<path> PARAM...` (or `TO:`), returning the address without brackets and the
-/// parameters. Lenient where real clients are (a space after the colon, missing brackets), strict where
-/// it matters (no whitespace or control characters in the address, RFC 5321's length limit).
-fn parse_path<'a>(arg: &'a str, keyword: &str) -> Option<(&'a str, Vec<&'a str>)> {
-    let head = arg.get(..keyword.len())?;
-    if !head.eq_ignore_ascii_case(keyword) {
-        return None;
-    }
-    let rest = arg.get(keyword.len()..)?.trim_start();
-    let (path, params) = match rest.strip_prefix('<') {
-        Some(inner) => {
-            let end = inner.find('>')?;
-            (&inner[..end], &inner[end + 1..])
-        }
-        None => match rest.find(|c: char| c.is_ascii_whitespace()) {
-            Some(i) => (&rest[..i], &rest[i..]),
-            None => (rest, ""),
-        },
-    };
-    if !params.is_empty() && !params.starts_with(|c: char| c.is_ascii_whitespace()) {
-        return None;
-    }
-    // RFC 5321 §4.1.2 allows an obsolete source route, `<@a,@b:user@c>`; only the mailbox counts.
-    let path = match path.strip_prefix('@') {
-        Some(route) => route.split_once(':')?.1,
-        None => path,
-    };
-    if path.len() > MAX_PATH
-        || path
-            .chars()
-            .any(|c| c.is_control() || c.is_whitespace() || c == '<' || c == '>')
-    {
-        return None;
-    }
-    Some((path, params.split_ascii_whitespace().collect()))
-}
-
 #[cfg(test)]
-mod tests {
-    use super::*;
-    use std::sync::Mutex;
-    use tokio::io::AsyncReadExt;
-
-    /// Accepts everything except recipients at `nobody@`, and records messages.
-    #[derive(Default)]
-    struct TestHandler {
-        messages: Mutex<Vec<(Envelope, Vec<u8>)>>,
-    }
-
-    #[async_trait::async_trait]
-    impl Handler for TestHandler {
-        async fn recipient(&self, _envelope: &Envelope, address: &str) -> Result<(), Reject> {
-            if address.starts_with("nobody@") {
-                return Err(Reject {
-                    code: 550,
-                    status: "5.1.1",
-                    message: "No such reply address".into(),
-                });
-            }
-            Ok(())
-        }
-
-        async fn message(&self, envelope: &Envelope, data: &[u8]) -> Result<(), Reject> {
-            if data.starts_with(b"Subject: refuse") {
-                return Err(Reject {
-                    code: 554,
-                    status: "5.6.0",
-                    message: "Refused\r\n250 injected".into(),
-                });
-            }
-            self.messages
-                .lock()
-                .unwrap()
-                .push((envelope.clone(), data.to_vec()));
-            Ok(())
-        }
-    }
-
-    struct Server {
-        addr: SocketAddr,
-        handler: Arc<TestHandler>,
-        shutdown: watch::Sender<bool>,
-        task: tokio::task::JoinHandle<()>,
-    }
-
-    impl Server {
-        fn messages(&self) -> Vec<(Envelope, Vec<u8>)> {
-            self.handler.messages.lock().unwrap().clone()
-        }
-
-        async fn stop(self) {
-            self.shutdown.send(true).unwrap();
-            tokio::time::timeout(Duration::from_secs(5), self.task)
-                .await
-                .expect("serve returns after shutdown")
-                .unwrap();
-        }
-    }
-
-    fn limits() -> Limits {
-        Limits {
-            max_message: 1000,
-            max_recipients: 3,
-            idle_timeout: Duration::from_secs(10),
-        }
-    }
-
-    async fn start(limits: Limits) -> Server {
-        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let addr = listener.local_addr().unwrap();
-        let handler = Arc::new(TestHandler::default());
-        let (shutdown, rx) = watch::channel(false);
-        let task = tokio::spawn(serve(
-            listener,
-            "in.tocsin.test".into(),
-            limits,
-            Arc::clone(&handler) as Arc<dyn Handler>,
-            rx,
-        ));
-        Server {
-            addr,
-            handler,
-            shutdown,
-            task,
-        }
-    }
-
-    /// A hand-driven client: writes raw bytes, reads replies.
-    struct Client {
-        reader: BufReader<OwnedReadHalf>,
-        writer: OwnedWriteHalf,
-    }
-
-    impl Client {
-        async fn connect(server: &Server) -> Client {
-            let stream = TcpStream::connect(server.addr).await.unwrap();
-            let (r, w) = stream.into_split();
-            let mut client = Client {
-                reader: BufReader::new(r),
-                writer: w,
-            };
-            let (code, text) = client.reply().await;
-            assert_eq!(code, 220, "{text}");
-            client
-        }
-
-        async fn send(&mut self, raw: &str) {
-            self.send_bytes(raw.as_bytes()).await;
-        }
-
-        async fn send_bytes(&mut self, raw: &[u8]) {
-            self.writer.write_all(raw).await.unwrap();
-        }
-
-        /// Reads one reply (all lines of a multi-line one); returns the code and the joined text.
-        async fn reply(&mut self) -> (u16, String) {
-            let mut text = String::new();
-            loop {
-                let mut line = String::new();
-                let n =
-                    tokio::time::timeout(Duration::from_secs(5), self.reader.read_line(&mut line))
-                        .await
-                        .expect("reply in time")
-                        .unwrap();
-                assert!(n > 0, "connection closed while waiting for a reply");
-                assert!(line.ends_with("\r\n"), "{line:?}");
-                let code: u16 = line[..3].parse().unwrap();
-                text.push_str(line[4..].trim_end());
-                text.push('\n');
-                if line.as_bytes()[3] == b' ' {
-                    return (code, text);
-                }
-            }
-        }
-
-        async fn command(&mut self, line: &str) -> (u16, String) {
-            self.send(&format!("{line}\r\n")).await;
-            self.reply().await
-        }
-
-        async fn expect(&mut self, line: &str, code: u16) -> String {
-            let (got, text) = self.command(line).await;
-            assert_eq!(got, code, "{line} → {got} {text}");
-            text
-        }
-
-        async fn closed(&mut self) -> bool {
-            let mut rest = Vec::new();
-            let read =
-                tokio::time::timeout(Duration::from_secs(5), self.reader.read_to_end(&mut rest))
-                    .await
-                    .expect("closed in time");
-            read.is_ok() && rest.is_empty()
-        }
-    }
-
-    #[tokio::test]
-    async fn full_transaction_delivers_the_unstuffed_message() {
-        let server = start(limits()).await;
-        let mut c = Client::connect(&server).await;
-        let ehlo = c.expect("EHLO mx.example.org", 250).await;
-        for ext in ["SIZE 1000", "8BITMIME", "PIPELINING", "ENHANCEDSTATUSCODES"] {
-            assert!(ehlo.lines().any(|l| l == ext), "{ext} in {ehlo}");
-        }
-        c.expect("MAIL FROM:<Bob@Example.org> SIZE=200 BODY=8BITMIME", 250)
-            .await;
-        c.expect("RCPT TO:<reply+abc.def@in.tocsin.test>", 250)
-            .await;
-        c.expect("RCPT TO:<reply+abc.def@in.tocsin.test>", 250)
-            .await;
-        c.expect("DATA", 354).await;
-        c.send("Subject: hi\r\n\r\nack\r\n..leading dot\r\n..\r\n...\r\nlast\r\n.\r\n")
-            .await;
-        let (code, text) = c.reply().await;
-        assert_eq!(code, 250, "{text}");
-        assert!(text.starts_with("2.0.0 "));
-        c.expect("QUIT", 221).await;
-        assert!(c.closed().await);
-
-        let messages = server.messages();
-        assert_eq!(messages.len(), 1);
-        let (envelope, data) = &messages[0];
-        assert_eq!(
-            data.as_slice(),
-            b"Subject: hi\r\n\r\nack\r\n.leading dot\r\n.\r\n..\r\nlast\r\n"
-        );
-        assert_eq!(envelope.helo, "mx.example.org");
-        assert_eq!(envelope.mail_from, "Bob@Example.org");
-        assert_eq!(envelope.rcpt_to, vec!["reply+abc.def@in.tocsin.test"]);
-        assert_eq!(envelope.peer.ip(), server.addr.ip());
-        server.stop().await;
-    }
-
-    #[tokio::test]
-    async fn pipelined_commands_and_bare_lf() {
-        let server = start(limits()).await;
-        let mut c = Client::connect(&server).await;
-        c.send("HELO relay\nMAIL FROM:<>\nRCPT TO:<a@in.tocsin.test>\nRCPT TO:<b@in.tocsin.test>\nDATA\n")
-            .await;
-        for code in [250, 250, 250, 250, 354] {
-            assert_eq!(c.reply().await.0, code);
-        }
-        c.send("line one\n.\nMAIL FROM:<x@y.z>\nRSET\nNOOP\n").await;
-        for code in [250, 250, 250, 250] {
-            assert_eq!(c.reply().await.0, code);
-        }
-        let messages = server.messages();
-        assert_eq!(messages.len(), 1);
-        assert_eq!(messages[0].1, b"line one\n");
-        assert_eq!(messages[0].0.mail_from, "");
-        assert_eq!(messages[0].0.rcpt_to.len(), 2);
-        server.stop().await;
-    }
-
-    #[tokio::test]
-    async fn refused_recipient_and_data_without_recipients() {
-        let server = start(limits()).await;
-        let mut c = Client::connect(&server).await;
-        c.expect("EHLO mx", 250).await;
-        c.expect("MAIL FROM:<bob@example.org>", 250).await;
-        let text = c.expect("RCPT TO:<nobody@in.tocsin.test>", 550).await;
-        assert!(text.starts_with("5.1.1 No such reply address"), "{text}");
-        c.expect("DATA", 503).await;
-        // The transaction goes on; a good recipient makes DATA possible.
-        c.expect("RCPT TO:<reply+x@in.tocsin.test>", 250).await;
-        c.expect("DATA", 354).await;
-        c.send("Subject: refuse me\r\n\r\nx\r\n.\r\n").await;
-        // The handler's reject comes back as one reply line, whatever its text holds.
-        let (code, text) = c.reply().await;
-        assert_eq!(
-            (code, text.as_str()),
-            (554, "5.6.0 Refused  250 injected\n")
-        );
-        c.expect("NOOP", 250).await;
-        assert!(server.messages().is_empty());
-        server.stop().await;
-    }
-
-    #[tokio::test]
-    async fn too_many_recipients_get_452() {
-        let server = start(limits()).await;
-        let mut c = Client::connect(&server).await;
-        c.expect("EHLO mx", 250).await;
-        c.expect("MAIL FROM:<bob@example.org>", 250).await;
-        for i in 0..3 {
-            c.expect(&format!("RCPT TO:<r{i}@in.tocsin.test>"), 250)
-                .await;
-        }
-        c.expect("RCPT TO:<r9@in.tocsin.test>", 452).await;
-        server.stop().await;
-    }
-
-    #[tokio::test]
-    async fn too_big_messages_get_552() {
-        let server = start(limits()).await;
-        let mut c = Client::connect(&server).await;
-        c.expect("EHLO mx", 250).await;
-        // Declared up front.
-        let text = c.expect("MAIL FROM:<bob@example.org> SIZE=1001", 552).await;
-        assert!(text.starts_with("5.3.4"), "{text}");
-        // Undeclared: read to the end, then refused; the connection stays usable.
-        c.expect("MAIL FROM:<bob@example.org>", 250).await;
-        c.expect("RCPT TO:<reply+x@in.tocsin.test>", 250).await;
-        c.expect("DATA", 354).await;
-        let line = format!("{}\r\n", "x".repeat(98));
-        for _ in 0..30 {
-            c.send(&line).await;
-        }
-        // A very long line without any break is bounded too.
-        c.send(&"y".repeat(50_000)).await;
-        c.send("\r\n.\r\n").await;
-        let (code, text) = c.reply().await;
-        assert_eq!(code, 552, "{text}");
-        c.expect("NOOP", 250).await;
-        // Exactly at the limit is fine.
-        c.expect("MAIL FROM:<bob@example.org>", 250).await;
-        c.expect("RCPT TO:<reply+x@in.tocsin.test>", 250).await;
-        c.expect("DATA", 354).await;
-        c.send(&format!("{}\r\n.\r\n", "z".repeat(998))).await;
-        assert_eq!(c.reply().await.0, 250);
-        assert_eq!(server.messages().len(), 1);
-        assert_eq!(server.messages()[0].1.len(), 1000);
-        server.stop().await;
-    }
-
-    #[tokio::test]
-    async fn garbage_and_bad_order_do_not_close() {
-        let server = start(limits()).await;
-        let mut c = Client::connect(&server).await;
-        c.expect("MAIL FROM:<bob@example.org>", 503).await;
-        c.expect("HELLO there", 500).await;
-        c.expect("", 500).await;
-        c.expect("EHLO", 501).await;
-        c.expect("EHLO bad\rname", 501).await;
-        c.expect("EHLO mx", 250).await;
-        c.expect("RCPT TO:<a@in.tocsin.test>", 503).await;
-        c.expect("DATA", 503).await;
-        c.expect("MAIL TO:<bob@example.org>", 501).await;
-        c.expect("MAIL FROM:<bob@example.org> FOO=1", 555).await;
-        c.expect("MAIL FROM:<bob@example.org> SIZE=abc", 501).await;
-        c.expect("MAIL FROM:bob@example.org", 250).await;
-        c.expect("MAIL FROM:<bob@example.org>", 503).await;
-        c.expect("RCPT TO:<no at sign>", 501).await;
-        c.expect("RCPT TO:<local>", 501).await;
-        c.expect("STARTTLS", 502).await;
-        c.expect("AUTH PLAIN AGFsaWNlAHNlY3JldA==", 502).await;
-        c.expect("VRFY alice", 252).await;
-        c.expect("HELP", 214).await;
-        // An overlong line is answered once, at its end, and the session goes on.
-        let long = format!("NOOP {}", "a".repeat(10_000));
-        c.expect(&long, 500).await;
-        c.send_bytes(b"\x00\xff\xfe garbage \x80\r\n").await;
-        assert_eq!(c.reply().await.0, 500);
-        c.send_bytes("MAIL FROM:<é@é>\r\n".as_bytes()).await;
-        assert_eq!(c.reply().await.0, 503);
-        c.expect("rset", 250).await;
-        c.expect("noop", 250).await;
-        server.stop().await;
-    }
-
-    #[tokio::test]
-    async fn too_many_errors_close_with_421() {
-        let server = start(limits()).await;
-        let mut c = Client::connect(&server).await;
-        for _ in 0..MAX_ERRORS - 1 {
-            c.expect("BOGUS", 500).await;
-        }
-        c.expect("BOGUS", 421).await;
-        assert!(c.closed().await);
-        server.stop().await;
-    }
-
-    #[tokio::test]
-    async fn quit_closes() {
-        let server = start(limits()).await;
-        let mut c = Client::connect(&server).await;
-        c.expect("QUIT", 221).await;
-        assert!(c.closed().await);
-        server.stop().await;
-    }
-
-    #[tokio::test]
-    async fn idle_timeout_answers_421_and_closes() {
-        let server = start(Limits {
-            idle_timeout: Duration::from_millis(200),
-            ..limits()
-        })
-        .await;
-        let mut c = Client::connect(&server).await;
-        c.send("EHLO mx\r\nNOO").await;
-        assert_eq!(c.reply().await.0, 250);
-        let (code, text) = c.reply().await;
-        assert_eq!(code, 421, "{text}");
-        assert!(c.closed().await);
-        server.stop().await;
-    }
-
-    #[tokio::test]
-    async fn shutdown_closes_open_connections_with_421() {
-        let server = start(limits()).await;
-        let mut c = Client::connect(&server).await;
-        c.expect("EHLO mx", 250).await;
-        server.shutdown.send(true).unwrap();
-        let (code, text) = c.reply().await;
-        assert_eq!(code, 421, "{text}");
-        assert!(c.closed().await);
-        tokio::time::timeout(Duration::from_secs(5), server.task)
-            .await
-            .unwrap()
-            .unwrap();
-    }
-
-    #[tokio::test]
-    async fn eof_in_data_delivers_nothing() {
-        let server = start(limits()).await;
-        let mut c = Client::connect(&server).await;
-        c.send("EHLO mx\r\nMAIL FROM:<a@b.c>\r\nRCPT TO:<r@in.tocsin.test>\r\nDATA\r\n")
-            .await;
-        for code in [250, 250, 250, 354] {
-            assert_eq!(c.reply().await.0, code);
-        }
-        c.send("Subject: cut\r\n\r\npartial").await;
-        drop(c);
-        // A later connection still works and nothing was delivered.
-        let mut c = Client::connect(&server).await;
-        c.expect("NOOP", 250).await;
-        assert!(server.messages().is_empty());
-        server.stop().await;
-    }
-
-    #[tokio::test]
-    async fn lettre_client_delivers() {
-        use lettre::{AsyncSmtpTransport, AsyncTransport, Message, Tokio1Executor};
-
-        let server = start(Limits {
-            max_message: 64 * 1024,
-            ..limits()
-        })
-        .await;
-        let mailer = AsyncSmtpTransport::<Tokio1Executor>::builder_dangerous("127.0.0.1")
-            .port(server.addr.port())
-            .timeout(Some(Duration::from_secs(5)))
-            .build();
-        let email = Message::builder()
-            .from("Bob <bob@example.org>".parse().unwrap())
-            .to("tocsin <reply+tok.sig@in.tocsin.test>".parse().unwrap())
-            .subject("Re: [tocsin T-42] disk full on db1")
-            .body("ack\r\n.hidden dot\r\nRotating logs — done.\r\n".to_string())
-            .unwrap();
-        let response = mailer.send(email).await.expect("delivered");
-        assert_eq!(u16::from(response.code()), 250);
-        drop(mailer);
-
-        let messages = server.messages();
-        assert_eq!(messages.len(), 1);
-        let (envelope, data) = &messages[0];
-        assert_eq!(envelope.mail_from, "bob@example.org");
-        assert_eq!(envelope.rcpt_to, vec!["reply+tok.sig@in.tocsin.test"]);
-        let mail = crate::inbound::message::read(data).expect("parses");
-        assert_eq!(mail.from.as_deref(), Some("bob@example.org"));
-        assert_eq!(mail.subject, "Re: [tocsin T-42] disk full on db1");
-        assert!(mail.text.contains(".hidden dot"), "{:?}", mail.text);
-        assert!(
-            mail.text.contains("Rotating logs — done."),
-            "{:?}",
-            mail.text
-        );
-        server.stop().await;
-    }
-
-    #[test]
-    fn paths() {
-        assert_eq!(parse_path("FROM:<a@b.c>", "FROM:"), Some(("a@b.c", vec![])));
-        assert_eq!(
-            parse_path("from: <a@b.c>  SIZE=10 BODY=8BITMIME", "FROM:"),
-            Some(("a@b.c", vec!["SIZE=10", "BODY=8BITMIME"]))
-        );
-        assert_eq!(parse_path("FROM:<>", "FROM:"), Some(("", vec![])));
-        assert_eq!(
-            parse_path("TO:<@relay.example,@r2:user@c.d>", "TO:"),
-            Some(("user@c.d", vec![]))
-        );
-        assert_eq!(parse_path("TO:a@b.c", "TO:"), Some(("a@b.c", vec![])));
-        assert_eq!(parse_path("TO:<a@b.c", "TO:"), None);
-        assert_eq!(parse_path("TO:<a@b.c>x", "TO:"), None);
-        assert_eq!(parse_path("TO:<a b@c>", "TO:"), None);
-        assert_eq!(parse_path("FROM:<a@b.c>", "TO:"), None);
-        assert_eq!(parse_path("é", "FROM:"), None);
-        assert_eq!(parse_path("TÖ:<a@b>", "TO:"), None);
-        let long = format!("TO:<{}@b.c>", "a".repeat(300));
-        assert_eq!(parse_path(&long, "TO:"), None);
-    }
-
-    proptest::proptest! {
-        #[test]
-        fn parse_path_never_panics(arg in "\\PC{0,40}", keyword in "(FROM:|TO:|é)") {
-            if let Some((path, _)) = parse_path(&arg, &keyword) {
-                proptest::prop_assert!(path.len() <= MAX_PATH);
-                proptest::prop_assert!(!path.contains(['<', '>', ' ']));
-            }
-        }
-    }
-
-    #[test]
-    fn enhanced_status_shape() {
-        assert!(is_enhanced_status("5.7.1"));
-        assert!(is_enhanced_status("4.3.0"));
-        assert!(!is_enhanced_status("5.7"));
-        assert!(!is_enhanced_status("5.7.1\r\n250"));
-        assert!(!is_enhanced_status(""));
-    }
-
-    #[tokio::test]
-    async fn read_piece_bounds_memory() {
-        let input: &[u8] = b"short\nexactly8\n0123456789abcdef\nend";
-        let mut reader = BufReader::with_capacity(4, input);
-        let mut out = Vec::new();
-        let mut pieces = Vec::new();
-        loop {
-            let piece = read_piece(&mut reader, &mut out, 8).await.unwrap();
-            assert!(out.len() <= 8);
-            if piece == Piece::Eof {
-                break;
-            }
-            pieces.push((piece, String::from_utf8(out.clone()).unwrap()));
-        }
-        assert_eq!(
-            pieces,
-            vec![
-                (Piece::Line, "short\n".to_string()),
-                (Piece::Partial, "exactly8".to_string()),
-                (Piece::Line, "\n".to_string()),
-                (Piece::Partial, "01234567".to_string()),
-                (Piece::Partial, "89abcdef".to_string()),
-                (Piece::Line, "\n".to_string()),
-            ]
-        );
-    }
-}
+#[path = "smtp_tests.rs"]
+mod tests;

@@ -205,6 +205,8 @@ pub struct Stats {
     pub acked: u64,
     pub resolved: u64,
     pub journal_backlog: u64,
+    /// Bytes of the unapplied alerts as stored.
+    pub journal_bytes: u64,
 }
 
 /// A message in the outbox: pending (waiting for its turn or its retry) or dead.
@@ -279,6 +281,23 @@ pub struct EmailThread {
     pub last: String,
 }
 
+/// One member's reply by email to one ticket (see [`Store::take_email_reply`]).
+#[derive(Debug, Clone, PartialEq)]
+pub struct EmailReply {
+    pub ticket: TicketRef,
+    pub actor: Actor,
+    /// Applied in order.
+    pub actions: Vec<ReplyAction>,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct ReplyAction {
+    pub action: Action,
+    /// When the ticket's state refuses it (an `ack` of an acked ticket), skip it instead of
+    /// refusing the whole reply.
+    pub optional: bool,
+}
+
 /// How the mailer dealt with due emails, as it reports it to the store.
 #[derive(Debug, Clone, PartialEq)]
 pub enum EmailResult {
@@ -324,6 +343,11 @@ pub trait Store: Send + Sync + std::fmt::Debug + 'static {
 
     /// Deletes dead row `id` for good and resolves its system ticket.
     async fn delete_dead_journal(&self, id: i64, member: &str, now: Timestamp) -> Result<()>;
+
+    /// Deletes up to `limit` tickets resolved before `resolved_before`, oldest first, with their
+    /// timelines, feed, search, room, outbox and email rows, in one transaction. Returns how many;
+    /// callers repeat until fewer than `limit`. Ticket numbers are never reused.
+    async fn purge_tickets(&self, resolved_before: Timestamp, limit: usize) -> Result<usize>;
 
     /// The oldest pending journal row, the dead journal's size, and any problem the backend knows of.
     async fn health(&self) -> Result<StoreHealth>;
@@ -454,6 +478,19 @@ pub trait Store: Send + Sync + std::fmt::Debug + 'static {
 
     /// Ends every session of a member (signing out): bumps their generation, returns the new one.
     async fn end_sessions(&self, member: &str) -> Result<i64>;
+
+    /// Takes one email's replies (one per ticket and member it was addressed to) in one transaction:
+    /// all are stored or none. A reply whose `(message_id, ticket, member)` was taken before is
+    /// skipped, so a replayed message or an MTA's retry after a lost answer adds nothing; taken ones
+    /// are remembered until `until` (when their reply address expires), and expired ones forgotten.
+    /// Any failure but an optional action's refusal rolls all back. Returns how many were new.
+    async fn take_email_reply(
+        &self,
+        message_id: &str,
+        replies: Vec<EmailReply>,
+        until: Timestamp,
+        now: Timestamp,
+    ) -> Result<usize>;
 }
 
 /// Opens the backend named by a storage URL, creating and migrating it as needed.

@@ -17,12 +17,13 @@ use rusqlite::{params, Connection, OptionalExtension, Row, Transaction};
 use tokio::sync::oneshot;
 
 mod dead;
+mod retention;
 mod sessions;
 
 use super::{
-    Applied, DeadJournal, Delivery, DeliveryResult, DroppedAlert, EmailResult, EmailThread,
-    FeedEvent, FeedQuery, JournalBatch, JournalEntry, Mailbox, PendingEmail, Result, RoomBacklog,
-    Stats, Store, StoreError, StoreHealth, TicketFilter, TicketRef,
+    Applied, DeadJournal, Delivery, DeliveryResult, DroppedAlert, EmailReply, EmailResult,
+    EmailThread, FeedEvent, FeedQuery, JournalBatch, JournalEntry, Mailbox, PendingEmail, Result,
+    RoomBacklog, Stats, Store, StoreError, StoreHealth, TicketFilter, TicketRef,
 };
 use crate::domain::alert::{Alert, Severity};
 use crate::domain::mail::MailReason;
@@ -218,6 +219,19 @@ CREATE TABLE off_hours_notices (
 "#,
     dead::MIGRATION,
     sessions::MIGRATION,
+    r#"
+-- Replies by email already taken, per ticket and member, until their reply address expires: a
+-- replayed message or an MTA's retry adds nothing.
+CREATE TABLE inbound_seen (
+    message_id TEXT NOT NULL,
+    ticket_id  TEXT NOT NULL,
+    member     TEXT NOT NULL,
+    until      INTEGER NOT NULL,
+    PRIMARY KEY (message_id, ticket_id, member)
+) WITHOUT ROWID;
+CREATE INDEX inbound_seen_until ON inbound_seen (until);
+"#,
+    retention::MIGRATION,
 ];
 
 /// How many dropped alerts are kept for inspection.
@@ -766,9 +780,12 @@ fn insert_ticket(t: &Transaction<'_>, ticket: &Ticket) -> Result<()> {
         ticket.assignee,
     ])
     .map_err(err)?;
-    t.prepare_cached("INSERT INTO search (body, ticket_id, visibility) VALUES (?1, ?2, 'public')")
-        .and_then(|mut s| s.execute(params![ticket.title, ticket.id]))
-        .map_err(err)?;
+    // The title's search row is known by minus the ticket number (see `retention`).
+    t.prepare_cached(
+        "INSERT INTO search (rowid, body, ticket_id, visibility) VALUES (?1, ?2, ?3, 'public')",
+    )
+    .and_then(|mut s| s.execute(params![-ticket.number, ticket.title, ticket.id]))
+    .map_err(err)?;
     Ok(())
 }
 
@@ -845,9 +862,20 @@ fn insert_entry(t: &Transaction<'_>, ticket_id: &str, entry: &Entry) -> Result<(
     t.prepare_cached("INSERT INTO feed (ticket_id, seq) VALUES (?1, ?2)")
         .and_then(|mut s| s.execute(params![ticket_id, entry.seq]))
         .map_err(err)?;
-    t.prepare_cached("INSERT INTO search (body, ticket_id, visibility) VALUES (?1, ?2, ?3)")
-        .and_then(|mut s| s.execute(params![entry.text, ticket_id, entry.visibility.as_str()]))
-        .map_err(err)?;
+    // An entry's search row is known by its feed id (see `retention`).
+    let feed_id = t.last_insert_rowid();
+    t.prepare_cached(
+        "INSERT INTO search (rowid, body, ticket_id, visibility) VALUES (?1, ?2, ?3, ?4)",
+    )
+    .and_then(|mut s| {
+        s.execute(params![
+            feed_id,
+            entry.text,
+            ticket_id,
+            entry.visibility.as_str()
+        ])
+    })
+    .map_err(err)?;
     Ok(())
 }
 
@@ -870,7 +898,7 @@ fn apply_one(
                     .map_err(err)?;
             }
             let number: i64 = t
-                .prepare_cached("SELECT COALESCE(MAX(number), 0) + 1 FROM tickets")
+                .prepare_cached(retention::NEXT_NUMBER)
                 .and_then(|mut s| s.query_row([], |r| r.get(0)))
                 .map_err(err)?;
             let id = uuid::Uuid::now_v7().to_string();
@@ -1223,6 +1251,52 @@ fn unsubscribed_members(c: &Connection) -> Result<BTreeSet<String>> {
     rows.collect::<rusqlite::Result<_>>().map_err(err)
 }
 
+/// `Store::take_email_reply` inside its transaction: forget expired Message-IDs, then per reply
+/// remember it (skipping it when it was taken before) and apply its actions.
+fn take_email_reply(
+    t: &Transaction<'_>,
+    router: Option<&Router>,
+    message_id: &str,
+    replies: Vec<EmailReply>,
+    until: Timestamp,
+    now: Timestamp,
+) -> Result<usize> {
+    t.execute(
+        "DELETE FROM inbound_seen WHERE until <= ?1",
+        [now.as_millis()],
+    )
+    .map_err(err)?;
+    let mut taken = 0;
+    for reply in replies {
+        let ticket = find_ticket(t, &reply.ticket)?.ok_or(StoreError::NotFound)?;
+        let new = t
+            .execute(
+                "INSERT OR IGNORE INTO inbound_seen (message_id, ticket_id, member, until) \
+                 VALUES (?1, ?2, ?3, ?4)",
+                params![message_id, ticket.id, reply.actor.member, until.as_millis()],
+            )
+            .map_err(err)?;
+        if new == 0 {
+            continue;
+        }
+        for step in &reply.actions {
+            // Read again: the previous action changed the ticket.
+            let mut tk = find_ticket(t, &reply.ticket)?.ok_or(StoreError::NotFound)?;
+            match ticket::act(&mut tk, &step.action, &reply.actor, now) {
+                Ok(draft) => {
+                    let entry = append_entry(t, &mut tk, draft)?;
+                    enqueue(t, router, &mut tk, &entry)?;
+                    update_ticket(t, &tk)?;
+                }
+                Err(_) if step.optional => {}
+                Err(e) => return Err(e.into()),
+            }
+        }
+        taken += 1;
+    }
+    Ok(taken)
+}
+
 /// The timeline entry for what happened to one email, on its ticket.
 fn email_entry(
     member: &str,
@@ -1455,6 +1529,11 @@ impl Store for SqliteStore {
         self.write(move |t| dead::release(t, id, false, &member, now))
             .await
             .map(|_| ())
+    }
+
+    async fn purge_tickets(&self, resolved_before: Timestamp, limit: usize) -> Result<usize> {
+        self.write(move |t| retention::purge(t, resolved_before, limit))
+            .await
     }
 
     async fn health(&self) -> Result<StoreHealth> {
@@ -1833,7 +1912,8 @@ impl Store for SqliteStore {
         self.read(|c| {
             let mut stats = Stats::default();
             let mut stmt = c
-                .prepare_cached("SELECT state, COUNT(*) FROM tickets GROUP BY state")
+                // Kept by triggers: O(1) in the number of tickets.
+                .prepare_cached("SELECT state, n FROM ticket_counts")
                 .map_err(err)?;
             let rows = stmt
                 .query_map([], |r| Ok((r.get::<_, String>(0)?, r.get::<_, u64>(1)?)))
@@ -1847,8 +1927,12 @@ impl Store for SqliteStore {
                     None => {}
                 }
             }
-            stats.journal_backlog = c
-                .query_row("SELECT COUNT(*) FROM journal", [], |r| r.get(0))
+            (stats.journal_backlog, stats.journal_bytes) = c
+                .query_row(
+                    "SELECT COUNT(*), COALESCE(SUM(length(alert)), 0) FROM journal",
+                    [],
+                    |r| Ok((r.get(0)?, r.get(1)?)),
+                )
                 .map_err(err)?;
             Ok(stats)
         })
@@ -2333,5 +2417,20 @@ impl Store for SqliteStore {
     async fn end_sessions(&self, member: &str) -> Result<i64> {
         let member = member.to_string();
         self.write(move |t| sessions::bump(t, &member)).await
+    }
+
+    async fn take_email_reply(
+        &self,
+        message_id: &str,
+        replies: Vec<EmailReply>,
+        until: Timestamp,
+        now: Timestamp,
+    ) -> Result<usize> {
+        let message_id = message_id.to_string();
+        let router = self.router();
+        self.write(move |t| {
+            take_email_reply(t, router.as_deref(), &message_id, replies, until, now)
+        })
+        .await
     }
 }
