@@ -80,8 +80,8 @@ impl App {
             "Open-file limit."
         );
         let plugins = load_plugins(&config).await?;
-        let backlog = store.stats().await?.journal_backlog;
-        let journal = Arc::new(Journal::new(backlog));
+        let stats = store.stats().await?;
+        let journal = Arc::new(Journal::new(stats.journal_backlog, stats.journal_bytes));
         let metrics = Arc::new(Metrics::default());
         let outbox = Arc::new(
             Outbox::new(
@@ -109,7 +109,8 @@ impl App {
             Arc::clone(&clock),
             Arc::clone(&plugins),
             Arc::clone(&outbox),
-        );
+        )
+        .with_retention(config.tickets.retention());
         let services = Services {
             store,
             clock,

@@ -69,6 +69,8 @@ pub struct Metrics {
     received: Mutex<BTreeMap<(String, &'static str), u64>>,
     /// outcome → alerts applied to tickets.
     processed: Mutex<BTreeMap<&'static str, u64>>,
+    /// Tickets deleted past `tickets.retention`.
+    purged: AtomicU64,
     /// Per-request ingest latency (receipt to response), by source.
     ingest_latency: Mutex<BTreeMap<String, std::sync::Arc<Histogram>>>,
     /// Receipt to ticket commit, per alert.
@@ -98,6 +100,10 @@ impl Metrics {
         if let Ok(mut m) = self.received.lock() {
             *m.entry((source.to_string(), outcome)).or_default() += n;
         }
+    }
+
+    pub fn tickets_purged(&self, n: u64) {
+        self.purged.fetch_add(n, Ordering::Relaxed);
     }
 
     pub fn alert_processed(&self, outcome: &'static str) {
@@ -179,6 +185,12 @@ impl Metrics {
                 );
             }
         }
+        out.push_str("# HELP tocsin_tickets_purged_total Resolved tickets deleted past tickets.retention.\n# TYPE tocsin_tickets_purged_total counter\n");
+        let _ = writeln!(
+            out,
+            "tocsin_tickets_purged_total {}",
+            self.purged.load(Ordering::Relaxed)
+        );
         if let Some(s) = stats {
             out.push_str("# HELP tocsin_tickets Tickets, by state.\n# TYPE tocsin_tickets gauge\n");
             for (state, n) in [

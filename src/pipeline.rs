@@ -12,6 +12,7 @@ use tokio::sync::{watch, Notify};
 use tokio::time::Instant;
 
 use crate::clock::Clock;
+use crate::domain::alert::Alert;
 use crate::domain::ticket::Policy;
 use crate::metrics::Metrics;
 use crate::outbox::Outbox;
@@ -29,14 +30,29 @@ const BATCH: usize = 256;
 pub struct Journal {
     wake: Notify,
     backlog: AtomicU64,
+    /// Roughly how many bytes the unapplied alerts take ([`Alert::approx_size`]), so a few huge alerts
+    /// are bounded like many small ones (`ingest.max_backlog_bytes`).
+    bytes: AtomicU64,
 }
 
 impl Journal {
-    pub fn new(backlog: u64) -> Self {
+    pub fn new(backlog: u64, bytes: u64) -> Self {
         Journal {
             wake: Notify::new(),
             backlog: AtomicU64::new(backlog),
+            bytes: AtomicU64::new(bytes),
         }
+    }
+
+    /// Called by ingest with the accepted alerts, after a durable append.
+    pub fn accepted(&self, alerts: &[Alert]) {
+        let bytes: u64 = alerts.iter().map(Alert::approx_size).sum();
+        self.bytes.fetch_add(bytes, Ordering::Relaxed);
+        self.appended(alerts.len() as u64);
+    }
+
+    pub fn backlog_bytes(&self) -> u64 {
+        self.bytes.load(Ordering::Relaxed)
     }
 
     /// Called by ingest after a durable append.
@@ -49,13 +65,18 @@ impl Journal {
         self.backlog.load(Ordering::Relaxed)
     }
 
-    fn applied(&self, n: u64) {
+    fn applied(&self, n: u64, bytes: u64) {
         // Saturating: after a restart the counter starts from the store's count, and entries appended
         // concurrently may be applied before they were counted.
         let _ = self
             .backlog
             .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |b| {
                 Some(b.saturating_sub(n))
+            });
+        let _ = self
+            .bytes
+            .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |b| {
+                Some(b.saturating_sub(bytes))
             });
     }
 }
@@ -70,6 +91,8 @@ pub struct Processor {
     clock: Arc<dyn Clock>,
     plugins: Arc<Plugins>,
     outbox: Arc<Outbox>,
+    /// `tickets.retention`; `None` keeps tickets for ever.
+    retention: Option<Duration>,
 }
 
 impl Processor {
@@ -90,7 +113,14 @@ impl Processor {
             clock,
             plugins,
             outbox,
+            retention: None,
         }
+    }
+
+    /// Deletes tickets resolved longer than `keep` ago (see [`Processor::retain`]).
+    pub fn with_retention(mut self, keep: Option<Duration>) -> Self {
+        self.retention = keep;
+        self
     }
 
     /// Runs each entry's plugin chain off the async runtime, with the registry current now: a reload
@@ -208,12 +238,13 @@ impl Processor {
             self.bury(*id, reason).await?;
         }
         let received: Vec<_> = batch.entries.iter().map(|e| e.alert.received_at).collect();
+        let bytes: u64 = batch.entries.iter().map(|e| e.alert.approx_size()).sum();
         let (pending, panicked) = self.run_plugins(batch.entries).await?;
         for (id, reason) in &panicked {
             self.bury(*id, reason).await?;
         }
         let applied = self.apply(pending).await?;
-        self.journal.applied(n as u64);
+        self.journal.applied(n as u64, bytes);
         // The batch may have written deliveries in the same transaction.
         self.outbox.notify();
         let now = self.clock.now();
@@ -252,10 +283,36 @@ impl Processor {
         }
     }
 
+    /// Deletes tickets resolved longer than `tickets.retention` ago, in small batches (each its own
+    /// short transaction, so ingest's appends never wait long behind it). Returns how many.
+    pub async fn retain(&self) -> Result<usize, StoreError> {
+        const BATCH: usize = 100;
+        let Some(keep) = self.retention else {
+            return Ok(0);
+        };
+        let now = self.clock.now();
+        let cutoff = crate::domain::time::Timestamp::from_millis(
+            now.as_millis()
+                .saturating_sub(keep.as_millis().min(i64::MAX as u128) as i64),
+        );
+        let mut total = 0;
+        loop {
+            let n = self.store.purge_tickets(cutoff, BATCH).await?;
+            total += n;
+            self.metrics.tickets_purged(n as u64);
+            if n < BATCH {
+                return Ok(total);
+            }
+            tokio::task::yield_now().await;
+        }
+    }
+
     /// The server's loop: process whenever woken, sweep leases every second, and on shutdown finish the
     /// journal (so in-flight work completes) before returning.
     pub async fn run(self, mut shutdown: watch::Receiver<bool>) {
         const SWEEP_EVERY: Duration = Duration::from_secs(1);
+        const RETAIN_EVERY: Duration = Duration::from_secs(60);
+        let mut next_retain = Instant::now();
         let mut next_sweep = Instant::now();
         let mut failures = 0u32;
         loop {
@@ -266,6 +323,16 @@ impl Processor {
             if Instant::now() >= next_sweep {
                 self.sweep_logged().await;
                 next_sweep = Instant::now() + SWEEP_EVERY;
+            }
+            if Instant::now() >= next_retain {
+                match self.retain().await {
+                    Ok(0) => {}
+                    Ok(n) => tracing::info!(deleted = n, "Deleted tickets past their retention."),
+                    Err(e) => {
+                        tracing::warn!(error = %e, "Deleting old tickets failed; will retry.")
+                    }
+                }
+                next_retain = Instant::now() + RETAIN_EVERY;
             }
             match self.step().await {
                 Ok(0) => {

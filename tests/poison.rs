@@ -290,3 +290,19 @@ async fn a_corrupt_database_is_not_ready() {
     );
     assert_eq!(metric(&app.metrics().await, "tocsin_store_problem"), 1.0);
 }
+
+#[tokio::test]
+async fn the_backlog_is_bounded_by_bytes_as_well_as_by_count() {
+    let app = spawn_app_with("ingest: {max_backlog_bytes: 20KiB}\n").await;
+    let big = |i: usize| json!({"title": format!("big {i}"), "status": "firing", "labels": {"i": i.to_string()}, "description": "x".repeat(8 * 1024)});
+    for i in 0..3 {
+        expect(app.hook(big(i)).await, 202).await;
+    }
+    let refused = expect(app.hook(big(3)).await, 429).await;
+    assert!(
+        refused["detail"].as_str().unwrap().contains("bytes"),
+        "{refused}"
+    );
+    app.process().await;
+    expect(app.hook(big(3)).await, 202).await;
+}

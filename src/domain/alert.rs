@@ -121,6 +121,23 @@ pub struct Alert {
     pub raw: Option<String>,
 }
 
+impl Alert {
+    /// Roughly how many bytes the alert takes (its strings), for bounding the journal by size: cheap,
+    /// and the same measure where alerts are added and where they are taken.
+    pub fn approx_size(&self) -> u64 {
+        let labels = |l: &Labels| l.iter().map(|(k, v)| k.len() + v.len() + 8).sum::<usize>();
+        let opt = |o: &Option<String>| o.as_ref().map_or(0, String::len);
+        (64 + self.source.len()
+            + self.fingerprint.len()
+            + self.title.len()
+            + labels(&self.labels)
+            + labels(&self.annotations)
+            + opt(&self.description)
+            + opt(&self.url)
+            + opt(&self.raw)) as u64
+    }
+}
+
 /// Alertmanager's fingerprint: FNV-1a 64 over the sorted label set, each name and value followed by
 /// `0xff`, printed as 16 hex digits. Using the same function means tocsin's keys match the fingerprints
 /// Alertmanager shows for the same alerts.
