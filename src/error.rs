@@ -44,6 +44,10 @@ pub enum ApiError {
     /// The store cannot be reached: 503, the sender should retry.
     #[error("{0}")]
     Unavailable(String),
+    /// Something tocsin needs from elsewhere could not be had now (an SNS signing certificate): 503
+    /// with what it was, the sender should retry.
+    #[error("{0}")]
+    Upstream(String),
     #[error("internal error")]
     Internal(String),
 }
@@ -72,6 +76,7 @@ impl ApiError {
             ApiError::Timeout(_) => (StatusCode::REQUEST_TIMEOUT, "request_timeout"),
             ApiError::Overloaded { status, .. } => (*status, "overloaded"),
             ApiError::Unavailable(_) => (StatusCode::SERVICE_UNAVAILABLE, "unavailable"),
+            ApiError::Upstream(_) => (StatusCode::SERVICE_UNAVAILABLE, "upstream_unavailable"),
             ApiError::Internal(_) => (StatusCode::INTERNAL_SERVER_ERROR, "internal"),
         }
     }
@@ -122,7 +127,7 @@ impl IntoResponse for ApiError {
             } => {
                 headers.insert(header::RETRY_AFTER, HeaderValue::from(*retry_after_secs));
             }
-            ApiError::Unavailable(_) => {
+            ApiError::Unavailable(_) | ApiError::Upstream(_) => {
                 headers.insert(header::RETRY_AFTER, HeaderValue::from_static("5"));
             }
             _ => {}

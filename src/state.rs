@@ -43,6 +43,8 @@ pub struct Shared {
     pub sessions: crate::web::session::Sessions,
     /// Failed sign-ins and bearer tokens per client address, for throttling guessers.
     pub failures: crate::web::throttle::Failures,
+    /// Failed ingest credentials per source and client address, throttled the same way.
+    pub ingest_failures: crate::web::throttle::Failures,
     pub store: Arc<dyn Store>,
     pub clock: Arc<dyn Clock>,
     pub metrics: Arc<Metrics>,
@@ -302,6 +304,7 @@ impl AppState {
             sns_messages: crate::ingest::Replays::default(),
             sessions: crate::web::session::Sessions::default(),
             failures: crate::web::throttle::Failures::default(),
+            ingest_failures: crate::web::throttle::Failures::default(),
         }))
     }
 }

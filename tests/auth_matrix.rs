@@ -265,7 +265,10 @@ async fn unauthenticated_posts_do_not_use_up_a_senders_rate_limit() {
             r.text().await.unwrap()
         );
         // The budget is real: the next right one is over it.
-        let over = send(&app, kind, method, Creds::Right).await.status().as_u16();
+        let over = send(&app, kind, method, Creds::Right)
+            .await
+            .status()
+            .as_u16();
         assert!(matches!(over, 429 | 503), "{kind}: {over}");
     }
 }
@@ -273,7 +276,10 @@ async fn unauthenticated_posts_do_not_use_up_a_senders_rate_limit() {
 #[tokio::test]
 async fn sentry_needs_its_timestamp_and_a_replay_with_a_fresh_one_is_refused() {
     let app = spawn_app_sources(
-        &format!("sources:\n  sentry-hmac: {{kind: sentry, auth: {}}}\n", auth_yaml("hmac")),
+        &format!(
+            "sources:\n  sentry-hmac: {{kind: sentry, auth: {}}}\n",
+            auth_yaml("hmac")
+        ),
         "",
     )
     .await;
@@ -297,4 +303,37 @@ async fn sentry_needs_its_timestamp_and_a_replay_with_a_fresh_one_is_refused() {
     // Sentry does not sign its timestamp: the same signature with a new one, an hour later, is a replay.
     app.advance(std::time::Duration::from_secs(3600));
     assert_eq!(post(Some(now())).await.unwrap().status(), 401);
+}
+
+#[tokio::test]
+async fn credential_guessers_are_throttled_per_source_and_address() {
+    let app = spawn_app_sources(
+        &format!(
+            "sources:\n  generic-bearer: {{kind: generic, auth: {}}}\n  generic-token: {{kind: generic, auth: {}}}\n",
+            auth_yaml("bearer"),
+            auth_yaml("token")
+        ),
+        "",
+    )
+    .await;
+    for _ in 0..10 {
+        assert_eq!(
+            send(&app, "generic", "bearer", Creds::Wrong).await.status(),
+            401
+        );
+    }
+    // From now on even the right token is refused, so a guess that was right cannot be told apart.
+    let r = send(&app, "generic", "bearer", Creds::Right).await;
+    assert_eq!(r.status(), 429);
+    assert!(r.headers().contains_key("retry-after"));
+    // Another source is not affected.
+    assert_eq!(
+        send(&app, "generic", "token", Creds::Right).await.status(),
+        202
+    );
+    app.advance(std::time::Duration::from_secs(15 * 60));
+    assert_eq!(
+        send(&app, "generic", "bearer", Creds::Right).await.status(),
+        202
+    );
 }

@@ -29,7 +29,7 @@ use super::query;
 use super::stream_hub::{Batch, Hub, Permit, Refused, BATCH};
 use crate::error::ApiError;
 use crate::state::{AppState, Member};
-use crate::store::{FeedEvent, FeedQuery, TicketRef};
+use crate::store::{FeedEvent, FeedQuery};
 
 pub fn router() -> Router<AppState> {
     Router::new().route("/api/stream", get(stream))
@@ -52,7 +52,7 @@ async fn stream(
 ) -> Result<Sse<impl Stream<Item = Result<Event, Infallible>>>, ApiError> {
     let q = query(q)?;
     let ticket_id = match &q.ticket {
-        Some(t) => Some(state.store.get_ticket(&TicketRef::parse(t)).await?.id),
+        Some(t) => Some(state.store.get_ticket(&super::ticket_ref(t)?).await?.id),
         None => None,
     };
     if let Some(room) = &q.room {

@@ -288,6 +288,19 @@ impl MatrixBot {
                     .await;
                     return Ok(true);
                 };
+                // A thread reply becomes a note: writing, so editors and admins only.
+                if !self.chatops.may_act(member) {
+                    self.answer(
+                        m,
+                        &format!(
+                            "Sorry, you are a viewer in tocsin: your reply was not added to {}.",
+                            ticket.reference()
+                        ),
+                        Some(root),
+                    )
+                    .await;
+                    return Ok(true);
+                }
                 let action = Action::Note {
                     text: m.body.clone(),
                     visibility: Visibility::Public,

@@ -163,6 +163,11 @@ impl ChatOps {
             .map(String::as_str)
     }
 
+    /// Whether `member` may act on tickets (notes, ack, resolve...): editors and admins.
+    pub fn may_act(&self, member: &str) -> bool {
+        self.roles.role(member).unwrap_or(Role::Viewer) >= Role::Editor
+    }
+
     /// Runs one command line and says what to answer.
     pub async fn handle(&self, origin: &Origin, text: &str) -> Answer {
         let Some(member) = self.member(origin.platform, &origin.user) else {

@@ -29,6 +29,7 @@ pub use auth::{secrets_match, Replays};
 use crate::config::{AuthConfig, SourceKind};
 use crate::error::ApiError;
 use crate::state::{AppState, Source};
+use crate::web::throttle::Client;
 
 /// The ingest routes.
 pub fn router() -> Router<AppState> {
@@ -48,10 +49,13 @@ struct Request {
     headers: HeaderMap,
     query: Option<String>,
     body: Body,
+    /// Who sent it, for throttling credential guessers (see `web::throttle`).
+    client: Client,
 }
 
 async fn native(
     State(state): State<AppState>,
+    client: Client,
     Path(source): Path<String>,
     RawQuery(query): RawQuery,
     headers: HeaderMap,
@@ -61,6 +65,7 @@ async fn native(
         headers,
         query,
         body,
+        client,
     };
     match find(&state, &source) {
         Ok(src) => accept(&state, src, req).await,
@@ -71,6 +76,7 @@ async fn native(
 /// PagerDuty's path, for senders whose PagerDuty integration takes a base URL.
 async fn enqueue(
     State(state): State<AppState>,
+    client: Client,
     Path(source): Path<String>,
     query: RawQuery,
     headers: HeaderMap,
@@ -82,11 +88,12 @@ async fn enqueue(
         ))
         .into_response();
     }
-    native(State(state), Path(source), query, headers, body).await
+    native(State(state), client, Path(source), query, headers, body).await
 }
 
 async fn prefixed_alerts(
     State(state): State<AppState>,
+    client: Client,
     Path(source): Path<String>,
     RawQuery(query): RawQuery,
     headers: HeaderMap,
@@ -96,6 +103,7 @@ async fn prefixed_alerts(
         headers,
         query,
         body,
+        client,
     };
     match find(&state, &source).and_then(require_prometheus) {
         Ok(src) => accept(&state, src, req).await,
@@ -105,6 +113,7 @@ async fn prefixed_alerts(
 
 async fn bare_alerts(
     State(state): State<AppState>,
+    client: Client,
     RawQuery(query): RawQuery,
     headers: HeaderMap,
     body: Body,
@@ -113,6 +122,7 @@ async fn bare_alerts(
         headers,
         query,
         body,
+        client,
     };
     match default_prometheus(&state) {
         Ok(src) => accept(&state, src, req).await,
@@ -200,7 +210,16 @@ fn status(state: &AppState, src: &Source, headers: &HeaderMap, query: Option<&st
 
 async fn accept(state: &AppState, src: &Source, req: Request) -> Response {
     let started = Instant::now();
-    let result = accept_inner(state, src, req).await;
+    // Credential guessers are throttled per source and client address: after too many failures,
+    // every attempt (right or wrong) gets 429 for a while.
+    let guesser = format!("{}/{}", src.name, req.client.0);
+    let result = match state.ingest_failures.check(&guesser, state.clock.now()) {
+        Ok(()) => accept_inner(state, src, req, &guesser).await,
+        Err(e) => Err(e),
+    };
+    if matches!(result, Err(ApiError::Unauthorized { .. })) {
+        state.ingest_failures.record(&guesser, state.clock.now());
+    }
     state.metrics.ingest_latency(&src.name, started.elapsed());
     match result {
         Ok(r) => r,
@@ -211,11 +230,17 @@ async fn accept(state: &AppState, src: &Source, req: Request) -> Response {
     }
 }
 
-async fn accept_inner(state: &AppState, src: &Source, req: Request) -> Result<Response, ApiError> {
+async fn accept_inner(
+    state: &AppState,
+    src: &Source,
+    req: Request,
+    guesser: &str,
+) -> Result<Response, ApiError> {
     let Request {
         headers,
         query,
         body,
+        client: _,
     } = req;
     // Every method is enforced on every kind. The one exception to "headers first" is a PagerDuty
     // source with `token`: Events API senders carry the key in the body (`routing_key`), checked once the
@@ -251,7 +276,7 @@ async fn accept_inner(state: &AppState, src: &Source, req: Request) -> Result<Re
         keep_raw: state.plugins.current().wants_raw(&src.name),
     };
     if src.kind == SourceKind::Pagerduty {
-        return pagerduty(state, src, &bytes, &cx).await;
+        return pagerduty(state, src, &bytes, &cx, guesser).await;
     }
     if src.kind == SourceKind::Sns {
         return sns(state, src, &bytes, &cx).await;
@@ -289,7 +314,7 @@ async fn accept_inner(state: &AppState, src: &Source, req: Request) -> Result<Re
     // Durable before we answer: once this returns, the alerts survive a crash.
     state.store.append_journal(&parsed.alerts).await?;
     let accepted = parsed.alerts.len() as u64;
-    state.journal.appended(accepted);
+    state.journal.accepted(&parsed.alerts);
     state
         .metrics
         .alerts_received(&src.name, "accepted", accepted);
@@ -407,7 +432,7 @@ async fn sns(
         .await
         .map_err(|e| {
             // SNS retries 5xx: a certificate we could not fetch now may be fetched later.
-            ApiError::Unavailable(format!("cannot fetch the signing certificate: {e}"))
+            ApiError::Upstream(format!("cannot fetch the signing certificate: {e}"))
         })?;
     kinds::sns::verify(&env, &pem).map_err(|e| unauthorized(format!("SNS signature: {e}")))?;
     check_rate(src)?;
@@ -427,7 +452,7 @@ async fn sns(
                 ));
             }
             state.sns.confirmer().get(&url).await.map_err(|e| {
-                ApiError::Unavailable(format!("confirming the subscription failed: {e}"))
+                ApiError::Upstream(format!("confirming the subscription failed: {e}"))
             })?;
             tracing::info!(source = %src.name, topic = %env.topic_arn, "Confirmed an SNS subscription.");
             Ok((StatusCode::OK, Json(json!({"confirmed": env.topic_arn}))).into_response())
@@ -484,6 +509,7 @@ async fn pagerduty(
     src: &Source,
     bytes: &[u8],
     cx: &parse::Context<'_>,
+    guesser: &str,
 ) -> Result<Response, ApiError> {
     let invalid = |errors: Vec<String>| {
         (
@@ -503,6 +529,7 @@ async fn pagerduty(
             .unwrap_or_default();
         if !auth::secrets_match(given.as_bytes(), secret.expose().as_bytes()) {
             state.metrics.alerts_received(&src.name, "unauthorized", 1);
+            state.ingest_failures.record(guesser, state.clock.now());
             return Ok(invalid(vec!["Invalid routing key".into()]));
         }
     }
@@ -522,7 +549,7 @@ async fn pagerduty(
         .store
         .append_journal(std::slice::from_ref(&event.alert))
         .await?;
-    state.journal.appended(1);
+    state.journal.accepted(std::slice::from_ref(&event.alert));
     state.metrics.alerts_received(&src.name, "accepted", 1);
     Ok((
         StatusCode::ACCEPTED,
@@ -588,7 +615,9 @@ fn check_rate(src: &Source) -> Result<(), ApiError> {
 /// it gets 503; generic senders get 429 with `Retry-After`.
 fn check_load(state: &AppState, src: &Source) -> Result<(), ApiError> {
     let backlog = state.journal.backlog();
-    if backlog < state.config.ingest.max_backlog {
+    let bytes = state.journal.backlog_bytes();
+    let max_bytes = state.config.ingest.max_backlog_bytes.0 .0;
+    if backlog < state.config.ingest.max_backlog && bytes < max_bytes {
         return Ok(());
     }
     let status = match src.kind {
@@ -600,7 +629,9 @@ fn check_load(state: &AppState, src: &Source) -> Result<(), ApiError> {
     Err(ApiError::Overloaded {
         status,
         retry_after_secs: 5,
-        detail: format!("{backlog} alerts are waiting to be processed; retry shortly"),
+        detail: format!(
+            "{backlog} alerts ({bytes} bytes) are waiting to be processed; retry shortly"
+        ),
     })
 }
 

@@ -61,8 +61,10 @@ pub async fn execute(
         .map_err(transport_error)?;
     let status = response.status();
     let headers = response.headers().clone();
-    let bytes = response.bytes().await.map_err(transport_error)?;
-    let body = String::from_utf8_lossy(&bytes[..bytes.len().min(MAX_BODY)]).into_owned();
+    let (bytes, _) = read_limited(response, MAX_BODY)
+        .await
+        .map_err(transport_error)?;
+    let body = String::from_utf8_lossy(&bytes).into_owned();
     Ok(Answer {
         status,
         headers,
@@ -191,11 +193,31 @@ pub async fn get(url: &str, timeout: Duration, limit: usize) -> Result<Vec<u8>, 
     if response.content_length().is_some_and(|n| n > limit as u64) {
         return Err(format!("the answer is larger than {limit} bytes"));
     }
-    let bytes = response.bytes().await.map_err(|e| e.to_string())?;
-    if bytes.len() > limit {
+    let (bytes, cut) = read_limited(response, limit)
+        .await
+        .map_err(|e| e.to_string())?;
+    if cut {
         return Err(format!("the answer is larger than {limit} bytes"));
     }
-    Ok(bytes.to_vec())
+    Ok(bytes)
+}
+
+/// Reads at most `limit` bytes of a body, chunk by chunk, and stops there: a server that answers with
+/// gigabytes costs `limit` bytes of memory, not the whole answer. `true` when the body was longer.
+async fn read_limited(
+    mut response: reqwest::Response,
+    limit: usize,
+) -> Result<(Vec<u8>, bool), reqwest::Error> {
+    let mut out = Vec::new();
+    while let Some(chunk) = response.chunk().await? {
+        let room = limit - out.len();
+        if chunk.len() > room {
+            out.extend_from_slice(&chunk[..room]);
+            return Ok((out, true));
+        }
+        out.extend_from_slice(&chunk);
+    }
+    Ok((out, false))
 }
 
 /// One client for those fetches, made on first use.
@@ -250,5 +272,40 @@ mod tests {
             Some(Duration::ZERO)
         );
         assert_eq!(retry_after(&answer(429, Some("soon")).headers), None);
+    }
+
+    /// A server that answers 500 with a body that never ends (chunk after chunk until the client
+    /// goes away). Reading the whole answer first would never finish.
+    async fn endless_server() -> String {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        tokio::spawn(async move {
+            let (mut sock, _) = listener.accept().await.unwrap();
+            let mut buf = [0u8; 4096];
+            let _ = sock.read(&mut buf).await;
+            let head = "HTTP/1.1 500 Internal Server Error\r\ntransfer-encoding: chunked\r\n\r\n";
+            if sock.write_all(head.as_bytes()).await.is_err() {
+                return;
+            }
+            let chunk = format!("{:x}\r\n{}\r\n", 8192, "x".repeat(8192));
+            // Bounded all the same: 1 GiB at most, stopping as soon as the client closes.
+            for _ in 0..(1 << 17) {
+                if sock.write_all(chunk.as_bytes()).await.is_err() {
+                    return;
+                }
+            }
+        });
+        format!("http://{addr}/")
+    }
+
+    #[tokio::test]
+    async fn answers_are_read_up_to_the_limit_and_no_further() {
+        let url = endless_server().await;
+        let answer = execute(reqwest::Client::new().post(url), Duration::from_secs(600))
+            .await
+            .unwrap();
+        assert_eq!(answer.status, StatusCode::INTERNAL_SERVER_ERROR);
+        assert_eq!(answer.body.len(), MAX_BODY);
     }
 }

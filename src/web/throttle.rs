@@ -93,6 +93,21 @@ fn expire(times: &mut VecDeque<Timestamp>, now: Timestamp) {
     }
 }
 
+/// The client address a request is counted under, as an extractor (never fails).
+#[derive(Debug, Clone)]
+pub struct Client(pub String);
+
+impl axum::extract::FromRequestParts<AppState> for Client {
+    type Rejection = std::convert::Infallible;
+
+    async fn from_request_parts(
+        parts: &mut axum::http::request::Parts,
+        state: &AppState,
+    ) -> Result<Self, Self::Rejection> {
+        Ok(Client(client(state, &parts.headers, &parts.extensions)))
+    }
+}
+
 /// The client address a request is counted under (see the module docs).
 pub fn client(state: &AppState, headers: &HeaderMap, extensions: &Extensions) -> String {
     let from_header = state

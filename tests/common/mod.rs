@@ -437,6 +437,8 @@ pub struct Server {
     pub addr: String,
     /// Its log lines after the announcement, collected until it exits.
     pub log: std::thread::JoinHandle<Vec<String>>,
+    /// The same lines as they come, for waiting on one (see [`Server::wait_log`]).
+    live: std::sync::mpsc::Receiver<String>,
 }
 
 impl Server {
@@ -461,9 +463,36 @@ impl Server {
                 break v["addr"].as_str().unwrap().to_string();
             }
         };
-        // Keep reading so the pipe never fills; hand the lines back when it exits.
-        let log = std::thread::spawn(move || lines.map_while(Result::ok).collect());
-        Server { child, addr, log }
+        // Keep reading so the pipe never fills; hand the lines back when it exits, and pass each on
+        // as it comes.
+        let (tx, live) = std::sync::mpsc::channel();
+        let log = std::thread::spawn(move || {
+            let mut all = Vec::new();
+            for line in lines.map_while(Result::ok) {
+                let _ = tx.send(line.clone());
+                all.push(line);
+            }
+            all
+        });
+        Server {
+            child,
+            addr,
+            log,
+            live,
+        }
+    }
+
+    /// Waits (up to `limit`) for a log line containing `needle`: the server said it did something.
+    pub fn wait_log(&self, needle: &str, limit: Duration) -> Option<String> {
+        let deadline = std::time::Instant::now() + limit;
+        loop {
+            let left = deadline.saturating_duration_since(std::time::Instant::now());
+            match self.live.recv_timeout(left) {
+                Ok(line) if line.contains(needle) => return Some(line),
+                Ok(_) => {}
+                Err(_) => return None,
+            }
+        }
     }
 
     /// Sends SIGTERM and waits: returns the exit code and the log lines after the announcement.

@@ -355,8 +355,11 @@ const CERT_CACHE_SIZE: usize = 32;
 ///
 /// Only URLs that [`cert_url_allowed`] accepts are fetched, and only responses that hold an RSA
 /// certificate are kept, so posting envelopes with made-up URLs on an SNS host neither fills the
-/// cache nor evicts real certificates. Failures are not cached: the next message tries again.
-/// Two requests that miss at once may both fetch; the result is the same and it is rare.
+/// cache nor evicts real certificates. Fetches are checked before any signature can be, so anyone can
+/// cause them: a URL that failed is not fetched again for [`FAILURE_MEMORY`], and at most
+/// [`FETCH_BUDGET`] fetches start per minute in all; past that a post is refused without fetching (SNS
+/// retries, and the real certificate, once cached, needs no fetch). Two requests that miss at once may
+/// both fetch; the result is the same and it is rare.
 #[derive(Debug)]
 pub struct CertCache {
     fetch: Arc<dyn CertFetch>,
@@ -368,7 +371,18 @@ struct CacheInner {
     certs: HashMap<String, Arc<Vec<u8>>>,
     /// Insertion order, oldest first, for eviction.
     order: VecDeque<String>,
+    /// URLs whose fetch failed, with when, not fetched again until [`FAILURE_MEMORY`] has passed.
+    failed: HashMap<String, std::time::Instant>,
+    /// When the fetches of the last minute started.
+    fetches: VecDeque<std::time::Instant>,
 }
+
+/// How long a URL whose fetch failed is not fetched again.
+pub const FAILURE_MEMORY: std::time::Duration = std::time::Duration::from_secs(300);
+/// At most this many certificate fetches start per minute.
+pub const FETCH_BUDGET: usize = 20;
+/// At most this many failed URLs are remembered.
+const MAX_FAILED: usize = 1024;
 
 impl CertCache {
     pub fn new(fetch: Arc<dyn CertFetch>) -> Self {
@@ -384,12 +398,53 @@ impl CertCache {
         if !cert_url_allowed(url) {
             return Err(format!("`{url}` is not an SNS certificate URL"));
         }
-        if let Some(pem) = self.lock().certs.get(url) {
-            return Ok(pem.clone());
+        {
+            let now = std::time::Instant::now();
+            let mut inner = self.lock();
+            if let Some(pem) = inner.certs.get(url) {
+                return Ok(pem.clone());
+            }
+            if let Some(at) = inner.failed.get(url) {
+                if now.duration_since(*at) < FAILURE_MEMORY {
+                    return Err(format!(
+                        "{url}: its last fetch failed; not trying again yet"
+                    ));
+                }
+            }
+            while inner
+                .fetches
+                .front()
+                .is_some_and(|t| now.duration_since(*t) >= std::time::Duration::from_secs(60))
+            {
+                inner.fetches.pop_front();
+            }
+            if inner.fetches.len() >= FETCH_BUDGET {
+                return Err("too many certificate fetches in the last minute".into());
+            }
+            inner.fetches.push_back(now);
         }
-        let pem = self.fetch.get(url).await?;
-        // Checked before caching so that an error page never stands in for a certificate.
-        rsa_public_key(&pem).map_err(|e| format!("{url}: {e}"))?;
+        let fetched = self
+            .fetch
+            .get(url)
+            .await
+            // Checked before caching so that an error page never stands in for a certificate.
+            .and_then(|pem| match rsa_public_key(&pem) {
+                Ok(_) => Ok(pem),
+                Err(e) => Err(format!("{url}: {e}")),
+            });
+        let pem = match fetched {
+            Ok(pem) => pem,
+            Err(e) => {
+                let mut inner = self.lock();
+                if inner.failed.len() >= MAX_FAILED {
+                    inner.failed.clear();
+                }
+                inner
+                    .failed
+                    .insert(url.to_string(), std::time::Instant::now());
+                return Err(e);
+            }
+        };
         let pem = Arc::new(pem);
         self.store(url, pem.clone());
         Ok(pem)
@@ -982,15 +1037,36 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn cache_keeps_neither_failures_nor_non_certificates() {
+    async fn cache_keeps_no_non_certificates_and_does_not_refetch_failures_at_once() {
         let junk_url = "https://sns.eu-west-1.amazonaws.com/junk.pem";
         let fetch = Arc::new(FixedCerts::new().with(junk_url, b"<html>Not a cert</html>"));
         let cache = CertCache::new(fetch.clone());
         assert!(cache.get(junk_url).await.is_err());
+        assert!(
+            cache.lock().certs.is_empty(),
+            "a bad response is not cached"
+        );
+        // Anyone can make tocsin fetch (before a signature can be checked): a failure is remembered.
         assert!(cache.get(junk_url).await.is_err());
-        assert_eq!(fetch.calls(), 2, "a bad response is not cached");
+        assert_eq!(fetch.calls(), 1);
         let missing = "https://sns.eu-west-1.amazonaws.com/missing.pem";
         assert!(cache.get(missing).await.unwrap_err().contains("404"));
+    }
+
+    #[tokio::test]
+    async fn made_up_certificate_urls_cost_a_bounded_number_of_fetches() {
+        let fetch = Arc::new(FixedCerts::new().with(CERT_URL, CERT));
+        let cache = CertCache::new(fetch.clone());
+        for i in 0..(FETCH_BUDGET * 3) {
+            let url = format!("https://sns.eu-west-1.amazonaws.com/made-up-{i}.pem");
+            assert!(cache.get(&url).await.is_err());
+        }
+        assert_eq!(fetch.calls(), FETCH_BUDGET);
+        // Past the budget nothing is fetched, not even the real one; once cached it needs no fetch.
+        assert!(cache.get(CERT_URL).await.is_err());
+        cache.insert(CERT_URL, CERT.to_vec());
+        assert!(cache.get(CERT_URL).await.is_ok());
+        assert_eq!(fetch.calls(), FETCH_BUDGET);
     }
 
     #[tokio::test]

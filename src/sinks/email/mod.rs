@@ -127,11 +127,26 @@ pub fn check_url(url: &str) -> Result<(), String> {
     parse_url(url).map(|_| ())
 }
 
-fn parse_url(raw: &str) -> Result<Endpoint, String> {
-    let raw = raw.trim();
+/// The URL as it may be shown (in `tocsin check`, logs): whatever stands before an `@` after the
+/// scheme (a user and password) is replaced with `***`.
+fn redacted(raw: &str) -> String {
+    match (raw.find("://"), raw.rfind('@')) {
+        (Some(start), Some(at)) if at > start + 3 => {
+            format!("{}***{}", &raw[..start + 3], &raw[at..])
+        }
+        (None, Some(at)) => format!("***{}", &raw[at..]),
+        _ => raw.to_string(),
+    }
+}
+
+fn parse_url(text: &str) -> Result<Endpoint, String> {
+    let text = text.trim();
+    // Messages name the URL without the credentials it may hold.
+    let shown = redacted(text);
+    let raw = shown.as_str();
     let hint = "use smtp://host[:port], smtp+starttls://host[:port] or smtps://host[:port]";
     let url =
-        Url::parse(raw).map_err(|e| format!("smtp url `{raw}` is not a URL ({e}): {hint}"))?;
+        Url::parse(text).map_err(|e| format!("smtp url `{raw}` is not a URL ({e}): {hint}"))?;
     let (security, default_port) = match url.scheme() {
         "smtp" => (Security::Plain, 25),
         "smtp+starttls" => (Security::StartTls, 587),
@@ -419,6 +434,20 @@ fn unsubscribe(url: &str) -> Option<(String, bool)> {
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn messages_about_smtp_urls_never_show_their_password() {
+        for url in [
+            "smtp://alice:hunter2-secret@mail.example.org:587",
+            "smtps://alice:hunter2-secret@mail.example.org/path",
+            "ftp://alice:hunter2-secret@mail.example.org",
+            "alice:hunter2-secret@mail.example.org",
+        ] {
+            let err = super::check_url(url).unwrap_err();
+            assert!(!err.contains("hunter2"), "{err}");
+            assert!(err.contains("***@mail.example.org"), "{err}");
+        }
+    }
+
     use super::*;
 
     fn settings(url: &str) -> SmtpSettings {

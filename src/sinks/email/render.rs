@@ -47,7 +47,7 @@ const KEY_LABELS: [&str; 8] = [
 pub fn subject(content: &MailContent, follow_up: bool) -> String {
     match content.tickets.as_slice() {
         [ticket] => {
-            let title = one_line(&ticket.title);
+            let title = defuse_encoded_words(&one_line(&ticket.title));
             let title = if title.is_empty() {
                 "(no title)".to_string()
             } else {
@@ -420,6 +420,14 @@ fn one_line(text: &str) -> String {
     spaced.split_whitespace().collect::<Vec<_>>().join(" ")
 }
 
+/// Alert text that looks like an RFC 2047 encoded-word (`=?utf-8?b?...?=`) would be decoded by mail
+/// clients when sent as plain ASCII in a header, showing whatever the sender encoded instead of the
+/// title. A zero-width space after each `=` before `?` keeps it literal: the subject is then not plain
+/// ASCII, so it is sent encoded as a whole, and clients show the text as written.
+fn defuse_encoded_words(text: &str) -> String {
+    text.replace("=?", "=\u{200B}?")
+}
+
 /// Like [`one_line`] but only strips: for links, where a space would change the meaning.
 fn clean_line(text: &str) -> String {
     text.chars().filter(|c| !hidden(*c)).collect()
@@ -499,6 +507,18 @@ mod tests {
         t.source = "<svg onload=alert(4)>".into();
         t.link = "javascript:alert(5)".into();
         t
+    }
+
+    #[test]
+    fn encoded_words_in_titles_stay_literal_in_the_subject() {
+        let c = single(ticket(7, "=?utf-8?b?UGFzc3dvcmQgcmVzZXQ=?= now"), false);
+        let s = subject(&c, false);
+        // No `=?` is left to start an encoded-word; the text reads the same.
+        assert!(!s.contains("=?"), "{s}");
+        assert_eq!(
+            s.replace('\u{200B}', ""),
+            "[tocsin T-7] =?utf-8?b?UGFzc3dvcmQgcmVzZXQ=?= now"
+        );
     }
 
     #[test]
