@@ -993,6 +993,23 @@ impl Config {
                 }
             }
         }
+        if self
+            .metrics
+            .bearer
+            .as_ref()
+            .is_some_and(|b| b.expose().is_empty())
+        {
+            problem(
+                "metrics.bearer".into(),
+                "the secret is empty (is its environment variable set to an empty string?)".into(),
+            );
+        }
+        if self.ingest.max_backlog_bytes.0 .0 == 0 {
+            problem(
+                "ingest.max_backlog_bytes".into(),
+                "must be larger than zero".into(),
+            );
+        }
         if self.ingest.max_body.0 .0 == 0 {
             problem("ingest.max_body".into(), "must be larger than zero".into());
         }

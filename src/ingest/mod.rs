@@ -13,6 +13,8 @@
 mod auth;
 pub mod kinds;
 pub mod parse;
+#[cfg(test)]
+mod roundtrip_tests;
 
 use std::time::Instant;
 
