@@ -298,6 +298,18 @@ async fn bad_silences_are_refused_with_the_problem_named() {
             "invalid_matcher",
             "needs an operator",
         ),
+        // A pattern whose compiled program would be huge is refused, not built on every check.
+        (
+            json!({"matchers": ["instance=~(a{1000}){1000}", "host=db1"], "duration": "1h", "comment": "x"}),
+            "invalid_matcher",
+            "size limit",
+        ),
+        // Every ticket has a source: a matcher taking any source silences everything.
+        (
+            json!({"matchers": ["source=~.+"], "duration": "1h", "comment": "x"}),
+            "matches_everything",
+            "silence nearly everything",
+        ),
         (
             json!({"matchers": ["job=~.*"], "duration": "1h", "comment": "x"}),
             "matches_everything",

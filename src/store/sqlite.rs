@@ -17,6 +17,8 @@ use rusqlite::{params, Connection, OptionalExtension, Row, Transaction};
 use tokio::sync::oneshot;
 
 mod dead;
+#[cfg(test)]
+mod health_tests;
 mod retention;
 mod sessions;
 
