@@ -3,13 +3,11 @@
 //! fail at once, guessers of tokens are throttled, and the unsubscribe page is protected like the UI.
 
 mod common;
-#[path = "common/signin.rs"]
-mod signin;
 
 use std::time::Duration;
 
+use common::signin::{self, *};
 use common::*;
-use signin::*;
 
 #[tokio::test]
 async fn signing_out_ends_the_session_and_a_copied_cookie_for_good() {

@@ -9,6 +9,7 @@ mod common;
 use std::path::PathBuf;
 
 use browser::Browser;
+use common::signin::{login_form, no_redirects, set_cookies};
 use common::*;
 use serde_json::{json, Value};
 
@@ -405,34 +406,6 @@ async fn viewers_only_read_and_writes_need_the_csrf_token() {
     );
 }
 
-/// `Set-Cookie` values of a response.
-fn set_cookies(r: &reqwest::Response) -> Vec<String> {
-    r.headers()
-        .get_all("set-cookie")
-        .iter()
-        .map(|v| v.to_str().unwrap().to_string())
-        .collect()
-}
-
-/// The sign-in form's nonce cookie and CSRF field.
-async fn login_form(client: &reqwest::Client, base: &str) -> (String, String) {
-    let r = client.get(format!("{base}/login")).send().await.unwrap();
-    assert_eq!(r.status(), 200);
-    let cookie = set_cookies(&r)
-        .into_iter()
-        .find(|c| c.contains("tocsin_login="))
-        .expect("the form sets its nonce cookie");
-    let nonce = cookie.split(';').next().unwrap().to_string();
-    let html = r.text().await.unwrap();
-    let csrf = html
-        .split("name=\"csrf\" value=\"")
-        .nth(1)
-        .and_then(|s| s.split('"').next())
-        .expect("the form has a csrf field")
-        .to_string();
-    (nonce, csrf)
-}
-
 async fn post_login(
     client: &reqwest::Client,
     base: &str,
@@ -456,13 +429,6 @@ async fn session_cookie(client: &reqwest::Client, base: &str, token: &str) -> St
         .into_iter()
         .find(|c| c.contains("tocsin_session="))
         .expect("a session cookie")
-}
-
-fn no_redirects() -> reqwest::Client {
-    reqwest::Client::builder()
-        .redirect(reqwest::redirect::Policy::none())
-        .build()
-        .unwrap()
 }
 
 #[tokio::test]

@@ -5,6 +5,7 @@
 
 pub mod conformance;
 pub mod receiver;
+pub mod signin;
 pub mod smtp;
 pub mod synapse;
 
