@@ -178,6 +178,45 @@ impl Processor {
         Ok((entries, panicked))
     }
 
+    /// Finds, for each entry, the silences that may apply to its ticket changes, here rather than on
+    /// the store's one writer: user regexes are evaluated off the async runtime and outside the write
+    /// transaction, and the writer re-checks only those that matched (usually none). A silence created
+    /// while the batch is between this and its commit applies from the next batch on.
+    async fn find_silences(
+        &self,
+        mut entries: Vec<JournalEntry>,
+    ) -> Result<Vec<JournalEntry>, StoreError> {
+        let Some(earliest) = entries.iter().map(|e| e.alert.received_at).min() else {
+            return Ok(entries);
+        };
+        let live: Vec<_> = self
+            .store
+            .silences(None)
+            .await?
+            .into_iter()
+            .filter(|s| s.ends_at > earliest)
+            .collect();
+        if live.is_empty() {
+            for e in &mut entries {
+                e.silences = Some(Vec::new());
+            }
+            return Ok(entries);
+        }
+        tokio::task::spawn_blocking(move || {
+            for e in &mut entries {
+                e.silences = Some(
+                    live.iter()
+                        .filter(|s| s.may_silence(&e.alert))
+                        .cloned()
+                        .collect(),
+                );
+            }
+            entries
+        })
+        .await
+        .map_err(|e| StoreError::Other(format!("silence task failed: {e}")))
+    }
+
     /// Moves journal row `id` to the dead journal; a system ticket names it.
     async fn bury(&self, id: i64, reason: &str) -> Result<(), StoreError> {
         tracing::error!(journal_id = id, %reason, "A journal row cannot be processed; moved it to the dead journal.");
@@ -243,6 +282,7 @@ impl Processor {
         for (id, reason) in &panicked {
             self.bury(*id, reason).await?;
         }
+        let pending = self.find_silences(pending).await?;
         let applied = self.apply(pending).await?;
         self.journal.applied(n as u64, bytes);
         // The batch may have written deliveries in the same transaction.

@@ -59,6 +59,10 @@ pub struct JournalEntry {
     pub failures: Vec<PluginFailure>,
     /// Set if a plugin dropped the alert: it makes no ticket and is kept in the dropped list instead.
     pub dropped: Option<DropInfo>,
+    /// The silences that may apply to this alert's ticket changes ([`Silence::may_silence`]), found by
+    /// the processor before the batch is applied, so the store's writer does not evaluate every
+    /// silence's matchers itself. `None`: not looked at; the store checks all silences in force.
+    pub silences: Option<Vec<Silence>>,
 }
 
 impl JournalEntry {
@@ -68,6 +72,7 @@ impl JournalEntry {
             alert,
             failures: Vec::new(),
             dropped: None,
+            silences: None,
         }
     }
 }

@@ -909,7 +909,7 @@ fn apply_one(
             insert_ticket(t, &new)?;
             let opened = draft.with_seq(1);
             insert_entry(t, &new.id, &opened)?;
-            enqueue(t, router, &mut new, &opened)?;
+            enqueue(t, router, &mut new, &opened, entry.silences.as_deref())?;
             record_failures(t, &mut new, entry)?;
             if new.last_seq > 1 {
                 update_ticket(t, &new)?;
@@ -921,7 +921,7 @@ fn apply_one(
                 current.ok_or_else(|| StoreError::Other("decision without ticket".into()))?;
             if let Some(draft) = ticket::apply_alert(&mut cur, &d, alert) {
                 let e = append_entry(t, &mut cur, draft)?;
-                enqueue(t, router, &mut cur, &e)?;
+                enqueue(t, router, &mut cur, &e, entry.silences.as_deref())?;
                 record_failures(t, &mut cur, entry)?;
             }
             update_ticket(t, &cur)?;
@@ -988,6 +988,7 @@ fn enqueue(
     router: Option<&Router>,
     ticket: &mut Ticket,
     entry: &Entry,
+    candidates: Option<&[Silence]>,
 ) -> Result<()> {
     let Some(router) = router else {
         return Ok(());
@@ -1015,8 +1016,14 @@ fn enqueue(
     let wants_mail = !router.mail.members.is_empty()
         && matches!(entry.kind, EntryKind::Opened | EntryKind::Reopened);
     let silenced_by = if firing || wants_mail || !planned.is_empty() {
-        let active = active_silences(t, entry.at)?;
-        silence::silencing(&active, ticket, entry.at).cloned()
+        match candidates {
+            // Found by the processor off this writer: only these few are checked again here.
+            Some(candidates) => silence::silencing(candidates, ticket, entry.at).cloned(),
+            None => {
+                let active = active_silences(t, entry.at)?;
+                silence::silencing(&active, ticket, entry.at).cloned()
+            }
+        }
     } else {
         None
     };
@@ -1287,7 +1294,7 @@ fn take_email_reply(
             match ticket::act(&mut tk, &step.action, &reply.actor, now) {
                 Ok(draft) => {
                     let entry = append_entry(t, &mut tk, draft)?;
-                    enqueue(t, router, &mut tk, &entry)?;
+                    enqueue(t, router, &mut tk, &entry, None)?;
                     update_ticket(t, &tk)?;
                 }
                 Err(_) if step.optional => {}
@@ -1650,7 +1657,7 @@ impl Store for SqliteStore {
             for mut tk in due {
                 if let Some(draft) = ticket::expire(&mut tk, now) {
                     let e = append_entry(t, &mut tk, draft)?;
-                    enqueue(t, router.as_deref(), &mut tk, &e)?;
+                    enqueue(t, router.as_deref(), &mut tk, &e, None)?;
                     update_ticket(t, &tk)?;
                     ids.push(tk.id);
                 }
@@ -1674,7 +1681,7 @@ impl Store for SqliteStore {
             let mut tk = find_ticket(t, &r)?.ok_or(StoreError::NotFound)?;
             let draft = ticket::act(&mut tk, &action, &actor, now)?;
             let entry = append_entry(t, &mut tk, draft)?;
-            enqueue(t, router.as_deref(), &mut tk, &entry)?;
+            enqueue(t, router.as_deref(), &mut tk, &entry, None)?;
             update_ticket(t, &tk)?;
             Ok((tk, entry))
         })
