@@ -113,6 +113,22 @@ fn check_accepts_the_shipped_config_with_real_secrets_only() {
 }
 
 #[test]
+fn check_never_prints_the_password_of_an_smtp_url() {
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = write(
+        dir.path(),
+        "smtp.yaml",
+        "email:\n  smtp: \"smtp://alerts:hunter2-smtp-password@mail.example.org:587\"\n  \
+         from: \"tocsin <alerts@example.org>\"\n  secret: 0123456789abcdef0123456789\n",
+    );
+    let (code, err) = check(&cfg);
+    assert_eq!(code, Some(1));
+    assert!(err.contains("email.smtp"), "{err}");
+    assert!(err.contains("***@mail.example.org"), "{err}");
+    assert!(!err.contains("hunter2"), "{err}");
+}
+
+#[test]
 fn check_refuses_example_values_and_short_secrets() {
     let dir = tempfile::tempdir().unwrap();
     let cfg = write(
