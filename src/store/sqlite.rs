@@ -19,6 +19,8 @@ use tokio::sync::oneshot;
 mod dead;
 #[cfg(test)]
 mod health_tests;
+#[cfg(test)]
+mod migration_tests;
 mod retention;
 mod sessions;
 
@@ -40,200 +42,20 @@ use crate::domain::ticket::{
 use crate::domain::time::Timestamp;
 use crate::domain::timeline::{Entry, EntryDraft, EntryKind, Visibility};
 
-/// Schema migrations, applied in order; `PRAGMA user_version` records how many ran.
+/// Schema migrations, one `.sql` file each in `sqlite/migrations/`, applied in order; `PRAGMA
+/// user_version` records how many ran. Append new files; never edit one that has shipped.
 const MIGRATIONS: &[&str] = &[
-    r#"
-CREATE TABLE journal (
-    id          INTEGER PRIMARY KEY AUTOINCREMENT,
-    received_at INTEGER NOT NULL,
-    alert       TEXT NOT NULL
-);
-CREATE TABLE tickets (
-    id           TEXT PRIMARY KEY,
-    number       INTEGER NOT NULL UNIQUE,
-    source       TEXT NOT NULL,
-    fingerprint  TEXT NOT NULL,
-    title        TEXT NOT NULL,
-    severity     TEXT NOT NULL,
-    state        TEXT NOT NULL,
-    resolution   TEXT,
-    labels       TEXT NOT NULL,
-    annotations  TEXT NOT NULL,
-    description  TEXT,
-    url          TEXT,
-    starts_at    INTEGER,
-    ends_at      INTEGER,
-    created_at   INTEGER NOT NULL,
-    updated_at   INTEGER NOT NULL,
-    last_seen    INTEGER NOT NULL,
-    resolved_at  INTEGER,
-    acked_by     TEXT,
-    firing_count INTEGER NOT NULL,
-    resend_count INTEGER NOT NULL,
-    previous_id  TEXT,
-    last_seq     INTEGER NOT NULL,
-    is_latest    INTEGER NOT NULL
-);
--- At most one current ticket per key: the database itself refuses a second.
-CREATE UNIQUE INDEX tickets_latest_key ON tickets (source, fingerprint) WHERE is_latest = 1;
-CREATE INDEX tickets_state_number ON tickets (state, number);
-CREATE INDEX tickets_source_number ON tickets (source, number);
-CREATE INDEX tickets_lease ON tickets (ends_at) WHERE state <> 'resolved' AND ends_at IS NOT NULL;
-CREATE TABLE timeline (
-    ticket_id  TEXT NOT NULL REFERENCES tickets (id),
-    seq        INTEGER NOT NULL,
-    at         INTEGER NOT NULL,
-    kind       TEXT NOT NULL,
-    visibility TEXT NOT NULL,
-    actor      TEXT NOT NULL,
-    text       TEXT NOT NULL,
-    data       TEXT NOT NULL,
-    PRIMARY KEY (ticket_id, seq)
-) WITHOUT ROWID;
-"#,
-    r#"
-ALTER TABLE tickets ADD COLUMN routing TEXT NOT NULL DEFAULT '{}';
-CREATE TABLE dropped (
-    id     INTEGER PRIMARY KEY AUTOINCREMENT,
-    at     INTEGER NOT NULL,
-    plugin TEXT NOT NULL,
-    reason TEXT NOT NULL,
-    alert  TEXT NOT NULL
-);
-"#,
-    r#"
-CREATE TABLE outbox (
-    id         INTEGER PRIMARY KEY AUTOINCREMENT,
-    room       TEXT NOT NULL,
-    ticket_id  TEXT,
-    kind       TEXT NOT NULL,
-    content    TEXT NOT NULL,
-    state      TEXT NOT NULL DEFAULT 'pending',
-    attempts   INTEGER NOT NULL DEFAULT 0,
-    created_at INTEGER NOT NULL,
-    next_at    INTEGER NOT NULL,
-    last_error TEXT
-);
-CREATE INDEX outbox_room_pending ON outbox (room, id) WHERE state = 'pending';
-CREATE INDEX outbox_dead ON outbox (id) WHERE state = 'dead';
--- The root message of each ticket in each room, which later messages thread under or edit.
-CREATE TABLE threads (
-    ticket_id TEXT NOT NULL,
-    room      TEXT NOT NULL,
-    handle    TEXT NOT NULL,
-    PRIMARY KEY (ticket_id, room)
-) WITHOUT ROWID;
-"#,
-    r#"
--- The latest presence report per member and source (web UI, API, chat platforms).
-CREATE TABLE presence (
-    member TEXT NOT NULL,
-    source TEXT NOT NULL,
-    state  TEXT NOT NULL,
-    since  INTEGER NOT NULL,
-    PRIMARY KEY (member, source)
-) WITHOUT ROWID;
-"#,
-    r#"
--- Emails to members who were mentioned while not online: scheduled with the ticket change, sent or
--- cancelled by the mailer. Rows are kept after sending: threads and the timeline refer to them.
-CREATE TABLE emails (
-    id          INTEGER PRIMARY KEY AUTOINCREMENT,
-    member      TEXT NOT NULL,
-    ticket_id   TEXT NOT NULL,
-    reason      TEXT NOT NULL,
-    created_at  INTEGER NOT NULL,
-    next_at     INTEGER NOT NULL,
-    state       TEXT NOT NULL DEFAULT 'pending',
-    attempts    INTEGER NOT NULL DEFAULT 0,
-    last_error  TEXT,
-    message_id  TEXT,
-    sent_at     INTEGER
-);
-CREATE INDEX emails_due ON emails (state, next_at);
-CREATE INDEX emails_member ON emails (member, sent_at);
--- Per member and ticket: the first and the latest Message-ID, for In-Reply-To and References.
-CREATE TABLE email_threads (
-    member    TEXT NOT NULL,
-    ticket_id TEXT NOT NULL,
-    root      TEXT NOT NULL,
-    last      TEXT NOT NULL,
-    PRIMARY KEY (member, ticket_id)
-) WITHOUT ROWID;
-CREATE TABLE unsubscribed (
-    member TEXT PRIMARY KEY,
-    at     INTEGER NOT NULL
-) WITHOUT ROWID;
-"#,
-    r#"
-ALTER TABLE tickets ADD COLUMN assignee TEXT;
--- Every timeline entry in commit order, across tickets: the ids live clients resume from
--- (`Last-Event-ID`). Written with the entry, in the same transaction.
-CREATE TABLE feed (
-    id        INTEGER PRIMARY KEY AUTOINCREMENT,
-    ticket_id TEXT NOT NULL,
-    seq       INTEGER NOT NULL
-);
-INSERT INTO feed (ticket_id, seq) SELECT ticket_id, seq FROM timeline ORDER BY at, ticket_id, seq;
--- The rooms routing sent each ticket to, for room filters (lists, live streams, chat `status`).
-CREATE TABLE ticket_rooms (
-    room      TEXT NOT NULL,
-    ticket_id TEXT NOT NULL,
-    PRIMARY KEY (room, ticket_id)
-) WITHOUT ROWID;
-INSERT OR IGNORE INTO ticket_rooms (room, ticket_id) SELECT room, ticket_id FROM threads;
--- Full-text search over titles and timeline texts.
-CREATE VIRTUAL TABLE search USING fts5(body, ticket_id UNINDEXED, visibility UNINDEXED);
-INSERT INTO search (body, ticket_id, visibility) SELECT title, id, 'public' FROM tickets;
-INSERT INTO search (body, ticket_id, visibility) SELECT text, ticket_id, visibility FROM timeline;
-"#,
-    r#"
--- Silences: label matchers with a window. Changes of tickets they match are recorded, not sent.
-CREATE TABLE silences (
-    id         INTEGER PRIMARY KEY AUTOINCREMENT,
-    matchers   TEXT NOT NULL,
-    starts_at  INTEGER NOT NULL,
-    ends_at    INTEGER NOT NULL,
-    comment    TEXT NOT NULL,
-    author     TEXT NOT NULL,
-    created_at INTEGER NOT NULL,
-    expired_by TEXT
-);
-CREATE INDEX silences_ends ON silences (ends_at);
--- The rooms each ticket's firing (opening, refire, reopening) was queued for: where a resolution of a
--- silenced ticket still goes.
-CREATE TABLE fired_rooms (
-    ticket_id TEXT NOT NULL,
-    room      TEXT NOT NULL,
-    PRIMARY KEY (ticket_id, room)
-) WITHOUT ROWID;
-INSERT OR IGNORE INTO fired_rooms (ticket_id, room) SELECT ticket_id, room FROM threads;
-INSERT OR IGNORE INTO fired_rooms (ticket_id, room)
-    SELECT ticket_id, room FROM outbox WHERE kind = 'root' AND ticket_id IS NOT NULL;
--- Business hours: a delivery held until its room's hours start is not due before `held_until`.
-ALTER TABLE outbox ADD COLUMN held_until INTEGER;
--- The off-hours period each room last got its notice for (one notice per period).
-CREATE TABLE off_hours_notices (
-    room         TEXT PRIMARY KEY,
-    period_start INTEGER NOT NULL,
-    posted_at    INTEGER NOT NULL
-) WITHOUT ROWID;
-"#,
-    dead::MIGRATION,
-    sessions::MIGRATION,
-    r#"
--- Replies by email already taken, per ticket and member, until their reply address expires: a
--- replayed message or an MTA's retry adds nothing.
-CREATE TABLE inbound_seen (
-    message_id TEXT NOT NULL,
-    ticket_id  TEXT NOT NULL,
-    member     TEXT NOT NULL,
-    until      INTEGER NOT NULL,
-    PRIMARY KEY (message_id, ticket_id, member)
-) WITHOUT ROWID;
-CREATE INDEX inbound_seen_until ON inbound_seen (until);
-"#,
-    retention::MIGRATION,
+    include_str!("sqlite/migrations/0001_journal_tickets_timeline.sql"),
+    include_str!("sqlite/migrations/0002_routing_and_dropped.sql"),
+    include_str!("sqlite/migrations/0003_outbox.sql"),
+    include_str!("sqlite/migrations/0004_presence.sql"),
+    include_str!("sqlite/migrations/0005_emails.sql"),
+    include_str!("sqlite/migrations/0006_feed_rooms_search.sql"),
+    include_str!("sqlite/migrations/0007_silences_and_hours.sql"),
+    include_str!("sqlite/migrations/0008_dead_journal.sql"),
+    include_str!("sqlite/migrations/0009_session_generations.sql"),
+    include_str!("sqlite/migrations/0010_inbound_seen.sql"),
+    include_str!("sqlite/migrations/0011_retention.sql"),
 ];
 
 /// How many dropped alerts are kept for inspection.

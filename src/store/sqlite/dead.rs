@@ -10,18 +10,6 @@ use crate::domain::system::{dead_journal_alert, is_dead_journal_notice};
 use crate::domain::time::Timestamp;
 use crate::store::{DeadJournal, Result};
 
-pub(super) const MIGRATION: &str = r#"
--- Journal rows that could not be decoded or applied, kept verbatim for an admin to retry or delete.
-CREATE TABLE dead_journal (
-    id          INTEGER PRIMARY KEY AUTOINCREMENT,
-    journal_id  INTEGER NOT NULL,
-    received_at INTEGER NOT NULL,
-    buried_at   INTEGER NOT NULL,
-    reason      TEXT NOT NULL,
-    alert       TEXT NOT NULL
-);
-"#;
-
 /// At most this much of a reason is kept (errors can quote what they could not read).
 const MAX_REASON: usize = 2048;
 

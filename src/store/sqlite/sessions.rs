@@ -7,13 +7,6 @@ use super::err;
 use crate::store::Result;
 
 /// The table, as the last migration creates it.
-pub(super) const MIGRATION: &str = r#"
--- Browser sessions: a cookie names the generation it was issued in; signing out bumps it.
-CREATE TABLE session_generations (
-    member     TEXT PRIMARY KEY,
-    generation INTEGER NOT NULL
-) WITHOUT ROWID;
-"#;
 
 /// A member's current generation (0 before their first sign-out).
 pub(super) fn generation(c: &Connection, member: &str) -> Result<i64> {

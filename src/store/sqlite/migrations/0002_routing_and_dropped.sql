@@ -1,0 +1,8 @@
+ALTER TABLE tickets ADD COLUMN routing TEXT NOT NULL DEFAULT '{}';
+CREATE TABLE dropped (
+    id     INTEGER PRIMARY KEY AUTOINCREMENT,
+    at     INTEGER NOT NULL,
+    plugin TEXT NOT NULL,
+    reason TEXT NOT NULL,
+    alert  TEXT NOT NULL
+);
