@@ -6,8 +6,6 @@ use rusqlite::{Connection, OptionalExtension, Transaction};
 use super::err;
 use crate::store::Result;
 
-/// The table, as the last migration creates it.
-
 /// A member's current generation (0 before their first sign-out).
 pub(super) fn generation(c: &Connection, member: &str) -> Result<i64> {
     c.prepare_cached("SELECT generation FROM session_generations WHERE member = ?1")
