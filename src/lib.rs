@@ -31,6 +31,8 @@
 //!   verified per platform and run as the member the chat user is.
 //! - [`ops`]: `/healthz`, `/readyz`, `/metrics`; [`metrics`] holds the counters.
 //! - [`config`]: strict config loading with `${VAR}` expansion and validation.
+//! - [`stream_hub`]: one feed read per commit fanned out to every live stream; [`throttle`]: failed
+//!   credentials counted per client address.
 //! - [`listen`]: the HTTP listener's limits (connection cap, header and idle timeouts) and the
 //!   open-file limit.
 //! - [`app`]: wiring and graceful shutdown; [`cli`]: the `tocsin` command; [`state`]: what handlers share;
@@ -58,8 +60,11 @@ pub mod plugin;
 pub mod presence;
 pub mod ratelimit;
 pub mod reload;
+pub mod sessions;
 pub mod sinks;
 pub mod state;
 pub mod store;
+pub mod stream_hub;
 pub mod telemetry;
+pub mod throttle;
 pub mod web;

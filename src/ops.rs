@@ -38,13 +38,7 @@ pub async fn readiness(state: &AppState) -> (Result<(), &'static str>, Option<St
     };
     let verdict = if let Some(problem) = &health.problem {
         tracing::debug!(%problem, "Not ready.");
-        Err(if problem.contains("corrupt") {
-            "the database is corrupt"
-        } else if problem.contains("writer") {
-            "the database writer has stopped"
-        } else {
-            "database writes are failing"
-        })
+        Err(problem.reason())
     } else if health
         .oldest_pending
         .is_some_and(|t| state.clock.now().since(t) > state.config.ingest.stall_after.0 .0)

@@ -186,16 +186,11 @@ impl Processor {
         &self,
         mut entries: Vec<JournalEntry>,
     ) -> Result<Vec<JournalEntry>, StoreError> {
-        let Some(earliest) = entries.iter().map(|e| e.alert.received_at).min() else {
+        let times = entries.iter().map(|e| e.alert.received_at);
+        let (Some(earliest), Some(latest)) = (times.clone().min(), times.max()) else {
             return Ok(entries);
         };
-        let live: Vec<_> = self
-            .store
-            .silences(None)
-            .await?
-            .into_iter()
-            .filter(|s| s.ends_at > earliest)
-            .collect();
+        let live = self.store.silences_between(earliest, latest).await?;
         if live.is_empty() {
             for e in &mut entries {
                 e.silences = Some(Vec::new());
@@ -238,25 +233,31 @@ impl Processor {
         if entries.is_empty() {
             return Ok(Vec::new());
         }
+        // Shared, not copied: the entries are needed again only if the batch fails.
+        let entries: Arc<[JournalEntry]> = entries.into();
         let error = match self
             .store
-            .apply_journal(entries.clone(), &self.policy)
+            .apply_journal(Arc::clone(&entries), &self.policy)
             .await
         {
             Ok(applied) => return Ok(applied),
             Err(e @ StoreError::Unavailable(_)) => return Err(e),
             Err(e) => e,
         };
-        if let [only] = entries.as_slice() {
+        if let [only] = &entries[..] {
             self.bury(only.id, &format!("applying it failed: {error}"))
                 .await?;
             return Ok(Vec::new());
         }
         tracing::warn!(%error, "A journal batch failed; applying its entries one at a time.");
         let mut all = Vec::new();
-        for entry in entries {
+        for entry in entries.iter() {
             let id = entry.id;
-            match self.store.apply_journal(vec![entry], &self.policy).await {
+            match self
+                .store
+                .apply_journal(Arc::from([entry.clone()]), &self.policy)
+                .await
+            {
                 Ok(mut applied) => all.append(&mut applied),
                 Err(e @ StoreError::Unavailable(_)) => return Err(e),
                 Err(e) => self.bury(id, &format!("applying it failed: {e}")).await?,

@@ -40,11 +40,11 @@ pub struct Shared {
     /// SNS notifications already taken, by `MessageId` (see `ingest::kinds::sns::REPLAY_MEMORY`).
     pub sns_messages: crate::ingest::Replays,
     /// Signed-in browsers.
-    pub sessions: crate::web::session::Sessions,
+    pub sessions: crate::sessions::Sessions,
     /// Failed sign-ins and bearer tokens per client address, for throttling guessers.
-    pub failures: crate::web::throttle::Failures,
+    pub failures: crate::throttle::Failures,
     /// Failed ingest credentials per source and client address, throttled the same way.
-    pub ingest_failures: crate::web::throttle::Failures,
+    pub ingest_failures: crate::throttle::Failures,
     pub store: Arc<dyn Store>,
     pub clock: Arc<dyn Clock>,
     pub metrics: Arc<Metrics>,
@@ -65,15 +65,15 @@ pub struct Shared {
     /// Runs commands typed in chat.
     pub chatops: Arc<crate::chatops::ChatOps>,
     /// Live streams: the shared feed reader and the caps on open streams.
-    pub streams: Arc<crate::api::stream_hub::Hub>,
+    pub streams: Arc<crate::stream_hub::Hub>,
 }
 
 /// The caps on live streams, with defaults from the connection cap (which follows the open-file limit
 /// as it is now: `app` raises it before building).
-fn stream_limits(config: &Config) -> crate::api::stream_hub::StreamLimits {
+fn stream_limits(config: &Config) -> crate::stream_hub::StreamLimits {
     let connections = config.http.max_connections(crate::listen::nofile_limit());
     let s = &config.http.streams;
-    crate::api::stream_hub::StreamLimits {
+    crate::stream_hub::StreamLimits {
         max_total: s.max_total(connections),
         max_per_member: s.max_per_member(),
         replay_limit: s.replay_limit(),
@@ -233,6 +233,18 @@ pub struct Services {
     pub outbox: Arc<Outbox>,
 }
 
+impl Shared {
+    /// `web.client_ip_header`, when tocsin is behind a proxy: where [`crate::throttle::client`] finds
+    /// a request's client address.
+    pub fn client_ip_header(&self) -> Option<&str> {
+        self.config
+            .web
+            .as_ref()
+            .and_then(|w| w.client_ip_header.as_ref())
+            .map(|h| h.0.as_str())
+    }
+}
+
 impl AppState {
     pub fn new(config: Config, services: Services, config_path: Option<PathBuf>) -> AppState {
         let Services {
@@ -277,7 +289,7 @@ impl AppState {
             Arc::clone(&members),
         ));
         let closing = tokio::sync::watch::Sender::new(false);
-        let streams = crate::api::stream_hub::Hub::new(
+        let streams = crate::stream_hub::Hub::new(
             Arc::clone(&store),
             closing.subscribe(),
             stream_limits(&config),
@@ -302,9 +314,9 @@ impl AppState {
             sns: crate::ingest::Sns::new(),
             replays: crate::ingest::Replays::default(),
             sns_messages: crate::ingest::Replays::default(),
-            sessions: crate::web::session::Sessions::default(),
-            failures: crate::web::throttle::Failures::default(),
-            ingest_failures: crate::web::throttle::Failures::default(),
+            sessions: crate::sessions::Sessions::default(),
+            failures: crate::throttle::Failures::default(),
+            ingest_failures: crate::throttle::Failures::default(),
         }))
     }
 }

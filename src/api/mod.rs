@@ -7,7 +7,6 @@
 mod journal;
 mod silences;
 mod stream;
-pub mod stream_hub;
 mod unsubscribe;
 
 use axum::extract::rejection::JsonRejection;
@@ -78,7 +77,8 @@ impl FromRequestParts<AppState> for Member {
         };
         // Guessers are throttled per address: only failures count, and while throttled every
         // token is refused, right or wrong.
-        let client = crate::web::throttle::client(state, &parts.headers, &parts.extensions);
+        let client =
+            crate::throttle::client(state.client_ip_header(), &parts.headers, &parts.extensions);
         let now = state.clock.now();
         state.failures.check(&client, now)?;
         match state.members.by_token(token.trim()) {

@@ -26,10 +26,10 @@ use serde_json::json;
 use tokio::sync::broadcast::{self, error::RecvError};
 
 use super::query;
-use super::stream_hub::{Batch, Hub, Permit, Refused, BATCH};
 use crate::error::ApiError;
 use crate::state::{AppState, Member};
 use crate::store::{FeedEvent, FeedQuery};
+use crate::stream_hub::{Batch, Hub, Permit, Refused, BATCH};
 
 pub fn router() -> Router<AppState> {
     Router::new().route("/api/stream", get(stream))
@@ -282,9 +282,9 @@ mod tests {
     use std::collections::HashMap;
 
     use super::*;
-    use crate::api::stream_hub::StreamLimits;
     use crate::domain::time::Timestamp;
     use crate::domain::timeline::{Entry, EntryKind, Visibility};
+    use crate::stream_hub::StreamLimits;
 
     const LIMITS: StreamLimits = StreamLimits {
         max_total: 10,

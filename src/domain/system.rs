@@ -12,7 +12,14 @@ pub const SYSTEM_SOURCE: &str = "tocsin";
 /// Fingerprint prefix of the tickets about journal rows moved aside.
 const DEAD_JOURNAL: &str = "dead-journal:";
 
-fn system_alert(fingerprint: String, firing: bool, title: String, labels: Labels) -> Alert {
+fn system_alert(
+    fingerprint: String,
+    firing: bool,
+    title: String,
+    labels: Labels,
+    detail: &str,
+    now: Timestamp,
+) -> Alert {
     Alert {
         source: SYSTEM_SOURCE.to_string(),
         fingerprint,
@@ -25,11 +32,11 @@ fn system_alert(fingerprint: String, firing: bool, title: String, labels: Labels
         severity: Severity::Error,
         labels,
         annotations: Labels::new(),
-        description: None,
+        description: Some(detail.to_string()),
         url: None,
         starts_at: None,
         ends_at: None,
-        received_at: Timestamp::MIN,
+        received_at: now,
         routing: Routing::default(),
         raw: None,
     }
@@ -37,7 +44,7 @@ fn system_alert(fingerprint: String, firing: bool, title: String, labels: Labels
 
 /// A system alert about a plugin: firing when it was switched off, resolved when it is back on.
 pub fn plugin_alert(plugin: &str, firing: bool, detail: &str, now: Timestamp) -> Alert {
-    let mut a = system_alert(
+    system_alert(
         format!("plugin-disabled:{plugin}"),
         firing,
         format!("Plugin {plugin} is switched off after repeated failures"),
@@ -45,16 +52,15 @@ pub fn plugin_alert(plugin: &str, firing: bool, detail: &str, now: Timestamp) ->
             ("alertname".to_string(), "PluginDisabled".to_string()),
             ("plugin".to_string(), plugin.to_string()),
         ]),
-    );
-    a.description = Some(detail.to_string());
-    a.received_at = now;
-    a
+        detail,
+        now,
+    )
 }
 
 /// A system alert about journal row `journal_id`, which could not be decoded or applied and was moved
 /// to the dead journal (firing), or was retried or deleted by an admin (resolved).
 pub fn dead_journal_alert(journal_id: i64, firing: bool, detail: &str, now: Timestamp) -> Alert {
-    let mut a = system_alert(
+    system_alert(
         format!("{DEAD_JOURNAL}{journal_id}"),
         firing,
         format!("An accepted alert could not be processed (journal row {journal_id})"),
@@ -62,10 +68,9 @@ pub fn dead_journal_alert(journal_id: i64, firing: bool, detail: &str, now: Time
             ("alertname".to_string(), "DeadJournalRow".to_string()),
             ("journal_id".to_string(), journal_id.to_string()),
         ]),
-    );
-    a.description = Some(detail.to_string());
-    a.received_at = now;
-    a
+        detail,
+        now,
+    )
 }
 
 /// Whether `alert` is one of [`dead_journal_alert`]'s. Such a row that cannot be applied either is moved

@@ -31,7 +31,6 @@ pub use auth::{secrets_match, Replays};
 use crate::config::{AuthConfig, SourceKind};
 use crate::error::ApiError;
 use crate::state::{AppState, Source};
-use crate::web::throttle::Client;
 
 /// The ingest routes.
 pub fn router() -> Router<AppState> {
@@ -44,6 +43,25 @@ pub fn router() -> Router<AppState> {
         .route("/api/v2/alerts", post(bare_alerts))
         .route("/api/v1/alerts", post(bare_alerts))
         .route("/api/v2/status", get(bare_status))
+}
+
+/// The client address a request counts under, for throttling credential guessers.
+#[derive(Debug, Clone)]
+struct Client(String);
+
+impl axum::extract::FromRequestParts<AppState> for Client {
+    type Rejection = std::convert::Infallible;
+
+    async fn from_request_parts(
+        parts: &mut axum::http::request::Parts,
+        state: &AppState,
+    ) -> Result<Self, Self::Rejection> {
+        Ok(Client(crate::throttle::client(
+            state.client_ip_header(),
+            &parts.headers,
+            &parts.extensions,
+        )))
+    }
 }
 
 /// What a request looked like, for the parts of handling that do not care which route it came by.

@@ -117,8 +117,40 @@ pub struct StoreHealth {
     pub oldest_pending: Option<Timestamp>,
     /// Rows in the dead journal.
     pub dead_journal: u64,
-    /// Why the store cannot work now (its writer stopped, the disk is full, the database is corrupt).
-    pub problem: Option<String>,
+    /// Why the store cannot work now.
+    pub problem: Option<StoreProblem>,
+}
+
+/// What keeps the store from working, with the backend's own words.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub enum StoreProblem {
+    /// The one writer has stopped: nothing can be written until a restart.
+    WriterStopped,
+    /// Writes keep failing for a reason that is not the data's (disk full, IO errors).
+    WritesFailing(String),
+    /// The database failed its integrity check at start.
+    Corrupt(String),
+}
+
+impl StoreProblem {
+    /// A fixed phrase, safe to show anyone (`/readyz`).
+    pub fn reason(&self) -> &'static str {
+        match self {
+            StoreProblem::WriterStopped => "the database writer has stopped",
+            StoreProblem::WritesFailing(_) => "database writes are failing",
+            StoreProblem::Corrupt(_) => "the database is corrupt",
+        }
+    }
+}
+
+impl std::fmt::Display for StoreProblem {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            StoreProblem::WriterStopped => f.write_str(self.reason()),
+            StoreProblem::WritesFailing(e) => write!(f, "writes are failing: {e}"),
+            StoreProblem::Corrupt(e) => write!(f, "the database is corrupt (quick_check: {e})"),
+        }
+    }
 }
 
 /// An alert a plugin dropped, as kept for people to inspect.
@@ -362,7 +394,7 @@ pub trait Store: Send + Sync + std::fmt::Debug + 'static {
     /// (no longer in the journal) are skipped.
     async fn apply_journal(
         &self,
-        entries: Vec<JournalEntry>,
+        entries: Arc<[JournalEntry]>,
         policy: &Policy,
     ) -> Result<Vec<Applied>>;
 
@@ -400,6 +432,10 @@ pub trait Store: Send + Sync + std::fmt::Debug + 'static {
 
     /// Silences, newest first; only those still in force at `active_at` when it is given.
     async fn silences(&self, active_at: Option<Timestamp>) -> Result<Vec<Silence>>;
+
+    /// Silences in force at some moment from `from` to `to` (both included), oldest first: what may
+    /// apply to a batch of alerts received in that span.
+    async fn silences_between(&self, from: Timestamp, to: Timestamp) -> Result<Vec<Silence>>;
 
     /// Ends a silence now. `NotFound` for an unknown id; an already ended one is returned unchanged.
     async fn expire_silence(&self, id: i64, member: &str, now: Timestamp) -> Result<Silence>;

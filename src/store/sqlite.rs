@@ -27,7 +27,7 @@ mod sessions;
 use super::{
     Applied, DeadJournal, Delivery, DeliveryResult, DroppedAlert, EmailReply, EmailResult,
     EmailThread, FeedEvent, FeedQuery, JournalBatch, JournalEntry, Mailbox, PendingEmail, Result,
-    RoomBacklog, Stats, Store, StoreError, StoreHealth, TicketFilter, TicketRef,
+    RoomBacklog, Stats, Store, StoreError, StoreHealth, StoreProblem, TicketFilter, TicketRef,
 };
 use crate::domain::alert::{Alert, Severity};
 use crate::domain::mail::MailReason;
@@ -104,18 +104,18 @@ impl Condition {
         }
     }
 
-    fn problem(&self) -> Option<String> {
+    fn problem(&self) -> Option<StoreProblem> {
         if self.writer_gone.load(Ordering::Relaxed) {
-            return Some("the database writer has stopped".into());
+            return Some(StoreProblem::WriterStopped);
         }
         if let Some(c) = &self.corrupt {
-            return Some(format!("the database is corrupt (quick_check: {c})"));
+            return Some(StoreProblem::Corrupt(c.clone()));
         }
         self.failing
             .lock()
             .ok()
             .and_then(|f| f.clone())
-            .map(|e| format!("writes are failing: {e}"))
+            .map(StoreProblem::WritesFailing)
     }
 }
 
@@ -969,13 +969,18 @@ fn enqueue(
 
 /// Silences in force at `at`, oldest first. There are few: they are matched in Rust.
 fn active_silences(c: &Connection, at: Timestamp) -> Result<Vec<Silence>> {
+    silences_in_force(c, at, at)
+}
+
+/// Silences in force at some moment from `from` to `to` (both included), oldest first.
+fn silences_in_force(c: &Connection, from: Timestamp, to: Timestamp) -> Result<Vec<Silence>> {
     let mut stmt = c
         .prepare_cached(&format!(
-            "SELECT {SILENCE_COLUMNS} FROM silences WHERE starts_at <= ?1 AND ends_at > ?1 ORDER BY id"
+            "SELECT {SILENCE_COLUMNS} FROM silences WHERE starts_at <= ?2 AND ends_at > ?1 ORDER BY id"
         ))
         .map_err(err)?;
     let rows = stmt
-        .query_map([at.as_millis()], silence_from_row)
+        .query_map(params![from.as_millis(), to.as_millis()], silence_from_row)
         .map_err(err)?;
     rows.collect::<rusqlite::Result<_>>().map_err(err)
 }
@@ -1392,14 +1397,14 @@ impl Store for SqliteStore {
 
     async fn apply_journal(
         &self,
-        entries: Vec<JournalEntry>,
+        entries: Arc<[JournalEntry]>,
         policy: &Policy,
     ) -> Result<Vec<Applied>> {
         let policy = *policy;
         let router = self.router();
         self.write(move |t| {
             let mut out = Vec::with_capacity(entries.len());
-            for e in &entries {
+            for e in entries.iter() {
                 // Deleting first tells us whether this entry is still pending: if another worker (or an
                 // earlier run that crashed after committing) applied it, the row is gone and we skip it.
                 let pending = t
@@ -1641,6 +1646,10 @@ impl Store for SqliteStore {
             }
         })
         .await
+    }
+
+    async fn silences_between(&self, from: Timestamp, to: Timestamp) -> Result<Vec<Silence>> {
+        self.read(move |c| silences_in_force(c, from, to)).await
     }
 
     async fn expire_silence(&self, id: i64, member: &str, now: Timestamp) -> Result<Silence> {

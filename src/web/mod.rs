@@ -12,7 +12,6 @@ mod admin;
 mod html;
 mod pages;
 pub mod session;
-pub mod throttle;
 
 use std::sync::OnceLock;
 

@@ -108,7 +108,7 @@ pub async fn login(
     extensions: axum::http::Extensions,
     form: Result<Form<LoginForm>, FormRejection>,
 ) -> Result<Response, ApiError> {
-    let client = super::throttle::client(&state, &headers, &extensions);
+    let client = crate::throttle::client(state.client_ip_header(), &headers, &extensions);
     state.failures.check(&client, state.clock.now())?;
     let Form(form) = form.map_err(|e| ApiError::bad_request("invalid_form", e.body_text()))?;
     let nonce = session::cookie(&headers, session::login_cookie_name(&state)).unwrap_or("");
@@ -162,7 +162,10 @@ pub async fn logout(
             "the sign-out form's csrf field is wrong",
         ));
     }
-    state.sessions.end(&state, &session.member.name).await?;
+    state
+        .sessions
+        .end(state.store.as_ref(), &session.member.name)
+        .await?;
     let mut r = Redirect::to("/login").into_response();
     r.headers_mut()
         .insert(header::SET_COOKIE, session::clear_cookie(&state));

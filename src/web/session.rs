@@ -16,8 +16,7 @@
 //!
 //! The key is `web.session_secret`, or random bytes made once per process start.
 
-use std::collections::HashMap;
-use std::sync::{Mutex, OnceLock};
+use std::sync::OnceLock;
 use std::time::Duration;
 
 use axum::http::{header, HeaderMap, HeaderValue, Method};
@@ -36,46 +35,6 @@ pub const COOKIE: &str = "tocsin_session";
 /// The sign-in form's nonce cookie (login CSRF protection).
 pub const LOGIN_COOKIE: &str = "tocsin_login";
 
-/// Members' session generations, read from the store once and kept (tocsin is one process, and every
-/// bump goes through [`Sessions::end`]). Only names that passed the MAC check are looked up, so the
-/// map holds at most one entry per member.
-#[derive(Debug, Default)]
-pub struct Sessions {
-    generations: Mutex<HashMap<String, i64>>,
-}
-
-impl Sessions {
-    fn cached(&self, member: &str) -> Option<i64> {
-        self.generations
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .get(member)
-            .copied()
-    }
-
-    fn remember(&self, member: &str, generation: i64) {
-        let mut g = self.generations.lock().unwrap_or_else(|e| e.into_inner());
-        let e = g.entry(member.to_string()).or_insert(generation);
-        *e = (*e).max(generation);
-    }
-
-    /// A member's current generation.
-    pub async fn generation(&self, state: &AppState, member: &str) -> Result<i64, StoreError> {
-        if let Some(g) = self.cached(member) {
-            return Ok(g);
-        }
-        let g = state.store.session_generation(member).await?;
-        self.remember(member, g);
-        Ok(g)
-    }
-
-    /// Ends every session of a member.
-    pub async fn end(&self, state: &AppState, member: &str) -> Result<(), StoreError> {
-        let g = state.store.end_sessions(member).await?;
-        self.remember(member, g);
-        Ok(())
-    }
-}
 /// The header fetch calls carry the CSRF token in.
 pub const CSRF_HEADER: &str = "x-csrf-token";
 
@@ -153,7 +112,11 @@ pub async fn issue(state: &AppState, name: &str) -> Result<Option<String>, Store
     let Some(token) = state.members.token_digest(name) else {
         return Ok(None);
     };
-    let generation = state.sessions.generation(state, name).await?.to_string();
+    let generation = state
+        .sessions
+        .generation(state.store.as_ref(), name)
+        .await?
+        .to_string();
     let expires = state.clock.now().plus(ttl(state)).as_millis().to_string();
     let signature = sign(
         state,
@@ -181,7 +144,7 @@ pub async fn check(state: &AppState, value: &str) -> Option<Session> {
         return None;
     }
     let generation: i64 = generation.parse().ok()?;
-    match state.sessions.generation(state, name).await {
+    match state.sessions.generation(state.store.as_ref(), name).await {
         Ok(current) if current == generation => {}
         Ok(_) => return None,
         Err(e) => {

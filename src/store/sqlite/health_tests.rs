@@ -51,7 +51,7 @@ async fn a_full_database_is_reported_until_writes_succeed_again() {
         .unwrap_err();
     assert!(err.to_string().contains("full"), "{err}");
     let problem = store.health().await.unwrap().problem.unwrap();
-    assert!(problem.contains("full"), "{problem}");
+    assert!(problem.to_string().contains("full"), "{problem}");
 
     // Room again: the next write that commits clears it.
     store

@@ -20,7 +20,6 @@ use axum::http::{Extensions, HeaderMap, StatusCode};
 
 use crate::domain::time::Timestamp;
 use crate::error::ApiError;
-use crate::state::AppState;
 
 /// Failures one address may have within [`WINDOW`] before it is throttled.
 pub const MAX_FAILURES: usize = 10;
@@ -93,29 +92,11 @@ fn expire(times: &mut VecDeque<Timestamp>, now: Timestamp) {
     }
 }
 
-/// The client address a request is counted under, as an extractor (never fails).
-#[derive(Debug, Clone)]
-pub struct Client(pub String);
-
-impl axum::extract::FromRequestParts<AppState> for Client {
-    type Rejection = std::convert::Infallible;
-
-    async fn from_request_parts(
-        parts: &mut axum::http::request::Parts,
-        state: &AppState,
-    ) -> Result<Self, Self::Rejection> {
-        Ok(Client(client(state, &parts.headers, &parts.extensions)))
-    }
-}
-
 /// The client address a request is counted under (see the module docs).
-pub fn client(state: &AppState, headers: &HeaderMap, extensions: &Extensions) -> String {
-    let from_header = state
-        .config
-        .web
-        .as_ref()
-        .and_then(|w| w.client_ip_header.as_ref())
-        .and_then(|name| headers.get(name.0.as_str()))
+/// `ip_header` is `web.client_ip_header`, when set.
+pub fn client(ip_header: Option<&str>, headers: &HeaderMap, extensions: &Extensions) -> String {
+    let from_header = ip_header
+        .and_then(|name| headers.get(name))
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.rsplit(',').next())
         .and_then(|v| v.trim().parse::<IpAddr>().ok());
