@@ -5,10 +5,13 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use tocsin::domain::alert::{Alert, Labels, Severity, Status};
+use tocsin::domain::silence::{Matcher, SilenceDraft};
 use tocsin::domain::ticket::{Action, Actor, Policy, TicketState};
 use tocsin::domain::time::Timestamp;
 use tocsin::domain::timeline::{EntryKind, Visibility};
-use tocsin::store::{FeedQuery, SqliteStore, Store, StoreError, TicketFilter, TicketRef};
+use tocsin::store::{
+    EmailReply, FeedQuery, ReplyAction, SqliteStore, Store, StoreError, TicketFilter, TicketRef,
+};
 
 fn alert(fp: &str, status: Status, starts: i64, at: i64, lease: Option<i64>) -> Alert {
     Alert {
@@ -63,13 +66,16 @@ async fn story(store: Arc<dyn Store>) {
     assert_eq!(store.stats().await.unwrap().journal_backlog, 3);
 
     // Applying takes effect once: applying the same entries again (a crashed worker's retry) does nothing.
-    let applied = store.apply_journal(pending.clone(), &policy).await.unwrap();
+    let applied = store
+        .apply_journal(pending.clone().into(), &policy)
+        .await
+        .unwrap();
     assert_eq!(
         applied.iter().map(|a| a.outcome).collect::<Vec<_>>(),
         ["opened", "opened", "resent"]
     );
     assert!(store
-        .apply_journal(pending, &policy)
+        .apply_journal(pending.into(), &policy)
         .await
         .unwrap()
         .is_empty());
@@ -279,7 +285,7 @@ async fn story(store: Arc<dyn Store>) {
         .await
         .unwrap();
     let pending = store.pending_journal(10).await.unwrap().entries;
-    let applied = store.apply_journal(pending, &policy).await.unwrap();
+    let applied = store.apply_journal(pending.into(), &policy).await.unwrap();
     assert_eq!(applied[0].outcome, "opened");
     let newer = store.get_ticket(&TicketRef::Number(3)).await.unwrap();
     assert_eq!(newer.previous_id.as_deref(), Some(a.id.as_str()));
@@ -352,4 +358,220 @@ async fn sqlite_keeps_everything_across_reopening() {
         "an appended alert survives closing the store"
     );
     assert_eq!(pending[0].alert, alert("x", Status::Firing, T0, T0, None));
+}
+
+/// The operations hardening added: the dead journal, health, retention, silences over a span, session
+/// generations and replies by email taken once.
+async fn hardening_story(store: Arc<dyn Store>) {
+    let policy = Policy {
+        reopen_window: Duration::from_secs(3600),
+    };
+    let health = store.health().await.unwrap();
+    assert_eq!(
+        (health.oldest_pending, health.dead_journal, health.problem),
+        (None, 0, None)
+    );
+
+    // A row moved aside: out of the journal, kept with why, a notice about it in its place.
+    let ids = store
+        .append_journal(&[
+            alert("x", Status::Firing, T0, T0, None),
+            alert("y", Status::Firing, T0, T0 + MIN, None),
+        ])
+        .await
+        .unwrap();
+    assert_eq!(
+        store.health().await.unwrap().oldest_pending,
+        Some(Timestamp::from_millis(T0))
+    );
+    assert!(store
+        .bury_journal(ids[0], "broken", Timestamp::from_millis(T0 + MIN))
+        .await
+        .unwrap());
+    assert!(!store
+        .bury_journal(ids[0], "again", Timestamp::from_millis(T0 + MIN))
+        .await
+        .unwrap());
+    let dead = store.dead_journal(10).await.unwrap();
+    assert_eq!(dead.len(), 1);
+    assert_eq!(
+        (dead[0].journal_id, dead[0].reason.as_str()),
+        (ids[0], "broken")
+    );
+    assert_eq!(store.health().await.unwrap().dead_journal, 1);
+    let pending = store.pending_journal(10).await.unwrap();
+    assert!(pending.unreadable.is_empty());
+    let sources: Vec<&str> = pending
+        .entries
+        .iter()
+        .map(|e| e.alert.source.as_str())
+        .collect();
+    assert_eq!(
+        sources,
+        ["prom", "tocsin"],
+        "the row behind it, then the notice"
+    );
+
+    // Retried: back at the end of the journal as it was; deleting what is gone is NotFound.
+    let back = store
+        .retry_dead_journal(dead[0].id, "alice", Timestamp::from_millis(T0 + 2 * MIN))
+        .await
+        .unwrap();
+    assert!(back > ids[1]);
+    assert!(store.dead_journal(10).await.unwrap().is_empty());
+    assert!(matches!(
+        store
+            .delete_dead_journal(dead[0].id, "alice", Timestamp::from_millis(T0))
+            .await,
+        Err(StoreError::NotFound)
+    ));
+    let all = store.pending_journal(10).await.unwrap().entries;
+    store.apply_journal(all.into(), &policy).await.unwrap();
+    assert_eq!(store.health().await.unwrap().oldest_pending, None);
+
+    // Silences over a span: in force at some moment of it.
+    let draft = |start: i64, end: i64| SilenceDraft {
+        matchers: vec![Matcher::parse("alertname=x").unwrap()],
+        starts_at: Timestamp::from_millis(start),
+        ends_at: Timestamp::from_millis(end),
+        comment: "maintenance".into(),
+        author: "alice".into(),
+    };
+    let early = store
+        .create_silence(draft(T0, T0 + 10 * MIN), Timestamp::from_millis(T0))
+        .await
+        .unwrap();
+    let late = store
+        .create_silence(
+            draft(T0 + 20 * MIN, T0 + 30 * MIN),
+            Timestamp::from_millis(T0),
+        )
+        .await
+        .unwrap();
+    let between = |a: i64, b: i64| {
+        let store = Arc::clone(&store);
+        async move {
+            store
+                .silences_between(Timestamp::from_millis(a), Timestamp::from_millis(b))
+                .await
+                .unwrap()
+                .iter()
+                .map(|s| s.id)
+                .collect::<Vec<_>>()
+        }
+    };
+    assert_eq!(between(T0 + 5 * MIN, T0 + 5 * MIN).await, [early.id]);
+    assert_eq!(
+        between(T0 + 10 * MIN, T0 + 19 * MIN).await,
+        Vec::<i64>::new()
+    );
+    assert_eq!(between(T0, T0 + 25 * MIN).await, [early.id, late.id]);
+
+    // Session generations: 0 until the first sign-out, then counted up.
+    assert_eq!(store.session_generation("alice").await.unwrap(), 0);
+    let next = store.end_sessions("alice").await.unwrap();
+    assert!(next > 0);
+    assert_eq!(store.session_generation("alice").await.unwrap(), next);
+
+    // A reply by email is taken once, whatever number of times it comes.
+    let x = store
+        .list_tickets(&TicketFilter {
+            limit: 10,
+            ..TicketFilter::default()
+        })
+        .await
+        .unwrap()
+        .into_iter()
+        .find(|t| t.fingerprint == "x")
+        .unwrap();
+    let reply = || {
+        vec![EmailReply {
+            ticket: TicketRef::Id(x.id.clone()),
+            actor: Actor::new("alice", "email"),
+            actions: vec![ReplyAction {
+                action: Action::Note {
+                    text: "on it".into(),
+                    visibility: Visibility::Public,
+                },
+                optional: false,
+            }],
+        }]
+    };
+    let until = Timestamp::from_millis(T0 + 60 * MIN);
+    let now = Timestamp::from_millis(T0 + 3 * MIN);
+    assert_eq!(
+        store
+            .take_email_reply("<m1@x>", reply(), until, now)
+            .await
+            .unwrap(),
+        1
+    );
+    assert_eq!(
+        store
+            .take_email_reply("<m1@x>", reply(), until, now)
+            .await
+            .unwrap(),
+        0
+    );
+
+    // Retention: resolved tickets past the cutoff go; numbers are not given out again.
+    store
+        .act(
+            &TicketRef::Id(x.id.clone()),
+            Action::Resolve,
+            &Actor::new("alice", "api"),
+            now,
+        )
+        .await
+        .unwrap();
+    let highest = store
+        .list_tickets(&TicketFilter {
+            limit: 10,
+            ..TicketFilter::default()
+        })
+        .await
+        .unwrap()[0]
+        .number;
+    // The dead-journal notice's ticket resolved at T0 + 2 min (the retry), x at T0 + 3 min.
+    assert_eq!(
+        store
+            .purge_tickets(Timestamp::from_millis(T0 + 2 * MIN), 10)
+            .await
+            .unwrap(),
+        0,
+        "resolved at, not before, the cutoff"
+    );
+    assert_eq!(
+        store
+            .purge_tickets(Timestamp::from_millis(T0 + 4 * MIN), 10)
+            .await
+            .unwrap(),
+        2
+    );
+    assert!(matches!(
+        store.get_ticket(&TicketRef::Id(x.id.clone())).await,
+        Err(StoreError::NotFound)
+    ));
+    store
+        .append_journal(&[alert("z", Status::Firing, T0, T0 + 5 * MIN, None)])
+        .await
+        .unwrap();
+    let all = store.pending_journal(10).await.unwrap().entries;
+    store.apply_journal(all.into(), &policy).await.unwrap();
+    let newest = store
+        .list_tickets(&TicketFilter {
+            limit: 10,
+            ..TicketFilter::default()
+        })
+        .await
+        .unwrap()[0]
+        .number;
+    assert!(newest > highest, "{newest} after {highest}");
+}
+
+#[tokio::test]
+async fn sqlite_tells_the_hardening_story() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = SqliteStore::open(&dir.path().join("hardening.db")).unwrap();
+    hardening_story(Arc::new(store)).await;
 }
