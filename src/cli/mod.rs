@@ -1,5 +1,6 @@
 //! Command-line interface: `tocsin serve`, `tocsin check` and `tocsin plugin ...`.
 
+mod migrate;
 mod plugin;
 
 use std::path::{Path, PathBuf};
@@ -39,6 +40,19 @@ enum Command {
     /// Tools for plugin authors.
     #[command(subcommand)]
     Plugin(plugin::PluginCommand),
+    /// Bring the database's schema up to date and exit (`--config`), or copy a SQLite install into an
+    /// empty PostgreSQL database (`--from sqlite://PATH --to postgres://...`).
+    Migrate {
+        /// Config file whose `storage` to migrate.
+        #[arg(long, conflicts_with_all = ["from", "to"])]
+        config: Option<PathBuf>,
+        /// The SQLite database to copy from.
+        #[arg(long, requires = "to")]
+        from: Option<String>,
+        /// The empty PostgreSQL database to copy into (its password from the URL or PGPASSWORD).
+        #[arg(long, requires = "from")]
+        to: Option<String>,
+    },
 }
 
 pub fn main() -> ExitCode {
@@ -47,6 +61,7 @@ pub fn main() -> ExitCode {
         Command::Check { config } => check(&config),
         Command::Serve { config } => serve(config),
         Command::Plugin(cmd) => plugin::run(cmd),
+        Command::Migrate { config, from, to } => migrate::run(config, from, to),
     }
 }
 

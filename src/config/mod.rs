@@ -610,6 +610,37 @@ fn plural(n: usize) -> String {
     }
 }
 
+/// The URL with its password (if any, in the authority or as a `password=` parameter) replaced, safe
+/// for logs and errors.
+pub fn redact_url(url: &str) -> String {
+    let Some((scheme, rest)) = url.split_once("://") else {
+        return url.to_string();
+    };
+    let end = rest.find(['/', '?']).unwrap_or(rest.len());
+    let (authority, tail) = rest.split_at(end);
+    let authority = match authority.rsplit_once('@') {
+        Some((userinfo, host)) => match userinfo.split_once(':') {
+            Some((user, _)) => format!("{user}:***@{host}"),
+            None => authority.to_string(),
+        },
+        None => authority.to_string(),
+    };
+    let tail = match tail.split_once('?') {
+        Some((path, query)) => {
+            let query: Vec<String> = query
+                .split('&')
+                .map(|kv| match kv.split_once('=') {
+                    Some((k, _)) if k.eq_ignore_ascii_case("password") => format!("{k}=***"),
+                    _ => kv.to_string(),
+                })
+                .collect();
+            format!("{path}?{}", query.join("&"))
+        }
+        None => tail.to_string(),
+    };
+    format!("{scheme}://{authority}{tail}")
+}
+
 /// Where the storage lives, parsed from `storage`.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum StorageUrl {
@@ -618,6 +649,14 @@ pub enum StorageUrl {
 }
 
 impl StorageUrl {
+    /// The URL as it may be shown: a PostgreSQL password replaced.
+    pub fn shown(&self) -> String {
+        match self {
+            StorageUrl::Sqlite(path) => format!("sqlite://{}", path.display()),
+            StorageUrl::Postgres(url) => redact_url(url),
+        }
+    }
+
     pub fn parse(text: &str) -> Result<StorageUrl, String> {
         if let Some(path) = text.strip_prefix("sqlite://") {
             if path.is_empty() {
@@ -676,11 +715,7 @@ impl Config {
             );
         }
         match StorageUrl::parse(&self.storage.0) {
-            Ok(StorageUrl::Postgres(_)) => problem(
-                "storage".into(),
-                "the PostgreSQL backend is not available yet; use sqlite://PATH".into(),
-            ),
-            Ok(StorageUrl::Sqlite(_)) => {}
+            Ok(StorageUrl::Postgres(_)) | Ok(StorageUrl::Sqlite(_)) => {}
             Err(e) => problem("storage".into(), e),
         }
         for (name, source) in &self.sources {

@@ -6,6 +6,7 @@
 pub mod alert;
 pub mod command;
 pub mod delivery;
+pub mod entries;
 pub mod hours;
 pub mod mail;
 pub mod message;

@@ -5,7 +5,11 @@
 //! Backends do the transaction; the decisions inside it come from `domain::ticket`, so every backend
 //! follows the same rules. `tests/store_story.rs` is the behaviour every backend must pass.
 
+mod engine;
+mod ops;
+pub mod postgres;
 mod sqlite;
+pub mod tx;
 
 use std::collections::BTreeSet;
 use std::sync::Arc;
@@ -26,7 +30,12 @@ use crate::domain::ticket::{Action, ActionError, Actor, Policy, Ticket, TicketSt
 use crate::domain::time::Timestamp;
 use crate::domain::timeline::{Entry, Visibility};
 
-pub use sqlite::SqliteStore;
+pub use engine::{Backend, Engine};
+pub use postgres::{PgBackend, PgStore};
+pub use sqlite::{SqliteBackend, SqliteStore};
+
+/// How many dropped alerts are kept for inspection.
+pub const KEEP_DROPPED: usize = 1000;
 
 /// Errors a store can return. Callers decide what to do from the variant.
 #[derive(Debug, thiserror::Error)]
@@ -544,8 +553,6 @@ pub async fn open(url: &StorageUrl) -> Result<Arc<dyn Store>> {
                 .map_err(|e| StoreError::Other(e.to_string()))??;
             Ok(Arc::new(store))
         }
-        StorageUrl::Postgres(_) => Err(StoreError::Other(
-            "the PostgreSQL backend is not available yet".into(),
-        )),
+        StorageUrl::Postgres(url) => Ok(Arc::new(PgStore::connect(url).await?)),
     }
 }

@@ -32,14 +32,16 @@ async fn a_full_database_is_reported_until_writes_succeed_again() {
     assert_eq!(store.health().await.unwrap().problem, None);
     // SQLite's own "database or disk is full", as on a full disk: the file may not grow further.
     let pages: i64 = store
-        .write(|t| {
+        .backend
+        .on_writer(|t| {
             t.query_row("PRAGMA page_count", [], |r| r.get(0))
                 .map_err(super::err)
         })
         .await
         .unwrap();
     store
-        .write(move |t| {
+        .backend
+        .on_writer(move |t| {
             t.query_row(&format!("PRAGMA max_page_count = {pages}"), [], |_| Ok(()))
                 .map_err(super::err)
         })
@@ -55,7 +57,8 @@ async fn a_full_database_is_reported_until_writes_succeed_again() {
 
     // Room again: the next write that commits clears it.
     store
-        .write(|t| {
+        .backend
+        .on_writer(|t| {
             t.query_row("PRAGMA max_page_count = 1000000", [], |_| Ok(()))
                 .map_err(super::err)
         })

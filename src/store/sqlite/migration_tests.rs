@@ -36,7 +36,8 @@ async fn a_database_from_before_this_release_upgrades_with_its_data() {
     }
     let store = SqliteStore::open(&path).unwrap();
     let version: usize = store
-        .read(|c| {
+        .backend
+        .on_reader(|c| {
             c.query_row("PRAGMA user_version", [], |r| r.get(0))
                 .map_err(super::err)
         })
@@ -64,7 +65,8 @@ async fn a_database_from_before_this_release_upgrades_with_its_data() {
         1
     );
     let left: i64 = store
-        .read(|c| {
+        .backend
+        .on_reader(|c| {
             c.query_row("SELECT COUNT(*) FROM search", [], |r| r.get(0))
                 .map_err(super::err)
         })

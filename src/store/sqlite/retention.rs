@@ -3,7 +3,7 @@
 //! time so the one writer is never held for long. Also the counters that keep `/metrics` O(1) in the
 //! number of tickets, and the ticket-number high-water mark that keeps numbers from being reused.
 
-use rusqlite::{params, Transaction};
+use rusqlite::{params, Connection};
 
 use super::err;
 use crate::domain::time::Timestamp;
@@ -15,7 +15,7 @@ pub(super) const NEXT_NUMBER: &str = "SELECT MAX(COALESCE((SELECT MAX(number) FR
 
 /// Deletes up to `limit` tickets resolved before `cutoff`, oldest first, with all their rows.
 /// Returns how many.
-pub(super) fn purge(t: &Transaction<'_>, cutoff: Timestamp, limit: usize) -> Result<usize> {
+pub(super) fn purge(t: &Connection, cutoff: Timestamp, limit: usize) -> Result<usize> {
     let doomed: Vec<(String, i64)> = {
         let mut stmt = t
             .prepare_cached(

@@ -1,0 +1,166 @@
+//! Alerts and actions into tickets: a journal batch, lease expiry, a member's action, replies by email.
+
+use super::enqueue::enqueue;
+use super::{append_entry, Tx};
+use crate::domain::entries;
+use crate::domain::routing::Router;
+use crate::domain::ticket::{self, Action, Actor, AlertDecision, Policy, Ticket};
+use crate::domain::time::Timestamp;
+use crate::domain::timeline::Entry;
+use crate::store::{Applied, EmailReply, JournalEntry, Result, StoreError, TicketRef};
+
+/// `Store::apply_journal`: each entry still pending is taken out of the journal and applied; one
+/// already gone (applied by an earlier run that crashed after committing) is skipped.
+pub fn batch(
+    tx: &mut dyn Tx,
+    entries: &[JournalEntry],
+    policy: &Policy,
+    router: Option<&Router>,
+) -> Result<Vec<Applied>> {
+    let mut out = Vec::with_capacity(entries.len());
+    for e in entries {
+        if !tx.take_journal(e.id)? {
+            continue;
+        }
+        match &e.dropped {
+            Some(drop) => {
+                tx.insert_dropped(e.alert.received_at, &drop.plugin, &drop.reason, &e.alert)?;
+                out.push(Applied {
+                    journal_id: e.id,
+                    ticket_id: None,
+                    outcome: "dropped",
+                });
+            }
+            None => out.push(one(tx, e, policy, router)?),
+        }
+    }
+    Ok(out)
+}
+
+fn one(
+    tx: &mut dyn Tx,
+    entry: &JournalEntry,
+    policy: &Policy,
+    router: Option<&Router>,
+) -> Result<Applied> {
+    let alert = &entry.alert;
+    let current = tx.latest_for_key(&alert.source, &alert.fingerprint)?;
+    let decision = ticket::decide(current.as_ref(), alert, policy);
+    let outcome = decision.outcome();
+    let ticket_id = match decision {
+        AlertDecision::Ignore { .. } => current.map(|c| c.id),
+        AlertDecision::Open { .. } => {
+            if let Some(prev) = &current {
+                tx.retire_ticket(&prev.id)?;
+            }
+            let number = tx.next_ticket_number()?;
+            let id = uuid::Uuid::now_v7().to_string();
+            let (mut new, draft) = ticket::open(id, number, alert, current.as_ref());
+            new.last_seq = 1;
+            tx.insert_ticket(&new)?;
+            let opened = draft.with_seq(1);
+            tx.insert_entry(&new.id, &opened)?;
+            enqueue(tx, router, &mut new, &opened, entry.silences.as_deref())?;
+            record_failures(tx, &mut new, entry)?;
+            if new.last_seq > 1 {
+                tx.update_ticket(&new)?;
+            }
+            Some(new.id)
+        }
+        d => {
+            let mut cur =
+                current.ok_or_else(|| StoreError::Other("decision without ticket".into()))?;
+            if let Some(draft) = ticket::apply_alert(&mut cur, &d, alert) {
+                let e = append_entry(tx, &mut cur, draft)?;
+                enqueue(tx, router, &mut cur, &e, entry.silences.as_deref())?;
+                record_failures(tx, &mut cur, entry)?;
+            }
+            tx.update_ticket(&cur)?;
+            Some(cur.id)
+        }
+    };
+    Ok(Applied {
+        journal_id: entry.id,
+        ticket_id,
+        outcome,
+    })
+}
+
+/// Plugin failures go on the timeline only when the alert changed the ticket (opened, refired, reopened,
+/// resolved): a failing plugin must not add an entry for every heartbeat.
+fn record_failures(tx: &mut dyn Tx, ticket: &mut Ticket, entry: &JournalEntry) -> Result<()> {
+    for f in &entry.failures {
+        append_entry(
+            tx,
+            ticket,
+            entries::plugin_failed(entry.alert.received_at, f),
+        )?;
+    }
+    Ok(())
+}
+
+/// `Store::expire_leases`: tickets whose lease ended resolve, with their messages.
+pub fn expire(
+    tx: &mut dyn Tx,
+    now: Timestamp,
+    limit: usize,
+    router: Option<&Router>,
+) -> Result<Vec<String>> {
+    let mut ids = Vec::new();
+    for mut tk in tx.tickets_expiring(now, limit)? {
+        if let Some(draft) = ticket::expire(&mut tk, now) {
+            let e = append_entry(tx, &mut tk, draft)?;
+            enqueue(tx, router, &mut tk, &e, None)?;
+            tx.update_ticket(&tk)?;
+            ids.push(tk.id);
+        }
+    }
+    Ok(ids)
+}
+
+/// `Store::act`: a member's action, refused when the ticket's state does not allow it.
+pub fn act(
+    tx: &mut dyn Tx,
+    r: &TicketRef,
+    action: &Action,
+    actor: &Actor,
+    now: Timestamp,
+    router: Option<&Router>,
+) -> Result<(Ticket, Entry)> {
+    let mut tk = tx.find_ticket(r)?.ok_or(StoreError::NotFound)?;
+    let draft = ticket::act(&mut tk, action, actor, now)?;
+    let entry = append_entry(tx, &mut tk, draft)?;
+    enqueue(tx, router, &mut tk, &entry, None)?;
+    tx.update_ticket(&tk)?;
+    Ok((tk, entry))
+}
+
+/// `Store::take_email_reply`: forget expired Message-IDs, then per reply remember it (skipping it when
+/// it was taken before) and apply its actions.
+pub fn email_reply(
+    tx: &mut dyn Tx,
+    router: Option<&Router>,
+    message_id: &str,
+    replies: &[EmailReply],
+    until: Timestamp,
+    now: Timestamp,
+) -> Result<usize> {
+    tx.forget_replies(now)?;
+    let mut taken = 0;
+    for reply in replies {
+        let ticket = tx.find_ticket(&reply.ticket)?.ok_or(StoreError::NotFound)?;
+        if !tx.remember_reply(message_id, &ticket.id, &reply.actor.member, until)? {
+            continue;
+        }
+        for step in &reply.actions {
+            // Read again: the previous action changed the ticket.
+            match act(tx, &reply.ticket, &step.action, &reply.actor, now, router) {
+                Ok(_) => {}
+                Err(StoreError::Rejected(_)) if step.optional => {}
+                Err(e) => return Err(e),
+            }
+        }
+        taken += 1;
+    }
+    Ok(taken)
+}

@@ -1,0 +1,95 @@
+//! The outbox's results: attempts recorded with their timeline entries, storm digests, admin retries.
+
+use super::{append_system_entry, Tx};
+use crate::domain::entries::{self, Attempt, DeliveryRef};
+use crate::domain::message::Content;
+use crate::domain::routing::DeliveryKind;
+use crate::domain::time::Timestamp;
+use crate::store::{Delivery, DeliveryResult, Result, StoreError};
+
+fn delivery_ref(d: &Delivery) -> DeliveryRef<'_> {
+    DeliveryRef {
+        id: d.id,
+        room: &d.room,
+        kind: d.kind,
+        attempts: d.attempts,
+    }
+}
+
+/// `Store::outbox_complete`: each result recorded, a root message's handle kept as the ticket's thread
+/// in its room, an entry on the ticket for every attempt but a skip.
+pub fn complete(tx: &mut dyn Tx, results: &[DeliveryResult], now: Timestamp) -> Result<()> {
+    for result in results {
+        let id = match result {
+            DeliveryResult::Sent { id, .. }
+            | DeliveryResult::Failed { id, .. }
+            | DeliveryResult::Dead { id, .. }
+            | DeliveryResult::Skipped { id, .. } => *id,
+        };
+        let Some(d) = tx.find_delivery(id)? else {
+            continue;
+        };
+        if let (
+            DeliveryResult::Sent {
+                handle: Some(h), ..
+            },
+            DeliveryKind::Root,
+            Some(ticket),
+        ) = (result, d.kind, &d.ticket_id)
+        {
+            tx.set_thread(ticket, &d.room, h)?;
+        }
+        tx.settle_delivery(id, result)?;
+        let attempt = match result {
+            DeliveryResult::Sent { .. } => Attempt::Sent,
+            DeliveryResult::Failed { error, next_at, .. } => Attempt::Failed {
+                error,
+                next_at: *next_at,
+            },
+            DeliveryResult::Dead { error, .. } => Attempt::Dead { error },
+            DeliveryResult::Skipped { .. } => continue,
+        };
+        if let Some(ticket) = &d.ticket_id {
+            append_system_entry(
+                tx,
+                ticket,
+                entries::delivery(delivery_ref(&d), attempt, now),
+            )?;
+        }
+    }
+    Ok(())
+}
+
+/// `Store::outbox_digest`: the covered rows still pending leave the outbox for one digest row; each of
+/// their tickets says so.
+pub fn digest(
+    tx: &mut dyn Tx,
+    room: &str,
+    covered: &[i64],
+    digest: &Content,
+    now: Timestamp,
+) -> Result<i64> {
+    let id = tx.insert_delivery(room, None, DeliveryKind::Digest, digest, now, None)?;
+    for &c in covered {
+        if let Some(Some(ticket)) = tx.take_pending_delivery(c)? {
+            append_system_entry(tx, &ticket, entries::digested(room, c, id, now))?;
+        }
+    }
+    Ok(id)
+}
+
+/// `Store::outbox_retry`: a dead delivery back in line, said on its ticket.
+pub fn retry(tx: &mut dyn Tx, id: i64, member: &str, now: Timestamp) -> Result<Delivery> {
+    if !tx.revive_delivery(id, now)? {
+        return Err(StoreError::NotFound);
+    }
+    let d = tx.find_delivery(id)?.ok_or(StoreError::NotFound)?;
+    if let Some(ticket) = &d.ticket_id {
+        append_system_entry(
+            tx,
+            ticket,
+            entries::delivery_retried(delivery_ref(&d), member, now),
+        )?;
+    }
+    Ok(d)
+}

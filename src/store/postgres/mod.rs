@@ -1,0 +1,395 @@
+//! The PostgreSQL backend: a pool of connections, migrations recorded in the database, live readers
+//! woken through LISTEN/NOTIFY, and the same orchestration as SQLite over [`PgTx`].
+//!
+//! Driver: `tokio-postgres` with `deadpool-postgres` (pool, per-connection prepared-statement cache,
+//! recycling). The orchestration in `store/ops/` is synchronous (see `store/tx.rs`), so a write runs on a
+//! blocking thread and awaits each statement there with `Handle::block_on`; appends to the journal and
+//! pings are single statements and stay async. The SQL is split by concern like SQLite's.
+
+use std::str::FromStr;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use deadpool_postgres::{Manager, ManagerConfig, Pool, RecyclingMethod, Runtime};
+use tokio::runtime::Handle;
+use tokio_postgres::types::ToSql;
+use tokio_postgres::{Row, Statement};
+
+mod emails;
+mod feed;
+pub mod import;
+mod journal;
+mod listen;
+mod members;
+mod outbox;
+mod rows;
+pub(crate) mod search;
+mod silences;
+mod tickets;
+mod tls;
+
+use super::engine::{Backend, Engine};
+use super::tx::Tx;
+use super::{Result, StoreError, StoreProblem};
+use crate::domain::alert::Alert;
+
+/// Migrations, one `.sql` file each in `postgres/migrations/`, applied in order; the table
+/// `schema_migrations` records which ran. Append new files; never edit one that has shipped.
+const MIGRATIONS: &[&str] = &[include_str!("migrations/0001_schema.sql")];
+
+/// Connections in the pool.
+const POOL_SIZE: usize = 8;
+
+/// How long a request waits for a connection, or for one to be made, before it fails as unavailable
+/// (ingest answers 503 then, which senders retry).
+const WAIT: Duration = Duration::from_secs(5);
+
+/// The channel commits that wrote timeline entries notify, with the highest feed id as payload.
+const FEED_CHANNEL: &str = "tocsin_feed";
+
+/// The advisory lock key that orders feed ids by commit (see `tickets.rs`).
+const FEED_LOCK: i64 = 0x7463_7369_6e66_6564; // "tcsinfed"
+
+/// The PostgreSQL [`Backend`].
+pub struct PgBackend {
+    pool: Pool,
+    feed: Arc<tokio::sync::watch::Sender<i64>>,
+    failing: Arc<Mutex<Option<String>>>,
+    /// The URL without its password, for messages.
+    shown: String,
+    _listener: listen::Listener,
+}
+
+/// The [`super::Store`] on PostgreSQL.
+pub type PgStore = Engine<PgBackend>;
+
+impl std::fmt::Debug for PgBackend {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("PgBackend")
+            .field("url", &self.shown)
+            .finish()
+    }
+}
+
+/// A `postgres://` URL parsed into a driver config, its TLS setup, and how to show it.
+pub(crate) struct Target {
+    config: tokio_postgres::Config,
+    tls: tokio_postgres_rustls::MakeRustlsConnect,
+    pub shown: String,
+}
+
+pub use crate::config::redact_url as redact;
+
+impl Target {
+    /// Parses the URL; the password comes from it (after `${VAR}` expansion in the config) or else
+    /// from `PGPASSWORD`, as with libpq.
+    pub fn parse(url: &str) -> Result<Target> {
+        let shown = redact(url);
+        let (url, tls) = tls::split(url).map_err(|e| StoreError::Other(format!("{shown}: {e}")))?;
+        let mut config = tokio_postgres::Config::from_str(&url)
+            .map_err(|e| StoreError::Other(format!("{shown} is not a PostgreSQL URL: {e}")))?;
+        if config.get_password().is_none() {
+            if let Ok(p) = std::env::var("PGPASSWORD") {
+                config.password(p);
+            }
+        }
+        if config.get_connect_timeout().is_none() {
+            config.connect_timeout(WAIT);
+        }
+        if config.get_application_name().is_none() {
+            config.application_name("tocsin");
+        }
+        config.ssl_mode(tls.mode);
+        Ok(Target {
+            config,
+            tls: tls.connector,
+            shown,
+        })
+    }
+}
+
+impl Engine<PgBackend> {
+    /// Connects, migrates, and starts listening for other commits' notifications. Fails with one
+    /// error naming the URL (without its password) when the server cannot be reached.
+    pub async fn connect(url: &str) -> Result<PgStore> {
+        PgBackend::connect(url).await.map(Engine::new)
+    }
+}
+
+impl PgBackend {
+    async fn connect(url: &str) -> Result<PgBackend> {
+        let target = Target::parse(url)?;
+        let manager = Manager::from_config(
+            target.config.clone(),
+            target.tls.clone(),
+            ManagerConfig {
+                recycling_method: RecyclingMethod::Fast,
+            },
+        );
+        let pool = Pool::builder(manager)
+            .max_size(POOL_SIZE)
+            .runtime(Runtime::Tokio1)
+            .wait_timeout(Some(WAIT))
+            .create_timeout(Some(WAIT))
+            .recycle_timeout(Some(WAIT))
+            .build()
+            .map_err(|e| StoreError::Other(format!("{}: {e}", target.shown)))?;
+        let shown = target.shown.clone();
+        let mut client = pool.get().await.map_err(|e| {
+            StoreError::Unavailable(format!("cannot connect to {shown}: {}", pool_text(&e)))
+        })?;
+        migrate(&mut client).await.map_err(|e| match e {
+            StoreError::Unavailable(m) => StoreError::Unavailable(format!("{shown}: {m}")),
+            StoreError::Other(m) => StoreError::Other(format!("{shown}: {m}")),
+            other => other,
+        })?;
+        let last: i64 = client
+            .query_one("SELECT COALESCE(MAX(id), 0) FROM feed", &[])
+            .await
+            .map_err(err)?
+            .get(0);
+        drop(client);
+        let feed = Arc::new(tokio::sync::watch::Sender::new(last));
+        let listener = listen::Listener::start(target, Arc::clone(&feed));
+        Ok(PgBackend {
+            pool,
+            feed,
+            failing: Arc::default(),
+            shown,
+            _listener: listener,
+        })
+    }
+
+    fn record<T>(&self, result: &Result<T>) {
+        let now_failing = match result {
+            Err(StoreError::Unavailable(e)) => Some(e.clone()),
+            _ => None,
+        };
+        if let Ok(mut f) = self.failing.lock() {
+            *f = now_failing;
+        }
+    }
+
+    async fn run<T, F>(&self, write: bool, f: F) -> Result<T>
+    where
+        T: Send + 'static,
+        F: FnOnce(&mut dyn Tx) -> Result<T> + Send + 'static,
+    {
+        let mut client = self.pool.get().await.map_err(|e| {
+            StoreError::Unavailable(format!("cannot reach {}: {}", self.shown, pool_text(&e)))
+        })?;
+        let rt = Handle::current();
+        let result = tokio::task::spawn_blocking(move || {
+            let t = rt
+                .block_on(client.build_transaction().read_only(!write).start())
+                .map_err(err)?;
+            let mut tx = PgTx::new(&t, &rt, !write);
+            let out = f(&mut tx)?;
+            if let Some(last) = tx.last_feed {
+                tx.exec(
+                    "SELECT pg_notify($1, $2)",
+                    &[&FEED_CHANNEL, &last.to_string()],
+                )?;
+            }
+            let last = tx.last_feed;
+            rt.block_on(t.commit()).map_err(err)?;
+            Ok((out, last))
+        })
+        .await
+        .map_err(|e| StoreError::Other(format!("a database job failed: {e}")))?;
+        if write {
+            self.record(&result);
+        }
+        let (out, last) = result?;
+        if let Some(last) = last {
+            listen::advance(&self.feed, last);
+        }
+        Ok(out)
+    }
+}
+
+impl Backend for PgBackend {
+    async fn write<T, F>(&self, f: F) -> Result<T>
+    where
+        T: Send + 'static,
+        F: FnOnce(&mut dyn Tx) -> Result<T> + Send + 'static,
+    {
+        self.run(true, f).await
+    }
+
+    async fn read<T, F>(&self, f: F) -> Result<T>
+    where
+        T: Send + 'static,
+        F: FnOnce(&mut dyn Tx) -> Result<T> + Send + 'static,
+    {
+        self.run(false, f).await
+    }
+
+    async fn append_journal(&self, alerts: &[Alert]) -> Result<Vec<i64>> {
+        let result = async {
+            let client = self.pool.get().await.map_err(|e| {
+                StoreError::Unavailable(format!("cannot reach {}: {}", self.shown, pool_text(&e)))
+            })?;
+            journal::append(&client, alerts).await
+        }
+        .await;
+        self.record(&result);
+        result
+    }
+
+    async fn ping(&self) -> Result<()> {
+        let client = self.pool.get().await.map_err(|e| {
+            StoreError::Unavailable(format!("cannot reach {}: {}", self.shown, pool_text(&e)))
+        })?;
+        client.simple_query("SELECT 1").await.map_err(err)?;
+        Ok(())
+    }
+
+    fn feed_watch(&self) -> tokio::sync::watch::Receiver<i64> {
+        self.feed.subscribe()
+    }
+
+    fn problem(&self) -> Option<StoreProblem> {
+        self.failing
+            .lock()
+            .ok()
+            .and_then(|f| f.clone())
+            .map(StoreProblem::WritesFailing)
+    }
+}
+
+/// Applies the migrations not yet recorded, each in its own transaction, under an advisory lock so
+/// instances starting together do not race.
+async fn migrate(client: &mut deadpool_postgres::Object) -> Result<()> {
+    let t = client.transaction().await.map_err(err)?;
+    t.batch_execute(
+        "SELECT pg_advisory_xact_lock(7463736900); \
+         CREATE TABLE IF NOT EXISTS schema_migrations (version BIGINT PRIMARY KEY, applied_at TIMESTAMPTZ NOT NULL DEFAULT now())",
+    )
+    .await
+    .map_err(err)?;
+    let done: i64 = t
+        .query_one(
+            "SELECT COALESCE(MAX(version), 0) FROM schema_migrations",
+            &[],
+        )
+        .await
+        .map_err(err)?
+        .get(0);
+    if done as usize > MIGRATIONS.len() {
+        return Err(StoreError::Other(format!(
+            "the database was written by a newer tocsin (schema {done}, this build knows {})",
+            MIGRATIONS.len()
+        )));
+    }
+    for (i, sql) in MIGRATIONS.iter().enumerate().skip(done as usize) {
+        t.batch_execute(sql).await.map_err(err)?;
+        t.execute(
+            "INSERT INTO schema_migrations (version) VALUES ($1)",
+            &[&(i as i64 + 1)],
+        )
+        .await
+        .map_err(err)?;
+    }
+    t.commit().await.map_err(err)
+}
+
+/// Runs the migrations alone (`tocsin migrate --config FILE`); returns how many the database has.
+pub async fn migrate_only(url: &str) -> Result<usize> {
+    let store = PgBackend::connect(url).await?;
+    drop(store);
+    Ok(MIGRATIONS.len())
+}
+
+fn pool_text(e: &deadpool_postgres::PoolError) -> String {
+    match e {
+        deadpool_postgres::PoolError::Backend(e) => e.to_string(),
+        deadpool_postgres::PoolError::Timeout(_) => "no connection within 5 s".into(),
+        other => other.to_string(),
+    }
+}
+
+/// Driver errors: what retrying may fix (connection lost, server shutting down or starting, too many
+/// connections, serialization failures, deadlocks) is `Unavailable`; the rest is `Other`.
+fn err(e: tokio_postgres::Error) -> StoreError {
+    if let Some(db) = e.as_db_error() {
+        let code = db.code().code();
+        let retry = code.starts_with("08")
+            || code.starts_with("57P")
+            || code.starts_with("53")
+            || code == "40001"
+            || code == "40P01";
+        return if retry {
+            StoreError::Unavailable(db.to_string())
+        } else {
+            StoreError::Other(db.to_string())
+        };
+    }
+    let io = std::error::Error::source(&e).is_some_and(|s| s.is::<std::io::Error>());
+    if e.is_closed() || io || e.to_string().contains("timeout") {
+        StoreError::Unavailable(e.to_string())
+    } else {
+        StoreError::Other(e.to_string())
+    }
+}
+
+fn json_err(e: serde_json::Error) -> StoreError {
+    StoreError::Other(format!("corrupt stored JSON: {e}"))
+}
+
+/// One transaction as the orchestration sees it: each statement prepared once per connection and
+/// awaited on this blocking thread.
+pub struct PgTx<'a> {
+    t: &'a deadpool_postgres::Transaction<'a>,
+    rt: &'a Handle,
+    /// A read-only transaction (no row locks).
+    read_only: bool,
+    /// Whether this transaction holds the feed lock (taken before its first feed row).
+    feed_locked: bool,
+    /// The highest feed id this transaction wrote.
+    last_feed: Option<i64>,
+}
+
+type Params<'p> = &'p [&'p (dyn ToSql + Sync)];
+
+impl<'a> PgTx<'a> {
+    fn new(t: &'a deadpool_postgres::Transaction<'a>, rt: &'a Handle, read_only: bool) -> Self {
+        PgTx {
+            t,
+            rt,
+            read_only,
+            feed_locked: false,
+            last_feed: None,
+        }
+    }
+
+    fn stmt(&self, sql: &str) -> Result<Statement> {
+        self.rt.block_on(self.t.prepare_cached(sql)).map_err(err)
+    }
+
+    fn query(&self, sql: &str, params: Params<'_>) -> Result<Vec<Row>> {
+        let s = self.stmt(sql)?;
+        self.rt.block_on(self.t.query(&s, params)).map_err(err)
+    }
+
+    fn query_opt(&self, sql: &str, params: Params<'_>) -> Result<Option<Row>> {
+        let s = self.stmt(sql)?;
+        self.rt.block_on(self.t.query_opt(&s, params)).map_err(err)
+    }
+
+    fn query_one(&self, sql: &str, params: Params<'_>) -> Result<Row> {
+        let s = self.stmt(sql)?;
+        self.rt.block_on(self.t.query_one(&s, params)).map_err(err)
+    }
+
+    fn exec(&self, sql: &str, params: Params<'_>) -> Result<u64> {
+        let s = self.stmt(sql)?;
+        self.rt.block_on(self.t.execute(&s, params)).map_err(err)
+    }
+}
+
+/// A column, or an error naming what could not be read.
+fn get<'r, T: tokio_postgres::types::FromSql<'r>>(row: &'r Row, i: usize) -> Result<T> {
+    row.try_get(i)
+        .map_err(|e| StoreError::Other(format!("column {i} cannot be read: {e}")))
+}

@@ -1,0 +1,291 @@
+//! Tickets and timelines on PostgreSQL. Inside a write, tickets are read `FOR UPDATE`, so an action and
+//! an alert on the same ticket never both read the same `last_seq`.
+//!
+//! Feed ids in commit order: a sequence hands out ids in the order transactions ask, not the order they
+//! commit, so a reader resuming after id 8 could skip an id 7 that committed later. Each transaction
+//! that writes entries therefore takes a transaction-level advisory lock (held until it commits or
+//! rolls back) before its first feed row; ids are then taken in lock order, and the transaction that
+//! took id 7 has committed (and is visible) before any other can take id 8.
+
+use std::collections::BTreeSet;
+
+use super::rows::{self, TICKET_COLUMNS};
+use super::{get, json_err, search, PgTx, FEED_LOCK};
+use crate::domain::ticket::Ticket;
+use crate::domain::time::Timestamp;
+use crate::domain::timeline::{Entry, EntryKind};
+use crate::store::tx::TicketRows;
+use crate::store::{Result, TicketRef};
+
+fn ms(t: Option<Timestamp>) -> Option<i64> {
+    t.map(Timestamp::as_millis)
+}
+
+fn resolution_json(ticket: &Ticket) -> Result<Option<String>> {
+    ticket
+        .resolution
+        .as_ref()
+        .map(serde_json::to_string)
+        .transpose()
+        .map_err(json_err)
+}
+
+impl TicketRows for PgTx<'_> {
+    fn latest_for_key(&mut self, source: &str, fingerprint: &str) -> Result<Option<Ticket>> {
+        self.query_opt(
+            &format!(
+                "SELECT {TICKET_COLUMNS} FROM tickets WHERE source = $1 AND fingerprint = $2 \
+                 AND is_latest FOR UPDATE"
+            ),
+            &[&source, &fingerprint],
+        )?
+        .map(|r| rows::ticket(&r))
+        .transpose()
+    }
+
+    fn find_ticket(&mut self, r: &TicketRef) -> Result<Option<Ticket>> {
+        // FOR UPDATE is refused in a read-only transaction; reads do not need it.
+        let lock = if self.read_only { "" } else { " FOR UPDATE" };
+        let row = match r {
+            TicketRef::Id(id) => self.query_opt(
+                &format!("SELECT {TICKET_COLUMNS} FROM tickets WHERE id = $1{lock}"),
+                &[id],
+            )?,
+            TicketRef::Number(n) => self.query_opt(
+                &format!("SELECT {TICKET_COLUMNS} FROM tickets WHERE number = $1{lock}"),
+                &[n],
+            )?,
+        };
+        row.map(|r| rows::ticket(&r)).transpose()
+    }
+
+    fn retire_ticket(&mut self, id: &str) -> Result<()> {
+        self.exec("UPDATE tickets SET is_latest = false WHERE id = $1", &[&id])
+            .map(|_| ())
+    }
+
+    fn next_ticket_number(&mut self) -> Result<i64> {
+        get(&self.query_one("SELECT nextval('ticket_numbers')", &[])?, 0)
+    }
+
+    fn insert_ticket(&mut self, t: &Ticket) -> Result<()> {
+        self.exec(
+            &format!(
+                "INSERT INTO tickets ({TICKET_COLUMNS}, is_latest) VALUES \
+                 ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, \
+                 $19, $20, $21, $22, $23, $24, $25, true)"
+            ),
+            &[
+                &t.id,
+                &t.number,
+                &t.source,
+                &t.fingerprint,
+                &t.title,
+                &t.severity.as_str(),
+                &t.state.as_str(),
+                &resolution_json(t)?,
+                &serde_json::to_string(&t.labels).map_err(json_err)?,
+                &serde_json::to_string(&t.annotations).map_err(json_err)?,
+                &t.description,
+                &t.url,
+                &ms(t.starts_at),
+                &ms(t.ends_at),
+                &t.created_at.as_millis(),
+                &t.updated_at.as_millis(),
+                &t.last_seen.as_millis(),
+                &ms(t.resolved_at),
+                &t.acked_by,
+                &t.firing_count,
+                &t.resend_count,
+                &t.previous_id,
+                &t.last_seq,
+                &serde_json::to_string(&t.routing).map_err(json_err)?,
+                &t.assignee,
+            ],
+        )?;
+        self.exec(
+            "INSERT INTO search (ticket_id, feed_id, visibility, body) VALUES ($1, NULL, 'public', $2::text::tsvector)",
+            &[&t.id, &search::document(&t.title)],
+        )
+        .map(|_| ())
+    }
+
+    fn update_ticket(&mut self, t: &Ticket) -> Result<()> {
+        self.exec(
+            "UPDATE tickets SET title = $2, severity = $3, state = $4, resolution = $5, labels = $6, \
+             annotations = $7, description = $8, url = $9, starts_at = $10, ends_at = $11, \
+             updated_at = $12, last_seen = $13, resolved_at = $14, acked_by = $15, firing_count = $16, \
+             resend_count = $17, last_seq = $18, routing = $19, assignee = $20 WHERE id = $1",
+            &[
+                &t.id,
+                &t.title,
+                &t.severity.as_str(),
+                &t.state.as_str(),
+                &resolution_json(t)?,
+                &serde_json::to_string(&t.labels).map_err(json_err)?,
+                &serde_json::to_string(&t.annotations).map_err(json_err)?,
+                &t.description,
+                &t.url,
+                &ms(t.starts_at),
+                &ms(t.ends_at),
+                &t.updated_at.as_millis(),
+                &t.last_seen.as_millis(),
+                &ms(t.resolved_at),
+                &t.acked_by,
+                &t.firing_count,
+                &t.resend_count,
+                &t.last_seq,
+                &serde_json::to_string(&t.routing).map_err(json_err)?,
+                &t.assignee,
+            ],
+        )
+        .map(|_| ())
+    }
+
+    fn tickets_expiring(&mut self, now: Timestamp, limit: usize) -> Result<Vec<Ticket>> {
+        self.query(
+            &format!(
+                "SELECT {TICKET_COLUMNS} FROM tickets WHERE state <> 'resolved' \
+                 AND ends_at IS NOT NULL AND ends_at <= $1 ORDER BY ends_at LIMIT $2 FOR UPDATE"
+            ),
+            &[&now.as_millis(), &(limit as i64)],
+        )?
+        .iter()
+        .map(rows::ticket)
+        .collect()
+    }
+
+    fn next_seq(&mut self, ticket_id: &str) -> Result<Option<i64>> {
+        self.query_opt(
+            "UPDATE tickets SET last_seq = last_seq + 1 WHERE id = $1 RETURNING last_seq",
+            &[&ticket_id],
+        )?
+        .map(|r| get(&r, 0))
+        .transpose()
+    }
+
+    fn insert_entry(&mut self, ticket_id: &str, entry: &Entry) -> Result<()> {
+        self.exec(
+            "INSERT INTO timeline (ticket_id, seq, at, kind, visibility, actor, text, data) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
+            &[
+                &ticket_id,
+                &entry.seq,
+                &entry.at.as_millis(),
+                &entry.kind.as_str(),
+                &entry.visibility.as_str(),
+                &entry.actor,
+                &entry.text,
+                &serde_json::to_string(&entry.data).map_err(json_err)?,
+            ],
+        )?;
+        if !self.feed_locked {
+            self.exec("SELECT pg_advisory_xact_lock($1)", &[&FEED_LOCK])?;
+            self.feed_locked = true;
+        }
+        let feed_id: i64 = get(
+            &self.query_one(
+                "INSERT INTO feed (ticket_id, seq) VALUES ($1, $2) RETURNING id",
+                &[&ticket_id, &entry.seq],
+            )?,
+            0,
+        )?;
+        self.last_feed = Some(feed_id);
+        self.exec(
+            "INSERT INTO search (ticket_id, feed_id, visibility, body) VALUES ($1, $2, $3, $4::text::tsvector)",
+            &[
+                &ticket_id,
+                &feed_id,
+                &entry.visibility.as_str(),
+                &search::document(&entry.text),
+            ],
+        )
+        .map(|_| ())
+    }
+
+    fn timeline(&mut self, ticket_id: &str, after: i64, limit: usize) -> Result<Vec<Entry>> {
+        self.query(
+            "SELECT seq, at, kind, visibility, actor, text, data FROM timeline \
+             WHERE ticket_id = $1 AND seq > $2 ORDER BY seq LIMIT $3",
+            &[&ticket_id, &after, &(limit as i64)],
+        )?
+        .iter()
+        .map(|r| rows::entry_at(r, 0))
+        .collect()
+    }
+
+    fn latest_entry_kind(
+        &mut self,
+        ticket_id: &str,
+        kinds: &[EntryKind],
+    ) -> Result<Option<EntryKind>> {
+        let kinds: Vec<&str> = kinds.iter().map(|k| k.as_str()).collect();
+        let kind: Option<String> = self
+            .query_opt(
+                "SELECT kind FROM timeline WHERE ticket_id = $1 AND kind = ANY($2) \
+                 ORDER BY seq DESC LIMIT 1",
+                &[&ticket_id, &kinds],
+            )?
+            .map(|r| get(&r, 0))
+            .transpose()?;
+        Ok(kind.as_deref().and_then(EntryKind::from_name))
+    }
+
+    fn add_ticket_room(&mut self, room: &str, ticket_id: &str) -> Result<()> {
+        self.exec(
+            "INSERT INTO ticket_rooms (room, ticket_id) VALUES ($1, $2) ON CONFLICT DO NOTHING",
+            &[&room, &ticket_id],
+        )
+        .map(|_| ())
+    }
+
+    fn fired_rooms(&mut self, ticket_id: &str) -> Result<BTreeSet<String>> {
+        self.query(
+            "SELECT room FROM fired_rooms WHERE ticket_id = $1 \
+             UNION SELECT room FROM threads WHERE ticket_id = $1 \
+             UNION SELECT room FROM outbox WHERE ticket_id = $1 AND kind = 'root' AND state = 'pending'",
+            &[&ticket_id],
+        )?
+        .iter()
+        .map(|r| get(r, 0))
+        .collect()
+    }
+
+    fn add_fired_room(&mut self, ticket_id: &str, room: &str) -> Result<()> {
+        self.exec(
+            "INSERT INTO fired_rooms (ticket_id, room) VALUES ($1, $2) ON CONFLICT DO NOTHING",
+            &[&ticket_id, &room],
+        )
+        .map(|_| ())
+    }
+
+    fn purge_resolved(&mut self, cutoff: Timestamp, limit: usize) -> Result<usize> {
+        let doomed: Vec<String> = self
+            .query(
+                "SELECT id FROM tickets WHERE state = 'resolved' AND resolved_at < $1 \
+                 ORDER BY resolved_at LIMIT $2 FOR UPDATE",
+                &[&cutoff.as_millis(), &(limit as i64)],
+            )?
+            .iter()
+            .map(|r| get(r, 0))
+            .collect::<Result<_>>()?;
+        if doomed.is_empty() {
+            return Ok(0);
+        }
+        for sql in [
+            "DELETE FROM search WHERE ticket_id = ANY($1)",
+            "DELETE FROM feed WHERE ticket_id = ANY($1)",
+            "DELETE FROM timeline WHERE ticket_id = ANY($1)",
+            "DELETE FROM ticket_rooms WHERE ticket_id = ANY($1)",
+            "DELETE FROM fired_rooms WHERE ticket_id = ANY($1)",
+            "DELETE FROM threads WHERE ticket_id = ANY($1)",
+            "DELETE FROM outbox WHERE ticket_id = ANY($1)",
+            "DELETE FROM emails WHERE ticket_id = ANY($1)",
+            "DELETE FROM email_threads WHERE ticket_id = ANY($1)",
+            "DELETE FROM tickets WHERE id = ANY($1)",
+        ] {
+            self.exec(sql, &[&doomed])?;
+        }
+        Ok(doomed.len())
+    }
+}

@@ -1,0 +1,239 @@
+//! The transaction interface: the reads and writes each backend implements, grouped by concern.
+//!
+//! Why: what happens inside a transaction (apply a journal batch, an action, an outbox result...) is
+//! written once, in `store/ops/`, over `&mut dyn Tx`. A backend only says how each small read or write
+//! is done in its SQL; it never decides anything. Methods are synchronous: the orchestration is a
+//! sequence of dependent statements inside one transaction, with nothing to overlap, and SQLite's
+//! driver is synchronous anyway (PostgreSQL's implementation awaits each statement on a blocking
+//! thread). Reads that are not part of a write (lists, the feed, counts) live here too, so one
+//! [`super::engine::Engine`] serves every backend.
+//!
+//! Every method maps a database failure to [`StoreError::Unavailable`] when retrying may help (the
+//! database is busy or gone) and to [`StoreError::Other`] otherwise.
+
+use std::collections::BTreeSet;
+
+#[allow(unused_imports)] // named in the module docs
+use super::StoreError;
+use super::{
+    DeadJournal, Delivery, DeliveryResult, DroppedAlert, EmailResult, EmailThread, FeedEvent,
+    FeedQuery, JournalBatch, Result, RoomBacklog, Stats, TicketFilter, TicketRef,
+};
+use crate::domain::alert::Alert;
+use crate::domain::mail::MailReason;
+use crate::domain::message::Content;
+use crate::domain::presence::Presence;
+use crate::domain::routing::DeliveryKind;
+use crate::domain::silence::{Silence, SilenceDraft};
+use crate::domain::ticket::Ticket;
+use crate::domain::time::Timestamp;
+use crate::domain::timeline::{Entry, EntryKind};
+
+/// Rows that could be read, and those that could not as `(id, why)`: one bad row never holds up the
+/// others.
+pub type Sorted<T> = (Vec<T>, Vec<(i64, String)>);
+
+/// The journal: accepted alerts not yet applied, the dead journal beside it, and dropped alerts.
+pub trait JournalRows {
+    /// Appends alerts in order and returns their journal ids (increasing).
+    fn append_journal(&mut self, alerts: &[Alert]) -> Result<Vec<i64>>;
+    /// Appends a row as it was stored (a dead row put back), returning its new id.
+    fn append_journal_raw(&mut self, received_at: Timestamp, alert: &str) -> Result<i64>;
+    /// The oldest `limit` rows, decoded where they decode.
+    fn pending_journal(&mut self, limit: usize) -> Result<JournalBatch>;
+    /// Deletes a row; false when it was not there (applied already).
+    fn take_journal(&mut self, id: i64) -> Result<bool>;
+    /// Deletes a row and returns `(received_at, alert as stored)`.
+    fn take_journal_row(&mut self, id: i64) -> Result<Option<(Timestamp, String)>>;
+    /// When the oldest row was received.
+    fn oldest_pending(&mut self) -> Result<Option<Timestamp>>;
+    /// Rows waiting and their stored size in bytes.
+    fn journal_size(&mut self) -> Result<(u64, u64)>;
+    fn insert_dead(
+        &mut self,
+        journal_id: i64,
+        received_at: Timestamp,
+        buried_at: Timestamp,
+        reason: &str,
+        alert: &str,
+    ) -> Result<()>;
+    /// Deletes a dead row and returns `(journal_id, received_at, alert)`.
+    fn take_dead(&mut self, id: i64) -> Result<Option<(i64, Timestamp, String)>>;
+    fn dead_journal(&mut self, limit: usize) -> Result<Vec<DeadJournal>>;
+    fn dead_count(&mut self) -> Result<u64>;
+    /// Keeps a dropped alert; the backend keeps only the newest [`super::KEEP_DROPPED`].
+    fn insert_dropped(
+        &mut self,
+        at: Timestamp,
+        plugin: &str,
+        reason: &str,
+        alert: &Alert,
+    ) -> Result<()>;
+    /// Newest first.
+    fn dropped(&mut self, limit: usize) -> Result<Vec<DroppedAlert>>;
+}
+
+/// Tickets and their timelines.
+pub trait TicketRows {
+    /// The current ticket of a key. Inside a write, the row stays locked until commit.
+    fn latest_for_key(&mut self, source: &str, fingerprint: &str) -> Result<Option<Ticket>>;
+    /// Inside a write, the row stays locked until commit.
+    fn find_ticket(&mut self, r: &TicketRef) -> Result<Option<Ticket>>;
+    /// The ticket is no longer its key's current one (a new ticket replaces it).
+    fn retire_ticket(&mut self, id: &str) -> Result<()>;
+    /// A number above every ticket there is and ever was.
+    fn next_ticket_number(&mut self) -> Result<i64>;
+    /// Inserts a ticket as its key's current one, with its title searchable.
+    fn insert_ticket(&mut self, ticket: &Ticket) -> Result<()>;
+    fn update_ticket(&mut self, ticket: &Ticket) -> Result<()>;
+    /// Open or acked tickets whose lease ended at or before `now`, soonest first.
+    fn tickets_expiring(&mut self, now: Timestamp, limit: usize) -> Result<Vec<Ticket>>;
+    /// Takes the ticket's next `seq` in the database itself; `None` when there is no such ticket.
+    fn next_seq(&mut self, ticket_id: &str) -> Result<Option<i64>>;
+    /// Writes an entry with its feed position and search row.
+    fn insert_entry(&mut self, ticket_id: &str, entry: &Entry) -> Result<()>;
+    fn timeline(&mut self, ticket_id: &str, after: i64, limit: usize) -> Result<Vec<Entry>>;
+    /// The newest of the ticket's entries of these kinds.
+    fn latest_entry_kind(
+        &mut self,
+        ticket_id: &str,
+        kinds: &[EntryKind],
+    ) -> Result<Option<EntryKind>>;
+    fn add_ticket_room(&mut self, room: &str, ticket_id: &str) -> Result<()>;
+    /// The rooms a ticket's firing was queued for or delivered to.
+    fn fired_rooms(&mut self, ticket_id: &str) -> Result<BTreeSet<String>>;
+    fn add_fired_room(&mut self, ticket_id: &str, room: &str) -> Result<()>;
+    /// Deletes up to `limit` tickets resolved before `cutoff`, oldest first, with all their rows.
+    fn purge_resolved(&mut self, cutoff: Timestamp, limit: usize) -> Result<usize>;
+}
+
+/// Reading across tickets: lists with full-text search, the feed live readers resume from, counts.
+pub trait FeedRows {
+    /// Newest first, filtered (with full-text search), paged.
+    fn list_tickets(&mut self, filter: &TicketFilter) -> Result<Vec<Ticket>>;
+    /// Entries across tickets in feed order.
+    fn feed(&mut self, query: &FeedQuery) -> Result<Vec<FeedEvent>>;
+    fn last_feed_id(&mut self) -> Result<i64>;
+    fn stats(&mut self) -> Result<Stats>;
+}
+
+/// The outbox: deliveries to rooms, their threads, off-hours notices.
+pub trait OutboxRows {
+    #[allow(clippy::too_many_arguments)]
+    fn insert_delivery(
+        &mut self,
+        room: &str,
+        ticket_id: Option<&str>,
+        kind: DeliveryKind,
+        content: &Content,
+        at: Timestamp,
+        held_until: Option<Timestamp>,
+    ) -> Result<i64>;
+    fn find_delivery(&mut self, id: i64) -> Result<Option<Delivery>>;
+    /// A room's pending deliveries due by their hold, in order; rows that cannot be read come apart
+    /// as `(id, why)`.
+    fn pending_deliveries(
+        &mut self,
+        room: &str,
+        now: Timestamp,
+        limit: usize,
+    ) -> Result<Sorted<Delivery>>;
+    fn backlog(&mut self, now: Timestamp) -> Result<Vec<RoomBacklog>>;
+    /// Newest first; rows that cannot be read are left out.
+    fn dead_deliveries(&mut self, limit: usize) -> Result<Vec<Delivery>>;
+    /// Records how an attempt ended: removes it, or counts the attempt (and kills it when dead).
+    fn settle_delivery(&mut self, id: i64, result: &DeliveryResult) -> Result<()>;
+    /// A pending row that cannot be read goes dead with why.
+    fn kill_delivery(&mut self, id: i64, error: &str) -> Result<()>;
+    /// Removes a pending row (into a digest); `Some(ticket_id)` when it was there.
+    fn take_pending_delivery(&mut self, id: i64) -> Result<Option<Option<String>>>;
+    /// A dead row back in line; false when no dead row has that id.
+    fn revive_delivery(&mut self, id: i64, now: Timestamp) -> Result<bool>;
+    fn set_thread(&mut self, ticket_id: &str, room: &str, handle: &str) -> Result<()>;
+    fn thread_root(&mut self, ticket_id: &str, room: &str) -> Result<Option<String>>;
+    fn thread_ticket(&mut self, room: &str, handle: &str) -> Result<Option<String>>;
+    fn notice_posted(&mut self, room: &str, period_start: Timestamp) -> Result<bool>;
+    fn record_notice(&mut self, room: &str, period_start: Timestamp, at: Timestamp) -> Result<()>;
+}
+
+/// A due email row as stored: `(id, member, ticket_id, reason, created_at, attempts)`.
+pub type EmailRow = (i64, String, String, MailReason, Timestamp, u32);
+
+/// Emails to members, their threads, and replies taken.
+pub trait EmailRows {
+    fn email_waiting(&mut self, member: &str, ticket_id: &str) -> Result<bool>;
+    fn insert_email(
+        &mut self,
+        member: &str,
+        ticket_id: &str,
+        reason: &MailReason,
+        created_at: Timestamp,
+        due: Timestamp,
+    ) -> Result<i64>;
+    /// Pending rows due by `now`, by member then due time.
+    fn emails_due(&mut self, now: Timestamp, limit: usize) -> Result<Vec<EmailRow>>;
+    /// `(member, ticket_id)` of a row still pending.
+    fn pending_email(&mut self, id: i64) -> Result<Option<(String, String)>>;
+    /// Records what happened to one row of a result.
+    fn settle_email(&mut self, id: i64, result: &EmailResult, now: Timestamp) -> Result<()>;
+    /// A pending row that cannot be sent fails with why.
+    fn fail_email(&mut self, id: i64, error: &str) -> Result<()>;
+    fn set_email_thread(&mut self, member: &str, ticket_id: &str, message_id: &str) -> Result<()>;
+    fn email_thread(&mut self, member: &str, ticket_id: &str) -> Result<Option<EmailThread>>;
+    fn last_sent(&mut self, member: &str) -> Result<Option<Timestamp>>;
+    /// Forgets replies whose address expired by `now`.
+    fn forget_replies(&mut self, now: Timestamp) -> Result<()>;
+    /// Remembers a reply; false when it was taken before.
+    fn remember_reply(
+        &mut self,
+        message_id: &str,
+        ticket_id: &str,
+        member: &str,
+        until: Timestamp,
+    ) -> Result<bool>;
+}
+
+/// Members: presence, unsubscribes, browser session generations.
+pub trait MemberRows {
+    /// Every report, by member.
+    fn presence(&mut self) -> Result<Vec<(String, Presence)>>;
+    fn set_presence(&mut self, member: &str, presence: &Presence) -> Result<()>;
+    fn unsubscribed(&mut self) -> Result<BTreeSet<String>>;
+    fn is_unsubscribed(&mut self, member: &str) -> Result<bool>;
+    /// True when it changed something.
+    fn set_unsubscribed(
+        &mut self,
+        member: &str,
+        unsubscribed: bool,
+        now: Timestamp,
+    ) -> Result<bool>;
+    fn session_generation(&mut self, member: &str) -> Result<i64>;
+    /// Bumps and returns the new generation.
+    fn bump_session(&mut self, member: &str) -> Result<i64>;
+}
+
+/// Silences.
+pub trait SilenceRows {
+    /// In force at some moment from `from` to `to` (both included), oldest first.
+    fn silences_between(&mut self, from: Timestamp, to: Timestamp) -> Result<Vec<Silence>>;
+    /// Every silence, newest first.
+    fn all_silences(&mut self) -> Result<Vec<Silence>>;
+    /// In force or upcoming at `now`.
+    fn silences_ending_after(&mut self, now: Timestamp) -> Result<usize>;
+    fn insert_silence(&mut self, draft: &SilenceDraft, now: Timestamp) -> Result<i64>;
+    fn find_silence(&mut self, id: i64) -> Result<Option<Silence>>;
+    /// Ends it at `now` (a silence not started yet ends before it ever applied).
+    fn end_silence(&mut self, id: i64, now: Timestamp, member: &str) -> Result<()>;
+}
+
+/// All of it: what `store/ops/` works on.
+pub trait Tx:
+    JournalRows + TicketRows + FeedRows + OutboxRows + EmailRows + MemberRows + SilenceRows
+{
+}
+
+impl<
+        T: JournalRows + TicketRows + FeedRows + OutboxRows + EmailRows + MemberRows + SilenceRows,
+    > Tx for T
+{
+}
