@@ -311,6 +311,6 @@ pub async fn lease_expiry(store: Arc<dyn Store>) {
         .unwrap();
     assert_eq!(
         store.expire_leases(at(T0 + 10 * MIN), 10).await.unwrap(),
-        [a.id.clone()]
+        std::slice::from_ref(&a.id)
     );
 }

@@ -14,13 +14,13 @@ use super::support::*;
 fn dropped_by(
     plugin: &str,
     reason: &str,
-) -> impl FnOnce(tocsin::store::JournalEntry) -> tocsin::store::JournalEntry {
+) -> impl FnMut(tocsin::store::JournalEntry) -> tocsin::store::JournalEntry {
     let drop = DropInfo {
         plugin: plugin.into(),
         reason: reason.into(),
     };
     move |mut e| {
-        e.dropped = Some(drop);
+        e.dropped = Some(drop.clone());
         e
     }
 }
@@ -56,6 +56,31 @@ pub async fn dropped_alerts(store: Arc<dyn Store>) {
     assert!(list[0].id > list[1].id);
     assert_eq!(list[1].alert, firing("noise", T0));
     assert_eq!(store.dropped(1).await.unwrap(), list[..1]);
+}
+
+/// The dropped list keeps the newest 1,000.
+pub async fn dropped_keeps_the_last_thousand(store: Arc<dyn Store>) {
+    let alerts: Vec<_> = (0..1001)
+        .map(|i| firing(&format!("d{i}"), T0 + i))
+        .collect();
+    store.append_journal(&alerts).await.unwrap();
+    let entries: Vec<_> = store
+        .pending_journal(2000)
+        .await
+        .unwrap()
+        .entries
+        .into_iter()
+        .map(dropped_by("filter", "noise"))
+        .collect();
+    let applied = store
+        .apply_journal(entries.into(), &policy())
+        .await
+        .unwrap();
+    assert_eq!(applied.len(), 1001);
+    let kept = store.dropped(2000).await.unwrap();
+    assert_eq!(kept.len(), 1000);
+    assert_eq!(kept[0].alert.fingerprint, "d1000");
+    assert_eq!(kept[999].alert.fingerprint, "d1");
 }
 
 /// Plugin failures go on the timeline when the alert changed the ticket, not on a plain resend.
@@ -180,6 +205,20 @@ pub async fn dead_journal_delete_and_retry(store: Arc<dyn Store>) {
     );
     let health = store.health().await.unwrap();
     assert_eq!((health.oldest_pending, health.problem), (None, None));
+}
+
+/// A notice about a buried row is itself buried without a notice about it (no endless chain).
+pub async fn dead_journal_notice_not_renoticed(store: Arc<dyn Store>) {
+    let id = store.append_journal(&[firing("x", T0)]).await.unwrap()[0];
+    assert!(store.bury_journal(id, "bad", at(T0 + MIN)).await.unwrap());
+    let notice = store.pending_journal(10).await.unwrap().entries;
+    assert_eq!(notice.len(), 1);
+    assert!(store
+        .bury_journal(notice[0].id, "bad too", at(T0 + 2 * MIN))
+        .await
+        .unwrap());
+    assert!(store.pending_journal(10).await.unwrap().is_empty());
+    assert_eq!(store.health().await.unwrap().dead_journal, 2);
 }
 
 /// Retention deletes resolved tickets from before the cutoff, oldest first, `limit` at a time, with
