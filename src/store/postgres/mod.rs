@@ -21,6 +21,8 @@ pub mod import;
 mod journal;
 mod listen;
 mod members;
+#[cfg(test)]
+mod order_tests;
 mod outbox;
 mod rows;
 pub(crate) mod search;

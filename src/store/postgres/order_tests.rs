@@ -1,0 +1,195 @@
+//! Feed ids in commit order with two concurrent writers, against a real PostgreSQL (the one
+//! `TOCSIN_TEST_POSTGRES` names, which `scripts/test` provides): while one transaction that wrote an
+//! entry is still open, a second writer waits for the feed lock instead of committing a larger id, so a
+//! reader that resumes after the larger id can never skip the smaller one.
+
+use std::sync::mpsc;
+use std::time::{Duration, Instant};
+
+use super::PgStore;
+use crate::domain::alert::{Alert, Labels, Severity, Status};
+use crate::domain::ticket::Policy;
+use crate::domain::time::Timestamp;
+use crate::domain::timeline::{EntryDraft, EntryKind};
+use crate::store::engine::Backend;
+use crate::store::{FeedQuery, JournalEntry, Store, TicketRef};
+
+/// A fresh database on the test server, dropped at the end.
+pub(crate) struct Scratch {
+    admin: String,
+    name: String,
+    pub url: String,
+}
+
+impl Scratch {
+    pub(crate) async fn create() -> Scratch {
+        let admin = std::env::var("TOCSIN_TEST_POSTGRES")
+            .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/test".into());
+        let nanos = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_nanos();
+        let name = format!("tocsin_u_{}_{nanos}", std::process::id());
+        run(&admin, &format!("CREATE DATABASE {name}")).await;
+        let (base, _) = admin.rsplit_once('/').unwrap();
+        let url = format!("{base}/{name}");
+        Scratch { admin, name, url }
+    }
+
+    pub(crate) async fn drop_now(self) {
+        run(
+            &self.admin,
+            &format!("DROP DATABASE IF EXISTS {} WITH (FORCE)", self.name),
+        )
+        .await;
+    }
+}
+
+async fn run(url: &str, sql: &str) {
+    let (client, conn) = tokio_postgres::connect(url, tokio_postgres::NoTls)
+        .await
+        .unwrap_or_else(|e| panic!("no PostgreSQL at {url} (scripts/test starts one): {e}"));
+    let driver = tokio::spawn(conn);
+    client.batch_execute(sql).await.unwrap();
+    drop(client);
+    let _ = driver.await;
+}
+
+fn alert(fp: &str) -> Alert {
+    Alert {
+        source: "prom".into(),
+        fingerprint: fp.into(),
+        status: Status::Firing,
+        title: format!("alert {fp}"),
+        severity: Severity::Warning,
+        labels: Labels::from([("alertname".to_string(), fp.to_string())]),
+        annotations: Labels::new(),
+        description: None,
+        url: None,
+        starts_at: Some(Timestamp::from_millis(1_800_000_000_000)),
+        ends_at: None,
+        received_at: Timestamp::from_millis(1_800_000_000_000),
+        routing: Default::default(),
+        raw: None,
+    }
+}
+
+fn note(text: &str) -> EntryDraft {
+    EntryDraft::system(
+        Timestamp::from_millis(1_800_000_100_000),
+        EntryKind::Note,
+        "system".into(),
+        text.into(),
+        serde_json::Value::Null,
+    )
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_later_writer_waits_until_the_earlier_one_commits() {
+    let scratch = Scratch::create().await;
+    let store = PgStore::connect(&scratch.url).await.unwrap();
+    let ids = store
+        .append_journal(&[alert("a"), alert("b")])
+        .await
+        .unwrap();
+    let entries: Vec<JournalEntry> = store.pending_journal(10).await.unwrap().entries;
+    assert_eq!(entries.len(), ids.len());
+    let policy = Policy {
+        reopen_window: Duration::from_secs(3600),
+    };
+    let applied = store.apply_journal(entries.into(), &policy).await.unwrap();
+    let (a, b) = (
+        applied[0].ticket_id.clone().unwrap(),
+        applied[1].ticket_id.clone().unwrap(),
+    );
+    let head = *store.feed_watch().borrow();
+    let all = |after| FeedQuery {
+        after,
+        limit: 100,
+        ..FeedQuery::default()
+    };
+
+    // Writer A writes an entry and holds its transaction open until told to commit.
+    let (written_tx, written_rx) = mpsc::channel();
+    let (go_tx, go_rx) = mpsc::channel::<()>();
+    let store = std::sync::Arc::new(store);
+    let first = {
+        let store = std::sync::Arc::clone(&store);
+        let a = a.clone();
+        tokio::spawn(async move {
+            store
+                .backend
+                .write(move |tx| {
+                    crate::store::ops::append_system_entry(tx, &a, note("first"))?;
+                    written_tx.send(()).unwrap();
+                    go_rx.recv().unwrap();
+                    Ok(())
+                })
+                .await
+        })
+    };
+    tokio::task::spawn_blocking(move || written_rx.recv().unwrap())
+        .await
+        .unwrap();
+    // Writer B starts while A is open.
+    let second = {
+        let store = std::sync::Arc::clone(&store);
+        let b = b.clone();
+        tokio::spawn(async move {
+            store
+                .backend
+                .write(move |tx| crate::store::ops::append_system_entry(tx, &b, note("second")))
+                .await
+        })
+    };
+    // B ends up waiting for the feed lock (bounded wait for the server to say so).
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let (probe, conn) = tokio_postgres::connect(&scratch.url, tokio_postgres::NoTls)
+        .await
+        .unwrap();
+    let driver = tokio::spawn(conn);
+    loop {
+        let waiting: i64 = probe
+            .query_one(
+                "SELECT COUNT(*) FROM pg_stat_activity WHERE datname = current_database() \
+                 AND wait_event_type = 'Lock' AND wait_event = 'advisory'",
+                &[],
+            )
+            .await
+            .unwrap()
+            .get(0);
+        if waiting == 1 {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the second writer never waited for the first to commit"
+        );
+        tokio::task::yield_now().await;
+    }
+    drop(probe);
+    let _ = driver.await;
+    // Nothing of either is visible yet: a reader resuming now cannot get past A's id.
+    assert!(store.feed(&all(head)).await.unwrap().is_empty());
+
+    go_tx.send(()).unwrap();
+    first.await.unwrap().unwrap();
+    second.await.unwrap().unwrap();
+    let events = store.feed(&all(head)).await.unwrap();
+    let texts: Vec<&str> = events.iter().map(|e| e.entry.text.as_str()).collect();
+    assert_eq!(texts, ["first", "second"]);
+    assert!(events[0].id < events[1].id);
+    assert_eq!(
+        store
+            .timeline(&a, 0, 10)
+            .await
+            .unwrap()
+            .last()
+            .unwrap()
+            .text,
+        "first"
+    );
+    assert!(store.get_ticket(&TicketRef::Id(b)).await.is_ok());
+    drop(store);
+    scratch.drop_now().await;
+}
