@@ -4,6 +4,7 @@
 #![allow(dead_code)] // each test binary uses a different part of the harness
 
 pub mod conformance;
+pub mod pg;
 pub mod receiver;
 pub mod signin;
 pub mod smtp;
