@@ -24,7 +24,7 @@ fn yaml(db: &std::path::Path, slack_api: &str, chatops: &str) -> String {
     format!(
         "listen: 127.0.0.1:0\n\
          public_url: http://tocsin.test\n\
-         storage: sqlite://{db}\n\
+         storage: {storage}\n\
          plugin_cache: {cache}\n\
          sources:\n  \
            hooks: {{kind: generic, auth: {{token: {HOOK_TOKEN}}}}}\n\
@@ -39,7 +39,7 @@ fn yaml(db: &std::path::Path, slack_api: &str, chatops: &str) -> String {
            - match: {{team: ops}}\n    rooms: [ops]\n  \
            - match: {{team: db}}\n    rooms: [db]\n\
          {chatops}",
-        db = db.display(),
+        storage = common::storage::storage_url(db),
         cache = db.with_file_name("plugin-cache").display(),
     )
 }

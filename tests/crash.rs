@@ -8,7 +8,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 
 use common::Server;
-use tocsin::store::{SqliteStore, Store, TicketFilter};
+use tocsin::store::TicketFilter;
 
 const ALERTS: usize = 5_000;
 const KILL_AFTER: usize = 2_500;
@@ -22,8 +22,8 @@ async fn accepted_alerts_survive_sigkill_exactly_once() {
     std::fs::write(
         &config,
         format!(
-            "listen: 127.0.0.1:0\nstorage: sqlite://{}\nsources:\n  g: {{kind: generic}}\nlog: {{format: json}}\n",
-            db.display()
+            "listen: 127.0.0.1:0\nstorage: {}\nsources:\n  g: {{kind: generic}}\nlog: {{format: json}}\n",
+            common::storage::storage_url(&db)
         ),
     )
     .unwrap();
@@ -84,7 +84,7 @@ async fn accepted_alerts_survive_sigkill_exactly_once() {
     let (code, log) = Server::start(&config).terminate();
     assert_eq!(code, Some(0), "{log:?}");
 
-    let store = SqliteStore::open(&db).unwrap();
+    let store = common::storage::open_store(&db).await;
     assert_eq!(store.stats().await.unwrap().journal_backlog, 0);
     let tickets = store
         .list_tickets(&TicketFilter {

@@ -19,7 +19,7 @@ fn yaml(dir: &std::path::Path, smtp_port: u16, routes: &str, extra: &str) -> Str
     format!(
         "listen: 127.0.0.1:0\n\
          public_url: https://tocsin.test\n\
-         storage: sqlite://{db}\n\
+         storage: {storage}\n\
          plugin_cache: {cache}\n\
          sources:\n  hooks: {{kind: generic, auth: {{token: {HOOK_TOKEN}}}}}\n\
          members:\n  \
@@ -39,7 +39,7 @@ fn yaml(dir: &std::path::Path, smtp_port: u16, routes: &str, extra: &str) -> Str
            reply_ttl: 1h\n  \
            inbound: {{listen: \"127.0.0.1:0\", domain: in.tocsin.test, trust: {{peers: [127.0.0.1]}}}}\n\
          {extra}",
-        db = dir.join("tocsin.db").display(),
+        storage = common::storage::storage_url(&dir.join("tocsin.db")),
         cache = dir.join("plugin-cache").display(),
     )
 }

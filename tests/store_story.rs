@@ -5,13 +5,15 @@
 
 #[macro_use]
 mod store_contract;
+#[path = "common/pg.rs"]
+mod pg;
 
 use std::sync::Arc;
 
 use store_contract::support::{alert, T0};
 use store_contract::Guard;
 use tocsin::domain::alert::Status;
-use tocsin::store::{SqliteStore, Store};
+use tocsin::store::{PgStore, SqliteStore, Store};
 
 /// A fresh SQLite store in a temporary directory (the guard deletes it).
 async fn open_sqlite() -> (Arc<dyn Store>, Guard) {
@@ -22,15 +24,16 @@ async fn open_sqlite() -> (Arc<dyn Store>, Guard) {
 
 contract!(sqlite, open_sqlite());
 
-// PostgreSQL: a fresh database (or schema) per test, dropped by the guard; CI gives the server's URL.
-//
-// async fn open_postgres() -> (Arc<dyn Store>, Guard) {
-//     let url = std::env::var("TOCSIN_TEST_POSTGRES").expect("TOCSIN_TEST_POSTGRES=postgres://...");
-//     let (store, schema) = ...; // open the backend on a new schema of `url`
-//     (store, Guard::new(schema)) // dropping the guard drops the schema
-// }
-//
-// contract!(postgres, open_postgres());
+/// A fresh PostgreSQL database on the server `scripts/test` provides (the guard drops it).
+async fn open_postgres() -> (Arc<dyn Store>, Guard) {
+    let db = tokio::task::spawn_blocking(pg::TestDatabase::create)
+        .await
+        .unwrap();
+    let store = PgStore::connect(&db.url).await.unwrap();
+    (Arc::new(store), Guard::new(db))
+}
+
+contract!(postgres, open_postgres());
 
 /// SQLite only: what was appended survives closing and opening the file again.
 #[tokio::test]

@@ -8,6 +8,7 @@ pub mod pg;
 pub mod receiver;
 pub mod signin;
 pub mod smtp;
+pub mod storage;
 pub mod synapse;
 
 use std::path::{Path, PathBuf};
@@ -42,7 +43,7 @@ pub fn config_yaml_with(db: &Path, sources: &str, extra: &str) -> String {
     format!(
         "listen: 127.0.0.1:0\n\
          public_url: http://tocsin.test\n\
-         storage: sqlite://{db}\n\
+         storage: {storage}\n\
          {sources}\
          members:\n  \
            alice: {{role: admin, token: {ADMIN}}}\n  \
@@ -50,7 +51,7 @@ pub fn config_yaml_with(db: &Path, sources: &str, extra: &str) -> String {
            carol: {{role: viewer, token: {VIEWER}}}\n\
          tickets: {{reopen_window: 1h}}\n\
          plugin_cache: {cache}\n{extra}",
-        db = db.display(),
+        storage = storage::storage_url(db),
         cache = db.with_file_name("plugin-cache").display()
     )
 }
@@ -162,6 +163,7 @@ async fn spawn_yaml(dir: tempfile::TempDir, yaml: String, manual: Option<ManualC
 impl Drop for TestApp {
     fn drop(&mut self) {
         self.server.abort();
+        storage::release(self.dir.path());
     }
 }
 
