@@ -11,6 +11,7 @@ use tower_http::trace::TraceLayer;
 
 use std::path::PathBuf;
 
+use crate::chatops::ChatOps;
 use crate::clock::Clock;
 use crate::config::{Config, StorageUrl};
 use crate::error::ApiError;
@@ -48,6 +49,10 @@ pub struct App {
     pub mailer: Option<Arc<MailWorker>>,
     /// Takes replies by email (with `email.inbound`).
     pub inbound: Option<Arc<Inbound>>,
+    /// What only the ingest routes keep: SNS certificates, replay memories.
+    pub ingest: Arc<crate::ingest::Ingest>,
+    /// Runs commands typed in chat: the Slack and Mattermost routes and the Matrix bots share it.
+    pub chatops: Arc<ChatOps>,
     /// Matrix bots reading `chatops.matrix.rooms` (one per account); tests drive their `step`.
     pub matrix_bots: Vec<Arc<crate::chatops::matrix::MatrixBot>>,
 }
@@ -120,9 +125,16 @@ impl App {
             outbox: Arc::clone(&outbox),
         };
         let state = AppState::new(config, services, config_path);
+        let chatops = Arc::new(ChatOps::new(
+            &state.config,
+            Arc::clone(&state.store),
+            Arc::clone(&state.clock),
+            Arc::clone(&state.outbox),
+            Arc::clone(&state.members),
+        ));
         let matrix_bots = crate::chatops::matrix::MatrixBot::from_config(
             &state.config,
-            &state.chatops,
+            &chatops,
             &state.store,
             &state.clock,
             &state.outbox,
@@ -135,6 +147,8 @@ impl App {
             presence,
             mailer,
             inbound,
+            ingest: Arc::default(),
+            chatops,
             matrix_bots,
         })
     }
@@ -148,10 +162,13 @@ impl App {
     pub fn router(&self) -> Router {
         let request_timeout = self.state.config.http.request_timeout();
         Router::new()
-            .merge(crate::ingest::router())
+            .merge(crate::ingest::router(
+                self.state.clone(),
+                Arc::clone(&self.ingest),
+            ))
             .merge(crate::api::router())
             .merge(crate::ops::router())
-            .merge(crate::chatops::router())
+            .merge(crate::chatops::router().with_state(Arc::clone(&self.chatops)))
             .merge(crate::web::router())
             .fallback(|| async { ApiError::NotFound("no such endpoint".into()) })
             // Until the response starts: bounds slowly sent bodies (a live stream's body is not

@@ -2,13 +2,16 @@
 //!
 //! Every failure a client sees is `{"error": "<code>", "detail": "<what went wrong>"}` with a fitting
 //! status. Internal causes are logged here, once, and never shown to the client.
+//!
+//! Also the checks of text parameters from URLs ([`check_text`], [`ticket_ref`]) that the JSON API and
+//! the web pages share, with their 400s.
 
 use axum::http::{header, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
 use serde_json::json;
 
-use crate::store::StoreError;
+use crate::store::{StoreError, TicketRef};
 
 #[derive(Debug, thiserror::Error)]
 pub enum ApiError {
@@ -134,4 +137,34 @@ impl IntoResponse for ApiError {
         }
         response
     }
+}
+
+/// The longest search text taken (`q`), in characters.
+pub const MAX_SEARCH: usize = 500;
+/// The longest other text parameter (a source, a room, a ticket id), in characters.
+pub const MAX_PARAM: usize = 200;
+
+/// Checks a text parameter from the URL (query or path) before it reaches the store: no control
+/// characters (a NUL would make SQLite's full-text search fail) and at most `max` characters. 400
+/// naming the parameter otherwise.
+pub fn check_text(name: &str, value: &str, max: usize) -> Result<(), ApiError> {
+    if value.chars().any(char::is_control) {
+        return Err(ApiError::bad_request(
+            "invalid_query",
+            format!("`{name}` must not contain control characters"),
+        ));
+    }
+    if value.chars().count() > max {
+        return Err(ApiError::bad_request(
+            "invalid_query",
+            format!("`{name}` is longer than {max} characters"),
+        ));
+    }
+    Ok(())
+}
+
+/// A ticket reference from a path (`T-42` or an id), checked like [`check_text`].
+pub fn ticket_ref(id: &str) -> Result<TicketRef, ApiError> {
+    check_text("id", id, MAX_PARAM)?;
+    Ok(TicketRef::parse(id))
 }

@@ -35,10 +35,6 @@ pub struct Shared {
     /// The one prometheus source, if exactly one exists: it also answers the bare `/api/v2/...` paths.
     pub default_prometheus: Option<String>,
     pub members: Arc<Members>,
-    /// Signed ingest requests already taken (HMAC with a timestamp), against replays.
-    pub replays: crate::ingest::Replays,
-    /// SNS notifications already taken, by `MessageId` (see `ingest::kinds::sns::REPLAY_MEMORY`).
-    pub sns_messages: crate::ingest::Replays,
     /// Signed-in browsers.
     pub sessions: crate::sessions::Sessions,
     /// Failed sign-ins and bearer tokens per client address, for throttling guessers.
@@ -57,13 +53,9 @@ pub struct Shared {
     pub started_at: Timestamp,
     /// Checks unsubscribe links (with an `email:` block).
     pub tokens: Option<crate::mailer::Tokens>,
-    /// SNS certificates and subscription confirmation.
-    pub sns: crate::ingest::Sns,
     /// Set to `true` when the server starts shutting down, so long-lived responses (live streams)
     /// end and graceful shutdown does not wait for them.
     pub closing: tokio::sync::watch::Sender<bool>,
-    /// Runs commands typed in chat.
-    pub chatops: Arc<crate::chatops::ChatOps>,
     /// Live streams: the shared feed reader and the caps on open streams.
     pub streams: Arc<crate::stream_hub::Hub>,
 }
@@ -281,13 +273,6 @@ impl AppState {
             .email
             .as_ref()
             .map(|e| crate::mailer::Tokens::new(e.secret.expose()));
-        let chatops = Arc::new(crate::chatops::ChatOps::new(
-            &config,
-            Arc::clone(&store),
-            Arc::clone(&clock),
-            Arc::clone(&outbox),
-            Arc::clone(&members),
-        ));
         let closing = tokio::sync::watch::Sender::new(false);
         let streams = crate::stream_hub::Hub::new(
             Arc::clone(&store),
@@ -297,7 +282,6 @@ impl AppState {
         AppState(Arc::new(Shared {
             closing,
             streams,
-            chatops,
             config,
             sources,
             default_prometheus,
@@ -311,9 +295,6 @@ impl AppState {
             config_path,
             started_at,
             tokens,
-            sns: crate::ingest::Sns::new(),
-            replays: crate::ingest::Replays::default(),
-            sns_messages: crate::ingest::Replays::default(),
             sessions: crate::sessions::Sessions::default(),
             failures: crate::throttle::Failures::default(),
             ingest_failures: crate::throttle::Failures::default(),

@@ -166,7 +166,7 @@ async fn every_auth_method_is_enforced_on_every_source_kind() {
     }
     let app = spawn_app_sources(&sources, "").await;
     // The certificate SNS would serve for the signed fixture (tests cannot reach AWS).
-    app.app.state.sns.certs.insert(
+    app.app.ingest.sns.certs.insert(
         "https://sns.eu-west-1.amazonaws.com/SimpleNotificationService-test.pem",
         fixture("tests/fixtures/sns/test-cert.pem"),
     );

@@ -372,7 +372,7 @@ async fn sns_messages_are_verified_and_cloudwatch_alarms_open_and_resolve_a_tick
     );
     let app = spawn_app_sources(&sources, "").await;
     // The certificate SNS would serve, as if fetched before (tests cannot reach AWS).
-    app.app.state.sns.certs.insert(SNS_CERT_URL, sns_cert());
+    app.app.ingest.sns.certs.insert(SNS_CERT_URL, sns_cert());
 
     let alarm = payload("sns/notification_alarm.json");
     // A changed Message no longer matches the signature.
@@ -420,13 +420,13 @@ async fn sns_subscriptions_are_confirmed_only_after_the_signature_and_topic_chec
         "sources:\n  aws: {{kind: sns, topics: [\"{SNS_TOPIC}\"]}}\n  other: {{kind: sns, topics: [\"arn:aws:sns:eu-west-1:123456789012:elsewhere\"]}}\n"
     );
     let app = spawn_app_sources(&sources, "").await;
-    app.app.state.sns.certs.insert(SNS_CERT_URL, sns_cert());
+    app.app.ingest.sns.certs.insert(SNS_CERT_URL, sns_cert());
     let body = payload("sns/subscription_confirmation.json");
     let subscribe: Value = serde_json::from_slice(&body).unwrap();
     let url = subscribe["SubscribeURL"].as_str().unwrap();
     let confirm =
         std::sync::Arc::new(FixedCerts::new().with(url, b"<ConfirmSubscriptionResponse/>"));
-    app.app.state.sns.set_confirm(confirm.clone());
+    app.app.ingest.sns.set_confirm(confirm.clone());
 
     assert_eq!(sns_post(&app, "other", &body).await.status(), 403);
     assert_eq!(confirm.calls(), 0, "a foreign topic is never confirmed");
@@ -557,7 +557,7 @@ async fn a_timestamped_signed_request_is_taken_once_however_its_signature_is_wri
 async fn an_sns_message_id_is_taken_once() {
     let sources = format!("sources:\n  aws: {{kind: sns, topics: [\"{SNS_TOPIC}\"]}}\n");
     let app = spawn_app_sources(&sources, "").await;
-    app.app.state.sns.certs.insert(SNS_CERT_URL, sns_cert());
+    app.app.ingest.sns.certs.insert(SNS_CERT_URL, sns_cert());
     let alarm = payload("sns/notification_alarm.json");
     let ok = payload("sns/notification_ok.json");
     let r = sns_post(&app, "aws", &alarm).await;

@@ -27,8 +27,9 @@ use crate::domain::ticket::{Action, Actor, Resolution, Ticket, TicketState};
 use crate::domain::time::Timestamp;
 use crate::domain::timeline::{Entry, Visibility};
 use crate::error::ApiError;
+use crate::error::{check_text, ticket_ref, MAX_PARAM, MAX_SEARCH};
 use crate::state::{AppState, Member};
-use crate::store::{TicketFilter, TicketRef};
+use crate::store::TicketFilter;
 
 /// Largest API request body. Notes are the biggest thing the API takes.
 const MAX_BODY: usize = 1 << 20;
@@ -252,36 +253,6 @@ fn decode_cursor(cursor: &str) -> Result<i64, ApiError> {
         .ok_or_else(|| {
             ApiError::bad_request("invalid_cursor", "the cursor is not one this API gave out")
         })
-}
-
-/// The longest search text taken (`q`), in characters.
-pub(crate) const MAX_SEARCH: usize = 500;
-/// The longest other text parameter (a source, a room, a ticket id), in characters.
-pub(crate) const MAX_PARAM: usize = 200;
-
-/// Checks a text parameter from the URL (query or path) before it reaches the store: no control
-/// characters (a NUL would make SQLite's full-text search fail) and at most `max` characters. 400
-/// naming the parameter otherwise.
-pub(crate) fn check_text(name: &str, value: &str, max: usize) -> Result<(), ApiError> {
-    if value.chars().any(char::is_control) {
-        return Err(ApiError::bad_request(
-            "invalid_query",
-            format!("`{name}` must not contain control characters"),
-        ));
-    }
-    if value.chars().count() > max {
-        return Err(ApiError::bad_request(
-            "invalid_query",
-            format!("`{name}` is longer than {max} characters"),
-        ));
-    }
-    Ok(())
-}
-
-/// A ticket reference from a path (`T-42` or an id), checked like [`check_text`].
-pub(crate) fn ticket_ref(id: &str) -> Result<TicketRef, ApiError> {
-    check_text("id", id, MAX_PARAM)?;
-    Ok(TicketRef::parse(id))
 }
 
 fn query<T: serde::de::DeserializeOwned>(

@@ -11,6 +11,7 @@
 //! whose answer is always posted to the channel, get `{"text"}`.
 
 use std::collections::BTreeMap;
+use std::sync::Arc;
 
 use axum::body::Bytes;
 use axum::extract::rejection::BytesRejection;
@@ -21,14 +22,13 @@ use axum::routing::post;
 use axum::{Json, Router};
 use serde_json::{json, Value};
 
-use super::{form, secrets_match, Origin};
+use super::{form, secrets_match, ChatOps, Origin};
 use crate::config::MattermostChatOpsConfig;
 use crate::error::ApiError;
-use crate::state::AppState;
 
 const MAX_BODY: usize = 64 * 1024;
 
-pub fn router() -> Router<AppState> {
+pub fn router() -> Router<Arc<ChatOps>> {
     Router::new()
         .route("/chat/mattermost", post(mattermost))
         .layer(DefaultBodyLimit::max(MAX_BODY))
@@ -86,16 +86,11 @@ pub fn strip_trigger<'a>(text: &'a str, trigger: &str) -> &'a str {
 }
 
 async fn mattermost(
-    State(state): State<AppState>,
+    State(chatops): State<Arc<ChatOps>>,
     headers: HeaderMap,
     body: Result<Bytes, BytesRejection>,
 ) -> Result<Response, ApiError> {
-    let Some(config) = state
-        .config
-        .chatops
-        .as_ref()
-        .and_then(|c| c.mattermost.as_ref())
-    else {
+    let Some(config) = chatops.config.as_ref().and_then(|c| c.mattermost.as_ref()) else {
         return Err(ApiError::NotFound(
             "Mattermost ChatOps is not configured (chatops.mattermost)".into(),
         ));
@@ -120,12 +115,11 @@ async fn mattermost(
     let origin = Origin {
         platform: "mattermost",
         user: field("user_id").trim().to_string(),
-        room: state
-            .chatops
+        room: chatops
             .room_for("mattermost", field("channel_id"))
             .map(str::to_string),
     };
-    let answer = state.chatops.handle(&origin, text).await;
+    let answer = chatops.handle(&origin, text).await;
     let body = if outgoing {
         json!({"text": answer.text})
     } else {

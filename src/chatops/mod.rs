@@ -19,21 +19,21 @@ use std::sync::Arc;
 use axum::Router;
 
 use crate::clock::Clock;
-use crate::config::{Config, Role, SinkConfig};
+use crate::config::{ChatOpsConfig, Config, Role, SinkConfig};
 use crate::domain::command::{self, Assignee, Command, CommandError};
 use crate::domain::silence::{Matcher, SilenceDraft};
 use crate::domain::ticket::{Action, ActionError, Actor, Ticket, TicketState};
 use crate::domain::timeline::Visibility;
 use crate::outbox::Outbox;
 use crate::sinks::text;
-use crate::state::AppState;
 use crate::store::{Store, StoreError, TicketFilter, TicketRef};
 
 /// The most tickets `status` lists.
 const STATUS_MAX: usize = 20;
 
-/// The chat routes: Slack (`/chat/slack/...`) and Mattermost (`/chat/mattermost`).
-pub fn router() -> Router<AppState> {
+/// The chat routes: Slack (`/chat/slack/...`) and Mattermost (`/chat/mattermost`), on the
+/// [`ChatOps`] that `App` builds (give it with `with_state`).
+pub fn router() -> Router<Arc<ChatOps>> {
     Router::new()
         .merge(slack::router())
         .merge(mattermost::router())
@@ -88,6 +88,8 @@ pub struct ChatOps {
     /// Platform → channel (Slack channel ID, Mattermost channel ID, Matrix room ID) → tocsin room.
     rooms: BTreeMap<&'static str, BTreeMap<String, String>>,
     public_url: String,
+    /// `chatops:` as configured: what the Slack and Mattermost routes check requests against.
+    config: Option<ChatOpsConfig>,
     /// Signed requests already taken (by their decoded MAC), until their replay window closes: a
     /// request captured inside the window cannot be sent again (Slack's scheme itself has no nonce).
     pub replays: crate::ingest::Replays,
@@ -135,6 +137,7 @@ impl ChatOps {
             roles,
             rooms,
             public_url: config.public_url.0.trim_end_matches('/').to_string(),
+            config: config.chatops.clone(),
             replays: crate::ingest::Replays::default(),
         }
     }

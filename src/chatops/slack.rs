@@ -11,6 +11,7 @@
 //! lists and refusals). A button press is answered with an empty 200: the ack or resolve changes the
 //! ticket, and tocsin's own delivery edits the message the button is on.
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use axum::body::Bytes;
@@ -24,11 +25,10 @@ use hmac::{Hmac, Mac};
 use serde_json::{json, Value};
 use sha2::Sha256;
 
-use super::{form, Origin};
+use super::{form, ChatOps, Origin};
 use crate::config::SlackChatOpsConfig;
 use crate::domain::time::Timestamp;
 use crate::error::ApiError;
-use crate::state::AppState;
 
 /// Slack's slash-command and interaction bodies are small; this leaves room for large block payloads.
 const MAX_BODY: usize = 256 * 1024;
@@ -36,7 +36,7 @@ const MAX_BODY: usize = 256 * 1024;
 /// How old (or how far ahead) a request's timestamp may be without `max_age`: Slack's advice.
 pub const DEFAULT_MAX_AGE: Duration = Duration::from_secs(300);
 
-pub fn router() -> Router<AppState> {
+pub fn router() -> Router<Arc<ChatOps>> {
     Router::new()
         .route("/chat/slack/command", post(command))
         .route("/chat/slack/interactive", post(interactive))
@@ -95,43 +95,42 @@ pub fn verify(
 
 /// The Slack block, or 404 when Slack ChatOps is not set up; then the verified body.
 fn checked(
-    state: &AppState,
+    chatops: &ChatOps,
     headers: &HeaderMap,
     body: Result<Bytes, BytesRejection>,
 ) -> Result<Bytes, ApiError> {
-    let Some(config) = state.config.chatops.as_ref().and_then(|c| c.slack.as_ref()) else {
+    let Some(config) = chatops.config.as_ref().and_then(|c| c.slack.as_ref()) else {
         return Err(ApiError::NotFound(
             "Slack ChatOps is not configured (chatops.slack)".into(),
         ));
     };
     let body = super::read_body(body, MAX_BODY)?;
-    let now = state.clock.now();
+    let now = chatops.clock.now();
     let (sent, signature) = verify(config, headers, &body, now)?;
     let max_age = config.max_age.as_ref().map_or(DEFAULT_MAX_AGE, |d| d.0 .0);
     let forget_at = Timestamp::from_millis(sent.saturating_mul(1000)).plus(max_age);
-    state
-        .chatops
+    chatops
         .replays
         .take_or_refuse("slack", &signature, forget_at, now)?;
     Ok(body)
 }
 
 /// The origin of a request from Slack user `user` in channel `channel`.
-fn origin(state: &AppState, user: &str, channel: &str) -> Origin {
+fn origin(chatops: &ChatOps, user: &str, channel: &str) -> Origin {
     Origin {
         platform: "slack",
         user: user.to_string(),
-        room: state.chatops.room_for("slack", channel).map(str::to_string),
+        room: chatops.room_for("slack", channel).map(str::to_string),
     }
 }
 
 /// `POST /chat/slack/command`: a slash command (`/tocsin ack T-42`), form-encoded.
 async fn command(
-    State(state): State<AppState>,
+    State(chatops): State<Arc<ChatOps>>,
     headers: HeaderMap,
     body: Result<Bytes, BytesRejection>,
 ) -> Result<Response, ApiError> {
-    let body = checked(&state, &headers, body)?;
+    let body = checked(&chatops, &headers, body)?;
     let fields = form(&body);
     let field = |k: &str| fields.get(k).map(String::as_str).unwrap_or_default();
     let user = field("user_id");
@@ -141,8 +140,8 @@ async fn command(
             "a slash command carries user_id",
         ));
     }
-    let origin = origin(&state, user, field("channel_id"));
-    let answer = state.chatops.handle(&origin, field("text")).await;
+    let origin = origin(&chatops, user, field("channel_id"));
+    let answer = chatops.handle(&origin, field("text")).await;
     let kind = if answer.public {
         "in_channel"
     } else {
@@ -154,11 +153,11 @@ async fn command(
 /// `POST /chat/slack/interactive`: a button on one of tocsin's messages (`payload` is the JSON of a
 /// `block_actions` interaction). Tocsin's buttons carry `ack:T-42` or `resolve:T-42`.
 async fn interactive(
-    State(state): State<AppState>,
+    State(chatops): State<Arc<ChatOps>>,
     headers: HeaderMap,
     body: Result<Bytes, BytesRejection>,
 ) -> Result<Response, ApiError> {
-    let body = checked(&state, &headers, body)?;
+    let body = checked(&chatops, &headers, body)?;
     let fields = form(&body);
     let payload: Value = fields
         .get("payload")
@@ -184,9 +183,8 @@ async fn interactive(
     ) else {
         return Ok(StatusCode::OK.into_response());
     };
-    let answer = state
-        .chatops
-        .handle(&origin(&state, user, channel), &text)
+    let answer = chatops
+        .handle(&origin(&chatops, user, channel), &text)
         .await;
     tracing::info!(user, command = %text, answer = %answer.text, "Slack button pressed.");
     Ok(StatusCode::OK.into_response())

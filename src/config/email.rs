@@ -4,6 +4,7 @@
 use std::net::{IpAddr, SocketAddr};
 use std::time::Duration;
 
+use reqwest::Url;
 use serde::Deserialize;
 
 use super::rooms::RateLimitConfig;
@@ -163,11 +164,88 @@ fn default_max_connections_per_peer() -> usize {
     10
 }
 
+/// How the connection is secured.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SmtpSecurity {
+    Plain,
+    StartTls,
+    Wrapper,
+}
+
+/// A checked SMTP URL (`email.smtp`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SmtpEndpoint {
+    pub security: SmtpSecurity,
+    /// Without brackets for IPv6.
+    pub host: String,
+    pub port: u16,
+}
+
+/// The URL as it may be shown (in `tocsin check`, logs): whatever stands before an `@` after the
+/// scheme (a user and password) is replaced with `***`.
+fn redacted(raw: &str) -> String {
+    match (raw.find("://"), raw.rfind('@')) {
+        (Some(start), Some(at)) if at > start + 3 => {
+            format!("{}***{}", &raw[..start + 3], &raw[at..])
+        }
+        (None, Some(at)) => format!("***{}", &raw[at..]),
+        _ => raw.to_string(),
+    }
+}
+
+/// Reads an SMTP URL the way the mailer (`sinks::email::SmtpMailer`) connects to it; config validation
+/// uses the same reading, so `tocsin check` refuses exactly the URLs the mailer could not use. Parsed
+/// with reqwest's `Url` (the `url` crate), the one thing outside `sinks/` that names reqwest.
+pub fn parse_smtp_url(text: &str) -> Result<SmtpEndpoint, String> {
+    let text = text.trim();
+    // Messages name the URL without the credentials it may hold.
+    let shown = redacted(text);
+    let raw = shown.as_str();
+    let hint = "use smtp://host[:port], smtp+starttls://host[:port] or smtps://host[:port]";
+    let url =
+        Url::parse(text).map_err(|e| format!("smtp url `{raw}` is not a URL ({e}): {hint}"))?;
+    let (security, default_port) = match url.scheme() {
+        "smtp" => (SmtpSecurity::Plain, 25),
+        "smtp+starttls" => (SmtpSecurity::StartTls, 587),
+        "smtps" => (SmtpSecurity::Wrapper, 465),
+        other => {
+            return Err(format!(
+                "smtp url `{raw}` has scheme `{other}`, which is not one tocsin knows: {hint}"
+            ))
+        }
+    };
+    if !url.username().is_empty() || url.password().is_some() {
+        // Credentials in a URL end up in logs and `ps`; there are settings for them.
+        return Err(format!(
+            "smtp url `{raw}` contains credentials: put them in username and password instead"
+        ));
+    }
+    if !matches!(url.path(), "" | "/") || url.query().is_some() || url.fragment().is_some() {
+        return Err(format!(
+            "smtp url `{raw}` has a path, query or fragment; {hint}"
+        ));
+    }
+    let host = url
+        .host_str()
+        .map(|h| h.trim_start_matches('[').trim_end_matches(']'))
+        .filter(|h| !h.is_empty())
+        .ok_or_else(|| format!("smtp url `{raw}` has no host: {hint}"))?;
+    let port = url.port().unwrap_or(default_port);
+    if port == 0 {
+        return Err(format!("smtp url `{raw}` has port 0"));
+    }
+    Ok(SmtpEndpoint {
+        security,
+        host: host.to_string(),
+        port,
+    })
+}
+
 impl EmailConfig {
     /// The problems types alone cannot catch, as (key under `email.`, message).
     pub fn problems(&self) -> Vec<(&'static str, String)> {
         let mut out = Vec::new();
-        if let Err(e) = crate::sinks::email::check_url(&self.smtp.0) {
+        if let Err(e) = parse_smtp_url(&self.smtp.0) {
             out.push(("smtp", e));
         }
         if self.from_domain().is_none() {
@@ -274,5 +352,63 @@ impl EmailConfig {
         let (local, domain) = address.rsplit_once('@')?;
         (!local.is_empty() && !domain.is_empty() && !domain.contains(char::is_whitespace))
             .then(|| domain.to_ascii_lowercase())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn messages_about_smtp_urls_never_show_their_password() {
+        for url in [
+            "smtp://alice:hunter2-secret@mail.example.org:587",
+            "smtps://alice:hunter2-secret@mail.example.org/path",
+            "ftp://alice:hunter2-secret@mail.example.org",
+            "alice:hunter2-secret@mail.example.org",
+        ] {
+            let err = super::parse_smtp_url(url).unwrap_err();
+            assert!(!err.contains("hunter2"), "{err}");
+            assert!(err.contains("***@mail.example.org"), "{err}");
+        }
+    }
+
+    use super::*;
+
+    #[test]
+    fn urls() {
+        let p = |u| parse_smtp_url(u).unwrap();
+        assert_eq!(
+            p("smtp://127.0.0.1:2525"),
+            SmtpEndpoint {
+                security: SmtpSecurity::Plain,
+                host: "127.0.0.1".into(),
+                port: 2525
+            }
+        );
+        assert_eq!(p("smtp://mail.example.com").port, 25);
+        assert_eq!(p("smtp+starttls://mail.example.com").port, 587);
+        assert_eq!(
+            p("smtp+starttls://mail.example.com").security,
+            SmtpSecurity::StartTls
+        );
+        assert_eq!(p("smtps://mail.example.com/").port, 465);
+        assert_eq!(
+            p("smtps://mail.example.com").security,
+            SmtpSecurity::Wrapper
+        );
+        assert_eq!(p("smtp://[::1]:25").host, "::1");
+
+        for (bad, says) in [
+            ("mail.example.com", "not a URL"),
+            ("http://mail.example.com", "scheme `http`"),
+            ("smtp://user:pw@mail.example.com", "credentials"),
+            ("smtp://mail.example.com/x", "path"),
+            ("smtp://mail.example.com?tls=required", "query"),
+            ("smtp://", "no host"),
+            ("smtp://mail.example.com:0", "port 0"),
+            ("smtp://mail.example.com:99999", "not a URL"),
+        ] {
+            let err = parse_smtp_url(bad).unwrap_err();
+            assert!(err.contains(says), "{bad}: {err}");
+        }
     }
 }

@@ -26,7 +26,10 @@ use serde::Deserialize;
 pub use chatops::{
     ChatOpsConfig, MatrixChatOpsConfig, MattermostChatOpsConfig, SlackChatOpsConfig,
 };
-pub use email::{EmailConfig, InboundConfig, NotifyConfig, TrustConfig};
+pub use email::{
+    parse_smtp_url, EmailConfig, InboundConfig, NotifyConfig, SmtpEndpoint, SmtpSecurity,
+    TrustConfig,
+};
 pub use http::{HttpConfig, StreamsConfig};
 pub use mapping::MappingConfig;
 pub use rooms::{

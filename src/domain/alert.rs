@@ -8,7 +8,6 @@ use std::fmt;
 
 use serde::{Deserialize, Serialize};
 
-use super::plugin::Routing;
 use super::time::Timestamp;
 
 /// Labels and annotations are sorted maps so that hashing and rendering are deterministic.
@@ -119,6 +118,33 @@ pub struct Alert {
     /// The sender's own JSON for this alert, kept only when a plugin on the source asks for it.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub raw: Option<String>,
+}
+
+/// Where a ticket should go and what it carries beyond the alert, as plugins decided. Config routes
+/// (their own issue) add to this.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Routing {
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub rooms: Vec<String>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub mentions: Vec<String>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub tags: Vec<String>,
+    /// Markdown body for the ticket.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub body: Option<String>,
+    /// Set when a plugin grouped the alert; the ticket key is then `group:<key>`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub group_key: Option<String>,
+    /// Fingerprint the sender gave, kept when a group key replaced it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub original_fingerprint: Option<String>,
+}
+
+impl Routing {
+    pub fn is_empty(&self) -> bool {
+        self == &Routing::default()
+    }
 }
 
 impl Alert {

@@ -42,33 +42,6 @@ pub enum Verdict {
     Route(RouteFields),
 }
 
-/// Where a ticket should go and what it carries beyond the alert, as plugins decided. Config routes
-/// (their own issue) add to this.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Routing {
-    #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    pub rooms: Vec<String>,
-    #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    pub mentions: Vec<String>,
-    #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    pub tags: Vec<String>,
-    /// Markdown body for the ticket.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub body: Option<String>,
-    /// Set when a plugin grouped the alert; the ticket key is then `group:<key>`.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub group_key: Option<String>,
-    /// Fingerprint the sender gave, kept when a group key replaced it.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub original_fingerprint: Option<String>,
-}
-
-impl Routing {
-    pub fn is_empty(&self) -> bool {
-        self == &Routing::default()
-    }
-}
-
 /// Why a plugin did not produce a decision. Each is a plugin failure, and tocsin fails open.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
@@ -162,7 +135,7 @@ fn extend_unique(into: &mut Vec<String>, from: &[String]) {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::domain::alert::Status;
+    use crate::domain::alert::{Routing, Status};
     use crate::domain::time::Timestamp;
 
     fn alert() -> Alert {

@@ -604,9 +604,8 @@ impl Router {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::domain::alert::{Alert, Labels, Status};
+    use crate::domain::alert::{Alert, Labels, Routing, Status};
     use crate::domain::mail::{MailPrefs, NotifyMode};
-    use crate::domain::plugin::Routing;
     use crate::domain::presence::PresenceState;
     use crate::domain::time::Timestamp;
     use proptest::prelude::*;

@@ -532,9 +532,8 @@ pub fn silenced_text(s: &Silence) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::domain::alert::{Alert, Labels, Severity, Status};
+    use crate::domain::alert::{Alert, Labels, Routing, Severity, Status};
     use crate::domain::message::{Change, Content, TicketMessage};
-    use crate::domain::plugin::Routing;
     use crate::domain::routing::DeliveryKind;
     use crate::domain::ticket::TicketState;
     use proptest::prelude::*;

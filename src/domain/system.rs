@@ -2,8 +2,7 @@
 //! could not be processed. Pure constructors, so the processor, the API and every store backend make the
 //! same alerts, and their tickets open and resolve through the ordinary path.
 
-use super::alert::{Alert, Labels, Severity, Status};
-use super::plugin::Routing;
+use super::alert::{Alert, Labels, Routing, Severity, Status};
 use super::time::Timestamp;
 
 /// Source name of tocsin's own system tickets. Reserved in the config.

@@ -10,8 +10,7 @@ use std::time::Duration;
 use serde::{Deserialize, Serialize};
 use serde_json::json;
 
-use super::alert::{Alert, Labels, Severity, Status};
-use super::plugin::Routing;
+use super::alert::{Alert, Labels, Routing, Severity, Status};
 use super::time::Timestamp;
 use super::timeline::{EntryDraft, EntryKind, Visibility};
 

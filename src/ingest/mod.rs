@@ -16,6 +16,7 @@ pub mod parse;
 #[cfg(test)]
 mod roundtrip_tests;
 
+use std::sync::Arc;
 use std::time::Instant;
 
 use axum::body::{Body, Bytes};
@@ -32,8 +33,34 @@ use crate::config::{AuthConfig, SourceKind};
 use crate::error::ApiError;
 use crate::state::{AppState, Source};
 
-/// The ingest routes.
-pub fn router() -> Router<AppState> {
+/// What only the ingest routes keep, beside what every handler shares ([`AppState`]): SNS certificates
+/// and the memories of signed requests and SNS notifications already taken. `App` builds it once.
+#[derive(Debug, Default)]
+pub struct Ingest {
+    /// Signed ingest requests already taken (HMAC with a timestamp), against replays.
+    pub replays: Replays,
+    /// SNS notifications already taken, by `MessageId` (see `kinds::sns::REPLAY_MEMORY`).
+    pub sns_messages: Replays,
+    /// SNS certificates and subscription confirmation.
+    pub sns: Sns,
+}
+
+/// The state of the ingest routes: what every handler shares, and [`Ingest`].
+#[derive(Debug, Clone)]
+struct IngestState {
+    app: AppState,
+    ingest: Arc<Ingest>,
+}
+
+impl std::ops::Deref for IngestState {
+    type Target = AppState;
+    fn deref(&self) -> &AppState {
+        &self.app
+    }
+}
+
+/// The ingest routes, on the shared state and [`Ingest`].
+pub fn router<S: Clone + Send + Sync + 'static>(app: AppState, ingest: Arc<Ingest>) -> Router<S> {
     Router::new()
         .route("/ingest/{source}", post(native))
         .route("/ingest/{source}/api/v2/alerts", post(prefixed_alerts))
@@ -43,18 +70,19 @@ pub fn router() -> Router<AppState> {
         .route("/api/v2/alerts", post(bare_alerts))
         .route("/api/v1/alerts", post(bare_alerts))
         .route("/api/v2/status", get(bare_status))
+        .with_state(IngestState { app, ingest })
 }
 
 /// The client address a request counts under, for throttling credential guessers.
 #[derive(Debug, Clone)]
 struct Client(String);
 
-impl axum::extract::FromRequestParts<AppState> for Client {
+impl axum::extract::FromRequestParts<IngestState> for Client {
     type Rejection = std::convert::Infallible;
 
     async fn from_request_parts(
         parts: &mut axum::http::request::Parts,
-        state: &AppState,
+        state: &IngestState,
     ) -> Result<Self, Self::Rejection> {
         Ok(Client(crate::throttle::client(
             state.client_ip_header(),
@@ -74,7 +102,7 @@ struct Request {
 }
 
 async fn native(
-    State(state): State<AppState>,
+    State(state): State<IngestState>,
     client: Client,
     Path(source): Path<String>,
     RawQuery(query): RawQuery,
@@ -95,7 +123,7 @@ async fn native(
 
 /// PagerDuty's path, for senders whose PagerDuty integration takes a base URL.
 async fn enqueue(
-    State(state): State<AppState>,
+    State(state): State<IngestState>,
     client: Client,
     Path(source): Path<String>,
     query: RawQuery,
@@ -112,7 +140,7 @@ async fn enqueue(
 }
 
 async fn prefixed_alerts(
-    State(state): State<AppState>,
+    State(state): State<IngestState>,
     client: Client,
     Path(source): Path<String>,
     RawQuery(query): RawQuery,
@@ -132,7 +160,7 @@ async fn prefixed_alerts(
 }
 
 async fn bare_alerts(
-    State(state): State<AppState>,
+    State(state): State<IngestState>,
     client: Client,
     RawQuery(query): RawQuery,
     headers: HeaderMap,
@@ -151,7 +179,7 @@ async fn bare_alerts(
 }
 
 async fn prefixed_status(
-    State(state): State<AppState>,
+    State(state): State<IngestState>,
     Path(source): Path<String>,
     RawQuery(query): RawQuery,
     headers: HeaderMap,
@@ -163,7 +191,7 @@ async fn prefixed_status(
 }
 
 async fn bare_status(
-    State(state): State<AppState>,
+    State(state): State<IngestState>,
     RawQuery(query): RawQuery,
     headers: HeaderMap,
 ) -> Response {
@@ -173,7 +201,7 @@ async fn bare_status(
     }
 }
 
-fn find<'a>(state: &'a AppState, name: &str) -> Result<&'a Source, ApiError> {
+fn find<'a>(state: &'a IngestState, name: &str) -> Result<&'a Source, ApiError> {
     state
         .sources
         .get(name)
@@ -193,7 +221,7 @@ fn require_prometheus(src: &Source) -> Result<&Source, ApiError> {
     }
 }
 
-fn default_prometheus(state: &AppState) -> Result<&Source, ApiError> {
+fn default_prometheus(state: &IngestState) -> Result<&Source, ApiError> {
     state
         .default_prometheus
         .as_ref()
@@ -208,7 +236,7 @@ fn default_prometheus(state: &AppState) -> Result<&Source, ApiError> {
 }
 
 /// The minimal Alertmanager status that amtool reads before posting.
-fn status(state: &AppState, src: &Source, headers: &HeaderMap, query: Option<&str>) -> Response {
+fn status(state: &IngestState, src: &Source, headers: &HeaderMap, query: Option<&str>) -> Response {
     if let Some(auth) = &src.auth {
         if !auth::needs_body(auth) {
             if let Err(e) = auth::check(auth, headers, query, b"", state.clock.now()) {
@@ -228,7 +256,7 @@ fn status(state: &AppState, src: &Source, headers: &HeaderMap, query: Option<&st
     .into_response()
 }
 
-async fn accept(state: &AppState, src: &Source, req: Request) -> Response {
+async fn accept(state: &IngestState, src: &Source, req: Request) -> Response {
     let started = Instant::now();
     // Credential guessers are throttled per source and client address: after too many failures,
     // every attempt (right or wrong) gets 429 for a while.
@@ -251,7 +279,7 @@ async fn accept(state: &AppState, src: &Source, req: Request) -> Response {
 }
 
 async fn accept_inner(
-    state: &AppState,
+    state: &IngestState,
     src: &Source,
     req: Request,
     guesser: &str,
@@ -284,7 +312,7 @@ async fn accept_inner(
                 query.as_deref(),
                 &bytes,
                 state.clock.now(),
-                &state.replays,
+                &state.ingest.replays,
                 &src.name,
             )?;
         }
@@ -428,7 +456,7 @@ impl kinds::sns::CertFetch for HttpFetch {
 /// AWS SNS: the signature is checked before anything else (with the certificate from an SNS host),
 /// then the topic; subscriptions are confirmed by a GET of `SubscribeURL`, on an SNS host only.
 async fn sns(
-    state: &AppState,
+    state: &IngestState,
     src: &Source,
     bytes: &[u8],
     cx: &parse::Context<'_>,
@@ -446,6 +474,7 @@ async fn sns(
         )));
     }
     let pem = state
+        .ingest
         .sns
         .certs
         .get(&env.signing_cert_url)
@@ -471,7 +500,7 @@ async fn sns(
                     format!("SubscribeURL `{url}` is not on an SNS host; not confirming"),
                 ));
             }
-            state.sns.confirmer().get(&url).await.map_err(|e| {
+            state.ingest.sns.confirmer().get(&url).await.map_err(|e| {
                 ApiError::Upstream(format!("confirming the subscription failed: {e}"))
             })?;
             tracing::info!(source = %src.name, topic = %env.topic_arn, "Confirmed an SNS subscription.");
@@ -485,6 +514,7 @@ async fn sns(
             // A signed MessageId already taken (an SNS retry, or a replay): accepted once is enough.
             let scope = format!("sns:{}", src.name);
             if state
+                .ingest
                 .sns_messages
                 .contains(&scope, env.message_id.as_bytes(), cx.now)
             {
@@ -497,9 +527,12 @@ async fn sns(
             let parsed = kinds::sns::alerts(&env, cx);
             state.store.append_journal(&parsed.alerts).await?;
             let forget_at = cx.now.plus(kinds::sns::REPLAY_MEMORY);
-            let _ = state
-                .sns_messages
-                .take(&scope, env.message_id.as_bytes(), forget_at, cx.now);
+            let _ = state.ingest.sns_messages.take(
+                &scope,
+                env.message_id.as_bytes(),
+                forget_at,
+                cx.now,
+            );
             let accepted = parsed.alerts.len() as u64;
             state.journal.appended(accepted);
             state
@@ -525,7 +558,7 @@ fn subscribe_url_allowed(url: &str) -> bool {
 /// `{status, message, errors}` (Zabbix's PagerDuty media type reads `errors[0]`). With `auth: {token}`,
 /// the event's `routing_key` must be that token.
 async fn pagerduty(
-    state: &AppState,
+    state: &IngestState,
     src: &Source,
     bytes: &[u8],
     cx: &parse::Context<'_>,
@@ -633,7 +666,7 @@ fn check_rate(src: &Source) -> Result<(), ApiError> {
 
 /// Refuses work when the journal backlog is over the limit. Alertmanager retries 5xx but never 4xx, so
 /// it gets 503; generic senders get 429 with `Retry-After`.
-fn check_load(state: &AppState, src: &Source) -> Result<(), ApiError> {
+fn check_load(state: &IngestState, src: &Source) -> Result<(), ApiError> {
     let backlog = state.journal.backlog();
     let bytes = state.journal.backlog_bytes();
     let max_bytes = state.config.ingest.max_backlog_bytes.0 .0;

@@ -9,10 +9,10 @@ use std::time::Duration;
 use serde::Deserialize;
 use serde_json::Value;
 
+use crate::domain::alert::Routing;
 use crate::domain::alert::{
     labels_and_title_fingerprint, labels_fingerprint, Alert, Labels, Severity, Status,
 };
-use crate::domain::plugin::Routing;
 use crate::domain::time::Timestamp;
 
 /// What a parser needs besides the bytes.

@@ -13,8 +13,8 @@ use serde::Deserialize;
 use serde_json::{json, Value};
 
 use super::{CallReport, Compiled, Kv, Limits, PluginClock, Settings};
-use crate::domain::alert::{labels_fingerprint, Alert, Labels, Severity, Status};
-use crate::domain::plugin::{Routing, Verdict};
+use crate::domain::alert::{labels_fingerprint, Alert, Labels, Routing, Severity, Status};
+use crate::domain::plugin::Verdict;
 use crate::domain::time::Timestamp;
 
 /// The clock fixtures see unless they set `now_ms`.

@@ -199,14 +199,14 @@ pub async fn tickets(
 ) -> Result<Response, ApiError> {
     let q = query(q)?;
     for (name, value, max) in [
-        ("q", &q.q, crate::api::MAX_SEARCH),
-        ("source", &q.source, crate::api::MAX_PARAM),
-        ("room", &q.room, crate::api::MAX_PARAM),
-        ("state", &q.state, crate::api::MAX_PARAM),
-        ("severity", &q.severity, crate::api::MAX_PARAM),
+        ("q", &q.q, crate::error::MAX_SEARCH),
+        ("source", &q.source, crate::error::MAX_PARAM),
+        ("room", &q.room, crate::error::MAX_PARAM),
+        ("state", &q.state, crate::error::MAX_PARAM),
+        ("severity", &q.severity, crate::error::MAX_PARAM),
     ] {
         if let Some(v) = value {
-            crate::api::check_text(name, v, max)?;
+            crate::error::check_text(name, v, max)?;
         }
     }
     let states = match nonempty(&q.state) {
@@ -353,7 +353,11 @@ pub async fn ticket(
     session: Session,
     Path(id): Path<String>,
 ) -> Result<Response, ApiError> {
-    let t = match state.store.get_ticket(&crate::api::ticket_ref(&id)?).await {
+    let t = match state
+        .store
+        .get_ticket(&crate::error::ticket_ref(&id)?)
+        .await
+    {
         Err(StoreError::NotFound) => {
             return Ok(message(
                 StatusCode::NOT_FOUND,

@@ -26,8 +26,9 @@
 use serde_json::{Map, Value};
 
 use super::json;
-use crate::domain::alert::{labels_and_title_fingerprint, Alert, Labels, Severity, Status};
-use crate::domain::plugin::Routing;
+use crate::domain::alert::{
+    labels_and_title_fingerprint, Alert, Labels, Routing, Severity, Status,
+};
 use crate::ingest::parse::{raw_of, Context, Parsed};
 
 /// tocsin's payload template for Datadog's Webhooks integration. Paste it into the webhook's

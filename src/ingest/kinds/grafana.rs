@@ -17,8 +17,7 @@ use serde_json::Value;
 use sha2::{Digest, Sha256};
 
 use super::json;
-use crate::domain::alert::{labels_fingerprint, Alert, Labels, Severity, Status};
-use crate::domain::plugin::Routing;
+use crate::domain::alert::{labels_fingerprint, Alert, Labels, Routing, Severity, Status};
 use crate::ingest::parse::{firing_or_resolved, raw_of, time_field, Context, Parsed};
 
 /// The envelope fields we read; everything else (`groupKey`, `commonLabels`, `message`...) is ignored.

@@ -11,8 +11,7 @@ use serde_json::Value;
 
 use super::json;
 use crate::config::MappingConfig;
-use crate::domain::alert::{labels_fingerprint, Alert, Labels, Severity, Status};
-use crate::domain::plugin::Routing;
+use crate::domain::alert::{labels_fingerprint, Alert, Labels, Routing, Severity, Status};
 use crate::ingest::parse::{raw_of, Context, Parsed};
 
 /// Reads one request's payload with the source's rules.

@@ -19,8 +19,7 @@
 use serde_json::{Map, Value};
 
 use super::json::{self, epoch_ms, text};
-use crate::domain::alert::{Alert, Labels, Severity, Status};
-use crate::domain::plugin::Routing;
+use crate::domain::alert::{Alert, Labels, Routing, Severity, Status};
 use crate::ingest::parse::{raw_of, Context, Parsed};
 
 /// Reads one request's payload.

@@ -23,8 +23,7 @@ use serde_json::Value;
 use sha2::{Digest, Sha256};
 
 use super::json::{self, offset_time};
-use crate::domain::alert::{Alert, Labels, Severity, Status};
-use crate::domain::plugin::Routing;
+use crate::domain::alert::{Alert, Labels, Routing, Severity, Status};
 use crate::ingest::parse::{raw_of, Context};
 
 /// An accepted event: the alert, and the `dedup_key` PagerDuty answers with.

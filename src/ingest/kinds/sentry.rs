@@ -24,8 +24,7 @@
 use serde_json::Value;
 
 use super::json::{self, insert, scalar, str_at};
-use crate::domain::alert::{Alert, Labels, Severity, Status};
-use crate::domain::plugin::Routing;
+use crate::domain::alert::{Alert, Labels, Routing, Severity, Status};
 use crate::domain::time::Timestamp;
 use crate::ingest::parse::{raw_of, Context, Parsed};
 

@@ -36,8 +36,7 @@ use x509_cert::der::Decode;
 use x509_cert::Certificate;
 
 use super::json::{offset_time, str_at};
-use crate::domain::alert::{Alert, Labels, Severity, Status};
-use crate::domain::plugin::Routing;
+use crate::domain::alert::{Alert, Labels, Routing, Severity, Status};
 use crate::domain::time::Timestamp;
 use crate::ingest::parse::{raw_of, Context, Parsed};
 

@@ -21,8 +21,7 @@
 use serde_json::{Map, Value};
 
 use super::json::{self, text};
-use crate::domain::alert::{Alert, Labels, Severity, Status};
-use crate::domain::plugin::Routing;
+use crate::domain::alert::{Alert, Labels, Routing, Severity, Status};
 use crate::domain::time::Timestamp;
 use crate::ingest::parse::{raw_of, Context, Parsed};
 

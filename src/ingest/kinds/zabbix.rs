@@ -29,8 +29,7 @@
 use serde_json::{Map, Value};
 
 use super::json;
-use crate::domain::alert::{Alert, Labels, Severity, Status};
-use crate::domain::plugin::Routing;
+use crate::domain::alert::{Alert, Labels, Routing, Severity, Status};
 use crate::ingest::parse::{raw_of, Context, Parsed};
 
 /// The script of tocsin's Zabbix webhook media type (Zabbix 5.4 and later; Duktape, so ES5 only). It

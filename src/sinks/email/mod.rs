@@ -27,6 +27,7 @@ use lettre::transport::smtp::PoolConfig;
 use lettre::{AsyncSmtpTransport, AsyncTransport, Message, Tokio1Executor};
 use reqwest::Url;
 
+use crate::config::{parse_smtp_url, SmtpEndpoint, SmtpSecurity};
 use crate::domain::mail::MailContent;
 
 /// How long a pooled connection may sit idle before it is closed. Servers drop idle clients after a
@@ -105,91 +106,12 @@ pub trait Mailer: Send + Sync + fmt::Debug + 'static {
     async fn send(&self, email: &Email) -> MailOutcome;
 }
 
-/// How the connection is secured.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Security {
-    Plain,
-    StartTls,
-    Wrapper,
-}
-
-/// A checked `url`.
-#[derive(Debug, Clone, PartialEq, Eq)]
-struct Endpoint {
-    security: Security,
-    /// Without brackets for IPv6.
-    host: String,
-    port: u16,
-}
-
-/// Checks an SMTP URL the way [`SmtpMailer::new`] reads it, for config validation.
-pub fn check_url(url: &str) -> Result<(), String> {
-    parse_url(url).map(|_| ())
-}
-
-/// The URL as it may be shown (in `tocsin check`, logs): whatever stands before an `@` after the
-/// scheme (a user and password) is replaced with `***`.
-fn redacted(raw: &str) -> String {
-    match (raw.find("://"), raw.rfind('@')) {
-        (Some(start), Some(at)) if at > start + 3 => {
-            format!("{}***{}", &raw[..start + 3], &raw[at..])
-        }
-        (None, Some(at)) => format!("***{}", &raw[at..]),
-        _ => raw.to_string(),
-    }
-}
-
-fn parse_url(text: &str) -> Result<Endpoint, String> {
-    let text = text.trim();
-    // Messages name the URL without the credentials it may hold.
-    let shown = redacted(text);
-    let raw = shown.as_str();
-    let hint = "use smtp://host[:port], smtp+starttls://host[:port] or smtps://host[:port]";
-    let url =
-        Url::parse(text).map_err(|e| format!("smtp url `{raw}` is not a URL ({e}): {hint}"))?;
-    let (security, default_port) = match url.scheme() {
-        "smtp" => (Security::Plain, 25),
-        "smtp+starttls" => (Security::StartTls, 587),
-        "smtps" => (Security::Wrapper, 465),
-        other => {
-            return Err(format!(
-                "smtp url `{raw}` has scheme `{other}`, which is not one tocsin knows: {hint}"
-            ))
-        }
-    };
-    if !url.username().is_empty() || url.password().is_some() {
-        // Credentials in a URL end up in logs and `ps`; there are settings for them.
-        return Err(format!(
-            "smtp url `{raw}` contains credentials: put them in username and password instead"
-        ));
-    }
-    if !matches!(url.path(), "" | "/") || url.query().is_some() || url.fragment().is_some() {
-        return Err(format!(
-            "smtp url `{raw}` has a path, query or fragment; {hint}"
-        ));
-    }
-    let host = url
-        .host_str()
-        .map(|h| h.trim_start_matches('[').trim_end_matches(']'))
-        .filter(|h| !h.is_empty())
-        .ok_or_else(|| format!("smtp url `{raw}` has no host: {hint}"))?;
-    let port = url.port().unwrap_or(default_port);
-    if port == 0 {
-        return Err(format!("smtp url `{raw}` has port 0"));
-    }
-    Ok(Endpoint {
-        security,
-        host: host.to_string(),
-        port,
-    })
-}
-
 /// The SMTP mailer. The transport (and its connection pool) is made once, on the first send: lettre's
 /// pool starts a cleanup task, which needs the tokio runtime, and `new` also serves config checks that
 /// run without one.
 pub struct SmtpMailer {
     url: String,
-    endpoint: Endpoint,
+    endpoint: SmtpEndpoint,
     from: Mailbox,
     credentials: Option<Credentials>,
     timeout: Duration,
@@ -212,7 +134,7 @@ impl fmt::Debug for SmtpMailer {
 impl SmtpMailer {
     /// Checks the settings; the error names the setting and the problem.
     pub fn new(settings: &SmtpSettings) -> Result<SmtpMailer, String> {
-        let endpoint = parse_url(&settings.url)?;
+        let endpoint = parse_smtp_url(&settings.url)?;
         let from: Mailbox = settings
             .from
             .trim()
@@ -225,7 +147,7 @@ impl SmtpMailer {
             (None, Some(_)) => return Err("smtp password is set but username is not".into()),
         };
         if credentials.is_some()
-            && endpoint.security == Security::Plain
+            && endpoint.security == SmtpSecurity::Plain
             && !is_loopback(&endpoint.host)
         {
             // AUTH over a plain connection would send the password in the clear across the network.
@@ -237,7 +159,10 @@ impl SmtpMailer {
         if settings.timeout.is_zero() {
             return Err("smtp timeout must be more than 0".into());
         }
-        if matches!(endpoint.security, Security::StartTls | Security::Wrapper) {
+        if matches!(
+            endpoint.security,
+            SmtpSecurity::StartTls | SmtpSecurity::Wrapper
+        ) {
             // Builds the TLS client config now so a bad host name fails at startup, not at first send.
             TlsParameters::new(endpoint.host.clone())
                 .map_err(|e| format!("smtp TLS for `{}`: {e}", endpoint.host))?;
@@ -259,9 +184,9 @@ impl SmtpMailer {
         }
         let e = &self.endpoint;
         let tls = match e.security {
-            Security::Plain => Tls::None,
-            Security::StartTls => Tls::Required(tls_parameters(&e.host)?),
-            Security::Wrapper => Tls::Wrapper(tls_parameters(&e.host)?),
+            SmtpSecurity::Plain => Tls::None,
+            SmtpSecurity::StartTls => Tls::Required(tls_parameters(&e.host)?),
+            SmtpSecurity::Wrapper => Tls::Wrapper(tls_parameters(&e.host)?),
         };
         let mut builder = AsyncSmtpTransport::<Tokio1Executor>::builder_dangerous(e.host.clone())
             .port(e.port)
@@ -434,20 +359,6 @@ fn unsubscribe(url: &str) -> Option<(String, bool)> {
 
 #[cfg(test)]
 mod tests {
-    #[test]
-    fn messages_about_smtp_urls_never_show_their_password() {
-        for url in [
-            "smtp://alice:hunter2-secret@mail.example.org:587",
-            "smtps://alice:hunter2-secret@mail.example.org/path",
-            "ftp://alice:hunter2-secret@mail.example.org",
-            "alice:hunter2-secret@mail.example.org",
-        ] {
-            let err = super::check_url(url).unwrap_err();
-            assert!(!err.contains("hunter2"), "{err}");
-            assert!(err.contains("***@mail.example.org"), "{err}");
-        }
-    }
-
     use super::*;
 
     fn settings(url: &str) -> SmtpSettings {
@@ -458,42 +369,6 @@ mod tests {
             from: "tocsin <alerts@example.com>".into(),
             timeout: Duration::from_secs(10),
             pool_size: 2,
-        }
-    }
-
-    #[test]
-    fn urls() {
-        let p = |u| parse_url(u).unwrap();
-        assert_eq!(
-            p("smtp://127.0.0.1:2525"),
-            Endpoint {
-                security: Security::Plain,
-                host: "127.0.0.1".into(),
-                port: 2525
-            }
-        );
-        assert_eq!(p("smtp://mail.example.com").port, 25);
-        assert_eq!(p("smtp+starttls://mail.example.com").port, 587);
-        assert_eq!(
-            p("smtp+starttls://mail.example.com").security,
-            Security::StartTls
-        );
-        assert_eq!(p("smtps://mail.example.com/").port, 465);
-        assert_eq!(p("smtps://mail.example.com").security, Security::Wrapper);
-        assert_eq!(p("smtp://[::1]:25").host, "::1");
-
-        for (bad, says) in [
-            ("mail.example.com", "not a URL"),
-            ("http://mail.example.com", "scheme `http`"),
-            ("smtp://user:pw@mail.example.com", "credentials"),
-            ("smtp://mail.example.com/x", "path"),
-            ("smtp://mail.example.com?tls=required", "query"),
-            ("smtp://", "no host"),
-            ("smtp://mail.example.com:0", "port 0"),
-            ("smtp://mail.example.com:99999", "not a URL"),
-        ] {
-            let err = check_url(bad).unwrap_err();
-            assert!(err.contains(says), "{bad}: {err}");
         }
     }
 
