@@ -4,8 +4,8 @@
 use std::net::{IpAddr, SocketAddr};
 use std::time::Duration;
 
-use reqwest::Url;
 use serde::Deserialize;
+use url::Url;
 
 use super::rooms::RateLimitConfig;
 use super::values::{ByteSize, Env, HumanDuration, Secret};
@@ -195,7 +195,7 @@ fn redacted(raw: &str) -> String {
 
 /// Reads an SMTP URL the way the mailer (`sinks::email::SmtpMailer`) connects to it; config validation
 /// uses the same reading, so `tocsin check` refuses exactly the URLs the mailer could not use. Parsed
-/// with reqwest's `Url` (the `url` crate), the one thing outside `sinks/` that names reqwest.
+/// with the `url` crate (the WHATWG URL parser reqwest also uses).
 pub fn parse_smtp_url(text: &str) -> Result<SmtpEndpoint, String> {
     let text = text.trim();
     // Messages name the URL without the credentials it may hold.
