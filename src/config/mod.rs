@@ -1205,6 +1205,23 @@ mod tests {
     }
 
     #[test]
+    fn storage_urls_are_shown_without_their_password() {
+        for (url, shown) in [
+            ("postgres://tocsin:pw@db:5432/t", "postgres://tocsin:***@db:5432/t"),
+            ("postgresql://tocsin@db/t?sslmode=require", "postgresql://tocsin@db/t?sslmode=require"),
+            ("postgres://db/t?user=u&password=pw", "postgres://db/t?user=u&password=***"),
+            ("postgres://u:p:w@db", "postgres://u:***@db"),
+        ] {
+            assert_eq!(redact_url(url), shown);
+            assert_eq!(StorageUrl::parse(url).unwrap().shown(), shown);
+        }
+        assert_eq!(
+            StorageUrl::parse("sqlite://data/t.db").unwrap().shown(),
+            "sqlite://data/t.db"
+        );
+    }
+
+    #[test]
     fn the_documented_shape_parses() {
         std::env::set_var("TOCSIN_TEST_AM_TOKEN", "am-secret");
         let c = parse(

@@ -193,3 +193,35 @@ async fn a_later_writer_waits_until_the_earlier_one_commits() {
     drop(store);
     scratch.drop_now().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_commit_by_one_process_wakes_the_live_readers_of_another() {
+    let scratch = Scratch::create().await;
+    let writer = PgStore::connect(&scratch.url).await.unwrap();
+    // Another process on the same database: its own pool and its own LISTEN connection.
+    let reader = PgStore::connect(&scratch.url).await.unwrap();
+    let mut watch = reader.feed_watch();
+    let before = *watch.borrow_and_update();
+    writer.append_journal(&[alert("a")]).await.unwrap();
+    let entries = writer.pending_journal(10).await.unwrap().entries;
+    let policy = Policy {
+        reopen_window: Duration::from_secs(3600),
+    };
+    writer.apply_journal(entries.into(), &policy).await.unwrap();
+    let head = *writer.feed_watch().borrow();
+    assert!(head > before);
+    // Bounded: the notification arrives on commit, far sooner than this.
+    let woke = tokio::time::timeout(Duration::from_secs(20), watch.wait_for(|v| *v >= head)).await;
+    assert!(woke.is_ok(), "the other process's feed watch never moved");
+    let events = reader
+        .feed(&FeedQuery {
+            after: before,
+            limit: 10,
+            ..FeedQuery::default()
+        })
+        .await
+        .unwrap();
+    assert_eq!(events.last().map(|e| e.id), Some(head));
+    drop((writer, reader));
+    scratch.drop_now().await;
+}

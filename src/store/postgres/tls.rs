@@ -136,3 +136,40 @@ impl ServerCertVerifier for Unchecked {
         self.0.signature_verification_algorithms.supported_schemes()
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn mode(url: &str) -> Result<(String, SslMode), String> {
+        split(url).map(|(u, t)| (u, t.mode))
+    }
+
+    #[test]
+    fn sslmode_is_read_as_libpq_reads_it_and_taken_out_of_the_url() {
+        let base = "postgres://u@db:5432/t";
+        assert_eq!(mode(base).unwrap(), (base.to_string(), SslMode::Prefer));
+        for (m, want) in [
+            ("disable", SslMode::Disable),
+            ("allow", SslMode::Prefer),
+            ("prefer", SslMode::Prefer),
+            ("require", SslMode::Require),
+            ("verify-ca", SslMode::Require),
+            ("verify-full", SslMode::Require),
+        ] {
+            let url = format!("{base}?application_name=x&sslmode={m}");
+            assert_eq!(
+                mode(&url).unwrap(),
+                (format!("{base}?application_name=x"), want),
+                "{m}"
+            );
+        }
+        let err = mode(&format!("{base}?sslmode=sometimes")).unwrap_err();
+        assert!(err.contains("sslmode=sometimes"), "{err}");
+        let err = mode(&format!(
+            "{base}?sslmode=verify-full&sslrootcert=/nonexistent/ca.pem"
+        ))
+        .unwrap_err();
+        assert!(err.contains("/nonexistent/ca.pem"), "{err}");
+    }
+}
