@@ -5,6 +5,7 @@
 
 pub mod conformance;
 pub mod pg;
+pub mod pg_server;
 pub mod receiver;
 pub mod signin;
 pub mod smtp;
