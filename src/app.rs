@@ -7,7 +7,7 @@ use axum::response::IntoResponse;
 use axum::Router;
 use tokio::net::TcpListener;
 use tokio::sync::{watch, Notify};
-use tower_http::trace::TraceLayer;
+use tower_http::trace::{DefaultOnFailure, TraceLayer};
 
 use std::path::PathBuf;
 
@@ -185,7 +185,12 @@ impl App {
                     }
                 },
             ))
-            .layer(TraceLayer::new_for_http())
+            // Handlers log their own failures (ApiError), once; the trace layer's own line for every 5xx
+            // would double each of them, and flood the log with 503s while the database is away.
+            .layer(
+                TraceLayer::new_for_http()
+                    .on_failure(DefaultOnFailure::new().level(tracing::Level::DEBUG)),
+            )
             .with_state(self.state.clone())
     }
 

@@ -1207,9 +1207,18 @@ mod tests {
     #[test]
     fn storage_urls_are_shown_without_their_password() {
         for (url, shown) in [
-            ("postgres://tocsin:pw@db:5432/t", "postgres://tocsin:***@db:5432/t"),
-            ("postgresql://tocsin@db/t?sslmode=require", "postgresql://tocsin@db/t?sslmode=require"),
-            ("postgres://db/t?user=u&password=pw", "postgres://db/t?user=u&password=***"),
+            (
+                "postgres://tocsin:pw@db:5432/t",
+                "postgres://tocsin:***@db:5432/t",
+            ),
+            (
+                "postgresql://tocsin@db/t?sslmode=require",
+                "postgresql://tocsin@db/t?sslmode=require",
+            ),
+            (
+                "postgres://db/t?user=u&password=pw",
+                "postgres://db/t?user=u&password=***",
+            ),
             ("postgres://u:p:w@db", "postgres://u:***@db"),
         ] {
             assert_eq!(redact_url(url), shown);

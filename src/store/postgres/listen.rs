@@ -41,7 +41,8 @@ impl Listener {
                 match listen_once(&target, &feed).await {
                     Ok(()) => backoff = Duration::from_millis(100),
                     Err(e) => {
-                        tracing::warn!(url = %target.shown, error = %e, "Lost the connection that wakes live streams; reconnecting.");
+                        let error = super::describe(&e);
+                        tracing::warn!(url = %target.shown, %error, "Lost the connection that wakes live streams; reconnecting.");
                     }
                 }
                 tokio::time::sleep(backoff).await;

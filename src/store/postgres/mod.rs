@@ -305,9 +305,21 @@ pub async fn migrate_only(url: &str) -> Result<usize> {
 
 fn pool_text(e: &deadpool_postgres::PoolError) -> String {
     match e {
-        deadpool_postgres::PoolError::Backend(e) => e.to_string(),
+        deadpool_postgres::PoolError::Backend(e) => describe(e),
         deadpool_postgres::PoolError::Timeout(_) => "no connection within 5 s".into(),
         other => other.to_string(),
+    }
+}
+
+/// A driver error with what the server said (the driver's own text is only "db error" then) or the
+/// underlying cause.
+pub(super) fn describe(e: &tokio_postgres::Error) -> String {
+    if let Some(db) = e.as_db_error() {
+        return db.to_string();
+    }
+    match std::error::Error::source(e) {
+        Some(cause) => format!("{e}: {cause}"),
+        None => e.to_string(),
     }
 }
 
@@ -329,9 +341,9 @@ fn err(e: tokio_postgres::Error) -> StoreError {
     }
     let io = std::error::Error::source(&e).is_some_and(|s| s.is::<std::io::Error>());
     if e.is_closed() || io || e.to_string().contains("timeout") {
-        StoreError::Unavailable(e.to_string())
+        StoreError::Unavailable(describe(&e))
     } else {
-        StoreError::Other(e.to_string())
+        StoreError::Other(describe(&e))
     }
 }
 
