@@ -8,6 +8,7 @@ pub mod command;
 pub mod delivery;
 pub mod entries;
 pub mod hours;
+pub mod lease;
 pub mod mail;
 pub mod message;
 pub mod pattern;

@@ -18,6 +18,7 @@ use super::{
     RoomBacklog, Stats, Store, StoreError, StoreHealth, StoreProblem, TicketFilter, TicketRef,
 };
 use crate::domain::alert::Alert;
+use crate::domain::lease::Lease;
 use crate::domain::message::Content;
 use crate::domain::presence::Presence;
 use crate::domain::routing::Router;
@@ -427,5 +428,29 @@ impl<B: Backend> Store for Engine<B> {
                 ops::apply::email_reply(tx, router.as_deref(), &message_id, &replies, until, now)
             })
             .await
+    }
+    async fn acquire_lease(
+        &self,
+        name: &str,
+        holder: &str,
+        ttl: std::time::Duration,
+        now: Timestamp,
+    ) -> Result<Option<Lease>> {
+        let (name, holder) = (name.to_string(), holder.to_string());
+        let ttl_ms = i64::try_from(ttl.as_millis()).unwrap_or(i64::MAX);
+        self.backend
+            .write(move |tx| ops::lease::acquire(tx, &name, &holder, ttl_ms, now))
+            .await
+    }
+
+    async fn release_lease(&self, name: &str, holder: &str) -> Result<()> {
+        let (name, holder) = (name.to_string(), holder.to_string());
+        self.backend
+            .write(move |tx| ops::lease::release(tx, &name, &holder))
+            .await
+    }
+
+    async fn leases(&self) -> Result<Vec<Lease>> {
+        self.backend.read(|tx| tx.leases()).await
     }
 }

@@ -20,6 +20,7 @@ use serde::Serialize;
 use crate::config::StorageUrl;
 use crate::domain::alert::Alert;
 use crate::domain::alert::Severity;
+use crate::domain::lease::Lease;
 use crate::domain::mail::MailReason;
 use crate::domain::message::Content;
 use crate::domain::plugin::{DropInfo, PluginFailure};
@@ -541,6 +542,22 @@ pub trait Store: Send + Sync + std::fmt::Debug + 'static {
         until: Timestamp,
         now: Timestamp,
     ) -> Result<usize>;
+
+    /// Takes or renews lease `name` for `holder` until `now + ttl`: the lease (its `token` grows only
+    /// when it changes hands) while `holder` holds it, `None` while another instance does.
+    async fn acquire_lease(
+        &self,
+        name: &str,
+        holder: &str,
+        ttl: std::time::Duration,
+        now: Timestamp,
+    ) -> Result<Option<Lease>>;
+
+    /// Lets lease `name` go if `holder` holds it, so another instance can take it at once.
+    async fn release_lease(&self, name: &str, holder: &str) -> Result<()>;
+
+    /// Every lease there is, by name.
+    async fn leases(&self) -> Result<Vec<Lease>>;
 }
 
 /// Opens the backend named by a storage URL, creating and migrating it as needed.

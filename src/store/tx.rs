@@ -20,6 +20,7 @@ use super::{
     FeedQuery, JournalBatch, Result, RoomBacklog, Stats, TicketFilter, TicketRef,
 };
 use crate::domain::alert::Alert;
+use crate::domain::lease::Lease;
 use crate::domain::mail::MailReason;
 use crate::domain::message::Content;
 use crate::domain::presence::Presence;
@@ -226,14 +227,32 @@ pub trait SilenceRows {
     fn end_silence(&mut self, id: i64, now: Timestamp, member: &str) -> Result<()>;
 }
 
+/// Leases shared by the instances on one database (see `domain::lease`).
+pub trait LeaseRows {
+    /// The lease named `name`. Inside a write it stays locked until commit, so two instances asking at
+    /// once are served one after the other.
+    fn lease(&mut self, name: &str) -> Result<Option<Lease>>;
+    /// Stores a lease (inserting or replacing the one of that name).
+    fn put_lease(&mut self, lease: &Lease) -> Result<()>;
+    /// Every lease, by name.
+    fn leases(&mut self) -> Result<Vec<Lease>>;
+}
+
 /// All of it: what `store/ops/` works on.
 pub trait Tx:
-    JournalRows + TicketRows + FeedRows + OutboxRows + EmailRows + MemberRows + SilenceRows
+    JournalRows + TicketRows + FeedRows + OutboxRows + EmailRows + MemberRows + SilenceRows + LeaseRows
 {
 }
 
 impl<
-        T: JournalRows + TicketRows + FeedRows + OutboxRows + EmailRows + MemberRows + SilenceRows,
+        T: JournalRows
+            + TicketRows
+            + FeedRows
+            + OutboxRows
+            + EmailRows
+            + MemberRows
+            + SilenceRows
+            + LeaseRows,
     > Tx for T
 {
 }

@@ -8,6 +8,7 @@
 pub mod support;
 
 pub mod act;
+pub mod cluster;
 pub mod email;
 pub mod journal;
 pub mod misc;
@@ -70,6 +71,8 @@ macro_rules! contract {
             misc::purge_resolved_tickets,
             misc::session_generations,
             misc::email_replies,
+            cluster::leases_one_holder_at_a_time,
+            cluster::leases_race_has_one_winner,
         );
     };
     (@cases $backend:ident, $open:expr; $($module:ident :: $case:ident),+ $(,)?) => {

@@ -9,6 +9,7 @@ pub mod apply;
 pub mod emails;
 mod enqueue;
 pub mod journal;
+pub mod lease;
 pub mod outbox;
 
 use super::tx::Tx;

@@ -19,6 +19,7 @@ mod emails;
 mod feed;
 pub mod import;
 mod journal;
+mod leases;
 mod listen;
 mod members;
 #[cfg(test)]
@@ -37,7 +38,10 @@ use crate::domain::alert::Alert;
 
 /// Migrations, one `.sql` file each in `postgres/migrations/`, applied in order; the table
 /// `schema_migrations` records which ran. Append new files; never edit one that has shipped.
-const MIGRATIONS: &[&str] = &[include_str!("migrations/0001_schema.sql")];
+const MIGRATIONS: &[&str] = &[
+    include_str!("migrations/0001_schema.sql"),
+    include_str!("migrations/0002_leases.sql"),
+];
 
 /// Connections in the pool.
 const POOL_SIZE: usize = 8;

@@ -23,6 +23,7 @@ mod feed;
 #[cfg(test)]
 mod health_tests;
 mod journal;
+mod leases;
 mod members;
 #[cfg(test)]
 mod migration_tests;
@@ -51,6 +52,7 @@ const MIGRATIONS: &[&str] = &[
     include_str!("migrations/0009_session_generations.sql"),
     include_str!("migrations/0010_inbound_seen.sql"),
     include_str!("migrations/0011_retention.sql"),
+    include_str!("migrations/0012_leases.sql"),
 ];
 
 const READERS: usize = 2;
