@@ -33,7 +33,11 @@ pub async fn readiness(state: &AppState) -> (Result<(), &'static str>, Option<St
         Ok(h) => h,
         Err(e) => {
             tracing::debug!(error = %e, "Not ready: the store does not answer.");
-            return (Err("the store does not answer"), None);
+            let reason = match e {
+                crate::store::StoreError::Unavailable(_) => "the database cannot be reached",
+                _ => "the store does not answer",
+            };
+            return (Err(reason), None);
         }
     };
     let verdict = if let Some(problem) = &health.problem {
