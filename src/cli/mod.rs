@@ -142,8 +142,8 @@ fn serve(path: PathBuf) -> ExitCode {
 }
 
 /// Development and example credentials are for this machine only: refused unless tocsin listens on
-/// loopback, and then said in the first log line. Short secrets are logged as a warning (`tocsin check`
-/// refuses them).
+/// loopback, and then said in the first log line. Short secrets and passwords written into the storage
+/// URL are logged as a warning (`tocsin check` refuses them).
 fn guard_secrets(config: &config::Config, path: &std::path::Path) -> bool {
     use config::secrets::Weakness;
     let weak = config::weak_secrets(path);
@@ -163,7 +163,7 @@ fn guard_secrets(config: &config::Config, path: &std::path::Path) -> bool {
     }
     for w in weak
         .iter()
-        .filter(|w| matches!(w.weakness, Weakness::Short(_)))
+        .filter(|w| matches!(w.weakness, Weakness::Short(_) | Weakness::Written))
     {
         tracing::warn!(key = %w.path, "{}", w.problem().message);
     }

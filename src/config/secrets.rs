@@ -51,6 +51,9 @@ pub enum Weakness {
     Example,
     /// Shorter than [`MIN_LEN`].
     Short(usize),
+    /// A password written into the file itself (in the storage URL) instead of taken from the
+    /// environment.
+    Written,
 }
 
 /// One weak secret, at its key path.
@@ -72,6 +75,9 @@ impl Weak {
             Weakness::Short(n) => format!(
                 "is {n} characters long; secrets need at least {MIN_LEN} (e.g. `openssl rand -hex 24`)"
             ),
+            Weakness::Written => "holds a password written in the file: write it as `${PGPASSWORD}` \
+                 (any variable), or leave it out of the URL and set PGPASSWORD"
+                .to_string(),
         };
         Problem {
             path: self.path.clone(),
@@ -104,7 +110,7 @@ fn weakness(key: &str, value: &str) -> Option<Weakness> {
 /// Every weak secret in the config text (with `${VAR}` expanded from `lookup`), by key path. Values
 /// that cannot be expanded are skipped: the config's own validation reports them.
 pub fn weak_secrets(text: &str, lookup: &dyn Fn(&str) -> Option<String>) -> Vec<Weak> {
-    secrets(text, lookup)
+    let mut weak: Vec<Weak> = secrets(text, lookup)
         .into_iter()
         .filter_map(|(path, key, value)| {
             let value = value?;
@@ -112,7 +118,43 @@ pub fn weak_secrets(text: &str, lookup: &dyn Fn(&str) -> Option<String>) -> Vec<
             let value = value.strip_prefix("Bearer ").unwrap_or(&value);
             weakness(key, value).map(|weakness| Weak { path, weakness })
         })
-        .collect()
+        .collect();
+    if let Ok(doc) = serde_yaml::from_str::<Value>(text) {
+        if let Some(url) = doc.get("storage").and_then(Value::as_str) {
+            if written_password(url) {
+                weak.push(Weak {
+                    path: "storage".into(),
+                    weakness: Weakness::Written,
+                });
+            }
+        }
+    }
+    weak
+}
+
+/// Whether a PostgreSQL URL, as written in the file (before `${VAR}` expansion), holds a password that
+/// is not entirely a `${VAR}` reference, in its user part or as a `password=` parameter.
+fn written_password(url: &str) -> bool {
+    let Some(rest) = url
+        .strip_prefix("postgres://")
+        .or_else(|| url.strip_prefix("postgresql://"))
+    else {
+        return false;
+    };
+    let from_env = |p: &str| p.is_empty() || (p.starts_with("${") && p.ends_with('}'));
+    let end = rest.find(['/', '?']).unwrap_or(rest.len());
+    let (authority, tail) = rest.split_at(end);
+    let in_user = authority
+        .rsplit_once('@')
+        .and_then(|(user, _)| user.split_once(':'))
+        .is_some_and(|(_, p)| !from_env(p));
+    let in_query = tail.split_once('?').is_some_and(|(_, q)| {
+        q.split('&').any(|kv| {
+            kv.split_once('=')
+                .is_some_and(|(k, v)| k.eq_ignore_ascii_case("password") && !from_env(v))
+        })
+    });
+    in_user || in_query
 }
 
 /// Every secret in the config text: its key path, the key it is under, and its value with `${VAR}`
@@ -178,6 +220,27 @@ pub fn is_loopback(listen: &SocketAddr) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_storage_password_must_come_from_the_environment() {
+        for (url, written) in [
+            ("postgres://tocsin:hunter2hunter2hunter2@db/t", true),
+            ("postgres://tocsin:${PGPASSWORD}@db/t", false),
+            ("postgresql://tocsin@db/t?sslmode=require", false),
+            ("postgres://db/t?user=tocsin&password=hunter2", true),
+            ("postgres://db/t?user=tocsin&password=${PW}", false),
+            ("sqlite://data/t.db", false),
+        ] {
+            let text = format!("storage: \"{url}\"\n");
+            let weak = weak_secrets(&text, &|_| Some("from-the-environment-0001".into()));
+            assert_eq!(
+                weak.iter()
+                    .any(|w| w.path == "storage" && w.weakness == Weakness::Written),
+                written,
+                "{url}"
+            );
+        }
+    }
 
     fn env(name: &str) -> Option<String> {
         match name {
