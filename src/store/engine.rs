@@ -127,11 +127,12 @@ impl<B: Backend> Store for Engine<B> {
     }
 
     async fn health(&self) -> Result<StoreHealth> {
-        let problem = self.backend.problem();
         let (oldest_pending, dead_journal) = self
             .backend
             .read(|tx| Ok((tx.oldest_pending()?, tx.dead_count()?)))
             .await?;
+        // After the read: a backend that learns from it (the database is back) answers up to date.
+        let problem = self.backend.problem();
         Ok(StoreHealth {
             oldest_pending,
             dead_journal,

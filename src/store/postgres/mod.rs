@@ -203,9 +203,9 @@ impl PgBackend {
         })
         .await
         .map_err(|e| StoreError::Other(format!("a database job failed: {e}")))?;
-        if write {
-            self.record(&result);
-        }
+        // Reads count too: once one succeeds the database is back, even when nothing was written
+        // since (readiness asks through a read).
+        self.record(&result);
         let (out, last) = result?;
         if let Some(last) = last {
             listen::advance(&self.feed, last);
