@@ -1,21 +1,34 @@
 //! Ingest benchmark: `cargo bench --bench ingest`.
 //!
-//! Starts the release `tocsin` binary on a fresh SQLite file, then posts 100,000 distinct alerts to
-//! `/api/v2/alerts` in batches of 100 from `CONNECTIONS` concurrent connections, several rounds (round 1
-//! opens the tickets, later rounds are heartbeats of the same alerts, as Prometheus resends them). It
-//! prints each round's throughput and request latency percentiles, the median over rounds, and the server's
-//! resident memory once all 100,000 tickets are open and the journal is drained.
+//! For each storage backend (see below), starts the release `tocsin` binary on a fresh store, then posts
+//! 100,000 distinct alerts to `/api/v2/alerts` in batches of 100 from `CONNECTIONS` concurrent
+//! connections, several rounds (round 1 opens the tickets, later rounds are heartbeats of the same
+//! alerts, as Prometheus resends them). It prints each round's throughput and request latency
+//! percentiles, the median over rounds, the server's resident memory once all 100,000 tickets are open
+//! and the journal is drained, and how fast alerts were applied to tickets, end to end. At the end, one
+//! table side by side: backend × (accepted alerts/s, applied alerts/s end to end, request p50/p99, each
+//! the median over rounds but the end-to-end rate), and PostgreSQL / SQLite ratios.
+//!
+//! Backends: `BENCH_STORAGE`, a comma-separated list of `sqlite` (a fresh file in a temp dir) and
+//! `postgres://...` URLs (a fresh database on that server per run, dropped afterwards). Unset: `sqlite`
+//! and the server named by `TOCSIN_TEST_POSTGRES` or else `postgres://postgres@127.0.0.1:5432/test`, if
+//! it accepts a connection (`benches/support/storage.rs`).
 //!
 //! Environment knobs: `BENCH_ALERTS` (default 100000), `BENCH_ROUNDS` (5), `BENCH_CONNECTIONS` (8),
 //! `BENCH_PLUGIN=1` to put the example severity-router plugin in the source's chain (build it first with
-//! `scripts/build-plugins`). It also prints how fast alerts were applied to tickets, end to end.
-//! The load generator runs on the same machine and shares its cores with the server.
+//! `scripts/build-plugins`). The load generator runs on the same machine and shares its cores with the
+//! server (and with PostgreSQL, when it runs there).
 
 use std::io::{BufRead, BufReader};
 use std::process::{Command, Stdio};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
+
+#[path = "support/storage.rs"]
+mod storage;
+
+use storage::{Backend, Column};
 
 const BIN: &str = env!("CARGO_BIN_EXE_tocsin");
 const BATCH: usize = 100;
@@ -50,7 +63,37 @@ fn main() {
     let rounds = env_or("BENCH_ROUNDS", 5);
     let connections = env_or("BENCH_CONNECTIONS", 8);
     let with_plugin = env_or("BENCH_PLUGIN", 0) == 1;
+    let mut rows = Vec::new();
+    for backend in storage::backends() {
+        let figures = run(&backend, alerts, rounds, connections, with_plugin);
+        rows.push((backend.label(), figures.to_vec()));
+    }
+    storage::print_table(
+        &format!(
+            "ingest: {alerts} alerts × {rounds} rounds, batches of {BATCH}, {connections} connections \
+             (medians over rounds; applied = end to end over the whole run)"
+        ),
+        &[
+            Column { name: "accepted alerts/s", decimals: 0 },
+            Column { name: "applied alerts/s", decimals: 0 },
+            Column { name: "p50 ms", decimals: 2 },
+            Column { name: "p99 ms", decimals: 2 },
+        ],
+        &rows,
+    );
+}
+
+/// One run on `backend`: accepted alerts/s (median over rounds), applied alerts/s (end to end), request
+/// p50 and p99 in ms (medians over rounds).
+fn run(
+    backend: &Backend,
+    alerts: usize,
+    rounds: usize,
+    connections: usize,
+    with_plugin: bool,
+) -> [f64; 4] {
     let dir = tempfile::tempdir().unwrap();
+    let store = backend.fresh(dir.path());
     let config = dir.path().join("bench.yaml");
     let plugin = if with_plugin {
         format!(
@@ -68,9 +111,10 @@ fn main() {
     std::fs::write(
         &config,
         format!(
-            "listen: 127.0.0.1:0\nstorage: sqlite://{dir}/bench.db\nplugin_cache: {dir}/cache\n\
+            "listen: 127.0.0.1:0\n{storage}plugin_cache: {dir}/cache\n\
              sources:\n  prom: {{kind: prometheus{chain}}}\n{plugin}\
              ingest: {{max_backlog: 10000000}}\nlog: {{format: json, level: warn}}\n",
+            storage = store.config_line(),
             dir = dir.path().display()
         ),
     )
@@ -98,7 +142,7 @@ fn main() {
         .enable_all()
         .build()
         .unwrap();
-    runtime.block_on(async move {
+    let figures = runtime.block_on(async move {
         let ends_at = "2099-01-01T00:00:00Z";
         let bodies: Arc<Vec<String>> = Arc::new(
             (0..alerts.div_ceil(BATCH))
@@ -121,7 +165,8 @@ fn main() {
         let client = reqwest::Client::builder().pool_max_idle_per_host(connections).build().unwrap();
         let url = format!("http://{addr}/api/v2/alerts");
         println!(
-            "tocsin ingest bench: {alerts} alerts per round in batches of {BATCH}, {connections} connections, {rounds} rounds, plugin chain: {}",
+            "\ntocsin ingest bench on {}: {alerts} alerts per round in batches of {BATCH}, {connections} connections, {rounds} rounds, plugin chain: {}",
+            backend.label(),
             if with_plugin { "severity-router" } else { "none" }
         );
         let bench_started = Instant::now();
@@ -173,22 +218,9 @@ fn main() {
             p50s.push(p50);
             p99s.push(p99);
         }
-        // Wait until every accepted alert is applied, so the memory figure is for 100k open tickets.
+        // Wait until every accepted alert is applied (so the memory figure is for all tickets open).
         let drain_started = Instant::now();
-        loop {
-            let ready: serde_json::Value = client
-                .get(format!("http://{addr}/readyz"))
-                .send()
-                .await
-                .unwrap()
-                .json()
-                .await
-                .unwrap();
-            if ready["journal_backlog"] == 0 {
-                break;
-            }
-            tokio::time::sleep(Duration::from_millis(200)).await;
-        }
+        storage::wait_applied(&client, &addr).await;
         let drain = drain_started.elapsed();
         let total = bench_started.elapsed();
         let metrics = client.get(format!("http://{addr}/metrics")).send().await.unwrap().text().await.unwrap();
@@ -218,9 +250,17 @@ fn main() {
             total.as_secs_f64(),
             (alerts * rounds) as f64 / total.as_secs_f64()
         );
+        [
+            rates[mid],
+            (alerts * rounds) as f64 / total.as_secs_f64(),
+            p50s[mid].as_secs_f64() * 1e3,
+            p99s[mid].as_secs_f64() * 1e3,
+        ]
     });
     let _ = Command::new("kill")
         .args(["-TERM", &pid.to_string()])
         .status();
     let _ = child.wait();
+    drop(store);
+    figures
 }
