@@ -226,14 +226,9 @@ pub async fn from_sqlite(from: &Path, to: &str) -> Result<Copied> {
     tokio::task::spawn_blocking(move || SqliteStore::open(&path).map(drop))
         .await
         .map_err(other)??;
+    // Connecting migrates the target; the copy then runs on a connection of its own.
     let target = PgBackend::connect(to).await?;
-    let mut client = target.pool.get().await.map_err(|e| {
-        StoreError::Unavailable(format!(
-            "cannot reach {}: {}",
-            target.shown,
-            super::pool_text(&e)
-        ))
-    })?;
+    let mut client = super::connect_async(&target.target).await?;
     let t = client.transaction().await.map_err(err)?;
     for (table, _) in TABLES {
         let any: bool = t

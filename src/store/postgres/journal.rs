@@ -1,6 +1,7 @@
 //! The journal on PostgreSQL: accepted alerts in order, the dead journal beside it, dropped alerts.
 
-use super::{err, get, json_err, PgTx};
+use super::pool::Conn;
+use super::{err, get, json_err, prepared, PgTx};
 use crate::domain::alert::Alert;
 use crate::domain::time::Timestamp;
 use crate::store::tx::JournalRows;
@@ -11,7 +12,10 @@ use crate::store::{
 const APPEND: &str = "INSERT INTO journal (received_at, alert) \
      SELECT * FROM unnest($1::bigint[], $2::text[]) RETURNING id";
 
-fn encode(alerts: &[Alert]) -> Result<(Vec<i64>, Vec<String>)> {
+/// Alerts as the journal stores them: `(received_at, JSON)` columns.
+pub(super) type Encoded = (Vec<i64>, Vec<String>);
+
+pub(super) fn encode(alerts: &[Alert]) -> Result<Encoded> {
     let mut at = Vec::with_capacity(alerts.len());
     let mut json = Vec::with_capacity(alerts.len());
     for a in alerts {
@@ -23,13 +27,10 @@ fn encode(alerts: &[Alert]) -> Result<(Vec<i64>, Vec<String>)> {
 
 /// Appends alerts in one statement (its own transaction), returning their ids in the alerts' order:
 /// one statement takes its ids from the sequence in row order.
-pub(super) async fn append(
-    client: &deadpool_postgres::Object,
-    alerts: &[Alert],
-) -> Result<Vec<i64>> {
-    let (at, json) = encode(alerts)?;
-    let stmt = client.prepare_cached(APPEND).await.map_err(err)?;
-    let rows = client.query(&stmt, &[&at, &json]).await.map_err(err)?;
+pub(super) fn append(conn: &mut Conn, (at, json): &Encoded) -> Result<Vec<i64>> {
+    let client = &mut conn.client;
+    let stmt = prepared(&mut conn.stmts, || client.prepare(APPEND), APPEND)?;
+    let rows = conn.client.query(&stmt, &[at, json]).map_err(err)?;
     let mut ids = rows
         .iter()
         .map(|r| get(r, 0))

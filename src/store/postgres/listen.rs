@@ -34,7 +34,7 @@ impl Drop for Listener {
 }
 
 impl Listener {
-    pub(super) fn start(target: Target, feed: Arc<watch::Sender<i64>>) -> Listener {
+    pub(super) fn start(target: Arc<Target>, feed: Arc<watch::Sender<i64>>) -> Listener {
         Listener(tokio::spawn(async move {
             let mut backoff = Duration::from_millis(100);
             loop {

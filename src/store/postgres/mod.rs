@@ -1,17 +1,18 @@
 //! The PostgreSQL backend: a pool of connections, migrations recorded in the database, live readers
 //! woken through LISTEN/NOTIFY, and the same orchestration as SQLite over [`PgTx`].
 //!
-//! Driver: `tokio-postgres` with `deadpool-postgres` (pool, per-connection prepared-statement cache,
-//! recycling). The orchestration in `store/ops/` is synchronous (see `store/tx.rs`), so a write runs on a
-//! blocking thread and awaits each statement there with `Handle::block_on`; appends to the journal and
-//! pings are single statements and stay async. The SQL is split by concern like SQLite's.
+//! Driver: `tokio-postgres`, through its synchronous face `postgres` for the orchestration in
+//! `store/ops/` (synchronous, see `store/tx.rs`): a transaction runs on a blocking thread whose client
+//! drives its own connection, so each statement is one socket round trip with no hop between threads
+//! (`pool.rs` keeps the connections and their prepared statements). Migrations, the LISTEN connection
+//! and `tocsin migrate --from` use `tokio-postgres` directly. The SQL is split by concern like SQLite's.
 
 use std::str::FromStr;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use deadpool_postgres::{Manager, ManagerConfig, Pool, RecyclingMethod, Runtime};
-use tokio::runtime::Handle;
+use std::collections::HashMap;
+
 use tokio_postgres::types::ToSql;
 use tokio_postgres::{Row, Statement};
 
@@ -25,6 +26,7 @@ mod members;
 #[cfg(test)]
 mod order_tests;
 mod outbox;
+mod pool;
 mod rows;
 pub(crate) mod search;
 mod silences;
@@ -58,7 +60,8 @@ const FEED_LOCK: i64 = 0x7463_7369_6e66_6564; // "tcsinfed"
 
 /// The PostgreSQL [`Backend`].
 pub struct PgBackend {
-    pool: Pool,
+    pool: pool::Pool,
+    target: Arc<Target>,
     feed: Arc<tokio::sync::watch::Sender<i64>>,
     failing: Arc<Mutex<Option<String>>>,
     /// The URL without its password, for messages.
@@ -124,41 +127,18 @@ impl Engine<PgBackend> {
 
 impl PgBackend {
     async fn connect(url: &str) -> Result<PgBackend> {
-        let target = Target::parse(url)?;
-        let manager = Manager::from_config(
-            target.config.clone(),
-            target.tls.clone(),
-            ManagerConfig {
-                recycling_method: RecyclingMethod::Fast,
-            },
-        );
-        let pool = Pool::builder(manager)
-            .max_size(POOL_SIZE)
-            .runtime(Runtime::Tokio1)
-            .wait_timeout(Some(WAIT))
-            .create_timeout(Some(WAIT))
-            .recycle_timeout(Some(WAIT))
-            .build()
-            .map_err(|e| StoreError::Other(format!("{}: {e}", target.shown)))?;
+        let target = Arc::new(Target::parse(url)?);
         let shown = target.shown.clone();
-        let mut client = pool.get().await.map_err(|e| {
-            StoreError::Unavailable(format!("cannot connect to {shown}: {}", pool_text(&e)))
-        })?;
-        migrate(&mut client).await.map_err(|e| match e {
+        let last = setup(&target).await.map_err(|e| match e {
             StoreError::Unavailable(m) => StoreError::Unavailable(format!("{shown}: {m}")),
             StoreError::Other(m) => StoreError::Other(format!("{shown}: {m}")),
             other => other,
         })?;
-        let last: i64 = client
-            .query_one("SELECT COALESCE(MAX(id), 0) FROM feed", &[])
-            .await
-            .map_err(err)?
-            .get(0);
-        drop(client);
         let feed = Arc::new(tokio::sync::watch::Sender::new(last));
-        let listener = listen::Listener::start(target, Arc::clone(&feed));
+        let listener = listen::Listener::start(Arc::clone(&target), Arc::clone(&feed));
         Ok(PgBackend {
-            pool,
+            pool: pool::Pool::new(Arc::clone(&target)),
+            target,
             feed,
             failing: Arc::default(),
             shown,
@@ -181,28 +161,28 @@ impl PgBackend {
         T: Send + 'static,
         F: FnOnce(&mut dyn Tx) -> Result<T> + Send + 'static,
     {
-        let mut client = self.pool.get().await.map_err(|e| {
-            StoreError::Unavailable(format!("cannot reach {}: {}", self.shown, pool_text(&e)))
-        })?;
-        let rt = Handle::current();
-        let result = tokio::task::spawn_blocking(move || {
-            let t = rt
-                .block_on(client.build_transaction().read_only(!write).start())
-                .map_err(err)?;
-            let mut tx = PgTx::new(&t, &rt, !write);
-            let out = f(&mut tx)?;
-            if let Some(last) = tx.last_feed {
-                tx.exec(
-                    "SELECT pg_notify($1, $2)",
-                    &[&FEED_CHANNEL, &last.to_string()],
-                )?;
-            }
-            let last = tx.last_feed;
-            rt.block_on(t.commit()).map_err(err)?;
-            Ok((out, last))
-        })
-        .await
-        .map_err(|e| StoreError::Other(format!("a database job failed: {e}")))?;
+        let result = self
+            .pool
+            .run(move |conn| {
+                let t = conn
+                    .client
+                    .build_transaction()
+                    .read_only(!write)
+                    .start()
+                    .map_err(err)?;
+                let mut tx = PgTx::new(t, &mut conn.stmts, !write);
+                let out = f(&mut tx)?;
+                if let Some(last) = tx.last_feed {
+                    tx.exec(
+                        "SELECT pg_notify($1, $2)",
+                        &[&FEED_CHANNEL, &last.to_string()],
+                    )?;
+                }
+                let last = tx.last_feed;
+                tx.t.commit().map_err(err)?;
+                Ok((out, last))
+            })
+            .await;
         // Reads count too: once one succeeds the database is back, even when nothing was written
         // since (readiness asks through a read).
         self.record(&result);
@@ -232,23 +212,19 @@ impl Backend for PgBackend {
     }
 
     async fn append_journal(&self, alerts: &[Alert]) -> Result<Vec<i64>> {
-        let result = async {
-            let client = self.pool.get().await.map_err(|e| {
-                StoreError::Unavailable(format!("cannot reach {}: {}", self.shown, pool_text(&e)))
-            })?;
-            journal::append(&client, alerts).await
-        }
-        .await;
+        let encoded = journal::encode(alerts)?;
+        let result = self
+            .pool
+            .run(move |conn| journal::append(conn, &encoded))
+            .await;
         self.record(&result);
         result
     }
 
     async fn ping(&self) -> Result<()> {
-        let client = self.pool.get().await.map_err(|e| {
-            StoreError::Unavailable(format!("cannot reach {}: {}", self.shown, pool_text(&e)))
-        })?;
-        client.simple_query("SELECT 1").await.map_err(err)?;
-        Ok(())
+        self.pool
+            .run(|conn| conn.client.simple_query("SELECT 1").map(drop).map_err(err))
+            .await
     }
 
     fn feed_watch(&self) -> tokio::sync::watch::Receiver<i64> {
@@ -264,9 +240,23 @@ impl Backend for PgBackend {
     }
 }
 
-/// Applies the migrations not yet recorded, each in its own transaction, under an advisory lock so
-/// instances starting together do not race.
-async fn migrate(client: &mut deadpool_postgres::Object) -> Result<()> {
+/// A connection of its own, driven on the async runtime until dropped (migrations, LISTEN, imports).
+async fn connect_async(target: &Target) -> Result<tokio_postgres::Client> {
+    let (client, connection) = target
+        .config
+        .connect(target.tls.clone())
+        .await
+        .map_err(|e| StoreError::Unavailable(format!("cannot connect: {}", describe(&e))))?;
+    tokio::spawn(async move {
+        let _ = connection.await;
+    });
+    Ok(client)
+}
+
+/// Applies the migrations not yet recorded, in one transaction, under an advisory lock so instances
+/// starting together do not race; returns the feed's head.
+async fn setup(target: &Target) -> Result<i64> {
+    let mut client = connect_async(target).await?;
     let t = client.transaction().await.map_err(err)?;
     t.batch_execute(
         "SELECT pg_advisory_xact_lock(7463736900); \
@@ -297,7 +287,12 @@ async fn migrate(client: &mut deadpool_postgres::Object) -> Result<()> {
         .await
         .map_err(err)?;
     }
-    t.commit().await.map_err(err)
+    t.commit().await.map_err(err)?;
+    Ok(client
+        .query_one("SELECT COALESCE(MAX(id), 0) FROM feed", &[])
+        .await
+        .map_err(err)?
+        .get(0))
 }
 
 /// Runs the migrations alone (`tocsin migrate --config FILE`); returns how many the database has.
@@ -305,14 +300,6 @@ pub async fn migrate_only(url: &str) -> Result<usize> {
     let store = PgBackend::connect(url).await?;
     drop(store);
     Ok(MIGRATIONS.len())
-}
-
-fn pool_text(e: &deadpool_postgres::PoolError) -> String {
-    match e {
-        deadpool_postgres::PoolError::Backend(e) => describe(e),
-        deadpool_postgres::PoolError::Timeout(_) => "no connection within 5 s".into(),
-        other => other.to_string(),
-    }
 }
 
 /// A driver error with what the server said (the driver's own text is only "db error" then) or the
@@ -355,11 +342,10 @@ fn json_err(e: serde_json::Error) -> StoreError {
     StoreError::Other(format!("corrupt stored JSON: {e}"))
 }
 
-/// One transaction as the orchestration sees it: each statement prepared once per connection and
-/// awaited on this blocking thread.
+/// One transaction as the orchestration sees it: each statement prepared once per connection.
 pub struct PgTx<'a> {
-    t: &'a deadpool_postgres::Transaction<'a>,
-    rt: &'a Handle,
+    t: postgres::Transaction<'a>,
+    stmts: &'a mut HashMap<String, Statement>,
     /// A read-only transaction (no row locks).
     read_only: bool,
     /// Whether this transaction holds the feed lock (taken before its first feed row).
@@ -370,39 +356,58 @@ pub struct PgTx<'a> {
 
 type Params<'p> = &'p [&'p (dyn ToSql + Sync)];
 
+/// A statement from the connection's cache, prepared on first use.
+fn prepared(
+    stmts: &mut HashMap<String, Statement>,
+    prepare: impl FnOnce() -> Result<Statement, tokio_postgres::Error>,
+    sql: &str,
+) -> Result<Statement> {
+    if let Some(s) = stmts.get(sql) {
+        return Ok(s.clone());
+    }
+    let s = prepare().map_err(err)?;
+    stmts.insert(sql.to_string(), s.clone());
+    Ok(s)
+}
+
 impl<'a> PgTx<'a> {
-    fn new(t: &'a deadpool_postgres::Transaction<'a>, rt: &'a Handle, read_only: bool) -> Self {
+    fn new(
+        t: postgres::Transaction<'a>,
+        stmts: &'a mut HashMap<String, Statement>,
+        read_only: bool,
+    ) -> Self {
         PgTx {
             t,
-            rt,
+            stmts,
             read_only,
             feed_locked: false,
             last_feed: None,
         }
     }
 
-    fn stmt(&self, sql: &str) -> Result<Statement> {
-        self.rt.block_on(self.t.prepare_cached(sql)).map_err(err)
+    fn stmt(&mut self, sql: &str) -> Result<Statement> {
+        let t = &mut self.t;
+        prepared(self.stmts, || t.prepare(sql), sql)
     }
 
-    fn query(&self, sql: &str, params: Params<'_>) -> Result<Vec<Row>> {
+    fn query(&mut self, sql: &str, params: Params<'_>) -> Result<Vec<Row>> {
         let s = self.stmt(sql)?;
-        self.rt.block_on(self.t.query(&s, params)).map_err(err)
+        self.t.query(&s, params).map_err(err)
     }
 
-    fn query_opt(&self, sql: &str, params: Params<'_>) -> Result<Option<Row>> {
+    fn query_opt(&mut self, sql: &str, params: Params<'_>) -> Result<Option<Row>> {
         let s = self.stmt(sql)?;
-        self.rt.block_on(self.t.query_opt(&s, params)).map_err(err)
+        self.t.query_opt(&s, params).map_err(err)
     }
 
-    fn query_one(&self, sql: &str, params: Params<'_>) -> Result<Row> {
+    fn query_one(&mut self, sql: &str, params: Params<'_>) -> Result<Row> {
         let s = self.stmt(sql)?;
-        self.rt.block_on(self.t.query_one(&s, params)).map_err(err)
+        self.t.query_one(&s, params).map_err(err)
     }
 
-    fn exec(&self, sql: &str, params: Params<'_>) -> Result<u64> {
+    fn exec(&mut self, sql: &str, params: Params<'_>) -> Result<u64> {
         let s = self.stmt(sql)?;
-        self.rt.block_on(self.t.execute(&s, params)).map_err(err)
+        self.t.execute(&s, params).map_err(err)
     }
 }
 
