@@ -44,6 +44,17 @@ pub trait JournalRows {
     fn pending_journal(&mut self, limit: usize) -> Result<JournalBatch>;
     /// Deletes a row; false when it was not there (applied already).
     fn take_journal(&mut self, id: i64) -> Result<bool>;
+    /// Deletes the rows still there among `ids` and returns those it deleted (one statement where the
+    /// backend can).
+    fn take_journal_many(&mut self, ids: &[i64]) -> Result<BTreeSet<i64>> {
+        let mut taken = BTreeSet::new();
+        for &id in ids {
+            if self.take_journal(id)? {
+                taken.insert(id);
+            }
+        }
+        Ok(taken)
+    }
     /// Deletes a row and returns `(received_at, alert as stored)`.
     fn take_journal_row(&mut self, id: i64) -> Result<Option<(Timestamp, String)>>;
     /// When the oldest row was received.

@@ -9,8 +9,8 @@ use crate::domain::time::Timestamp;
 use crate::domain::timeline::Entry;
 use crate::store::{Applied, EmailReply, JournalEntry, Result, StoreError, TicketRef};
 
-/// `Store::apply_journal`: each entry still pending is taken out of the journal and applied; one
-/// already gone (applied by an earlier run that crashed after committing) is skipped.
+/// `Store::apply_journal`: the entries still pending are taken out of the journal and applied, in order;
+/// one already gone (applied by an earlier run that crashed after committing) is skipped.
 pub fn batch(
     tx: &mut dyn Tx,
     entries: &[JournalEntry],
@@ -18,8 +18,10 @@ pub fn batch(
     router: Option<&Router>,
 ) -> Result<Vec<Applied>> {
     let mut out = Vec::with_capacity(entries.len());
+    let ids: Vec<i64> = entries.iter().map(|e| e.id).collect();
+    let mut pending = tx.take_journal_many(&ids)?;
     for e in entries {
-        if !tx.take_journal(e.id)? {
+        if !pending.remove(&e.id) {
             continue;
         }
         match &e.dropped {

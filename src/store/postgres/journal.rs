@@ -85,6 +85,16 @@ impl JournalRows for PgTx<'_> {
         Ok(self.exec("DELETE FROM journal WHERE id = $1", &[&id])? == 1)
     }
 
+    fn take_journal_many(&mut self, ids: &[i64]) -> Result<std::collections::BTreeSet<i64>> {
+        self.query(
+            "DELETE FROM journal WHERE id = ANY($1) RETURNING id",
+            &[&ids],
+        )?
+        .iter()
+        .map(|r| get(r, 0))
+        .collect()
+    }
+
     fn take_journal_row(&mut self, id: i64) -> Result<Option<(Timestamp, String)>> {
         self.query_opt(
             "DELETE FROM journal WHERE id = $1 RETURNING received_at, alert",

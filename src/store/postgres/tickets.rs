@@ -71,9 +71,11 @@ impl TicketRows for PgTx<'_> {
     fn insert_ticket(&mut self, t: &Ticket) -> Result<()> {
         self.exec(
             &format!(
-                "INSERT INTO tickets ({TICKET_COLUMNS}, is_latest) VALUES \
+                "WITH ticket AS (INSERT INTO tickets ({TICKET_COLUMNS}, is_latest) VALUES \
                  ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, \
-                 $19, $20, $21, $22, $23, $24, $25, true)"
+                 $19, $20, $21, $22, $23, $24, $25, true)) \
+                 INSERT INTO search (ticket_id, feed_id, visibility, body) \
+                 VALUES ($1, NULL, 'public', $26::text::tsvector)"
             ),
             &[
                 &t.id,
@@ -101,11 +103,8 @@ impl TicketRows for PgTx<'_> {
                 &t.last_seq,
                 &serde_json::to_string(&t.routing).map_err(json_err)?,
                 &t.assignee,
+                &search::document(&t.title),
             ],
-        )?;
-        self.exec(
-            "INSERT INTO search (ticket_id, feed_id, visibility, body) VALUES ($1, NULL, 'public', $2::text::tsvector)",
-            &[&t.id, &search::document(&t.title)],
         )
         .map(|_| ())
     }
@@ -165,42 +164,35 @@ impl TicketRows for PgTx<'_> {
     }
 
     fn insert_entry(&mut self, ticket_id: &str, entry: &Entry) -> Result<()> {
-        self.exec(
-            "INSERT INTO timeline (ticket_id, seq, at, kind, visibility, actor, text, data) \
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
-            &[
-                &ticket_id,
-                &entry.seq,
-                &entry.at.as_millis(),
-                &entry.kind.as_str(),
-                &entry.visibility.as_str(),
-                &entry.actor,
-                &entry.text,
-                &serde_json::to_string(&entry.data).map_err(json_err)?,
-            ],
-        )?;
         if !self.feed_locked {
             self.exec("SELECT pg_advisory_xact_lock($1)", &[&FEED_LOCK])?;
             self.feed_locked = true;
         }
+        // The entry, its feed row and its search row in one statement (one round trip).
         let feed_id: i64 = get(
             &self.query_one(
-                "INSERT INTO feed (ticket_id, seq) VALUES ($1, $2) RETURNING id",
-                &[&ticket_id, &entry.seq],
+                "WITH entry AS (INSERT INTO timeline (ticket_id, seq, at, kind, visibility, actor, text, data) \
+                     VALUES ($1, $2, $3, $4, $5, $6, $7, $8)), \
+                 feed_row AS (INSERT INTO feed (ticket_id, seq) VALUES ($1, $2) RETURNING id), \
+                 search_row AS (INSERT INTO search (ticket_id, feed_id, visibility, body) \
+                     SELECT $1, id, $5, $9::text::tsvector FROM feed_row) \
+                 SELECT id FROM feed_row",
+                &[
+                    &ticket_id,
+                    &entry.seq,
+                    &entry.at.as_millis(),
+                    &entry.kind.as_str(),
+                    &entry.visibility.as_str(),
+                    &entry.actor,
+                    &entry.text,
+                    &serde_json::to_string(&entry.data).map_err(json_err)?,
+                    &search::document(&entry.text),
+                ],
             )?,
             0,
         )?;
         self.last_feed = Some(feed_id);
-        self.exec(
-            "INSERT INTO search (ticket_id, feed_id, visibility, body) VALUES ($1, $2, $3, $4::text::tsvector)",
-            &[
-                &ticket_id,
-                &feed_id,
-                &entry.visibility.as_str(),
-                &search::document(&entry.text),
-            ],
-        )
-        .map(|_| ())
+        Ok(())
     }
 
     fn timeline(&mut self, ticket_id: &str, after: i64, limit: usize) -> Result<Vec<Entry>> {
