@@ -8,13 +8,11 @@
 //! thread). Reads that are not part of a write (lists, the feed, counts) live here too, so one
 //! [`super::engine::Engine`] serves every backend.
 //!
-//! Every method maps a database failure to [`StoreError::Unavailable`] when retrying may help (the
-//! database is busy or gone) and to [`StoreError::Other`] otherwise.
+//! Every method maps a database failure to [`super::StoreError::Unavailable`] when retrying may help
+//! (the database is busy or gone) and to [`super::StoreError::Other`] otherwise.
 
 use std::collections::BTreeSet;
 
-#[allow(unused_imports)] // named in the module docs
-use super::StoreError;
 use super::{
     DeadJournal, Delivery, DeliveryResult, DroppedAlert, EmailResult, EmailThread, FeedEvent,
     FeedQuery, JournalBatch, Result, RoomBacklog, Stats, TicketFilter, TicketRef,
@@ -42,19 +40,9 @@ pub trait JournalRows {
     fn append_journal_raw(&mut self, received_at: Timestamp, alert: &str) -> Result<i64>;
     /// The oldest `limit` rows, decoded where they decode.
     fn pending_journal(&mut self, limit: usize) -> Result<JournalBatch>;
-    /// Deletes a row; false when it was not there (applied already).
-    fn take_journal(&mut self, id: i64) -> Result<bool>;
-    /// Deletes the rows still there among `ids` and returns those it deleted (one statement where the
-    /// backend can).
-    fn take_journal_many(&mut self, ids: &[i64]) -> Result<BTreeSet<i64>> {
-        let mut taken = BTreeSet::new();
-        for &id in ids {
-            if self.take_journal(id)? {
-                taken.insert(id);
-            }
-        }
-        Ok(taken)
-    }
+    /// Deletes the rows still there among `ids` and returns those it deleted (rows already applied
+    /// are gone).
+    fn take_journal_many(&mut self, ids: &[i64]) -> Result<BTreeSet<i64>>;
     /// Deletes a row and returns `(received_at, alert as stored)`.
     fn take_journal_row(&mut self, id: i64) -> Result<Option<(Timestamp, String)>>;
     /// When the oldest row was received.
@@ -125,7 +113,6 @@ pub trait FeedRows {
     fn list_tickets(&mut self, filter: &TicketFilter) -> Result<Vec<Ticket>>;
     /// Entries across tickets in feed order.
     fn feed(&mut self, query: &FeedQuery) -> Result<Vec<FeedEvent>>;
-    fn last_feed_id(&mut self) -> Result<i64>;
     fn stats(&mut self) -> Result<Stats>;
 }
 

@@ -75,13 +75,6 @@ impl FeedRows for PgTx<'_> {
         .collect()
     }
 
-    fn last_feed_id(&mut self) -> Result<i64> {
-        get(
-            &self.query_one("SELECT COALESCE(MAX(id), 0) FROM feed", &[])?,
-            0,
-        )
-    }
-
     fn stats(&mut self) -> Result<Stats> {
         let mut stats = Stats::default();
         // Kept by a trigger: O(1) in the number of tickets.

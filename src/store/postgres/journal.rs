@@ -81,10 +81,6 @@ impl JournalRows for PgTx<'_> {
         Ok(out)
     }
 
-    fn take_journal(&mut self, id: i64) -> Result<bool> {
-        Ok(self.exec("DELETE FROM journal WHERE id = $1", &[&id])? == 1)
-    }
-
     fn take_journal_many(&mut self, ids: &[i64]) -> Result<std::collections::BTreeSet<i64>> {
         self.query(
             "DELETE FROM journal WHERE id = ANY($1) RETURNING id",

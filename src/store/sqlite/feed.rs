@@ -117,10 +117,6 @@ impl FeedRows for SqliteTx<'_> {
         rows.collect::<rusqlite::Result<_>>().map_err(err)
     }
 
-    fn last_feed_id(&mut self) -> Result<i64> {
-        last_id(self.c)
-    }
-
     fn stats(&mut self) -> Result<Stats> {
         use crate::store::tx::JournalRows;
         let mut stats = Stats::default();

@@ -1,5 +1,7 @@
 //! The journal on SQLite: accepted alerts in order, the dead journal beside it, dropped alerts.
 
+use std::collections::BTreeSet;
+
 use rusqlite::{params, Connection, OptionalExtension};
 
 use super::{err, exec, json_err, SqliteTx};
@@ -63,8 +65,18 @@ impl JournalRows for SqliteTx<'_> {
         Ok(out)
     }
 
-    fn take_journal(&mut self, id: i64) -> Result<bool> {
-        Ok(exec(self.c, "DELETE FROM journal WHERE id = ?1", [id])? == 1)
+    fn take_journal_many(&mut self, ids: &[i64]) -> Result<BTreeSet<i64>> {
+        let mut stmt = self
+            .c
+            .prepare_cached("DELETE FROM journal WHERE id = ?1")
+            .map_err(err)?;
+        let mut taken = BTreeSet::new();
+        for &id in ids {
+            if stmt.execute([id]).map_err(err)? == 1 {
+                taken.insert(id);
+            }
+        }
+        Ok(taken)
     }
 
     fn take_journal_row(&mut self, id: i64) -> Result<Option<(Timestamp, String)>> {
