@@ -478,6 +478,21 @@ impl Outbox {
             .store
             .outbox_pending(&room.name, now, usize::MAX >> 1)
             .await?;
+        // A digest recorded but never sent (its sender died or lost the room in between) goes out as it
+        // is, first: its tickets' timelines already point at it, and folding it into a new digest would
+        // lose what it counted.
+        if let Some(old) = pending.iter().find(|d| d.kind == DeliveryKind::Digest) {
+            if cluster.is_some_and(|c| !c.may_act()) {
+                return Ok(0);
+            }
+            let outcome = room
+                .sink
+                .send(&request(old, Action::Post { thread: None }))
+                .await;
+            let (result, _) = self.settle(room, old, outcome, now);
+            self.store.outbox_complete(vec![result], now).await?;
+            return Ok(1);
+        }
         let covered: Vec<i64> = pending.iter().map(|d| d.id).collect();
         let storm = room.storm.as_mut().expect("set above");
         for d in &pending {
