@@ -82,6 +82,9 @@ pub struct Cluster {
     store: Arc<dyn Store>,
     wanted: Mutex<Vec<String>>,
     state: Mutex<State>,
+    /// Per lease: work under it holds a read guard, and letting it go waits for the write guard, so a
+    /// lease given to another instance is never let go in the middle of a send.
+    busy: Mutex<BTreeMap<String, Arc<tokio::sync::RwLock<()>>>>,
     /// Woken whenever this instance takes a lease.
     pub changed: Notify,
 }
@@ -116,6 +119,7 @@ impl Cluster {
             store,
             wanted: Mutex::new(Vec::new()),
             state: Mutex::new(State::default()),
+            busy: Mutex::new(BTreeMap::new()),
             changed: Notify::new(),
         }
     }
@@ -182,11 +186,19 @@ impl Cluster {
     /// Runs `work` if this instance holds `lease`, with every write it makes fenced. `None` when it
     /// does not hold it.
     pub async fn under<F: Future>(&self, lease: &str, work: F) -> Option<F::Output> {
-        let fence = self.fence(lease)?;
         if self.mode == Mode::Solo {
             return Some(work.await);
         }
+        let busy = self.busy(lease);
+        let _working = busy.read().await;
+        // Checked with the guard held: a release in progress has forgotten the lease already.
+        let fence = self.fence(lease)?;
         Some(store::fenced(fence, work).await)
+    }
+
+    fn busy(&self, lease: &str) -> Arc<tokio::sync::RwLock<()>> {
+        let mut busy = self.busy.lock().expect("cluster lock");
+        Arc::clone(busy.entry(lease.to_string()).or_default())
     }
 
     /// Whether the work running now (inside [`Cluster::under`]) may still act: checked right before
@@ -310,9 +322,20 @@ impl Cluster {
                     }
                 }
                 Move::Release => {
-                    // Stop acting first, then let it go.
+                    // Stop starting work under it, wait for the work running (a send) to finish, then
+                    // let it go: the next holder never overlaps with it.
+                    // (The sender stops at its next `may_act`, so that is one send at most.) In a task of
+                    // its own: a slow send must not hold up the renewal of every other lease.
                     self.forget(&name);
-                    self.store.release_lease(&name, &self.id).await?;
+                    let (busy, store, id) =
+                        (self.busy(&name), Arc::clone(&self.store), self.id.clone());
+                    let lease = name.clone();
+                    tokio::spawn(async move {
+                        let _idle = busy.write().await;
+                        if let Err(e) = store.release_lease(&lease, &id).await {
+                            tracing::debug!(%lease, error = %e, "Could not let a lease go; it runs out by itself.");
+                        }
+                    });
                     round.released.push(name);
                 }
                 Move::Leave => {
