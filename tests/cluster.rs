@@ -444,12 +444,15 @@ async fn open_stream(
     (resp.status() == 200).then_some(resp)
 }
 
+/// Where each of a follower's streams was opened (a node's base URL), and after which id.
+type Hops = Arc<Mutex<Vec<(String, Option<i64>)>>>;
+
 /// A live stream client that, whenever its stream ends, resumes on a node that is up with
 /// `Last-Event-ID` set to the last id it got, as the web UI does.
 struct Follower {
     events: Arc<Mutex<Vec<Event>>>,
     /// Where each stream was opened, and from which id.
-    hops: Arc<Mutex<Vec<(String, Option<i64>)>>>,
+    hops: Hops,
     stop: Arc<AtomicBool>,
     task: tokio::task::JoinHandle<()>,
 }
@@ -457,7 +460,7 @@ struct Follower {
 impl Follower {
     fn start(first: String, targets: Targets) -> Follower {
         let events: Arc<Mutex<Vec<Event>>> = Arc::default();
-        let hops: Arc<Mutex<Vec<(String, Option<i64>)>>> = Arc::default();
+        let hops: Hops = Arc::default();
         let stop = Arc::new(AtomicBool::new(false));
         let (ev, hp, st) = (Arc::clone(&events), Arc::clone(&hops), Arc::clone(&stop));
         let task = tokio::spawn(async move {
