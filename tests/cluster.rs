@@ -693,6 +693,7 @@ fn cut_off_from_the_database_stops_sending_and_others_take_over() {
 
         let c_base = cluster.nodes[c].base();
         targets.lock().unwrap().retain(|b| *b != c_base);
+        cluster.nodes[c].cut_off = true;
         let cut_at = Instant::now();
         proxy.cut();
         let node_c = &cluster.nodes[c];

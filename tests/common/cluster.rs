@@ -122,6 +122,9 @@ pub struct Node {
     addr: String,
     /// Whether it is stopped with SIGSTOP (then asking it anything would only time out).
     paused: bool,
+    /// Set by a test that cut it off from the database: cluster views are asked of other nodes
+    /// (it could only wait for a connection, then fail).
+    pub cut_off: bool,
     /// Every log line of every run of this node.
     log: Arc<Mutex<Vec<String>>>,
     client: reqwest::Client,
@@ -145,6 +148,7 @@ impl Node {
             child: None,
             addr: String::new(),
             paused: false,
+            cut_off: false,
             log: Arc::default(),
             client: api_client(),
             instance: Mutex::new(None),
@@ -477,9 +481,9 @@ impl Cluster {
             .expect("no node is up")
     }
 
-    /// `/api/cluster` from the first node that is up and answers.
+    /// `/api/cluster` from the first node that is up (and not cut off) and answers.
     pub async fn view(&self) -> Option<Value> {
-        for node in self.nodes.iter().filter(|n| n.is_up()) {
+        for node in self.nodes.iter().filter(|n| n.is_up() && !n.cut_off) {
             if let Some(v) = node.cluster().await {
                 return Some(v);
             }
