@@ -647,8 +647,13 @@ fn rolling_restart_loses_nothing_and_a_resumed_stream_has_no_gap() {
     });
 }
 
-/// Node C reaches PostgreSQL through a proxy and holds the room's outbox; the proxy cuts it off under
-/// load. C must say it is not ready and stop sending; A or B takes the room over and delivers.
+/// Under load, the node holding the room's outbox is cut off from PostgreSQL: it must say it is not
+/// ready and stop sending; another node takes the room over and delivers.
+///
+/// Every node reaches PostgreSQL through a proxy of its own; only the holder's is ever cut, so the
+/// other two are as good as direct. (Starting the proxied node first and the others after does not
+/// make it keep the room: leases are rebalanced when instances join, each giving up what is beyond
+/// its fair share, so the test finds the holder once the shares have settled.)
 #[test]
 fn cut_off_from_the_database_stops_sending_and_others_take_over() {
     run(async {
@@ -656,21 +661,12 @@ fn cut_off_from_the_database_stops_sending_and_others_take_over() {
         let yaml = config(None, &rec.url, STEADY_ROOM, "");
         let mut cluster = Cluster::start(0, &yaml).await;
         let direct = cluster.db_url();
-        let proxy = TcpProxy::start(&host_port(&direct)).await;
-        // C first, alone: it takes every lease, the room's outbox included.
-        let c = cluster.add_node(&via_port(&direct, proxy.port)).await;
-        let c_id = cluster.nodes[c]
-            .instance_id()
-            .await
-            .expect("C's instance id");
-        wait_until(
-            &format!("C holding {OUTBOX}"),
-            Duration::from_secs(20),
-            || async { cluster.holder(OUTBOX).await == Some(c) },
-        )
-        .await;
-        cluster.add_node(&direct).await;
-        cluster.add_node(&direct).await;
+        let mut proxies = Vec::new();
+        for _ in 0..3 {
+            let proxy = TcpProxy::start(&host_port(&direct)).await;
+            cluster.add_node(&via_port(&direct, proxy.port)).await;
+            proxies.push(proxy);
+        }
         wait_until("three live instances", Duration::from_secs(30), || async {
             cluster.view().await.is_some_and(|v| {
                 v["instances"]
@@ -683,22 +679,21 @@ fn cut_off_from_the_database_stops_sending_and_others_take_over() {
         let targets = targets(cluster.bases());
         let load = Load::steady(Arc::clone(&targets), STEADY, "cut");
         wait_deliveries(&rec, 0, 40, "deliveries before the cut").await;
-        // The test needs the room's sender behind the proxy; leases held are not handed away.
-        let holder = cluster.lease(OUTBOX).await.map(|l| l["holder"].clone());
-        assert_eq!(
-            holder,
-            Some(Value::String(c_id.clone())),
-            "C no longer holds {OUTBOX}"
-        );
+        let c = wait_for(
+            &format!("a holder of {OUTBOX}"),
+            Duration::from_secs(10),
+            || cluster.holder(OUTBOX),
+        )
+        .await;
 
         let c_base = cluster.nodes[c].base();
         targets.lock().unwrap().retain(|b| *b != c_base);
         cluster.nodes[c].cut_off = true;
         let cut_at = Instant::now();
-        proxy.cut();
+        proxies[c].cut();
         let node_c = &cluster.nodes[c];
         wait_until(
-            "C's /readyz answering 503",
+            "the cut-off node's /readyz answering 503",
             LEASE_TTL + Duration::from_secs(5),
             || async { node_c.readyz().await == Some(503) },
         )
@@ -738,14 +733,16 @@ fn cut_off_from_the_database_stops_sending_and_others_take_over() {
             "sent twice after the cut (one in flight at the cut may be): {after_cut:?}"
         );
 
-        // Back on the network, C is ready again by itself.
-        proxy.restore();
-        wait_until("C ready again", Duration::from_secs(60), || async {
-            node_c.readyz().await == Some(200)
-        })
+        // Back on the network, the node is ready again by itself.
+        proxies[c].restore();
+        wait_until(
+            "the cut-off node ready again",
+            Duration::from_secs(60),
+            || async { node_c.readyz().await == Some(200) },
+        )
         .await;
         eprintln!(
-            "{} accepted, {} requests; node {heir} took over from C",
+            "{} accepted, {} requests; node {heir} took over from node {c}",
             accepted.len(),
             records.len()
         );

@@ -95,6 +95,16 @@ pub fn now_ms() -> i64 {
         .as_millis() as i64
 }
 
+/// A time from `/api/cluster` in milliseconds since the epoch: a number of them, or an RFC 3339
+/// string (tocsin's usual way of writing times).
+pub fn millis(v: &Value) -> Option<i64> {
+    v.as_i64().or_else(|| {
+        let text = v.as_str()?;
+        let t = tocsin::domain::time::Timestamp::parse_optional(text).ok()??;
+        Some(t.as_millis())
+    })
+}
+
 /// A node's config without `listen` and `storage` (the harness adds both): a generic source (or
 /// `sources`, a whole `sources:` block), the admin member, the room `busy` on `room_url` with
 /// `room_extra` (rate and digest keys, indented for the room's block), every alert routed there, JSON
@@ -527,7 +537,7 @@ pub fn held(view: &Value, name: &str) -> Option<Value> {
         .find(|l| l["name"] == name)?
         .clone();
     let holder = lease["holder"].as_str().unwrap_or_default();
-    let live = !holder.is_empty() && lease["expires_at"].as_i64().unwrap_or(0) > now_ms();
+    let live = !holder.is_empty() && millis(&lease["expires_at"]).unwrap_or(0) > now_ms();
     live.then_some(lease)
 }
 
