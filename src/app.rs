@@ -13,6 +13,7 @@ use std::path::PathBuf;
 
 use crate::chatops::ChatOps;
 use crate::clock::Clock;
+use crate::cluster::{Cluster, Mode};
 use crate::config::{Config, StorageUrl};
 use crate::error::ApiError;
 use crate::inbound::Inbound;
@@ -55,6 +56,9 @@ pub struct App {
     pub chatops: Arc<ChatOps>,
     /// Matrix bots reading `chatops.matrix.rooms` (one per account); tests drive their `step`.
     pub matrix_bots: Vec<Arc<crate::chatops::matrix::MatrixBot>>,
+    /// This instance among those sharing the database: heartbeat and leases. The workers' loops run
+    /// only the work whose lease it holds (tests driving `step` directly bypass it).
+    pub cluster: Arc<Cluster>,
 }
 
 impl App {
@@ -116,6 +120,15 @@ impl App {
             Arc::clone(&outbox),
         )
         .with_retention(config.tickets.retention());
+        let mode = match StorageUrl::parse(&config.storage.0) {
+            Ok(StorageUrl::Postgres(_)) => Mode::Shared,
+            _ => Mode::Solo,
+        };
+        let cluster = Arc::new(Cluster::new(
+            mode,
+            config.cluster.lease_ttl(),
+            Arc::clone(&store),
+        ));
         let services = Services {
             store,
             clock,
@@ -123,6 +136,7 @@ impl App {
             journal,
             plugins,
             outbox: Arc::clone(&outbox),
+            cluster: Arc::clone(&cluster),
         };
         let state = AppState::new(config, services, config_path);
         let chatops = Arc::new(ChatOps::new(
@@ -140,7 +154,15 @@ impl App {
             &state.outbox,
         )
         .map_err(BuildError::Rooms)?;
+        want_leases(
+            &cluster,
+            &state.config,
+            &matrix_bots,
+            mailer.is_some(),
+            presence.polls(),
+        );
         Ok(App {
+            cluster,
             state,
             processor,
             outbox,
@@ -208,16 +230,42 @@ impl App {
         shutdown: impl Future<Output = ()> + Send + 'static,
     ) -> std::io::Result<()> {
         let (stop_tx, stop_rx) = watch::channel(false);
-        let worker = tokio::spawn(self.processor.clone().run(stop_rx.clone()));
-        let sender = tokio::spawn(Arc::clone(&self.outbox).run(stop_rx.clone()));
-        let poller = tokio::spawn(Arc::clone(&self.presence).run(stop_rx.clone()));
+        let cluster = Arc::clone(&self.cluster);
+        if cluster.address().is_empty() {
+            cluster.set_address(listener.local_addr()?.to_string());
+        }
+        // The leases are let go only once the workers below have stopped (`work_done`).
+        let (done_tx, done_rx) = tokio::sync::oneshot::channel::<()>();
+        // The first round before any work, so the workers find their leases at once.
+        if let Err(e) = cluster.round().await {
+            tracing::warn!(error = %e, "Cannot take leases yet; will retry.");
+        }
+        tracing::info!(
+            instance = %cluster.id,
+            mode = ?cluster.mode,
+            lease_ttl = ?cluster.ttl,
+            leases = ?cluster.held().keys().collect::<Vec<_>>(),
+            "Joined the cluster."
+        );
+        let keeper = tokio::spawn(Arc::clone(&cluster).run(stop_rx.clone(), async move {
+            let _ = done_rx.await;
+        }));
+        let worker = tokio::spawn(
+            self.processor
+                .clone()
+                .run(Arc::clone(&cluster), stop_rx.clone()),
+        );
+        let sender =
+            tokio::spawn(Arc::clone(&self.outbox).run(Arc::clone(&cluster), stop_rx.clone()));
+        let poller =
+            tokio::spawn(Arc::clone(&self.presence).run(Arc::clone(&cluster), stop_rx.clone()));
         for bot in &self.matrix_bots {
-            tokio::spawn(Arc::clone(bot).run(stop_rx.clone()));
+            tokio::spawn(Arc::clone(bot).run(Arc::clone(&cluster), stop_rx.clone()));
         }
         let mailer = self
             .mailer
             .clone()
-            .map(|m| tokio::spawn(m.run(stop_rx.clone())));
+            .map(|m| tokio::spawn(m.run(Arc::clone(&cluster), stop_rx.clone())));
         if let (Some(inbound), Some(listen)) = (
             self.inbound.clone(),
             self.state
@@ -258,8 +306,37 @@ impl App {
         if let Err(e) = sender.await {
             tracing::error!(error = %e, "The outbox task failed.");
         }
+        // Work stopped: let the leases go so the other instances take over at once.
+        let _ = done_tx.send(());
+        let _ = keeper.await;
         served
     }
+}
+
+/// The leases of the work this instance's config gives it.
+fn want_leases(
+    cluster: &Cluster,
+    config: &Config,
+    bots: &[Arc<crate::chatops::matrix::MatrixBot>],
+    mails: bool,
+    polls: bool,
+) {
+    if let Some(a) = &config.cluster.advertise {
+        cluster.set_address(a.0.clone());
+    }
+    let mut wanted = vec![
+        crate::cluster::JOURNAL.to_string(),
+        crate::cluster::SWEEPS.to_string(),
+    ];
+    wanted.extend(config.rooms.keys().map(|r| crate::cluster::outbox_lease(r)));
+    if mails {
+        wanted.push(crate::cluster::MAILER.to_string());
+    }
+    if polls {
+        wanted.push(crate::cluster::PRESENCE.to_string());
+    }
+    wanted.extend(bots.iter().map(|b| b.lease()));
+    cluster.want(wanted);
 }
 
 /// The mailer, if the config has an `email:` block.

@@ -97,6 +97,7 @@ impl From<StoreError> for ApiError {
             StoreError::Rejected(r) => ApiError::Conflict(r.to_string()),
             StoreError::Unavailable(m) => ApiError::Unavailable(m),
             StoreError::Full(m) => ApiError::Conflict(m),
+            StoreError::Fenced(m) => ApiError::Unavailable(m),
             StoreError::Other(m) => ApiError::Internal(m),
         }
     }

@@ -21,6 +21,8 @@
 //! - [`presence`]: polls chat platforms for members' presence; [`ratelimit`]: the governor limiters.
 //! - [`plugin`]: the WebAssembly host (the only module that names wasmtime): compiled plugins, limits,
 //!   fail-open chains, the reloadable registry; [`reload`] re-reads the config for `/-/reload` and SIGHUP.
+//! - [`cluster`]: several instances on one PostgreSQL: this instance's heartbeat and the leases that
+//!   say which shared work it does (journal, each room's outbox, mailer, ...), fenced in the database.
 //! - [`store`]: the one `Store` trait and its SQLite backend (the only module that names a database).
 //! - [`api`]: the JSON API for members: tickets, timelines, notes, ack, resolve, members, deliveries;
 //!   the unsubscribe page.
@@ -45,6 +47,7 @@ pub mod app;
 pub mod chatops;
 pub mod cli;
 pub mod clock;
+pub mod cluster;
 pub mod config;
 pub mod domain;
 pub mod error;

@@ -318,6 +318,26 @@ pub fn render_health(out: &mut String, ready: bool, health: Option<&StoreHealth>
     );
 }
 
+/// This instance in the cluster: live instances it counted, and each lease it wants, 1 while it holds it.
+pub fn render_cluster(
+    out: &mut String,
+    live: usize,
+    wanted: &[String],
+    held: &std::collections::BTreeMap<String, i64>,
+) {
+    out.push_str("# HELP tocsin_cluster_instances Live instances sharing the database, at this instance's last heartbeat.\n# TYPE tocsin_cluster_instances gauge\n");
+    let _ = writeln!(out, "tocsin_cluster_instances {live}");
+    out.push_str("# HELP tocsin_lease_held 1 while this instance holds the lease (and does its work), else 0.\n# TYPE tocsin_lease_held gauge\n");
+    for name in wanted {
+        let _ = writeln!(
+            out,
+            "tocsin_lease_held{{lease=\"{}\"}} {}",
+            escape(name),
+            u8::from(held.contains_key(name))
+        );
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

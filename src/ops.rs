@@ -43,6 +43,8 @@ pub async fn readiness(state: &AppState) -> (Result<(), &'static str>, Option<St
     let verdict = if let Some(problem) = &health.problem {
         tracing::debug!(%problem, "Not ready.");
         Err(problem.reason())
+    } else if !state.cluster.in_contact() {
+        Err("the database did not answer a heartbeat within cluster.lease_ttl")
     } else if health
         .oldest_pending
         .is_some_and(|t| state.clock.now().since(t) > state.config.ingest.stall_after.0 .0)
@@ -85,6 +87,13 @@ async fn metrics(State(state): State<AppState>, headers: HeaderMap) -> Response 
     let (ready, health) = readiness(&state).await;
     let mut text = state.metrics.render(stats.as_ref());
     crate::metrics::render_health(&mut text, ready.is_ok(), health.as_ref(), state.clock.now());
+    let cluster = &state.cluster;
+    crate::metrics::render_cluster(
+        &mut text,
+        cluster.live(),
+        &cluster.wanted(),
+        &cluster.held(),
+    );
     (
         [(
             header::CONTENT_TYPE,

@@ -12,6 +12,7 @@ use tokio::sync::{watch, Notify};
 use tokio::time::Instant;
 
 use crate::clock::Clock;
+use crate::cluster::{Cluster, Mode, JOURNAL, SWEEPS};
 use crate::domain::alert::Alert;
 use crate::domain::ticket::Policy;
 use crate::metrics::Metrics;
@@ -63,6 +64,13 @@ impl Journal {
 
     pub fn backlog(&self) -> u64 {
         self.backlog.load(Ordering::Relaxed)
+    }
+
+    /// Sets the counts to the store's, where other instances append to and apply the same journal
+    /// (this instance's own counts would drift: it sees only its own appends, or only its applies).
+    pub fn resync(&self, backlog: u64, bytes: u64) {
+        self.backlog.store(backlog, Ordering::Relaxed);
+        self.bytes.store(bytes, Ordering::Relaxed);
     }
 
     fn applied(&self, n: u64, bytes: u64) {
@@ -241,7 +249,7 @@ impl Processor {
             .await
         {
             Ok(applied) => return Ok(applied),
-            Err(e @ StoreError::Unavailable(_)) => return Err(e),
+            Err(e @ (StoreError::Unavailable(_) | StoreError::Fenced(_))) => return Err(e),
             Err(e) => e,
         };
         if let [only] = &entries[..] {
@@ -259,7 +267,7 @@ impl Processor {
                 .await
             {
                 Ok(mut applied) => all.append(&mut applied),
-                Err(e @ StoreError::Unavailable(_)) => return Err(e),
+                Err(e @ (StoreError::Unavailable(_) | StoreError::Fenced(_))) => return Err(e),
                 Err(e) => self.bury(id, &format!("applying it failed: {e}")).await?,
             }
         }
@@ -349,10 +357,13 @@ impl Processor {
     }
 
     /// The server's loop: process whenever woken, sweep leases every second, and on shutdown finish the
-    /// journal (so in-flight work completes) before returning.
-    pub async fn run(self, mut shutdown: watch::Receiver<bool>) {
+    /// journal (so in-flight work completes) before returning. Each piece runs only while this instance
+    /// holds its lease in the cluster (the journal, the sweeps), with its writes fenced.
+    pub async fn run(self, cluster: Arc<Cluster>, mut shutdown: watch::Receiver<bool>) {
         const SWEEP_EVERY: Duration = Duration::from_secs(1);
         const RETAIN_EVERY: Duration = Duration::from_secs(60);
+        // Another instance's ingest appends without waking this one: look again this often.
+        const POLL_SHARED: Duration = Duration::from_millis(50);
         let mut next_retain = Instant::now();
         let mut next_sweep = Instant::now();
         let mut failures = 0u32;
@@ -362,30 +373,50 @@ impl Processor {
             }
             // Sweep on time even under constant load.
             if Instant::now() >= next_sweep {
-                self.sweep_logged().await;
+                cluster.under(SWEEPS, self.sweep_logged()).await;
+                if cluster.mode == Mode::Shared {
+                    match self.store.stats().await {
+                        Ok(s) => self.journal.resync(s.journal_backlog, s.journal_bytes),
+                        Err(e) => tracing::debug!(error = %e, "Cannot count the journal."),
+                    }
+                }
                 next_sweep = Instant::now() + SWEEP_EVERY;
             }
-            if Instant::now() >= next_retain {
-                match self.retain().await {
-                    Ok(0) => {}
-                    Ok(n) => tracing::info!(deleted = n, "Deleted tickets past their retention."),
-                    Err(e) => {
+            if Instant::now() >= next_retain && cluster.holds(SWEEPS) {
+                match cluster.under(SWEEPS, self.retain()).await {
+                    None | Some(Ok(0)) => {}
+                    Some(Ok(n)) => {
+                        tracing::info!(deleted = n, "Deleted tickets past their retention.")
+                    }
+                    Some(Err(e)) => {
                         tracing::warn!(error = %e, "Deleting old tickets failed; will retry.")
                     }
                 }
                 next_retain = Instant::now() + RETAIN_EVERY;
             }
-            match self.step().await {
-                Ok(0) => {
-                    failures = 0;
+            let idle_wait = match cluster.mode {
+                Mode::Solo => next_sweep,
+                Mode::Shared => next_sweep.min(Instant::now() + POLL_SHARED),
+            };
+            match cluster.under(JOURNAL, self.step()).await {
+                None => {
+                    // Another instance processes the journal; wait to take it over if it goes away.
                     tokio::select! {
-                        _ = self.journal.wake.notified() => {}
-                        _ = tokio::time::sleep_until(next_sweep) => {}
+                        _ = cluster.changed.notified() => {}
+                        _ = tokio::time::sleep_until(next_sweep.min(Instant::now() + cluster.round_every())) => {}
                         _ = shutdown.changed() => {}
                     }
                 }
-                Ok(_) => failures = 0,
-                Err(e) => {
+                Some(Ok(0)) => {
+                    failures = 0;
+                    tokio::select! {
+                        _ = self.journal.wake.notified() => {}
+                        _ = tokio::time::sleep_until(idle_wait) => {}
+                        _ = shutdown.changed() => {}
+                    }
+                }
+                Some(Ok(_)) => failures = 0,
+                Some(Err(e)) => {
                     failures = failures.saturating_add(1);
                     tracing::warn!(error = %e, "Processing the journal failed; will retry.");
                     // Back off so a broken database does not turn into a busy loop.
@@ -397,10 +428,13 @@ impl Processor {
                 }
             }
         }
-        match self.drain().await {
-            Ok(n) if n > 0 => tracing::info!(applied = n, "Finished the journal before stopping."),
-            Ok(_) => {}
-            Err(e) => {
+        match cluster.under(JOURNAL, self.drain()).await {
+            None => {}
+            Some(Ok(n)) if n > 0 => {
+                tracing::info!(applied = n, "Finished the journal before stopping.")
+            }
+            Some(Ok(_)) => {}
+            Some(Err(e)) => {
                 tracing::warn!(error = %e, "Could not finish the journal; it resumes at the next start.")
             }
         }

@@ -13,6 +13,7 @@ use std::time::Duration;
 use tokio::sync::watch;
 
 use crate::clock::Clock;
+use crate::cluster::{Cluster, PRESENCE};
 use crate::config::Config;
 use crate::domain::presence::Presence;
 use crate::sinks::Sink;
@@ -117,13 +118,19 @@ impl PresencePoller {
         Ok(changed)
     }
 
+    /// Whether any room's platform reports presence (else there is nothing to poll).
+    pub fn polls(&self) -> bool {
+        !self.probes.is_empty()
+    }
+
     /// The server's loop: poll every 30 seconds until shutdown.
-    pub async fn run(self: Arc<Self>, mut shutdown: watch::Receiver<bool>) {
+    /// Only while this instance holds the presence lease in `cluster`.
+    pub async fn run(self: Arc<Self>, cluster: Arc<Cluster>, mut shutdown: watch::Receiver<bool>) {
         if self.probes.is_empty() {
             return;
         }
         loop {
-            if let Err(e) = self.step().await {
+            if let Some(Err(e)) = cluster.under(PRESENCE, self.step()).await {
                 tracing::warn!(error = %e, "Recording presence failed; will retry.");
             }
             tokio::select! {

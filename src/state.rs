@@ -48,6 +48,8 @@ pub struct Shared {
     pub plugins: Arc<Plugins>,
     /// The delivery worker: woken after ticket changes, asked for dead deliveries.
     pub outbox: Arc<Outbox>,
+    /// This instance among those sharing the database (`/api/cluster`, readiness).
+    pub cluster: Arc<crate::cluster::Cluster>,
     /// The file the config came from, re-read on reload (none for configs built in tests).
     pub config_path: Option<PathBuf>,
     pub started_at: Timestamp,
@@ -223,6 +225,7 @@ pub struct Services {
     pub journal: Arc<Journal>,
     pub plugins: Arc<Plugins>,
     pub outbox: Arc<Outbox>,
+    pub cluster: Arc<crate::cluster::Cluster>,
 }
 
 impl Shared {
@@ -246,6 +249,7 @@ impl AppState {
             journal,
             plugins,
             outbox,
+            cluster,
         } = services;
         let default_max_body = config.ingest.max_body.0 .0;
         let sources: BTreeMap<String, Source> = config
@@ -292,6 +296,7 @@ impl AppState {
             journal,
             plugins,
             outbox,
+            cluster,
             config_path,
             started_at,
             tokens,

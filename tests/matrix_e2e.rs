@@ -482,7 +482,9 @@ async fn chatops_on_a_real_matrix_homeserver_acks_and_turns_thread_replies_into_
     // The server's loop leaves a long poll as soon as it is told to stop.
     bot.set_sync_timeout(std::time::Duration::from_secs(600));
     let (stop, stopped) = tokio::sync::watch::channel(false);
-    let running = tokio::spawn(std::sync::Arc::clone(&bot).run(stopped));
+    let running = tokio::spawn(
+        std::sync::Arc::clone(&bot).run(std::sync::Arc::clone(&app.app.cluster), stopped),
+    );
     // Lets the loop start its /sync (the test runtime has one thread).
     tokio::task::yield_now().await;
     stop.send(true).unwrap();

@@ -11,7 +11,7 @@ use std::path::Path;
 const LAYERS: &[&str] = &[
     "domain",
     "clock config telemetry",
-    "store error metrics sessions stream_hub ratelimit listen throttle sinks plugin",
+    "store error metrics sessions stream_hub ratelimit listen throttle sinks plugin cluster",
     "outbox pipeline mailer presence inbound",
     "state",
     "ingest chatops api web ops reload",

@@ -4,6 +4,7 @@
 //! (writes then also need its `X-CSRF-Token`). Viewers read; editors and admins also write. Handlers
 //! stay thin: authenticate, call the store, shape the JSON.
 
+pub mod cluster;
 mod journal;
 mod silences;
 mod stream;
@@ -54,6 +55,7 @@ pub fn router() -> Router<AppState> {
         .merge(unsubscribe::router())
         .merge(silences::router())
         .merge(journal::router())
+        .merge(cluster::router())
         .layer(axum::extract::DefaultBodyLimit::max(MAX_BODY))
 }
 

@@ -28,6 +28,7 @@ use tokio::sync::{watch, Mutex};
 
 use super::{ChatOps, Origin};
 use crate::clock::Clock;
+use crate::cluster::Cluster;
 use crate::config::{Config, SinkConfig};
 use crate::domain::ticket::{Action, Actor, Ticket};
 use crate::domain::timeline::Visibility;
@@ -139,6 +140,11 @@ impl MatrixBot {
             .collect())
     }
 
+    /// The bot's lease in a cluster: one instance reads its rooms at a time.
+    pub fn lease(&self) -> String {
+        format!("matrix:{}", self.rooms().join(","))
+    }
+
     /// The tocsin rooms this bot reads.
     pub fn rooms(&self) -> Vec<&str> {
         self.rooms.values().map(String::as_str).collect()
@@ -196,14 +202,27 @@ impl MatrixBot {
     }
 
     /// The server's loop: `/sync` until `stop` turns true, waiting longer after each failure.
-    pub async fn run(self: Arc<Self>, mut stop: watch::Receiver<bool>) {
+    /// Only while this instance holds the bot's lease in `cluster`, so no message is handled twice.
+    pub async fn run(self: Arc<Self>, cluster: Arc<Cluster>, mut stop: watch::Receiver<bool>) {
         let mut backoff = FIRST_BACKOFF;
+        let lease = self.lease();
         loop {
             if *stop.borrow() {
                 return;
             }
             let result = tokio::select! {
-                r = self.step() => r,
+                r = cluster.under(&lease, self.step()) => match r {
+                    Some(r) => r,
+                    None => {
+                        // Another instance reads these rooms; wait to take over if it goes away.
+                        tokio::select! {
+                            _ = cluster.changed.notified() => {}
+                            _ = tokio::time::sleep(cluster.round_every()) => {}
+                            _ = stop.changed() => return,
+                        }
+                        continue;
+                    }
+                },
                 _ = stop.changed() => return,
             };
             let wait = match result {

@@ -436,7 +436,7 @@ impl ChatOps {
 /// What to tell a chat user about a store failure, without internals.
 fn store_problem(e: &StoreError) -> String {
     match e {
-        StoreError::Unavailable(_) => {
+        StoreError::Unavailable(_) | StoreError::Fenced(_) => {
             "tocsin's storage is unavailable; try again in a moment".into()
         }
         StoreError::NotFound => "not found".into(),

@@ -7,6 +7,7 @@
 //! `config/README.md`.
 
 mod chatops;
+mod cluster;
 mod email;
 mod http;
 mod mapping;
@@ -26,6 +27,7 @@ use serde::Deserialize;
 pub use chatops::{
     ChatOpsConfig, MatrixChatOpsConfig, MattermostChatOpsConfig, SlackChatOpsConfig,
 };
+pub use cluster::ClusterConfig;
 pub use email::{
     parse_smtp_url, EmailConfig, InboundConfig, NotifyConfig, SmtpEndpoint, SmtpSecurity,
     TrustConfig,
@@ -95,6 +97,9 @@ pub struct Config {
     /// `metrics:`: who may read `/metrics` (anyone who reaches the port when absent).
     #[serde(default)]
     pub metrics: MetricsConfig,
+    /// `cluster:`: several instances on one PostgreSQL (leases, heartbeats).
+    #[serde(default)]
+    pub cluster: ClusterConfig,
 }
 
 fn default_listen() -> Env<SocketAddr> {
@@ -1069,6 +1074,9 @@ impl Config {
         }
         for (key, message) in self.http.problems() {
             problem(format!("http.{key}"), message);
+        }
+        for (key, message) in self.cluster.problems() {
+            problem(format!("cluster.{key}"), message);
         }
         out
     }

@@ -19,6 +19,7 @@ use std::time::Duration;
 use tokio::sync::watch;
 
 use crate::clock::Clock;
+use crate::cluster::{Cluster, MAILER};
 use crate::config::{Config, RateLimitConfig};
 use crate::domain::alert::Severity;
 use crate::domain::delivery::{self, RetryDecision};
@@ -82,6 +83,8 @@ pub struct MailWorker {
     tokens: Tokens,
     /// One limiter per recipient, made on first use.
     limiters: Mutex<BTreeMap<String, Arc<Limiter>>>,
+    /// The cluster `run` works in: asked right before each send whether the lease still holds.
+    cluster: std::sync::OnceLock<Arc<Cluster>>,
 }
 
 impl MailWorker {
@@ -101,6 +104,7 @@ impl MailWorker {
             settings,
             tokens,
             limiters: Mutex::new(BTreeMap::new()),
+            cluster: std::sync::OnceLock::new(),
         }
     }
 
@@ -221,6 +225,10 @@ impl MailWorker {
                 continue;
             }
             let email = self.compose(member, &prefs.address, &group, now).await?;
+            if self.cluster.get().is_some_and(|c| !c.may_act()) {
+                // Paused or cut off past the mailer's lease: the next holder sends these.
+                break;
+            }
             let outcome = self.transport.send(&email).await;
             results.push(self.settle(ids, &group, &email, outcome, now));
         }
@@ -355,9 +363,11 @@ impl MailWorker {
     }
 
     /// The server's loop: a step every second until shutdown.
-    pub async fn run(self: Arc<Self>, mut shutdown: watch::Receiver<bool>) {
+    /// Only while this instance holds the mailer's lease in `cluster`, with its writes fenced.
+    pub async fn run(self: Arc<Self>, cluster: Arc<Cluster>, mut shutdown: watch::Receiver<bool>) {
+        let _ = self.cluster.set(Arc::clone(&cluster));
         loop {
-            if let Err(e) = self.step().await {
+            if let Some(Err(e)) = cluster.under(MAILER, self.step()).await {
                 tracing::warn!(error = %e, "The mailer could not read or record emails; will retry.");
             }
             tokio::select! {

@@ -17,6 +17,7 @@ use std::time::Duration;
 use tokio::sync::{watch, Mutex, Notify};
 
 use crate::clock::Clock;
+use crate::cluster::{outbox_lease, Cluster, Mode};
 use crate::config::{Config, DigestConfig, RateLimitConfig};
 use crate::domain::delivery::{self, RetryDecision};
 use crate::domain::mail::{MailPolicy, MailPrefs, NotifyMode};
@@ -44,6 +45,9 @@ struct Room {
     /// No sends before this (the platform asked us to wait).
     cooldown_until: Option<Timestamp>,
     storm: Option<Storm>,
+    /// The token of the room's lease this instance last sent under: a new one means it took the room
+    /// over from another instance.
+    token: Option<i64>,
 }
 
 /// A storm in progress: the digest message (edited in place where the platform can) and every ticket
@@ -194,6 +198,7 @@ impl Outbox {
                     max_age: rc.max_age.0 .0,
                     cooldown_until: None,
                     storm: None,
+                    token: None,
                 }),
             );
         }
@@ -224,12 +229,42 @@ impl Outbox {
     /// (sent, failed, given up, or folded into a digest); 0 means nothing was due.
     pub async fn step(&self) -> Result<usize, StoreError> {
         let backlog = self.store.outbox_backlog(self.clock.now()).await?;
-        let work = backlog
-            .into_iter()
-            .filter_map(|b| self.rooms.get(&b.room).map(|room| self.room_step(room, b)));
+        let work = backlog.into_iter().filter_map(|b| {
+            self.rooms
+                .get(&b.room)
+                .map(|room| self.room_step(room, b, None))
+        });
         let mut total = 0;
         for r in futures_util::future::join_all(work).await {
             total += r?;
+        }
+        Ok(total)
+    }
+
+    /// Like [`Outbox::step`], for the rooms whose lease this instance holds in `cluster`, each under
+    /// its lease (fenced writes, the lease checked before every send).
+    pub async fn step_held(&self, cluster: &Cluster) -> Result<usize, StoreError> {
+        let backlog = self.store.outbox_backlog(self.clock.now()).await?;
+        let work = backlog.into_iter().filter_map(|b| {
+            let room = self.rooms.get(&b.room)?;
+            let lease = outbox_lease(&b.room);
+            Some(async move {
+                cluster
+                    .under(&lease, self.room_step(room, b, Some(cluster)))
+                    .await
+                    .unwrap_or(Ok(0))
+            })
+        });
+        let mut total = 0;
+        for r in futures_util::future::join_all(work).await {
+            match r {
+                Ok(n) => total += n,
+                // Another instance took the room over mid-step: its sends are its own now.
+                Err(StoreError::Fenced(e)) => {
+                    tracing::info!(error = %e, "Stopped sending for a room.")
+                }
+                Err(e) => return Err(e),
+            }
         }
         Ok(total)
     }
@@ -249,8 +284,20 @@ impl Outbox {
         &self,
         room: &Mutex<Room>,
         backlog: RoomBacklog,
+        cluster: Option<&Cluster>,
     ) -> Result<usize, StoreError> {
         let mut room = room.lock().await;
+        if let Some(fence) = crate::store::current_fence() {
+            if room.token.replace(fence.token) != Some(fence.token)
+                && cluster.is_some_and(|c| c.mode == Mode::Shared)
+            {
+                // Taken over: the previous sender may have used the burst just before it went away,
+                // and its storm digest is its own.
+                room.limiter.exhaust();
+                room.storm = None;
+                room.cooldown_until = None;
+            }
+        }
         let now = self.clock.now();
         if room.cooldown_until.is_some_and(|c| c > now) || backlog.head_next_at > now {
             return Ok(0);
@@ -263,16 +310,25 @@ impl Outbox {
             room.storm.is_some(),
         );
         if storming {
-            return self.digest_step(&mut room, now).await;
+            return self.digest_step(&mut room, now, cluster).await;
         }
         if room.storm.take().is_some() {
             tracing::info!(room = %room.name, "The storm is over; messages are sent one by one again.");
         }
-        self.normal_step(&mut room, now).await
+        self.normal_step(&mut room, now, cluster).await
     }
 
-    async fn normal_step(&self, room: &mut Room, now: Timestamp) -> Result<usize, StoreError> {
+    async fn normal_step(
+        &self,
+        room: &mut Room,
+        now: Timestamp,
+        cluster: Option<&Cluster>,
+    ) -> Result<usize, StoreError> {
         let pending = self.store.outbox_pending(&room.name, now, BATCH).await?;
+        // Shared with other instances: each send is recorded before the next, so an instance that dies
+        // leaves at most the one send in flight to be sent again (with the same delivery id).
+        let one_by_one = cluster.is_some_and(|c| c.mode == Mode::Shared);
+        let mut done = 0;
         let mut results = Vec::new();
         // Roots delivered in this batch: their replies, later in the same batch, thread under them.
         let mut roots: BTreeMap<String, String> = BTreeMap::new();
@@ -306,6 +362,10 @@ impl Outbox {
             if room.limiter.check().is_err() {
                 break;
             }
+            // Right before the send: an instance paused or cut off past its lease must not send.
+            if cluster.is_some_and(|c| !c.may_act()) {
+                break;
+            }
             let outcome = room.sink.send(&request(&d, action)).await;
             let (result, stop) = self.settle(room, &d, outcome, now);
             if let DeliveryResult::Sent {
@@ -317,12 +377,20 @@ impl Outbox {
                 }
             }
             results.push(result);
+            if one_by_one {
+                done += results.len();
+                self.store
+                    .outbox_complete(std::mem::take(&mut results), now)
+                    .await?;
+            }
             if stop {
                 break;
             }
         }
-        let n = results.len();
-        self.store.outbox_complete(results, now).await?;
+        let n = done + results.len();
+        if !results.is_empty() {
+            self.store.outbox_complete(results, now).await?;
+        }
         Ok(n)
     }
 
@@ -387,7 +455,12 @@ impl Outbox {
     }
 
     /// In a storm: at most one digest per interval and within the rate, summing up everything pending.
-    async fn digest_step(&self, room: &mut Room, now: Timestamp) -> Result<usize, StoreError> {
+    async fn digest_step(
+        &self,
+        room: &mut Room,
+        now: Timestamp,
+        cluster: Option<&Cluster>,
+    ) -> Result<usize, StoreError> {
         if room.storm.is_none() {
             tracing::warn!(room = %room.name, "Room is in a storm: sending digests until its backlog drains.");
             room.storm = Some(Storm {
@@ -452,6 +525,10 @@ impl Outbox {
             last_error: None,
             root: None,
         };
+        if cluster.is_some_and(|c| !c.may_act()) {
+            // The digest is recorded and stays pending: the room's next sender sends it.
+            return Ok(covered.len());
+        }
         let outcome = room.sink.send(&request(&d, action)).await;
         let (result, _) = self.settle(room, &d, outcome, now);
         if let DeliveryResult::Sent {
@@ -468,18 +545,28 @@ impl Outbox {
 
     /// The server's loop: step whenever woken, and at least every 250 ms for retries and rate limits
     /// coming due. On shutdown it stops between steps; what is left is sent at the next start.
-    pub async fn run(self: Arc<Self>, mut shutdown: watch::Receiver<bool>) {
+    pub async fn run(self: Arc<Self>, cluster: Arc<Cluster>, mut shutdown: watch::Receiver<bool>) {
         const TICK: Duration = Duration::from_millis(250);
         let mut failures = 0u32;
+        // Deliveries written by other instances (the journal's holder, a note taken there) come with
+        // timeline entries: every instance learns of those commits through the feed.
+        let mut feed = self.store.feed_watch();
+        let shared = cluster.mode == Mode::Shared;
         loop {
             if *shutdown.borrow() {
                 return;
             }
-            match self.step().await {
+            match self.step_held(&cluster).await {
                 Ok(0) => {
                     failures = 0;
                     tokio::select! {
                         _ = self.wake.notified() => {}
+                        r = feed.changed(), if shared => {
+                            if r.is_err() {
+                                feed = self.store.feed_watch();
+                            }
+                        }
+                        _ = cluster.changed.notified() => {}
                         _ = tokio::time::sleep(TICK) => {}
                         _ = shutdown.changed() => {}
                     }

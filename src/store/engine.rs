@@ -14,11 +14,12 @@ use async_trait::async_trait;
 use super::tx::Tx;
 use super::{
     ops, Applied, DeadJournal, Delivery, DeliveryResult, DroppedAlert, EmailReply, EmailResult,
-    EmailThread, FeedEvent, FeedQuery, JournalBatch, JournalEntry, Mailbox, PendingEmail, Result,
-    RoomBacklog, Stats, Store, StoreError, StoreHealth, StoreProblem, TicketFilter, TicketRef,
+    EmailThread, FeedEvent, FeedQuery, Instance, JournalBatch, JournalEntry, Mailbox, PendingEmail,
+    Result, RoomBacklog, Stats, Store, StoreError, StoreHealth, StoreProblem, TicketFilter,
+    TicketRef,
 };
 use crate::domain::alert::Alert;
-use crate::domain::lease::Lease;
+use crate::domain::lease::{Fence, Lease};
 use crate::domain::message::Content;
 use crate::domain::presence::Presence;
 use crate::domain::routing::Router;
@@ -56,6 +57,27 @@ pub trait Backend: Send + Sync + std::fmt::Debug + 'static {
     fn problem(&self) -> Option<StoreProblem>;
 }
 
+tokio::task_local! {
+    /// The lease the current task works under, if any (see [`fenced`]).
+    static FENCE: Fence;
+}
+
+/// Runs `work` under `fence`: every write it makes through a [`Store`] first checks, in the same
+/// transaction, that the fence's holder still holds the lease with its token, and fails with
+/// [`StoreError::Fenced`] otherwise.
+///
+/// Why a task-local rather than a parameter: a lease holder's work (a room's sends, the journal, the
+/// mailer) writes through many store operations, and each must be fenced, including ones added later.
+/// Scoping the work once fences them all; nothing can forget to pass it.
+pub async fn fenced<F: Future>(fence: Fence, work: F) -> F::Output {
+    FENCE.scope(fence, work).await
+}
+
+/// The fence the calling task works under, if any.
+pub fn current_fence() -> Option<Fence> {
+    FENCE.try_with(Fence::clone).ok()
+}
+
 /// A [`Store`] over a [`Backend`].
 #[derive(Debug)]
 pub struct Engine<B> {
@@ -73,6 +95,30 @@ impl<B: Backend> Engine<B> {
 
     fn router(&self) -> Option<Arc<Router>> {
         self.router.read().ok().and_then(|r| r.clone())
+    }
+
+    /// A write transaction, fenced when the calling task works under a lease (see [`fenced`]).
+    async fn write<T, F>(&self, f: F) -> Result<T>
+    where
+        T: Send + 'static,
+        F: FnOnce(&mut dyn Tx) -> Result<T> + Send + 'static,
+    {
+        match FENCE.try_with(Fence::clone) {
+            Err(_) => self.backend.write(f).await,
+            Ok(fence) => {
+                self.backend
+                    .write(move |tx| {
+                        if !tx.fence_holds(&fence)? {
+                            return Err(StoreError::Fenced(format!(
+                                "{} no longer holds lease {} with token {}",
+                                fence.holder, fence.lease, fence.token
+                            )));
+                        }
+                        f(tx)
+                    })
+                    .await
+            }
+        }
     }
 }
 
@@ -95,8 +141,7 @@ impl<B: Backend> Store for Engine<B> {
 
     async fn bury_journal(&self, journal_id: i64, reason: &str, now: Timestamp) -> Result<bool> {
         let reason = reason.to_string();
-        self.backend
-            .write(move |tx| ops::journal::bury(tx, journal_id, &reason, now))
+        self.write(move |tx| ops::journal::bury(tx, journal_id, &reason, now))
             .await
     }
 
@@ -106,23 +151,20 @@ impl<B: Backend> Store for Engine<B> {
 
     async fn retry_dead_journal(&self, id: i64, member: &str, now: Timestamp) -> Result<i64> {
         let member = member.to_string();
-        self.backend
-            .write(move |tx| ops::journal::release(tx, id, true, &member, now))
+        self.write(move |tx| ops::journal::release(tx, id, true, &member, now))
             .await?
             .ok_or_else(|| StoreError::Other("the retried row got no journal id".into()))
     }
 
     async fn delete_dead_journal(&self, id: i64, member: &str, now: Timestamp) -> Result<()> {
         let member = member.to_string();
-        self.backend
-            .write(move |tx| ops::journal::release(tx, id, false, &member, now))
+        self.write(move |tx| ops::journal::release(tx, id, false, &member, now))
             .await
             .map(|_| ())
     }
 
     async fn purge_tickets(&self, resolved_before: Timestamp, limit: usize) -> Result<usize> {
-        self.backend
-            .write(move |tx| tx.purge_resolved(resolved_before, limit))
+        self.write(move |tx| tx.purge_resolved(resolved_before, limit))
             .await
     }
 
@@ -147,8 +189,7 @@ impl<B: Backend> Store for Engine<B> {
     ) -> Result<Vec<Applied>> {
         let policy = *policy;
         let router = self.router();
-        self.backend
-            .write(move |tx| ops::apply::batch(tx, &entries, &policy, router.as_deref()))
+        self.write(move |tx| ops::apply::batch(tx, &entries, &policy, router.as_deref()))
             .await
     }
 
@@ -160,8 +201,7 @@ impl<B: Backend> Store for Engine<B> {
 
     async fn expire_leases(&self, now: Timestamp, limit: usize) -> Result<Vec<String>> {
         let router = self.router();
-        self.backend
-            .write(move |tx| ops::apply::expire(tx, now, limit, router.as_deref()))
+        self.write(move |tx| ops::apply::expire(tx, now, limit, router.as_deref()))
             .await
     }
 
@@ -174,8 +214,7 @@ impl<B: Backend> Store for Engine<B> {
     ) -> Result<(Ticket, Entry)> {
         let (r, actor) = (r.clone(), actor.clone());
         let router = self.router();
-        self.backend
-            .write(move |tx| ops::apply::act(tx, &r, &action, &actor, now, router.as_deref()))
+        self.write(move |tx| ops::apply::act(tx, &r, &action, &actor, now, router.as_deref()))
             .await
     }
 
@@ -206,8 +245,7 @@ impl<B: Backend> Store for Engine<B> {
     }
 
     async fn create_silence(&self, draft: SilenceDraft, now: Timestamp) -> Result<Silence> {
-        self.backend
-            .write(move |tx| ops::create_silence(tx, &draft, now))
+        self.write(move |tx| ops::create_silence(tx, &draft, now))
             .await
     }
 
@@ -232,8 +270,7 @@ impl<B: Backend> Store for Engine<B> {
 
     async fn expire_silence(&self, id: i64, member: &str, now: Timestamp) -> Result<Silence> {
         let member = member.to_string();
-        self.backend
-            .write(move |tx| ops::expire_silence(tx, id, &member, now))
+        self.write(move |tx| ops::expire_silence(tx, id, &member, now))
             .await
     }
 
@@ -283,8 +320,7 @@ impl<B: Backend> Store for Engine<B> {
             .await?;
         if !bad.is_empty() {
             // A row that cannot be read goes dead alone instead of holding up its room.
-            self.backend
-                .write(move |tx| {
+            self.write(move |tx| {
                     for (id, e) in &bad {
                         tracing::error!(delivery = id, error = %e, "An outbox row cannot be read; it goes dead alone.");
                         tx.kill_delivery(*id, &format!("the stored delivery cannot be read: {e}"))?;
@@ -300,8 +336,7 @@ impl<B: Backend> Store for Engine<B> {
         if results.is_empty() {
             return Ok(());
         }
-        self.backend
-            .write(move |tx| ops::outbox::complete(tx, &results, now))
+        self.write(move |tx| ops::outbox::complete(tx, &results, now))
             .await
     }
 
@@ -313,8 +348,7 @@ impl<B: Backend> Store for Engine<B> {
         now: Timestamp,
     ) -> Result<i64> {
         let room = room.to_string();
-        self.backend
-            .write(move |tx| ops::outbox::digest(tx, &room, &covered, &digest, now))
+        self.write(move |tx| ops::outbox::digest(tx, &room, &covered, &digest, now))
             .await
     }
 
@@ -324,8 +358,7 @@ impl<B: Backend> Store for Engine<B> {
 
     async fn set_presence(&self, member: &str, presence: Presence) -> Result<()> {
         let member = member.to_string();
-        self.backend
-            .write(move |tx| tx.set_presence(&member, &presence))
+        self.write(move |tx| tx.set_presence(&member, &presence))
             .await
     }
 
@@ -335,8 +368,7 @@ impl<B: Backend> Store for Engine<B> {
 
     async fn outbox_retry(&self, id: i64, member: &str, now: Timestamp) -> Result<Delivery> {
         let member = member.to_string();
-        self.backend
-            .write(move |tx| ops::outbox::retry(tx, id, &member, now))
+        self.write(move |tx| ops::outbox::retry(tx, id, &member, now))
             .await
     }
 
@@ -346,8 +378,7 @@ impl<B: Backend> Store for Engine<B> {
             .read(move |tx| ops::emails::due(tx, now, limit))
             .await?;
         if !bad.is_empty() {
-            self.backend
-                .write(move |tx| {
+            self.write(move |tx| {
                     for (id, e) in &bad {
                         tracing::error!(email = id, error = %e, "An email row cannot be sent; it fails alone.");
                         tx.fail_email(*id, e)?;
@@ -382,8 +413,7 @@ impl<B: Backend> Store for Engine<B> {
         if results.is_empty() {
             return Ok(());
         }
-        self.backend
-            .write(move |tx| ops::emails::complete(tx, &results, now))
+        self.write(move |tx| ops::emails::complete(tx, &results, now))
             .await
     }
 
@@ -394,8 +424,7 @@ impl<B: Backend> Store for Engine<B> {
         now: Timestamp,
     ) -> Result<bool> {
         let member = member.to_string();
-        self.backend
-            .write(move |tx| tx.set_unsubscribed(&member, unsubscribed, now))
+        self.write(move |tx| tx.set_unsubscribed(&member, unsubscribed, now))
             .await
     }
 
@@ -412,7 +441,7 @@ impl<B: Backend> Store for Engine<B> {
 
     async fn end_sessions(&self, member: &str) -> Result<i64> {
         let member = member.to_string();
-        self.backend.write(move |tx| tx.bump_session(&member)).await
+        self.write(move |tx| tx.bump_session(&member)).await
     }
 
     async fn take_email_reply(
@@ -424,11 +453,10 @@ impl<B: Backend> Store for Engine<B> {
     ) -> Result<usize> {
         let message_id = message_id.to_string();
         let router = self.router();
-        self.backend
-            .write(move |tx| {
-                ops::apply::email_reply(tx, router.as_deref(), &message_id, &replies, until, now)
-            })
-            .await
+        self.write(move |tx| {
+            ops::apply::email_reply(tx, router.as_deref(), &message_id, &replies, until, now)
+        })
+        .await
     }
     async fn acquire_lease(
         &self,
@@ -439,19 +467,35 @@ impl<B: Backend> Store for Engine<B> {
     ) -> Result<Option<Lease>> {
         let (name, holder) = (name.to_string(), holder.to_string());
         let ttl_ms = i64::try_from(ttl.as_millis()).unwrap_or(i64::MAX);
-        self.backend
-            .write(move |tx| ops::lease::acquire(tx, &name, &holder, ttl_ms, now))
+        self.write(move |tx| ops::lease::acquire(tx, &name, &holder, ttl_ms, now))
             .await
     }
 
     async fn release_lease(&self, name: &str, holder: &str) -> Result<()> {
         let (name, holder) = (name.to_string(), holder.to_string());
-        self.backend
-            .write(move |tx| ops::lease::release(tx, &name, &holder))
+        self.write(move |tx| ops::lease::release(tx, &name, &holder))
             .await
     }
 
     async fn leases(&self) -> Result<Vec<Lease>> {
         self.backend.read(|tx| tx.leases()).await
+    }
+
+    async fn heartbeat(&self, instance: &Instance) -> Result<()> {
+        let instance = instance.clone();
+        // Not fenced: an instance says it is alive whatever it holds.
+        self.backend
+            .write(move |tx| tx.put_instance(&instance))
+            .await
+    }
+
+    async fn instances(&self) -> Result<Vec<Instance>> {
+        self.backend.read(|tx| tx.instances()).await
+    }
+
+    async fn forget_instances(&self, before: Timestamp) -> Result<usize> {
+        self.backend
+            .write(move |tx| tx.delete_instances(before))
+            .await
     }
 }

@@ -31,7 +31,7 @@ use crate::domain::ticket::{Action, ActionError, Actor, Policy, Ticket, TicketSt
 use crate::domain::time::Timestamp;
 use crate::domain::timeline::{Entry, Visibility};
 
-pub use engine::{Backend, Engine};
+pub use engine::{current_fence, fenced, Backend, Engine};
 pub use postgres::{PgBackend, PgStore};
 pub use sqlite::{SqliteBackend, SqliteStore};
 
@@ -52,11 +52,26 @@ pub enum StoreError {
     /// A bounded collection is full (silences in force, ...): the caller must make room first.
     #[error("{0}")]
     Full(String),
+    /// A write under a lease (see [`fenced`]) that another instance has taken over since: refused, so
+    /// an instance that was paused or cut off cannot act as the owner.
+    #[error("lease lost: {0}")]
+    Fenced(String),
     #[error("storage error: {0}")]
     Other(String),
 }
 
 pub type Result<T, E = StoreError> = std::result::Result<T, E>;
+
+/// A tocsin instance sharing the database, as it last said.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Instance {
+    pub id: String,
+    /// Where it serves HTTP.
+    pub address: String,
+    pub version: String,
+    pub started_at: Timestamp,
+    pub heartbeat_at: Timestamp,
+}
 
 /// An alert accepted into the journal and not yet applied to tickets.
 #[derive(Debug, Clone, PartialEq)]
@@ -276,7 +291,7 @@ pub struct Delivery {
 }
 
 /// A room's pending deliveries, for the outbox worker's scheduling.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct RoomBacklog {
     pub room: String,
     pub pending: u64,
@@ -558,6 +573,15 @@ pub trait Store: Send + Sync + std::fmt::Debug + 'static {
 
     /// Every lease there is, by name.
     async fn leases(&self) -> Result<Vec<Lease>>;
+
+    /// Records that `instance` is alive (inserting it, or moving its heartbeat to `heartbeat_at`).
+    async fn heartbeat(&self, instance: &Instance) -> Result<()>;
+
+    /// Every instance that heartbeated and was not forgotten, by id.
+    async fn instances(&self) -> Result<Vec<Instance>>;
+
+    /// Forgets instances whose last heartbeat is older than `before`. Returns how many.
+    async fn forget_instances(&self, before: Timestamp) -> Result<usize>;
 }
 
 /// Opens the backend named by a storage URL, creating and migrating it as needed.

@@ -15,10 +15,10 @@ use std::collections::BTreeSet;
 
 use super::{
     DeadJournal, Delivery, DeliveryResult, DroppedAlert, EmailResult, EmailThread, FeedEvent,
-    FeedQuery, JournalBatch, Result, RoomBacklog, Stats, TicketFilter, TicketRef,
+    FeedQuery, Instance, JournalBatch, Result, RoomBacklog, Stats, TicketFilter, TicketRef,
 };
 use crate::domain::alert::Alert;
-use crate::domain::lease::Lease;
+use crate::domain::lease::{Fence, Lease};
 use crate::domain::mail::MailReason;
 use crate::domain::message::Content;
 use crate::domain::presence::Presence;
@@ -234,6 +234,15 @@ pub trait LeaseRows {
     fn put_lease(&mut self, lease: &Lease) -> Result<()>;
     /// Every lease, by name.
     fn leases(&mut self) -> Result<Vec<Lease>>;
+    /// Whether the fence's holder still holds its lease with its token. Inside a write the lease stays
+    /// locked against a takeover until commit, so what the write does happens under the lease.
+    fn fence_holds(&mut self, fence: &Fence) -> Result<bool>;
+    /// Inserts the instance or replaces its row.
+    fn put_instance(&mut self, instance: &Instance) -> Result<()>;
+    /// Every instance, by id.
+    fn instances(&mut self) -> Result<Vec<Instance>>;
+    /// Deletes instances whose heartbeat is older than `before`; how many.
+    fn delete_instances(&mut self, before: Timestamp) -> Result<usize>;
 }
 
 /// All of it: what `store/ops/` works on.

@@ -1,5 +1,6 @@
 //! The admin page: dead deliveries (with Retry), dead journal rows (alerts that could not be
-//! processed, with Retry and Delete) and alerts plugins dropped.
+//! processed, with Retry and Delete), alerts plugins dropped, and the cluster (instances, leases,
+//! rooms' backlogs).
 
 use axum::extract::State;
 use axum::http::StatusCode;
@@ -7,6 +8,7 @@ use axum::response::Response;
 
 use super::html::{esc, layout, message, page, time};
 use super::session::Session;
+use crate::cluster::ClusterView;
 use crate::config::Role;
 use crate::error::ApiError;
 use crate::state::AppState;
@@ -79,6 +81,7 @@ pub async fn admin(State(state): State<AppState>, session: Session) -> Result<Re
     }
     body.push_str("</section>");
     dead_journal(&mut body, &state.store.dead_journal(100).await?);
+    cluster(&mut body, &state.cluster.view().await?);
     Ok(page(
         StatusCode::OK,
         layout("Admin", Some(&session), "admin", &body),
@@ -111,6 +114,48 @@ fn dead_journal(body: &mut String, dead: &[DeadJournal]) {
                 at = time(d.received_at),
                 reason = esc(&d.reason),
                 shown = esc(&shown),
+            ));
+        }
+        body.push_str("</tbody></table>");
+    }
+    body.push_str("</section>");
+}
+
+fn cluster(body: &mut String, view: &ClusterView) {
+    body.push_str(&format!(
+        "<section class=\"card\"><h1>Cluster</h1><p>This page came from <span class=\"mono\">{}</span>; \
+         leases last {} ms.</p>",
+        esc(&view.instance),
+        view.lease_ttl_ms
+    ));
+    body.push_str(
+        "<table class=\"instances\"><thead><tr><th>Instance</th><th>Address</th><th>Version</th>\
+         <th>Started</th><th>Last heartbeat</th><th>State</th><th>Leases</th></tr></thead><tbody>",
+    );
+    for i in &view.instances {
+        body.push_str(&format!(
+            "<tr data-instance=\"{id}\"><td class=\"mono\">{id}</td><td class=\"mono\">{address}</td>\
+             <td>{version}</td><td class=\"nowrap\">{started}</td><td class=\"nowrap\">{heartbeat}</td>\
+             <td>{state}</td><td>{leases}</td></tr>",
+            id = esc(&i.instance.id),
+            address = esc(&i.instance.address),
+            version = esc(&i.instance.version),
+            started = time(i.instance.started_at),
+            heartbeat = time(i.instance.heartbeat_at),
+            state = i.state,
+            leases = esc(&i.leases.join(", ")),
+        ));
+    }
+    body.push_str("</tbody></table>");
+    if !view.rooms.is_empty() {
+        body.push_str(
+            "<table class=\"backlog\"><thead><tr><th>Room</th><th>Pending</th></tr></thead><tbody>",
+        );
+        for r in &view.rooms {
+            body.push_str(&format!(
+                "<tr><td>{}</td><td>{}</td></tr>",
+                esc(&r.room),
+                r.pending
             ));
         }
         body.push_str("</tbody></table>");

@@ -1,11 +1,13 @@
 //! Leases for several instances on one database: one holder at a time, renewals keep the token, a
 //! lease that expired goes to the next asker with a larger token (fencing), releasing frees it at once.
+//! Writes under a lease are refused once it changed hands; instances heartbeat and are forgotten.
 
 use std::sync::Arc;
 use std::time::Duration;
 
+use tocsin::domain::lease::Fence;
 use tocsin::domain::time::Timestamp;
-use tocsin::store::Store;
+use tocsin::store::{fenced, Instance, Store, StoreError};
 
 use super::support::T0;
 
@@ -117,4 +119,74 @@ pub async fn leases_race_has_one_winner(store: Arc<dyn Store>) {
     }
     assert_eq!(winners.len(), 1, "{winners:?}");
     assert_eq!(winners[0].token, 1);
+}
+
+/// A write made under a fence runs while the fence's holder holds the lease with its token, and is
+/// refused (changing nothing) once the lease went to another instance; writes outside any fence are
+/// never refused.
+pub async fn writes_under_a_lost_lease_are_refused(store: Arc<dyn Store>) {
+    let a = store
+        .acquire_lease("sweeps", "a", TTL, at(0))
+        .await
+        .unwrap()
+        .unwrap();
+    let fence = Fence {
+        lease: "sweeps".into(),
+        holder: "a".into(),
+        token: a.token,
+    };
+    let write = |store: Arc<dyn Store>, member: &'static str| async move {
+        store.end_sessions(member).await
+    };
+    let first = fenced(fence.clone(), write(Arc::clone(&store), "alice"))
+        .await
+        .unwrap();
+    assert_eq!(store.session_generation("alice").await.unwrap(), first);
+    // a was paused past its lease; b took it over.
+    store
+        .acquire_lease("sweeps", "b", TTL, at(20_000))
+        .await
+        .unwrap()
+        .unwrap();
+    let refused = fenced(fence.clone(), write(Arc::clone(&store), "alice")).await;
+    assert!(matches!(refused, Err(StoreError::Fenced(_))), "{refused:?}");
+    assert_eq!(store.session_generation("alice").await.unwrap(), first);
+    // Even when a takes the lease back later, the old token stays refused.
+    store.release_lease("sweeps", "b").await.unwrap();
+    store
+        .acquire_lease("sweeps", "a", TTL, at(20_001))
+        .await
+        .unwrap()
+        .unwrap();
+    let stale = fenced(fence, write(Arc::clone(&store), "alice")).await;
+    assert!(matches!(stale, Err(StoreError::Fenced(_))), "{stale:?}");
+    // Reads are not fenced, and neither is work outside a fence.
+    assert_eq!(store.session_generation("alice").await.unwrap(), first);
+    assert!(write(Arc::clone(&store), "alice").await.unwrap() > first);
+}
+
+fn instance(id: &str, heartbeat_ms: i64) -> Instance {
+    Instance {
+        id: id.into(),
+        address: format!("127.0.0.1:90{}", id.len()),
+        version: "0.1.0".into(),
+        started_at: at(0),
+        heartbeat_at: at(heartbeat_ms),
+    }
+}
+
+/// Instances heartbeat (a second heartbeat moves the first), are listed by id, and those silent since
+/// before a time are forgotten.
+pub async fn instances_heartbeat_and_are_forgotten(store: Arc<dyn Store>) {
+    assert!(store.instances().await.unwrap().is_empty());
+    store.heartbeat(&instance("b", 100)).await.unwrap();
+    store.heartbeat(&instance("a", 100)).await.unwrap();
+    store.heartbeat(&instance("a", 5_000)).await.unwrap();
+    assert_eq!(
+        store.instances().await.unwrap(),
+        [instance("a", 5_000), instance("b", 100)]
+    );
+    assert_eq!(store.forget_instances(at(100)).await.unwrap(), 0);
+    assert_eq!(store.forget_instances(at(101)).await.unwrap(), 1);
+    assert_eq!(store.instances().await.unwrap(), [instance("a", 5_000)]);
 }

@@ -73,6 +73,8 @@ macro_rules! contract {
             misc::email_replies,
             cluster::leases_one_holder_at_a_time,
             cluster::leases_race_has_one_winner,
+            cluster::writes_under_a_lost_lease_are_refused,
+            cluster::instances_heartbeat_and_are_forgotten,
         );
     };
     (@cases $backend:ident, $open:expr; $($module:ident :: $case:ident),+ $(,)?) => {

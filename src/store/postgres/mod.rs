@@ -43,6 +43,7 @@ use crate::domain::alert::Alert;
 const MIGRATIONS: &[&str] = &[
     include_str!("migrations/0001_schema.sql"),
     include_str!("migrations/0002_leases.sql"),
+    include_str!("migrations/0003_instances.sql"),
 ];
 
 /// Connections in the pool.

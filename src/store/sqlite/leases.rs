@@ -1,12 +1,12 @@
-//! Leases on SQLite (one writer: reads inside a write need no lock).
+//! Leases and instances on SQLite (one writer: reads inside a write need no lock).
 
 use rusqlite::{params, OptionalExtension, Row};
 
 use super::{err, exec, SqliteTx};
-use crate::domain::lease::Lease;
+use crate::domain::lease::{Fence, Lease};
 use crate::domain::time::Timestamp;
 use crate::store::tx::LeaseRows;
-use crate::store::Result;
+use crate::store::{Instance, Result};
 
 fn lease(r: &Row<'_>) -> rusqlite::Result<Lease> {
     Ok(Lease {
@@ -42,5 +42,58 @@ impl LeaseRows for SqliteTx<'_> {
             .map_err(err)?;
         let rows = stmt.query_map([], lease).map_err(err)?;
         rows.collect::<rusqlite::Result<_>>().map_err(err)
+    }
+
+    fn fence_holds(&mut self, f: &Fence) -> Result<bool> {
+        self.c
+            .prepare_cached("SELECT 1 FROM leases WHERE name = ?1 AND holder = ?2 AND token = ?3")
+            .and_then(|mut s| s.exists(params![f.lease, f.holder, f.token]))
+            .map_err(err)
+    }
+
+    fn put_instance(&mut self, i: &Instance) -> Result<()> {
+        exec(
+            self.c,
+            "INSERT INTO instances (id, address, version, started_at, heartbeat_at) \
+             VALUES (?1, ?2, ?3, ?4, ?5) ON CONFLICT (id) DO UPDATE SET address = ?2, \
+             version = ?3, started_at = ?4, heartbeat_at = ?5",
+            params![
+                i.id,
+                i.address,
+                i.version,
+                i.started_at.as_millis(),
+                i.heartbeat_at.as_millis()
+            ],
+        )
+        .map(|_| ())
+    }
+
+    fn instances(&mut self) -> Result<Vec<Instance>> {
+        let mut stmt = self
+            .c
+            .prepare_cached(
+                "SELECT id, address, version, started_at, heartbeat_at FROM instances ORDER BY id",
+            )
+            .map_err(err)?;
+        let rows = stmt
+            .query_map([], |r| {
+                Ok(Instance {
+                    id: r.get(0)?,
+                    address: r.get(1)?,
+                    version: r.get(2)?,
+                    started_at: Timestamp::from_millis(r.get(3)?),
+                    heartbeat_at: Timestamp::from_millis(r.get(4)?),
+                })
+            })
+            .map_err(err)?;
+        rows.collect::<rusqlite::Result<_>>().map_err(err)
+    }
+
+    fn delete_instances(&mut self, before: Timestamp) -> Result<usize> {
+        exec(
+            self.c,
+            "DELETE FROM instances WHERE heartbeat_at < ?1",
+            params![before.as_millis()],
+        )
     }
 }

@@ -53,6 +53,7 @@ const MIGRATIONS: &[&str] = &[
     include_str!("migrations/0010_inbound_seen.sql"),
     include_str!("migrations/0011_retention.sql"),
     include_str!("migrations/0012_leases.sql"),
+    include_str!("migrations/0013_instances.sql"),
 ];
 
 const READERS: usize = 2;
