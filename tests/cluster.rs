@@ -230,7 +230,10 @@ fn sigkill_of_the_busy_rooms_sender_during_a_storm() {
                 };
             }
         }
-        if counted as usize != tickets.len() {
+        // One change more is the send in flight at the kill: sent alone by the victim, not recorded,
+        // and then counted again by the heir (in a digest, or alone: then it is a duplicate above).
+        let counted = counted as usize;
+        if counted < tickets.len() || counted > tickets.len() + 1 {
             // A digest swallowed by another (its row covered, its counts dropped) shows here.
             let named = digest_ids_named(survivor, &tickets).await;
             let received: BTreeSet<i64> = digest_ids.iter().copied().collect();
