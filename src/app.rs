@@ -236,16 +236,11 @@ impl App {
         }
         // The leases are let go only once the workers below have stopped (`work_done`).
         let (done_tx, done_rx) = tokio::sync::oneshot::channel::<()>();
-        // The first round before any work, so the workers find their leases at once.
-        if let Err(e) = cluster.round().await {
-            tracing::warn!(error = %e, "Cannot take leases yet; will retry.");
-        }
         tracing::info!(
             instance = %cluster.id,
             mode = ?cluster.mode,
             lease_ttl = ?cluster.ttl,
-            leases = ?cluster.held().keys().collect::<Vec<_>>(),
-            "Joined the cluster."
+            "Joining the cluster."
         );
         let keeper = tokio::spawn(Arc::clone(&cluster).run(stop_rx.clone(), async move {
             let _ = done_rx.await;

@@ -22,7 +22,9 @@ async fn accepted_alerts_survive_sigkill_exactly_once() {
     std::fs::write(
         &config,
         format!(
-            "listen: 127.0.0.1:0\nstorage: {}\nsources:\n  g: {{kind: generic}}\nlog: {{format: json}}\n",
+            // A short lease: on PostgreSQL the killed instance's journal lease must run out before the
+            // restarted one may process (it cannot tell a dead instance from a slow one).
+            "listen: 127.0.0.1:0\nstorage: {}\nsources:\n  g: {{kind: generic}}\nlog: {{format: json}}\ncluster: {{lease_ttl: 1s}}\n",
             common::storage::storage_url(&db)
         ),
     )
@@ -80,8 +82,14 @@ async fn accepted_alerts_survive_sigkill_exactly_once() {
         "the kill came too late to test anything"
     );
 
-    // Restart, then stop gracefully: the processor finishes the journal before exiting.
-    let (code, log) = Server::start(&config).terminate();
+    // Restart, then stop gracefully: the processor finishes the journal before exiting. On PostgreSQL
+    // it processes only once the killed instance's lease ran out, so wait for that first.
+    let restarted = Server::start(&config);
+    if common::storage::on_postgres() {
+        let took = restarted.wait_log("\"lease\":\"journal\"", std::time::Duration::from_secs(30));
+        assert!(took.is_some_and(|l| l.contains("Took a lease.")));
+    }
+    let (code, log) = restarted.terminate();
     assert_eq!(code, Some(0), "{log:?}");
 
     let store = common::storage::open_store(&db).await;
