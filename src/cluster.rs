@@ -296,11 +296,20 @@ impl Cluster {
         for (name, m) in moves {
             match m {
                 Move::Take | Move::Renew => {
-                    match self
+                    let asked = self
                         .store
                         .acquire_lease(&name, &self.id, self.ttl, now)
-                        .await?
-                    {
+                        .await;
+                    // One lease that cannot be had now (its row locked by a stalled holder) must not
+                    // keep the others from being renewed.
+                    let asked = match asked {
+                        Ok(a) => a,
+                        Err(e) => {
+                            tracing::debug!(lease = %name, error = %e, "Could not ask for a lease this round.");
+                            continue;
+                        }
+                    };
+                    match asked {
                         Some(l) => {
                             let mut state = self.state.lock().expect("cluster lock");
                             let previous = state.held.insert(

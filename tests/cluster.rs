@@ -546,6 +546,53 @@ impl Follower {
     }
 }
 
+/// A note added through one node reaches a live stream open on another: the commit's NOTIFY wakes
+/// every instance's stream hub, not only the writer's.
+#[test]
+fn a_note_through_one_node_reaches_a_stream_on_another() {
+    run(async {
+        let rec = Recorder::start().await;
+        let cluster = Cluster::start(2, &config(None, &rec.url, STEADY_ROOM, "")).await;
+        let (a, b) = (&cluster.nodes[0], &cluster.nodes[1]);
+        assert_eq!(a.send_alert("live-note").await, Some(202));
+        let key = wait_for("the ticket", Duration::from_secs(30), || async {
+            let t = b.tickets().await?;
+            t.first()
+                .and_then(|t| t["key"].as_str().map(str::to_string))
+        })
+        .await;
+        let client = reqwest::Client::new();
+        let mut stream = open_stream(&client, &b.base(), None)
+            .await
+            .expect("a stream on node b");
+        let text = format!("written on a {}", now_ms());
+        let r = client
+            .post(format!("{}/api/tickets/{key}/notes", a.base()))
+            .bearer_auth(ADMIN_TOKEN)
+            .json(&serde_json::json!({"text": text, "visibility": "public"}))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 201);
+        let written = Instant::now();
+        let mut buf = String::new();
+        let mut got = Vec::new();
+        tokio::time::timeout(Duration::from_secs(30), async {
+            while !got.iter().any(|e: &Event| e.text == text) {
+                let chunk = stream.chunk().await.unwrap().expect("the stream ended");
+                buf.push_str(&String::from_utf8_lossy(&chunk));
+                take_events(&mut buf, &mut got);
+            }
+        })
+        .await
+        .expect("the note written on node a never reached node b's stream");
+        eprintln!(
+            "node b's stream got the note {:?} after it was written on node a",
+            written.elapsed()
+        );
+    });
+}
+
 /// Steady load while the three nodes are restarted one at a time (SIGTERM, start, ready). A live
 /// stream opened on the first node moves to another node when its node goes down, resuming with
 /// `Last-Event-ID`: across the hops it must carry exactly the feed's entries, no gap and no repeat.

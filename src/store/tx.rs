@@ -232,6 +232,16 @@ pub trait LeaseRows {
     fn lease(&mut self, name: &str) -> Result<Option<Lease>>;
     /// Stores a lease (inserting or replacing the one of that name).
     fn put_lease(&mut self, lease: &Lease) -> Result<()>;
+    /// Moves the expiry of lease `name` to `expires_at` if `holder` holds it unexpired at `now`; the
+    /// renewed lease, or `None`. Unlike [`LeaseRows::lease`] it does not wait for writes fenced under the
+    /// lease (a renewal changes no holder or token), so a long write never makes its own lease lapse.
+    fn renew_lease(
+        &mut self,
+        name: &str,
+        holder: &str,
+        now: Timestamp,
+        expires_at: Timestamp,
+    ) -> Result<Option<Lease>>;
     /// Every lease, by name.
     fn leases(&mut self) -> Result<Vec<Lease>>;
     /// Whether the fence's holder still holds its lease with its token. Inside a write the lease stays

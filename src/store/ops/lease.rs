@@ -13,6 +13,11 @@ pub fn acquire(
     ttl_ms: i64,
     now: Timestamp,
 ) -> Result<Option<Lease>> {
+    // The common case first: the holder renewing, without waiting for its own fenced writes.
+    let expires_at = Timestamp::from_millis(now.as_millis().saturating_add(ttl_ms.max(1)));
+    if let Some(renewed) = tx.renew_lease(name, holder, now, expires_at)? {
+        return Ok(Some(renewed));
+    }
     let current = tx.lease(name)?;
     match lease::claim(current.as_ref(), name, holder, now, ttl_ms) {
         Some(next) => {

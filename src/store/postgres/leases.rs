@@ -34,6 +34,10 @@ impl LeaseRows for PgTx<'_> {
              ON CONFLICT (name) DO NOTHING",
             &[&name],
         )?;
+        // Taking a lease over waits for the old holder's fenced writes; not for long: one that stopped
+        // mid-write is ended by the server (idle_in_transaction_session_timeout), and the asker tries
+        // again at its next round.
+        self.exec("SET LOCAL lock_timeout = '2s'", &[])?;
         self.query_opt(
             "SELECT name, holder, token, expires_at FROM leases WHERE name = $1 FOR UPDATE",
             &[&name],
@@ -51,6 +55,25 @@ impl LeaseRows for PgTx<'_> {
         .map(|_| ())
     }
 
+    fn renew_lease(
+        &mut self,
+        name: &str,
+        holder: &str,
+        now: Timestamp,
+        expires_at: Timestamp,
+    ) -> Result<Option<Lease>> {
+        // An UPDATE of a non-key column locks the row FOR NO KEY UPDATE, which does not conflict with
+        // the FOR KEY SHARE of fenced writes: a renewal never waits for them. A takeover's FOR UPDATE
+        // does.
+        self.query_opt(
+            "UPDATE leases SET expires_at = $4 WHERE name = $1 AND holder = $2 AND holder <> '' \
+             AND expires_at > $3 RETURNING name, holder, token, expires_at",
+            &[&name, &holder, &now.as_millis(), &expires_at.as_millis()],
+        )?
+        .map(|r| lease(&r))
+        .transpose()
+    }
+
     fn leases(&mut self) -> Result<Vec<Lease>> {
         self.query(
             "SELECT name, holder, token, expires_at FROM leases ORDER BY name",
@@ -62,11 +85,12 @@ impl LeaseRows for PgTx<'_> {
     }
 
     fn fence_holds(&mut self, f: &Fence) -> Result<bool> {
-        // FOR SHARE: a takeover (which locks the row FOR UPDATE) waits until this write commits, and a
-        // write after a takeover sees the new holder.
+        // FOR KEY SHARE: a takeover (which locks the row FOR UPDATE) waits until this write commits,
+        // and a write after a takeover sees the new holder; the holder's renewals (FOR NO KEY UPDATE)
+        // do not wait for it.
         Ok(self
             .query_opt(
-                "SELECT 1 FROM leases WHERE name = $1 AND holder = $2 AND token = $3 FOR SHARE",
+                "SELECT 1 FROM leases WHERE name = $1 AND holder = $2 AND token = $3 FOR KEY SHARE",
                 &[&f.lease, &f.holder, &f.token],
             )?
             .is_some())

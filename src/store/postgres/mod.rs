@@ -57,6 +57,9 @@ const WAIT: Duration = Duration::from_secs(5);
 const FEED_CHANNEL: &str = "tocsin_feed";
 
 /// The advisory lock key that orders feed ids by commit (see `tickets.rs`).
+/// Longest a session may sit inside a transaction without a statement (see [`Target::parse`]).
+const IDLE_IN_TRANSACTION: std::time::Duration = std::time::Duration::from_secs(5);
+
 const FEED_LOCK: i64 = 0x7463_7369_6e66_6564; // "tcsinfed"
 
 /// The PostgreSQL [`Backend`].
@@ -109,6 +112,15 @@ impl Target {
         if config.get_application_name().is_none() {
             config.application_name("tocsin");
         }
+        // A client stopped inside a transaction (SIGSTOP, a frozen VM, a cut network) would hold its
+        // row locks, the feed lock and its lease's fence until it wakes; the server ends such a session
+        // instead. tocsin's transactions never wait on anything between statements.
+        let options = format!(
+            "{} -c idle_in_transaction_session_timeout={}",
+            config.get_options().unwrap_or(""),
+            IDLE_IN_TRANSACTION.as_millis()
+        );
+        config.options(options.trim());
         config.ssl_mode(tls.mode);
         Ok(Target {
             config,

@@ -35,6 +35,28 @@ impl LeaseRows for SqliteTx<'_> {
         .map(|_| ())
     }
 
+    fn renew_lease(
+        &mut self,
+        name: &str,
+        holder: &str,
+        now: Timestamp,
+        expires_at: Timestamp,
+    ) -> Result<Option<Lease>> {
+        self.c
+            .prepare_cached(
+                "UPDATE leases SET expires_at = ?4 WHERE name = ?1 AND holder = ?2 AND holder <> '' \
+                 AND expires_at > ?3 RETURNING name, holder, token, expires_at",
+            )
+            .and_then(|mut s| {
+                s.query_row(
+                    params![name, holder, now.as_millis(), expires_at.as_millis()],
+                    lease,
+                )
+                .optional()
+            })
+            .map_err(err)
+    }
+
     fn leases(&mut self) -> Result<Vec<Lease>> {
         let mut stmt = self
             .c
