@@ -4,9 +4,9 @@
 //! PostgreSQL database (the server `benches/support/storage.rs` finds), with one unthrottled webhook room
 //! aimed at a receiver in this process. For each count it measures:
 //!
-//! 1. **Accepted and applied alerts/s**: batches of 100 distinct alerts on 8 connections, spread over the
-//!    instances in turn, for `BENCH_SECONDS` (10). Accepted: alerts answered 2xx per second of sending.
-//!    Applied: alerts per second from the first request until the journal is empty.
+//! 1. **Accepted and applied alerts/s**: `BENCH_ALERTS` (20,000) distinct alerts in batches of 100 on 8
+//!    connections, spread over the instances in turn. Accepted: alerts answered 2xx per second of
+//!    sending. Applied: alerts per second from the first request until the journal is empty.
 //! 2. **Alert → webhook p50/p99** at `BENCH_RATE` (200) single alerts/s for 5 s, spread over the
 //!    instances: from starting the request to the webhook arriving.
 //! 3. **Failover** (two or more instances), `BENCH_KILLS` (5) times: SIGKILL the instance holding the
@@ -165,12 +165,12 @@ async fn settle(client: &reqwest::Client, nodes: &[Node]) {
     }
 }
 
-async fn throughput(client: &reqwest::Client, nodes: &[Node], seconds: usize) -> (f64, f64) {
+async fn throughput(client: &reqwest::Client, nodes: &[Node], alerts: usize) -> (f64, f64) {
     let addrs: Arc<Vec<String>> = Arc::new(nodes.iter().map(|n| n.addr.clone()).collect());
     let accepted = Arc::new(AtomicUsize::new(0));
     let batch_no = Arc::new(AtomicUsize::new(0));
     let start = Instant::now();
-    let until = start + Duration::from_secs(seconds as u64);
+    let batches = alerts.div_ceil(100);
     let mut workers = Vec::new();
     for _ in 0..8 {
         let (client, addrs, accepted, batch_no) = (
@@ -180,8 +180,11 @@ async fn throughput(client: &reqwest::Client, nodes: &[Node], seconds: usize) ->
             Arc::clone(&batch_no),
         );
         workers.push(tokio::spawn(async move {
-            while Instant::now() < until {
+            loop {
                 let b = batch_no.fetch_add(1, Ordering::Relaxed);
+                if b >= batches {
+                    return;
+                }
                 let alerts: Vec<_> = (0..100).map(|i| alert(&format!("t-{b}-{i}"))).collect();
                 let addr = &addrs[b % addrs.len()];
                 if let Ok(r) = client
@@ -298,7 +301,7 @@ async fn failover(
 async fn run(
     backend: &Backend,
     n: usize,
-    seconds: usize,
+    alerts: usize,
     rate: usize,
     kills: usize,
     ttl: usize,
@@ -316,7 +319,7 @@ async fn run(
     let mut nodes: Vec<Node> = (0..n).map(|_| start(&config)).collect();
     let client = reqwest::Client::new();
     settle(&client, &nodes).await;
-    let (accepted, applied) = throughput(&client, &nodes, seconds).await;
+    let (accepted, applied) = throughput(&client, &nodes, alerts).await;
     let (p50, p99) = latency(&client, &nodes, &arrivals, rate).await;
     let mut times = Vec::new();
     if n > 1 {
@@ -337,7 +340,7 @@ async fn run(
 }
 
 fn main() {
-    let seconds = env_or("BENCH_SECONDS", 10);
+    let alerts = env_or("BENCH_ALERTS", 20_000);
     let rate = env_or("BENCH_RATE", 200);
     let kills = env_or("BENCH_KILLS", 5);
     let ttl = env_or("BENCH_LEASE_TTL", 10);
@@ -359,13 +362,13 @@ fn main() {
         .build()
         .unwrap();
     println!(
-        "tocsin cluster bench on {}: {seconds} s of batches, {rate} alerts/s for latency, {kills} kills, lease_ttl {ttl}s",
+        "tocsin cluster bench on {}: {alerts} alerts in batches, {rate} alerts/s for latency, {kills} kills, lease_ttl {ttl}s",
         backend.label()
     );
     let rows: Vec<(String, Vec<f64>)> = counts
         .iter()
         .map(|&n| {
-            let figures = runtime.block_on(run(&backend, n, seconds, rate, kills, ttl));
+            let figures = runtime.block_on(run(&backend, n, alerts, rate, kills, ttl));
             (
                 format!("{n} instance{}", if n == 1 { "" } else { "s" }),
                 figures,
@@ -373,7 +376,7 @@ fn main() {
         })
         .collect();
     storage::print_table(
-        &format!("cluster on one PostgreSQL: batches for {seconds} s, {rate} alerts/s latency, failover median of {kills}"),
+        &format!("cluster on one PostgreSQL: {alerts} alerts in batches, {rate} alerts/s latency, failover median of {kills}"),
         &[
             Column { name: "accepted alerts/s", decimals: 0 },
             Column { name: "applied alerts/s", decimals: 0 },

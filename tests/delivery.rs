@@ -635,3 +635,84 @@ async fn on_a_platform_that_edits_a_storm_keeps_one_digest_message_up_to_date() 
         "the last edit sums up all 150 tickets: {text}"
     );
 }
+
+/// A room whose platform stops answering holds up only itself: with the server's own loop running, a
+/// second room gets every message while the first room's request still hangs (its receiver answers
+/// only when the test lets it).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_room_stuck_on_a_slow_platform_does_not_hold_up_another() {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    use std::sync::Arc;
+    let fast = receiver().await;
+    // The slow platform: takes each request, then answers only once released.
+    let release = Arc::new(tokio::sync::Semaphore::new(0));
+    let taken = Arc::new(AtomicUsize::new(0));
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let slow_url = format!("http://{}/hook", listener.local_addr().unwrap());
+    let (r, t) = (Arc::clone(&release), Arc::clone(&taken));
+    let slow = axum::Router::new().route(
+        "/hook",
+        axum::routing::post(move || {
+            let (r, t) = (Arc::clone(&r), Arc::clone(&t));
+            async move {
+                t.fetch_add(1, Ordering::SeqCst);
+                r.acquire().await.unwrap().forget();
+                "ok"
+            }
+        }),
+    );
+    let server = tokio::spawn(async move { axum::serve(listener, slow).await.unwrap() });
+    let app = spawn_app_with(&format!(
+        "rooms:\n  slow:\n    sink: {{kind: webhook, url: \"{slow_url}\", timeout: 5m}}\n{}\
+         routes:\n  - rooms: [slow, fast]\n",
+        webhook_room("fast", &fast, ""),
+    ))
+    .await;
+    let (stop, stopped) = tokio::sync::watch::channel(false);
+    let sender = tokio::spawn(
+        std::sync::Arc::clone(&app.app.outbox).run(Arc::clone(&app.app.cluster), stopped),
+    );
+
+    app.hook(alert("first", "warning", "firing")).await;
+    app.process().await;
+    until("the slow room's first request", || {
+        taken.load(Ordering::SeqCst) == 1
+    })
+    .await;
+    for name in ["second", "third"] {
+        app.hook(alert(name, "warning", "firing")).await;
+    }
+    app.process().await;
+    for _ in 0..1500 {
+        if events(&bodies(&fast).await) == ["T-1 opened", "T-2 opened", "T-3 opened"] {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert_eq!(
+        events(&bodies(&fast).await),
+        ["T-1 opened", "T-2 opened", "T-3 opened"]
+    );
+    // The slow room is still in its first request.
+    assert_eq!(taken.load(Ordering::SeqCst), 1);
+
+    release.add_permits(100);
+    until("the slow room catching up", || {
+        taken.load(Ordering::SeqCst) == 3
+    })
+    .await;
+    stop.send(true).unwrap();
+    sender.await.unwrap();
+    server.abort();
+}
+
+/// Polls `done` (every 20 ms, up to 30 s) for something the server's own loops do.
+async fn until(what: &str, done: impl Fn() -> bool) {
+    for _ in 0..1500 {
+        if done() {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    panic!("gave up waiting for {what}");
+}

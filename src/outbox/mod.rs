@@ -241,34 +241,6 @@ impl Outbox {
         Ok(total)
     }
 
-    /// Like [`Outbox::step`], for the rooms whose lease this instance holds in `cluster`, each under
-    /// its lease (fenced writes, the lease checked before every send).
-    pub async fn step_held(&self, cluster: &Cluster) -> Result<usize, StoreError> {
-        let backlog = self.store.outbox_backlog(self.clock.now()).await?;
-        let work = backlog.into_iter().filter_map(|b| {
-            let room = self.rooms.get(&b.room)?;
-            let lease = outbox_lease(&b.room);
-            Some(async move {
-                cluster
-                    .under(&lease, self.room_step(room, b, Some(cluster)))
-                    .await
-                    .unwrap_or(Ok(0))
-            })
-        });
-        let mut total = 0;
-        for r in futures_util::future::join_all(work).await {
-            match r {
-                Ok(n) => total += n,
-                // Another instance took the room over mid-step: its sends are its own now.
-                Err(StoreError::Fenced(e)) => {
-                    tracing::info!(error = %e, "Stopped sending for a room.")
-                }
-                Err(e) => return Err(e),
-            }
-        }
-        Ok(total)
-    }
-
     /// Steps until nothing more is due at the clock's current time.
     pub async fn drain(&self) -> Result<usize, StoreError> {
         let mut total = 0;
@@ -558,10 +530,26 @@ impl Outbox {
         Ok(covered.len() + 1)
     }
 
-    /// The server's loop: step whenever woken, and at least every 250 ms for retries and rate limits
-    /// coming due. On shutdown it stops between steps; what is left is sent at the next start.
+    /// The server's loop. Each room has a task of its own, so a room waiting on a slow platform (or its
+    /// retry, or its rate) holds up only itself; this loop reads every room's backlog in one query
+    /// whenever woken, and at least every 250 ms for retries and rate limits coming due, and hands each
+    /// room its part. A room sends only while this instance holds its lease in `cluster`, under it
+    /// (fenced writes, the lease checked before every send). On shutdown the rooms stop between sends;
+    /// what is left is sent at the next start (or by another instance).
     pub async fn run(self: Arc<Self>, cluster: Arc<Cluster>, mut shutdown: watch::Receiver<bool>) {
         const TICK: Duration = Duration::from_millis(250);
+        let mut rooms = BTreeMap::new();
+        let mut tasks = tokio::task::JoinSet::new();
+        for name in self.rooms.keys() {
+            let (work, given) = watch::channel(None);
+            rooms.insert(name.clone(), work);
+            tasks.spawn(Arc::clone(&self).room_loop(
+                name.clone(),
+                given,
+                Arc::clone(&cluster),
+                shutdown.clone(),
+            ));
+        }
         let mut failures = 0u32;
         // Deliveries written by other instances (the journal's holder, a note taken there) come with
         // timeline entries: every instance learns of those commits through the feed.
@@ -569,31 +557,85 @@ impl Outbox {
         let shared = cluster.mode == Mode::Shared;
         loop {
             if *shutdown.borrow() {
-                return;
+                break;
             }
-            match self.step_held(&cluster).await {
-                Ok(0) => {
+            let pause = match self.store.outbox_backlog(self.clock.now()).await {
+                Ok(backlog) => {
                     failures = 0;
-                    tokio::select! {
-                        _ = self.wake.notified() => {}
-                        r = feed.changed(), if shared => {
-                            if r.is_err() {
-                                feed = self.store.feed_watch();
-                            }
+                    for b in backlog {
+                        if let Some(work) = rooms.get(&b.room) {
+                            work.send_replace(Some(b));
                         }
-                        _ = cluster.changed.notified() => {}
-                        _ = tokio::time::sleep(TICK) => {}
-                        _ = shutdown.changed() => {}
                     }
+                    TICK
                 }
-                Ok(_) => failures = 0,
                 Err(e) => {
                     failures = failures.saturating_add(1);
-                    tracing::warn!(error = %e, "Sending the outbox failed; will retry.");
+                    tracing::warn!(error = %e, "Reading the outbox failed; will retry.");
+                    Duration::from_millis(100u64 << failures.min(6))
+                }
+            };
+            tokio::select! {
+                _ = self.wake.notified() => {}
+                r = feed.changed(), if shared => {
+                    if r.is_err() {
+                        feed = self.store.feed_watch();
+                    }
+                }
+                _ = cluster.changed.notified() => {}
+                _ = tokio::time::sleep(pause) => {}
+                _ = shutdown.changed() => {}
+            }
+        }
+        // Each room finishes the send it is in.
+        while tasks.join_next().await.is_some() {}
+    }
+
+    /// One room's sender: steps whenever given its backlog, until shutdown.
+    async fn room_loop(
+        self: Arc<Self>,
+        name: String,
+        mut given: watch::Receiver<Option<RoomBacklog>>,
+        cluster: Arc<Cluster>,
+        mut shutdown: watch::Receiver<bool>,
+    ) {
+        let Some(room) = self.rooms.get(&name) else {
+            return;
+        };
+        let lease = outbox_lease(&name);
+        let mut failures = 0u32;
+        loop {
+            tokio::select! {
+                r = given.changed() => if r.is_err() { return },
+                _ = shutdown.changed() => return,
+            }
+            if *shutdown.borrow() {
+                return;
+            }
+            let Some(backlog) = given.borrow_and_update().clone() else {
+                continue;
+            };
+            match cluster
+                .under(&lease, self.room_step(room, backlog, Some(&cluster)))
+                .await
+            {
+                None | Some(Ok(0)) => failures = 0,
+                Some(Ok(_)) => {
+                    failures = 0;
+                    // More may be due: ask for the backlog again now rather than at the next tick.
+                    self.notify();
+                }
+                // Another instance took the room over mid-step: its sends are its own now.
+                Some(Err(StoreError::Fenced(e))) => {
+                    tracing::info!(room = %name, error = %e, "Stopped sending for a room.")
+                }
+                Some(Err(e)) => {
+                    failures = failures.saturating_add(1);
+                    tracing::warn!(room = %name, error = %e, "Sending a room's outbox failed; will retry.");
                     let pause = Duration::from_millis(100u64 << failures.min(6));
                     tokio::select! {
                         _ = tokio::time::sleep(pause) => {}
-                        _ = shutdown.changed() => {}
+                        _ = shutdown.changed() => return,
                     }
                 }
             }

@@ -47,7 +47,8 @@ pub trait JournalRows {
     fn take_journal_row(&mut self, id: i64) -> Result<Option<(Timestamp, String)>>;
     /// When the oldest row was received.
     fn oldest_pending(&mut self) -> Result<Option<Timestamp>>;
-    /// Rows waiting and their stored size in bytes.
+    /// Rows waiting and their stored size in bytes (a backend may estimate both past a size where
+    /// counting costs more than it tells: PostgreSQL past 10,000 rows).
     fn journal_size(&mut self) -> Result<(u64, u64)>;
     fn insert_dead(
         &mut self,
