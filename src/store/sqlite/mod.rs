@@ -28,6 +28,7 @@ mod members;
 #[cfg(test)]
 mod migration_tests;
 mod outbox;
+mod plugin_kv;
 mod retention;
 mod rows;
 mod silences;
@@ -54,6 +55,7 @@ const MIGRATIONS: &[&str] = &[
     include_str!("migrations/0011_retention.sql"),
     include_str!("migrations/0012_leases.sql"),
     include_str!("migrations/0013_instances.sql"),
+    include_str!("migrations/0014_plugin_kv.sql"),
 ];
 
 const READERS: usize = 2;
