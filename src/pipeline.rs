@@ -4,8 +4,9 @@
 //! later stage (plugins, delivery) never holds a sender's request. It is driven in steps: the server
 //! loops over [`Processor::step`] and [`Processor::sweep`]; tests call them directly instead of sleeping.
 
+use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex, PoisonError, Weak};
 use std::time::Duration;
 
 use tokio::sync::{watch, Notify};
@@ -15,10 +16,11 @@ use crate::clock::Clock;
 use crate::cluster::{Cluster, Mode, JOURNAL, SWEEPS};
 use crate::domain::alert::Alert;
 use crate::domain::ticket::Policy;
+use crate::domain::time::Timestamp;
 use crate::metrics::Metrics;
 use crate::outbox::Outbox;
-use crate::plugin::Plugins;
-use crate::store::{Applied, JournalEntry, Store, StoreError};
+use crate::plugin::{Kv, PluginClock, Plugins, Registry};
+use crate::store::{self, Applied, JournalEntry, Store, StoreError};
 
 pub use crate::domain::system::{plugin_alert, SYSTEM_SOURCE};
 
@@ -101,6 +103,24 @@ pub struct Processor {
     outbox: Arc<Outbox>,
     /// `tickets.retention`; `None` keeps tickets for ever.
     retention: Option<Duration>,
+    /// Which plugins' kv stores hold what the store has, and under which journal lease.
+    kv_loaded: Arc<Mutex<KvLoaded>>,
+}
+
+/// The plugins' kv stores loaded from the store, and the journal lease token they were loaded under.
+///
+/// Why per token: another instance may have held the journal, and written its plugins' state, since
+/// this one last did; a new token means the lease changed hands, so what is in memory may be stale.
+/// Why per kv store (not per plugin name): a reload that adds a plugin, or adds back one it removed,
+/// gives it a fresh, empty store, which must be loaded before the plugin runs.
+#[derive(Debug, Default)]
+struct KvLoaded {
+    /// `None`: nothing loaded yet. `Some(None)`: loaded with no lease (alone on SQLite, or tests
+    /// driving steps without a cluster), which never changes hands.
+    token: Option<Option<i64>>,
+    /// Weak: a store a reload dropped is not kept alive for this; its allocation stays while the
+    /// weak reference does, so a new store never compares equal to it.
+    kvs: BTreeMap<String, Weak<Mutex<Kv>>>,
 }
 
 impl Processor {
@@ -122,6 +142,7 @@ impl Processor {
             plugins,
             outbox,
             retention: None,
+            kv_loaded: Arc::default(),
         }
     }
 
@@ -137,9 +158,10 @@ impl Processor {
     /// moved aside instead: a host bug met by one alert must not stop the others.
     async fn run_plugins(
         &self,
+        registry: &Arc<Registry>,
         entries: Vec<JournalEntry>,
     ) -> Result<(Vec<JournalEntry>, Vec<(i64, String)>), StoreError> {
-        let registry = self.plugins.current();
+        let registry = Arc::clone(registry);
         if registry.chains.is_empty() {
             return Ok((entries, Vec::new()));
         }
@@ -277,8 +299,14 @@ impl Processor {
     /// Applies one batch of pending alerts. Returns how many journal rows it consumed (0 = idle),
     /// counting rows moved to the dead journal.
     pub async fn step(&self) -> Result<usize, StoreError> {
+        // One registry for the whole step: the stores loaded are those of the plugins that run, and
+        // saved after.
+        let registry = self.plugins.current();
+        self.load_kv(&registry).await?;
         let batch = self.store.pending_journal(BATCH).await?;
         if batch.is_empty() {
+            // Changes a failed save kept are tried again even when no alerts come.
+            self.save_kv(&registry).await;
             return Ok(0);
         }
         let n = batch.len();
@@ -287,7 +315,11 @@ impl Processor {
         }
         let received: Vec<_> = batch.entries.iter().map(|e| e.alert.received_at).collect();
         let bytes: u64 = batch.entries.iter().map(|e| e.alert.approx_size()).sum();
-        let (pending, panicked) = self.run_plugins(batch.entries).await?;
+        let (pending, panicked) = self.run_plugins(&registry, batch.entries).await?;
+        // Saved before the batch is applied: if tocsin stops between the two, the alerts run through
+        // the plugins again over state that already saw them, as after any failed batch (plugins run
+        // at least once). Saved after, their effect on the state could be lost for alerts applied.
+        self.save_kv(&registry).await;
         for (id, reason) in &panicked {
             self.bury(*id, reason).await?;
         }
@@ -304,6 +336,80 @@ impl Processor {
             self.metrics.processing_latency.observe(now.since(at));
         }
         Ok(n)
+    }
+
+    /// Loads the plugins' kv stores from the store where they may not hold what it has: at the first
+    /// step, after the journal lease changed hands (its token, inside [`Cluster::under`]), and for a
+    /// store a reload added. Fails, and no plugin runs, when the store cannot be read: a plugin run on
+    /// an empty store would save over the state it should have seen.
+    async fn load_kv(&self, registry: &Registry) -> Result<(), StoreError> {
+        let token = store::current_fence().map(|f| f.token);
+        let wanted: Vec<(String, Arc<Mutex<Kv>>)> = {
+            let mut loaded = self
+                .kv_loaded
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner);
+            if loaded.token != Some(token) {
+                loaded.token = Some(token);
+                loaded.kvs.clear();
+            }
+            registry
+                .plugins
+                .iter()
+                .map(|(name, p)| (name.clone(), p.kv()))
+                .filter(|(name, kv)| {
+                    !loaded
+                        .kvs
+                        .get(name)
+                        .is_some_and(|w| std::ptr::eq(w.as_ptr(), Arc::as_ptr(kv)))
+                })
+                .collect()
+        };
+        for (name, kv) in wanted {
+            // The plugins' clock, not the processor's: expiries are on the clock plugins see.
+            let now_ms = PluginClock::System.now_ms();
+            let entries = self.store.plugin_kv(&name, millis(now_ms)).await?;
+            let n = entries.len();
+            kv.lock().unwrap_or_else(PoisonError::into_inner).load(
+                entries.into_iter().map(|e| {
+                    let expiry = e.expires_at.map(|t| t.as_millis().max(0) as u64);
+                    (e.key, e.value, expiry)
+                }),
+                now_ms,
+            );
+            tracing::debug!(plugin = %name, entries = n, "Loaded the plugin's kv store.");
+            self.kv_loaded
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner)
+                .kvs
+                .insert(name, Arc::downgrade(&kv));
+        }
+        Ok(())
+    }
+
+    /// Writes what changed in each plugin's kv store since the last save, one transaction per plugin,
+    /// fenced when under the journal lease. A write that fails keeps its changes for the next step
+    /// instead of failing this one: the alerts still apply, and the state is saved once the store
+    /// takes it (or, when the lease was lost, is replaced by the next holder's at the next load).
+    async fn save_kv(&self, registry: &Registry) {
+        for (name, plugin) in &registry.plugins {
+            let kv = plugin.kv();
+            let changes = kv
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner)
+                .take_changes();
+            if changes.is_empty() {
+                continue;
+            }
+            let rows = changes.iter().map(kv_change).collect();
+            let now = millis(PluginClock::System.now_ms());
+            if let Err(e) = self.store.write_plugin_kv(name, rows, now).await {
+                tracing::warn!(plugin = %name, error = %e, "Saving the plugin's kv store failed; will retry.");
+                kv.lock()
+                    .unwrap_or_else(PoisonError::into_inner)
+                    .put_back(&changes);
+            }
+        }
     }
 
     /// Steps until the journal is empty. Returns the number of entries consumed.
@@ -446,5 +552,27 @@ impl Processor {
             Ok(n) => tracing::debug!(resolved = n, "Resolved tickets whose lease ran out."),
             Err(e) => tracing::warn!(error = %e, "Sweeping leases failed; will retry."),
         }
+    }
+}
+
+/// A time on the plugins' clock (ms since the epoch, unsigned) as the store's.
+fn millis(ms: u64) -> Timestamp {
+    Timestamp::from_millis(i64::try_from(ms).unwrap_or(i64::MAX))
+}
+
+/// A kv change as the store takes it.
+fn kv_change(change: &crate::plugin::KvChange) -> store::KvChange {
+    use crate::plugin::KvChange as Plugin;
+    match change {
+        Plugin::Set {
+            key,
+            value,
+            expires_at,
+        } => store::KvChange::Put(store::KvEntry {
+            key: key.clone(),
+            value: value.clone(),
+            expires_at: expires_at.map(millis),
+        }),
+        Plugin::Delete { key } => store::KvChange::Delete(key.clone()),
     }
 }

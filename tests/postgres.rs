@@ -15,7 +15,7 @@ use tocsin::domain::silence::{Matcher, SilenceDraft};
 use tocsin::domain::ticket::{Action, Actor, Policy};
 use tocsin::domain::time::Timestamp;
 use tocsin::domain::timeline::Visibility;
-use tocsin::store::{FeedQuery, PgStore, SqliteStore, Store, TicketFilter};
+use tocsin::store::{FeedQuery, KvChange, KvEntry, PgStore, SqliteStore, Store, TicketFilter};
 
 const BIN: &str = env!("CARGO_BIN_EXE_tocsin");
 
@@ -223,11 +223,14 @@ async fn migrate_moves_a_sqlite_install_into_an_empty_postgres_and_refuses_a_ful
         fill(&old).await;
         snapshot(&old).await
     };
-    // As the release before this change left it: its schema had 11 migrations (no leases or instances tables).
+    // As the release before PostgreSQL left it: its schema had 11 migrations (no leases, instances or
+    // plugin_kv tables).
     {
         let c = rusqlite::Connection::open(&path).unwrap();
-        c.execute_batch("DROP TABLE instances; DROP TABLE leases; PRAGMA user_version = 11;")
-            .unwrap();
+        c.execute_batch(
+            "DROP TABLE plugin_kv; DROP TABLE instances; DROP TABLE leases; PRAGMA user_version = 11;",
+        )
+        .unwrap();
     }
     let db = TestDatabase::create();
     let from = format!("sqlite://{}", path.display());
@@ -284,4 +287,48 @@ async fn migrate_moves_a_sqlite_install_into_an_empty_postgres_and_refuses_a_ful
     .unwrap();
     assert_eq!(code, Some(1), "{out}{err}");
     assert!(err.contains("not empty"), "{err}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn migrate_carries_plugins_kv_state_over() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("kv.db");
+    let entries = vec![
+        KvEntry {
+            key: "hold:prom/a".into(),
+            value: "sent:1".into(),
+            expires_at: Some(Timestamp::from_millis(T0 + 60_000)),
+        },
+        KvEntry {
+            key: "hold:prom/b".into(),
+            value: "pending:2".into(),
+            expires_at: None,
+        },
+    ];
+    SqliteStore::open(&path)
+        .unwrap()
+        .write_plugin_kv(
+            "hold",
+            entries.iter().cloned().map(KvChange::Put).collect(),
+            Timestamp::from_millis(T0),
+        )
+        .await
+        .unwrap();
+    let db = TestDatabase::create();
+    let (code, out, err) = tokio::task::spawn_blocking({
+        let (from, to) = (format!("sqlite://{}", path.display()), db.url.clone());
+        move || run(&["migrate", "--from", &from, "--to", &to])
+    })
+    .await
+    .unwrap();
+    assert_eq!(code, Some(0), "{out}{err}");
+    assert!(out.contains("plugin_kv: 2"), "{out}");
+    let moved = PgStore::connect(&db.url).await.unwrap();
+    assert_eq!(
+        moved
+            .plugin_kv("hold", Timestamp::from_millis(T0))
+            .await
+            .unwrap(),
+        entries
+    );
 }

@@ -34,7 +34,7 @@ use crate::domain::plugin::{
 
 use bindings::tocsin::plugin::types as wit;
 pub use host::{LogLine, PluginClock};
-pub use kv::Kv;
+pub use kv::{Change as KvChange, Kv};
 
 /// A warm instance is replaced after this many calls, so whatever a plugin leaks stays bounded.
 pub const RECYCLE_AFTER: u64 = 10_000;

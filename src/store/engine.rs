@@ -14,9 +14,9 @@ use async_trait::async_trait;
 use super::tx::Tx;
 use super::{
     ops, Applied, DeadJournal, Delivery, DeliveryResult, DroppedAlert, EmailReply, EmailResult,
-    EmailThread, FeedEvent, FeedQuery, Instance, JournalBatch, JournalEntry, Mailbox, PendingEmail,
-    Result, RoomBacklog, Stats, Store, StoreError, StoreHealth, StoreProblem, TicketFilter,
-    TicketRef,
+    EmailThread, FeedEvent, FeedQuery, Instance, JournalBatch, JournalEntry, KvChange, KvEntry,
+    Mailbox, PendingEmail, Result, RoomBacklog, Stats, Store, StoreError, StoreHealth,
+    StoreProblem, TicketFilter, TicketRef,
 };
 use crate::domain::alert::Alert;
 use crate::domain::lease::{Fence, Lease};
@@ -497,5 +497,34 @@ impl<B: Backend> Store for Engine<B> {
         self.backend
             .write(move |tx| tx.delete_instances(before))
             .await
+    }
+
+    async fn plugin_kv(&self, plugin: &str, now: Timestamp) -> Result<Vec<KvEntry>> {
+        let plugin = plugin.to_string();
+        self.backend
+            .read(move |tx| tx.plugin_kv(&plugin, now))
+            .await
+    }
+
+    async fn write_plugin_kv(
+        &self,
+        plugin: &str,
+        changes: Vec<KvChange>,
+        now: Timestamp,
+    ) -> Result<()> {
+        let plugin = plugin.to_string();
+        self.write(move |tx| {
+            for change in &changes {
+                match change {
+                    KvChange::Put(entry) => tx.put_plugin_kv(&plugin, entry)?,
+                    KvChange::Delete(key) => tx.delete_plugin_kv(&plugin, key)?,
+                }
+            }
+            // After the changes: an entry put already expired goes too, and nothing expired stays
+            // to be read past (reads filter them anyway).
+            tx.delete_expired_plugin_kv(&plugin, now)?;
+            Ok(())
+        })
+        .await
     }
 }

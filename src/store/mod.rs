@@ -379,6 +379,24 @@ pub enum EmailResult {
     GaveUp { ids: Vec<i64>, error: String },
 }
 
+/// One live entry of a plugin's key-value store, as saved.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct KvEntry {
+    pub key: String,
+    pub value: String,
+    /// When it stops counting; `None` keeps it until it is overwritten or deleted.
+    pub expires_at: Option<Timestamp>,
+}
+
+/// A change to a plugin's saved key-value store (see [`Store::write_plugin_kv`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum KvChange {
+    /// Inserts the entry or replaces the one with its key.
+    Put(KvEntry),
+    /// Deletes the key, if it is there.
+    Delete(String),
+}
+
 /// Everything tocsin keeps. Object-safe: held as `Arc<dyn Store>`.
 #[async_trait]
 pub trait Store: Send + Sync + std::fmt::Debug + 'static {
@@ -582,6 +600,20 @@ pub trait Store: Send + Sync + std::fmt::Debug + 'static {
 
     /// Forgets instances whose last heartbeat is older than `before`. Returns how many.
     async fn forget_instances(&self, before: Timestamp) -> Result<usize>;
+
+    /// Plugin `plugin`'s saved key-value store: the entries not expired at `now` (expired ones
+    /// never come back), by key.
+    async fn plugin_kv(&self, plugin: &str, now: Timestamp) -> Result<Vec<KvEntry>>;
+
+    /// Saves changes to plugin `plugin`'s key-value store, in order, in one transaction, and deletes
+    /// its entries expired at `now`. Fenced like every write made under a lease, so an instance that
+    /// lost the journal cannot overwrite the state its successor keeps.
+    async fn write_plugin_kv(
+        &self,
+        plugin: &str,
+        changes: Vec<KvChange>,
+        now: Timestamp,
+    ) -> Result<()>;
 }
 
 /// Opens the backend named by a storage URL, creating and migrating it as needed.

@@ -15,7 +15,8 @@ use std::collections::BTreeSet;
 
 use super::{
     DeadJournal, Delivery, DeliveryResult, DroppedAlert, EmailResult, EmailThread, FeedEvent,
-    FeedQuery, Instance, JournalBatch, Result, RoomBacklog, Stats, TicketFilter, TicketRef,
+    FeedQuery, Instance, JournalBatch, KvEntry, Result, RoomBacklog, Stats, TicketFilter,
+    TicketRef,
 };
 use crate::domain::alert::Alert;
 use crate::domain::lease::{Fence, Lease};
@@ -256,9 +257,28 @@ pub trait LeaseRows {
     fn delete_instances(&mut self, before: Timestamp) -> Result<usize>;
 }
 
+/// Plugins' key-value stores, one per plugin name.
+pub trait PluginRows {
+    /// The plugin's entries not expired at `now`, by key.
+    fn plugin_kv(&mut self, plugin: &str, now: Timestamp) -> Result<Vec<KvEntry>>;
+    /// Inserts the entry or replaces the one with its key.
+    fn put_plugin_kv(&mut self, plugin: &str, entry: &KvEntry) -> Result<()>;
+    fn delete_plugin_kv(&mut self, plugin: &str, key: &str) -> Result<()>;
+    /// Deletes the plugin's entries expired at `now`; how many.
+    fn delete_expired_plugin_kv(&mut self, plugin: &str, now: Timestamp) -> Result<usize>;
+}
+
 /// All of it: what `store/ops/` works on.
 pub trait Tx:
-    JournalRows + TicketRows + FeedRows + OutboxRows + EmailRows + MemberRows + SilenceRows + LeaseRows
+    JournalRows
+    + TicketRows
+    + FeedRows
+    + OutboxRows
+    + EmailRows
+    + MemberRows
+    + SilenceRows
+    + LeaseRows
+    + PluginRows
 {
 }
 
@@ -270,7 +290,8 @@ impl<
             + EmailRows
             + MemberRows
             + SilenceRows
-            + LeaseRows,
+            + LeaseRows
+            + PluginRows,
     > Tx for T
 {
 }

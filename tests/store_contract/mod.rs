@@ -14,6 +14,7 @@ pub mod journal;
 pub mod misc;
 pub mod outbox;
 pub mod people;
+pub mod plugin_kv;
 pub mod stories;
 pub mod views;
 
@@ -75,6 +76,7 @@ macro_rules! contract {
             cluster::leases_race_has_one_winner,
             cluster::writes_under_a_lost_lease_are_refused,
             cluster::instances_heartbeat_and_are_forgotten,
+            plugin_kv::plugin_kv_saves_expires_and_keeps_plugins_apart,
         );
     };
     (@cases $backend:ident, $open:expr; $($module:ident :: $case:ident),+ $(,)?) => {

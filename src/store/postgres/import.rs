@@ -180,6 +180,15 @@ const TABLES: &[(&str, &[(&str, Kind)])] = &[
             ("until", Int),
         ],
     ),
+    (
+        "plugin_kv",
+        &[
+            ("plugin", Text),
+            ("key", Text),
+            ("value", Text),
+            ("expires_at", Int),
+        ],
+    ),
 ];
 
 /// Tables with a serial id, whose sequence must move past the copied ids.

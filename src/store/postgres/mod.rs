@@ -26,6 +26,7 @@ mod members;
 #[cfg(test)]
 mod order_tests;
 mod outbox;
+mod plugin_kv;
 mod pool;
 mod rows;
 pub(crate) mod search;
@@ -44,6 +45,7 @@ const MIGRATIONS: &[&str] = &[
     include_str!("migrations/0001_schema.sql"),
     include_str!("migrations/0002_leases.sql"),
     include_str!("migrations/0003_instances.sql"),
+    include_str!("migrations/0004_plugin_kv.sql"),
 ];
 
 /// Connections in the pool.

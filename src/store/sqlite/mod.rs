@@ -7,8 +7,9 @@
 //! Readers use their own connections (WAL lets them read while the writer writes).
 //!
 //! The SQL is split by concern, one file per [`Tx`] part: `journal.rs`, `tickets.rs`, `feed.rs` (lists,
-//! search, the feed, counts), `outbox.rs`, `emails.rs`, `members.rs`, `silences.rs`, `retention.rs`;
-//! row decoding in `rows.rs`; migrations are `.sql` files in `migrations/`.
+//! search, the feed, counts), `outbox.rs`, `emails.rs`, `members.rs`, `silences.rs`, `leases.rs`,
+//! `plugin_kv.rs` (plugins' key-value stores), `retention.rs`; row decoding in `rows.rs`; migrations
+//! are `.sql` files in `migrations/`.
 
 use std::path::Path;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -28,6 +29,7 @@ mod members;
 #[cfg(test)]
 mod migration_tests;
 mod outbox;
+mod plugin_kv;
 mod retention;
 mod rows;
 mod silences;
@@ -54,6 +56,7 @@ const MIGRATIONS: &[&str] = &[
     include_str!("migrations/0011_retention.sql"),
     include_str!("migrations/0012_leases.sql"),
     include_str!("migrations/0013_instances.sql"),
+    include_str!("migrations/0014_plugin_kv.sql"),
 ];
 
 const READERS: usize = 2;

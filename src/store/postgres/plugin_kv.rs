@@ -1,0 +1,55 @@
+//! Plugins' key-value stores on PostgreSQL: one row per plugin and key.
+
+use super::{get, PgTx};
+use crate::domain::time::Timestamp;
+use crate::store::tx::PluginRows;
+use crate::store::{KvEntry, Result};
+
+impl PluginRows for PgTx<'_> {
+    fn plugin_kv(&mut self, plugin: &str, now: Timestamp) -> Result<Vec<KvEntry>> {
+        self.query(
+            "SELECT key, value, expires_at FROM plugin_kv \
+             WHERE plugin = $1 AND (expires_at IS NULL OR expires_at > $2) ORDER BY key",
+            &[&plugin, &now.as_millis()],
+        )?
+        .iter()
+        .map(|r| {
+            Ok(KvEntry {
+                key: get(r, 0)?,
+                value: get(r, 1)?,
+                expires_at: get::<Option<i64>>(r, 2)?.map(Timestamp::from_millis),
+            })
+        })
+        .collect()
+    }
+
+    fn put_plugin_kv(&mut self, plugin: &str, e: &KvEntry) -> Result<()> {
+        self.exec(
+            "INSERT INTO plugin_kv (plugin, key, value, expires_at) VALUES ($1, $2, $3, $4) \
+             ON CONFLICT (plugin, key) DO UPDATE SET value = $3, expires_at = $4",
+            &[
+                &plugin,
+                &e.key,
+                &e.value,
+                &e.expires_at.map(|t| t.as_millis()),
+            ],
+        )
+        .map(|_| ())
+    }
+
+    fn delete_plugin_kv(&mut self, plugin: &str, key: &str) -> Result<()> {
+        self.exec(
+            "DELETE FROM plugin_kv WHERE plugin = $1 AND key = $2",
+            &[&plugin, &key],
+        )
+        .map(|_| ())
+    }
+
+    fn delete_expired_plugin_kv(&mut self, plugin: &str, now: Timestamp) -> Result<usize> {
+        self.exec(
+            "DELETE FROM plugin_kv WHERE plugin = $1 AND expires_at <= $2",
+            &[&plugin, &now.as_millis()],
+        )
+        .map(|n| n as usize)
+    }
+}
