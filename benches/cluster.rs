@@ -320,6 +320,11 @@ async fn run(
     let client = reqwest::Client::new();
     settle(&client, &nodes).await;
     let (accepted, applied) = throughput(&client, &nodes, alerts).await;
+    // The latency is measured on an idle room: wait until the batches' messages are all out.
+    let deadline = Instant::now() + Duration::from_secs(600);
+    while arrivals.lock().unwrap().len() < alerts && Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
     let (p50, p99) = latency(&client, &nodes, &arrivals, rate).await;
     let mut times = Vec::new();
     if n > 1 {
