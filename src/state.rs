@@ -278,6 +278,8 @@ impl AppState {
             .as_ref()
             .map(|e| crate::mailer::Tokens::new(e.secret.expose()));
         let closing = tokio::sync::watch::Sender::new(false);
+        let session_keep =
+            (cluster.mode == crate::cluster::Mode::Shared).then_some(crate::sessions::SHARED_FOR);
         let streams = crate::stream_hub::Hub::new(
             Arc::clone(&store),
             closing.subscribe(),
@@ -300,7 +302,7 @@ impl AppState {
             config_path,
             started_at,
             tokens,
-            sessions: crate::sessions::Sessions::default(),
+            sessions: crate::sessions::Sessions::new(session_keep),
             failures: crate::throttle::Failures::default(),
             ingest_failures: crate::throttle::Failures::default(),
         }))

@@ -669,13 +669,17 @@ async fn a_room_stuck_on_a_slow_platform_does_not_hold_up_another() {
     ))
     .await;
     let (stop, stopped) = tokio::sync::watch::channel(false);
+    // The server's loops as `serve` runs them: the lease keeper (on PostgreSQL the rooms are sent only
+    // under their leases) and the outbox.
+    let keeper =
+        tokio::spawn(Arc::clone(&app.app.cluster).run(stopped.clone(), std::future::ready(())));
     let sender = tokio::spawn(
         std::sync::Arc::clone(&app.app.outbox).run(Arc::clone(&app.app.cluster), stopped),
     );
 
     app.hook(alert("first", "warning", "firing")).await;
     app.process().await;
-    until("the slow room's first request", || {
+    until(&app, "the slow room's first request", || {
         taken.load(Ordering::SeqCst) == 1
     })
     .await;
@@ -687,6 +691,7 @@ async fn a_room_stuck_on_a_slow_platform_does_not_hold_up_another() {
         if events(&bodies(&fast).await) == ["T-1 opened", "T-2 opened", "T-3 opened"] {
             break;
         }
+        app.advance(Duration::from_secs(1));
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
     assert_eq!(
@@ -697,21 +702,24 @@ async fn a_room_stuck_on_a_slow_platform_does_not_hold_up_another() {
     assert_eq!(taken.load(Ordering::SeqCst), 1);
 
     release.add_permits(100);
-    until("the slow room catching up", || {
+    until(&app, "the slow room catching up", || {
         taken.load(Ordering::SeqCst) == 3
     })
     .await;
     stop.send(true).unwrap();
     sender.await.unwrap();
+    keeper.await.unwrap();
     server.abort();
 }
 
-/// Polls `done` (every 20 ms, up to 30 s) for something the server's own loops do.
-async fn until(what: &str, done: impl Fn() -> bool) {
+/// Polls `done` (every 20 ms, up to 30 s) for something the server's own loops do, moving the clock a
+/// second each time so rate limits refill (a sender taking a room starts with an empty bucket).
+async fn until(app: &TestApp, what: &str, done: impl Fn() -> bool) {
     for _ in 0..1500 {
         if done() {
             return;
         }
+        app.advance(Duration::from_secs(1));
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
     panic!("gave up waiting for {what}");
