@@ -1,6 +1,7 @@
 //! Hosting WebAssembly plugins: the only module that names wasmtime.
 //!
-//! - [`Engine`]: one per process. Component model, fuel, epoch interruption (a 1 ms ticker thread), the
+//! - [`Engine`]: one per process. Component model, fuel, epoch interruption (a 1 ms ticker thread,
+//!   ticking only while plugin code runs), the
 //!   pooling allocator when it can reserve its slots (on-demand otherwise), and an on-disk cache of
 //!   compiled plugins keyed by content hash.
 //! - [`Plugin`]: one compiled component with its `InstancePre`, limits and a warm instance. Calls reuse
@@ -96,6 +97,35 @@ impl Limits {
 pub struct Engine {
     engine: wasmtime::Engine,
     pooling: bool,
+    ticker: Arc<Ticker>,
+}
+
+/// The epoch ticker's switch: it ticks (every 1 ms) only while some plugin code runs, and sleeps
+/// otherwise, so an idle tocsin (or one without plugins) does not wake a thread a thousand times a
+/// second.
+#[derive(Debug, Default)]
+struct Ticker {
+    running: std::sync::atomic::AtomicUsize,
+    thread: std::sync::OnceLock<std::thread::Thread>,
+}
+
+/// Plugin code may run while this lives: the epoch ticks.
+struct Ticking(Arc<Ticker>);
+
+impl Ticker {
+    fn start(self: &Arc<Self>) -> Ticking {
+        self.running.fetch_add(1, Ordering::SeqCst);
+        if let Some(t) = self.thread.get() {
+            t.unpark();
+        }
+        Ticking(Arc::clone(self))
+    }
+}
+
+impl Drop for Ticking {
+    fn drop(&mut self) {
+        self.0.running.fetch_sub(1, Ordering::SeqCst);
+    }
 }
 
 impl std::fmt::Debug for Engine {
@@ -144,11 +174,22 @@ impl Engine {
                 )
             }
         };
-        // Epoch ticker: deadlines are counted in 1 ms ticks. It stops when the engine is dropped.
+        // Epoch ticker: deadlines are counted in 1 ms ticks while plugin code runs (see `Ticker`); it
+        // parks otherwise (an unpark before the park is kept, so no start is missed). It stops when
+        // the engine is dropped.
         let weak = engine.weak();
-        std::thread::Builder::new()
+        let ticker = Arc::new(Ticker::default());
+        let switch = Arc::clone(&ticker);
+        let thread = std::thread::Builder::new()
             .name("plugin-epoch".into())
             .spawn(move || loop {
+                if switch.running.load(Ordering::SeqCst) == 0 {
+                    std::thread::park_timeout(Duration::from_secs(1));
+                    if weak.upgrade().is_none() {
+                        return;
+                    }
+                    continue;
+                }
                 std::thread::sleep(Duration::from_millis(1));
                 match weak.upgrade() {
                     Some(e) => e.increment_epoch(),
@@ -156,7 +197,12 @@ impl Engine {
                 }
             })
             .map_err(|e| LoadError::Engine(e.to_string()))?;
-        Ok(Engine { engine, pooling })
+        let _ = ticker.thread.set(thread.thread().clone());
+        Ok(Engine {
+            engine,
+            pooling,
+            ticker,
+        })
     }
 
     /// Compiles and checks a plugin file, then sets it up with `settings`. Slow for big components:
@@ -372,6 +418,8 @@ impl Plugin {
         clock: PluginClock,
     ) -> CallReport {
         let started = Instant::now();
+        // Instantiating runs plugin code too.
+        let _ticking = self.engine.ticker.start();
         let mut guard = match self.warm.lock() {
             Ok(g) => g,
             Err(poisoned) => poisoned.into_inner(),
