@@ -62,7 +62,8 @@ pub mod log {
 }
 
 /// The plugin's own key-value store: the only state that outlives one event. Keys are per
-/// plugin; values are strings of at most 64 KiB; the store holds at most 10,000 keys.
+/// plugin; values are strings of at most 64 KiB; a full store (10,000 keys or 8 MiB) evicts the least
+/// recently used keys. tocsin keeps it in its database, across restarts and instances.
 pub mod kv {
     use super::*;
 
