@@ -22,8 +22,7 @@
 //! same machine and share its cores with the server (and with PostgreSQL, when it runs there).
 
 use std::collections::HashMap;
-use std::io::{BufRead, BufReader};
-use std::process::{Child, Command, Stdio};
+use std::process::Child;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -31,6 +30,8 @@ use axum::extract::State;
 use axum::routing::post;
 use axum::Json;
 
+#[path = "support/server.rs"]
+mod server;
 #[path = "support/storage.rs"]
 mod storage;
 
@@ -91,23 +92,7 @@ fn start_tocsin(dir: &std::path::Path, storage: &str, receiver_port: u16) -> (Ch
         ),
     )
     .unwrap();
-    let mut child = Command::new(BIN)
-        .args(["serve", "--config"])
-        .arg(&config)
-        .env("RUST_LOG", "info")
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("build the release binary first: cargo build --release");
-    let mut lines = BufReader::new(child.stderr.take().unwrap()).lines();
-    let addr = loop {
-        let line = lines.next().expect("server exited").unwrap();
-        let v: serde_json::Value = serde_json::from_str(&line).unwrap_or_default();
-        if v["message"] == "tocsin is listening." {
-            break v["addr"].as_str().unwrap().to_string();
-        }
-    };
-    std::thread::spawn(move || for _ in lines.map_while(Result::ok) {});
-    (child, addr)
+    server::serve(BIN, &config)
 }
 
 fn alert(title: &str) -> String {

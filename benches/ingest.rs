@@ -19,12 +19,13 @@
 //! `scripts/build-plugins`). The load generator runs on the same machine and shares its cores with the
 //! server (and with PostgreSQL, when it runs there).
 
-use std::io::{BufRead, BufReader};
-use std::process::{Command, Stdio};
+use std::process::Command;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+#[path = "support/server.rs"]
+mod server;
 #[path = "support/storage.rs"]
 mod storage;
 
@@ -119,22 +120,7 @@ fn run(
         ),
     )
     .unwrap();
-    let mut child = Command::new(BIN)
-        .args(["serve", "--config"])
-        .arg(&config)
-        .env("RUST_LOG", "info")
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("build the release binary first: cargo build --release");
-    let mut lines = BufReader::new(child.stderr.take().unwrap()).lines();
-    let addr = loop {
-        let line = lines.next().expect("server exited").unwrap();
-        let v: serde_json::Value = serde_json::from_str(&line).unwrap_or_default();
-        if v["message"] == "tocsin is listening." {
-            break v["addr"].as_str().unwrap().to_string();
-        }
-    };
-    std::thread::spawn(move || for _ in lines.map_while(Result::ok) {});
+    let (mut child, addr) = server::serve(BIN, &config);
     let pid = child.id();
 
     let runtime = tokio::runtime::Builder::new_multi_thread()
