@@ -229,18 +229,19 @@ pub fn print(title: &str, figures: &Figures, backends: &[Backend], bench: &Bench
             .collect();
         println!("| {} |", cells.join(" | "));
         if n == 0 {
+            // Markdown's alignment row: the label column left, the figures right.
             let rule: Vec<String> = widths
                 .iter()
                 .enumerate()
                 .map(|(c, &w)| {
                     if c == 0 {
-                        "-".repeat(w)
+                        "-".repeat(w + 2)
                     } else {
-                        format!("{}:", "-".repeat(w - 1))
+                        format!("{}:", "-".repeat(w + 1))
                     }
                 })
                 .collect();
-            println!("|-{}-|", rule.join("-|-"));
+            println!("|{}|", rule.join("|"));
         }
     }
 }
