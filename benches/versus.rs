@@ -387,7 +387,8 @@ async fn latency(
     f.add(missing_fig, col, missing as f64);
 }
 
-/// Waits until tocsin has applied every accepted alert (polled every 100 ms: each poll is a query on
+/// Waits until tocsin has applied every accepted alert (polled every 200 ms, as `storage::wait_applied`
+/// does: each poll is a query on
 /// the store, so not much more often).
 async fn drain(client: &reqwest::Client, addr: &str) {
     let deadline = Instant::now() + Duration::from_secs(3600);
@@ -396,7 +397,7 @@ async fn drain(client: &reqwest::Client, addr: &str) {
             Instant::now() < deadline,
             "the journal did not drain in an hour"
         );
-        tokio::time::sleep(Duration::from_millis(100)).await;
+        tokio::time::sleep(Duration::from_millis(200)).await;
     }
 }
 
