@@ -387,9 +387,8 @@ async fn latency(
     f.add(missing_fig, col, missing as f64);
 }
 
-/// Waits until tocsin has applied every accepted alert (polled every 200 ms, as `storage::wait_applied`
-/// does: each poll is a query on
-/// the store, so not much more often).
+/// Waits until tocsin has applied every accepted alert. Polled every 200 ms, as
+/// `storage::wait_applied` does: each poll is a query on the store, which competes with the processor.
 async fn drain(client: &reqwest::Client, addr: &str) {
     let deadline = Instant::now() + Duration::from_secs(3600);
     while storage::journal_backlog(client, addr).await != Some(0) {
