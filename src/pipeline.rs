@@ -105,6 +105,25 @@ pub struct Processor {
     retention: Option<Duration>,
     /// Which plugins' kv stores hold what the store has, and under which journal lease.
     kv_loaded: Arc<Mutex<KvLoaded>>,
+    /// The batch read ahead by the last step, if any (see [`Processor::step`]).
+    ahead: Arc<Mutex<Option<Prepared>>>,
+}
+
+/// A journal batch read, run through the plugins and matched against silences: ready to write.
+#[derive(Debug)]
+struct Prepared {
+    /// The journal lease token it was read under (`None`: no lease).
+    token: Option<i64>,
+    /// The highest journal id read, where the batch after it starts.
+    last_id: i64,
+    /// Rows read, readable or not.
+    n: usize,
+    unreadable: Vec<(i64, String)>,
+    /// Entries whose plugin chain panicked in the host, with why.
+    panicked: Vec<(i64, String)>,
+    pending: Vec<JournalEntry>,
+    received: Vec<Timestamp>,
+    bytes: u64,
 }
 
 /// The plugins' kv stores loaded from the store, and the journal lease token they were loaded under.
@@ -143,6 +162,7 @@ impl Processor {
             outbox,
             retention: None,
             kv_loaded: Arc::default(),
+            ahead: Arc::default(),
         }
     }
 
@@ -298,44 +318,119 @@ impl Processor {
 
     /// Applies one batch of pending alerts. Returns how many journal rows it consumed (0 = idle),
     /// counting rows moved to the dead journal.
+    ///
+    /// When the batch is full (a backlog), the next one is read, run through the plugins and matched
+    /// against silences while this one is applied, and kept for the next step: the store's writer
+    /// applying one batch and the plugins preparing the next then work on two cores at once. A batch
+    /// read ahead is used only under the same journal lease token, and dropped when this batch fails
+    /// (the next step reads again from the oldest row). So a step still applies exactly one batch, in
+    /// journal order; a plugin reload or a new silence reaches the batch after the one read ahead.
     pub async fn step(&self) -> Result<usize, StoreError> {
         // One registry for the whole step: the stores loaded are those of the plugins that run, and
         // saved after.
         let registry = self.plugins.current();
         self.load_kv(&registry).await?;
-        let batch = self.store.pending_journal(BATCH).await?;
-        if batch.is_empty() {
+        let token = store::current_fence().map(|f| f.token);
+        let ahead = self
+            .ahead
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .take()
+            .filter(|p| p.token == token);
+        let batch = match ahead {
+            Some(batch) => batch,
+            None => self.prepare(&registry, 0, token).await?,
+        };
+        if batch.n == 0 {
             // Changes a failed save kept are tried again even when no alerts come.
             self.save_kv(&registry).await;
             return Ok(0);
         }
-        let n = batch.len();
-        for (id, reason) in &batch.unreadable {
-            self.bury(*id, reason).await?;
+        if batch.n < BATCH {
+            return self.commit(batch).await;
         }
+        let after = batch.last_id;
+        let (applied, next) =
+            tokio::join!(self.commit(batch), self.prepare(&registry, after, token));
+        let n = applied?;
+        match next {
+            Ok(next) if next.n > 0 => {
+                *self.ahead.lock().unwrap_or_else(PoisonError::into_inner) = Some(next);
+            }
+            Ok(_) => {}
+            Err(e) => {
+                tracing::debug!(error = %e, "Reading ahead failed; the next step reads again.")
+            }
+        }
+        Ok(n)
+    }
+
+    /// Reads the oldest batch after journal id `after` and runs it through the plugins and the
+    /// silences: everything before the write.
+    async fn prepare(
+        &self,
+        registry: &Arc<Registry>,
+        after: i64,
+        token: Option<i64>,
+    ) -> Result<Prepared, StoreError> {
+        let batch = self.store.pending_journal_after(after, BATCH).await?;
+        let n = batch.len();
+        let last_id = batch
+            .entries
+            .iter()
+            .map(|e| e.id)
+            .chain(batch.unreadable.iter().map(|(id, _)| *id))
+            .max()
+            .unwrap_or(after);
         let received: Vec<_> = batch.entries.iter().map(|e| e.alert.received_at).collect();
         let bytes: u64 = batch.entries.iter().map(|e| e.alert.approx_size()).sum();
-        let (pending, panicked) = self.run_plugins(&registry, batch.entries).await?;
+        if n == 0 {
+            return Ok(Prepared {
+                token,
+                last_id,
+                n,
+                unreadable: Vec::new(),
+                panicked: Vec::new(),
+                pending: Vec::new(),
+                received,
+                bytes,
+            });
+        }
+        let (pending, panicked) = self.run_plugins(registry, batch.entries).await?;
         // Saved before the batch is applied: if tocsin stops between the two, the alerts run through
         // the plugins again over state that already saw them, as after any failed batch (plugins run
         // at least once). Saved after, their effect on the state could be lost for alerts applied.
-        self.save_kv(&registry).await;
-        for (id, reason) in &panicked {
+        self.save_kv(registry).await;
+        let pending = self.find_silences(pending).await?;
+        Ok(Prepared {
+            token,
+            last_id,
+            n,
+            unreadable: batch.unreadable,
+            panicked,
+            pending,
+            received,
+            bytes,
+        })
+    }
+
+    /// Writes a prepared batch: rows that cannot be applied to the dead journal, the rest to tickets.
+    async fn commit(&self, batch: Prepared) -> Result<usize, StoreError> {
+        for (id, reason) in batch.unreadable.iter().chain(&batch.panicked) {
             self.bury(*id, reason).await?;
         }
-        let pending = self.find_silences(pending).await?;
-        let applied = self.apply(pending).await?;
-        self.journal.applied(n as u64, bytes);
+        let applied = self.apply(batch.pending).await?;
+        self.journal.applied(batch.n as u64, batch.bytes);
         // The batch may have written deliveries in the same transaction.
         self.outbox.notify();
         let now = self.clock.now();
         for a in &applied {
             self.metrics.alert_processed(a.outcome);
         }
-        for at in received {
+        for at in batch.received {
             self.metrics.processing_latency.observe(now.since(at));
         }
-        Ok(n)
+        Ok(batch.n)
     }
 
     /// Loads the plugins' kv stores from the store where they may not hold what it has: at the first

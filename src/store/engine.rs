@@ -135,8 +135,10 @@ impl<B: Backend> Store for Engine<B> {
         self.backend.append_journal(alerts).await
     }
 
-    async fn pending_journal(&self, limit: usize) -> Result<JournalBatch> {
-        self.backend.read(move |tx| tx.pending_journal(limit)).await
+    async fn pending_journal_after(&self, after: i64, limit: usize) -> Result<JournalBatch> {
+        self.backend
+            .read(move |tx| tx.pending_journal(after, limit))
+            .await
     }
 
     async fn bury_journal(&self, journal_id: i64, reason: &str, now: Timestamp) -> Result<bool> {

@@ -407,7 +407,13 @@ pub trait Store: Send + Sync + std::fmt::Debug + 'static {
     async fn append_journal(&self, alerts: &[Alert]) -> Result<Vec<i64>>;
 
     /// The oldest unapplied journal rows, in order; rows that cannot be decoded come back apart.
-    async fn pending_journal(&self, limit: usize) -> Result<JournalBatch>;
+    async fn pending_journal(&self, limit: usize) -> Result<JournalBatch> {
+        self.pending_journal_after(0, limit).await
+    }
+
+    /// The oldest unapplied journal rows with ids above `after`, in order: the processor reads the
+    /// next batch with it while the one before, up to `after`, is still being applied.
+    async fn pending_journal_after(&self, after: i64, limit: usize) -> Result<JournalBatch>;
 
     /// Moves journal row `journal_id` to the dead journal with `reason`, and in the same transaction
     /// appends a system alert naming it (unless the row is itself such a notice). `false` if the row was

@@ -39,8 +39,8 @@ pub trait JournalRows {
     fn append_journal(&mut self, alerts: &[Alert]) -> Result<Vec<i64>>;
     /// Appends a row as it was stored (a dead row put back), returning its new id.
     fn append_journal_raw(&mut self, received_at: Timestamp, alert: &str) -> Result<i64>;
-    /// The oldest `limit` rows, decoded where they decode.
-    fn pending_journal(&mut self, limit: usize) -> Result<JournalBatch>;
+    /// The oldest `limit` rows with ids above `after`, decoded where they decode.
+    fn pending_journal(&mut self, after: i64, limit: usize) -> Result<JournalBatch>;
     /// Deletes the rows still there among `ids` and returns those it deleted (rows already applied
     /// are gone).
     fn take_journal_many(&mut self, ids: &[i64]) -> Result<BTreeSet<i64>>;
@@ -88,6 +88,9 @@ pub trait TicketRows {
     /// Inserts a ticket as its key's current one, with its title searchable.
     fn insert_ticket(&mut self, ticket: &Ticket) -> Result<()>;
     fn update_ticket(&mut self, ticket: &Ticket) -> Result<()>;
+    /// Saves only a heartbeat's fields (`updated_at`, `last_seen`, `ends_at`, `resend_count`): for a
+    /// resend that changed nothing else ([`crate::domain::ticket::is_heartbeat`]).
+    fn touch_ticket(&mut self, ticket: &Ticket) -> Result<()>;
     /// Open or acked tickets whose lease ended at or before `now`, soonest first.
     fn tickets_expiring(&mut self, now: Timestamp, limit: usize) -> Result<Vec<Ticket>>;
     /// Takes the ticket's next `seq` in the database itself; `None` when there is no such ticket.

@@ -42,6 +42,21 @@ pub async fn journal_appends_in_order(store: Arc<dyn Store>) {
     let all = store.pending_journal(10).await.unwrap();
     assert_eq!(all.entries.len(), 3);
     assert_eq!(all.entries[2].alert, firing("c", T0 + 2 * MIN));
+    // Read on from a cursor: only rows after it, oldest first, at most `limit`.
+    let after = |b: tocsin::store::JournalBatch| b.entries.iter().map(|e| e.id).collect::<Vec<_>>();
+    assert_eq!(
+        after(store.pending_journal_after(first[0], 10).await.unwrap()),
+        [first[1], second[0]]
+    );
+    assert_eq!(
+        after(store.pending_journal_after(first[0], 1).await.unwrap()),
+        [first[1]]
+    );
+    assert!(store
+        .pending_journal_after(second[0], 10)
+        .await
+        .unwrap()
+        .is_empty());
 
     let stats = store.stats().await.unwrap();
     assert_eq!(stats.journal_backlog, 3);
@@ -129,6 +144,20 @@ pub async fn alerts_resend_refire_ack_resolve(store: Arc<dyn Store>) {
         ),
         (1, 1, 1, at(T0 + MIN), Some(at(T0 + 5 * MIN)))
     );
+    // A resend whose content changed is saved whole, not only as a heartbeat.
+    let mut changed = alert("a", Status::Firing, T0, T0 + 2 * MIN, Some(T0 + 6 * MIN));
+    changed.title = "a, now worse".into();
+    changed.annotations.insert("summary".into(), "worse".into());
+    assert_eq!(out(ingest(&store, &[changed]).await), ["resent"]);
+    let a = ticket(&store, 1).await;
+    assert_eq!(
+        (
+            a.title.as_str(),
+            a.annotations.get("summary").map(String::as_str)
+        ),
+        ("a, now worse", Some("worse"))
+    );
+    assert_eq!((a.resend_count, a.ends_at), (2, Some(at(T0 + 6 * MIN))));
     assert_eq!(
         out(ingest(&store, &[firing("a", T0 + 10 * MIN)]).await),
         ["refired"]

@@ -72,12 +72,17 @@ fn one(
         d => {
             let mut cur =
                 current.ok_or_else(|| StoreError::Other("decision without ticket".into()))?;
+            let heartbeat = ticket::is_heartbeat(&cur, &d, alert);
             if let Some(draft) = ticket::apply_alert(&mut cur, &d, alert) {
                 let e = append_entry(tx, &mut cur, draft)?;
                 enqueue(tx, router, &mut cur, &e, entry.silences.as_deref())?;
                 record_failures(tx, &mut cur, entry)?;
             }
-            tx.update_ticket(&cur)?;
+            if heartbeat {
+                tx.touch_ticket(&cur)?;
+            } else {
+                tx.update_ticket(&cur)?;
+            }
             Some(cur.id)
         }
     };

@@ -61,10 +61,10 @@ impl JournalRows for PgTx<'_> {
         )
     }
 
-    fn pending_journal(&mut self, limit: usize) -> Result<JournalBatch> {
+    fn pending_journal(&mut self, after: i64, limit: usize) -> Result<JournalBatch> {
         let rows = self.query(
-            "SELECT id, alert FROM journal ORDER BY id LIMIT $1",
-            &[&(limit as i64)],
+            "SELECT id, alert FROM journal WHERE id > $1 ORDER BY id LIMIT $2",
+            &[&after, &(limit as i64)],
         )?;
         let mut out = JournalBatch::default();
         for row in rows {

@@ -141,6 +141,21 @@ impl TicketRows for PgTx<'_> {
         .map(|_| ())
     }
 
+    fn touch_ticket(&mut self, t: &Ticket) -> Result<()> {
+        self.exec(
+            "UPDATE tickets SET updated_at = $2, last_seen = $3, ends_at = $4, resend_count = $5 \
+             WHERE id = $1",
+            &[
+                &t.id,
+                &t.updated_at.as_millis(),
+                &t.last_seen.as_millis(),
+                &ms(t.ends_at),
+                &t.resend_count,
+            ],
+        )
+        .map(|_| ())
+    }
+
     fn tickets_expiring(&mut self, now: Timestamp, limit: usize) -> Result<Vec<Ticket>> {
         self.query(
             &format!(

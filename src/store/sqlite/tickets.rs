@@ -142,6 +142,22 @@ impl TicketRows for SqliteTx<'_> {
         .map(|_| ())
     }
 
+    fn touch_ticket(&mut self, ticket: &Ticket) -> Result<()> {
+        exec(
+            self.c,
+            "UPDATE tickets SET updated_at = ?2, last_seen = ?3, ends_at = ?4, resend_count = ?5 \
+             WHERE id = ?1",
+            params![
+                ticket.id,
+                ticket.updated_at.as_millis(),
+                ticket.last_seen.as_millis(),
+                ticket.ends_at.map(Timestamp::as_millis),
+                ticket.resend_count,
+            ],
+        )
+        .map(|_| ())
+    }
+
     fn tickets_expiring(&mut self, now: Timestamp, limit: usize) -> Result<Vec<Ticket>> {
         let mut stmt = self
             .c
