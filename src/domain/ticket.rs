@@ -357,6 +357,29 @@ pub fn apply_alert(
 }
 
 /// A firing alert keeps the ticket's content current: titles and annotations change as values move.
+/// The fields a heartbeat resend changes, saved alone (see [`is_heartbeat`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Heartbeat {
+    pub id: String,
+    pub updated_at: Timestamp,
+    pub last_seen: Timestamp,
+    pub ends_at: Option<Timestamp>,
+    pub resend_count: i64,
+}
+
+impl Ticket {
+    /// This ticket's heartbeat fields, as they are now.
+    pub fn heartbeat(&self) -> Heartbeat {
+        Heartbeat {
+            id: self.id.clone(),
+            updated_at: self.updated_at,
+            last_seen: self.last_seen,
+            ends_at: self.ends_at,
+            resend_count: self.resend_count,
+        }
+    }
+}
+
 /// Whether `alert`, a resend of `ticket`'s ongoing firing, changes nothing but the heartbeat fields
 /// (`last_seen`, `updated_at`, `resend_count`, `ends_at`): the same content [`refresh_content`] would
 /// copy. Most traffic from leasing senders is such resends (Prometheus re-sends every firing alert

@@ -25,7 +25,7 @@ use crate::domain::message::Content;
 use crate::domain::presence::Presence;
 use crate::domain::routing::DeliveryKind;
 use crate::domain::silence::{Silence, SilenceDraft};
-use crate::domain::ticket::Ticket;
+use crate::domain::ticket::{Heartbeat, Ticket};
 use crate::domain::time::Timestamp;
 use crate::domain::timeline::{Entry, EntryKind};
 
@@ -88,9 +88,13 @@ pub trait TicketRows {
     /// Inserts a ticket as its key's current one, with its title searchable.
     fn insert_ticket(&mut self, ticket: &Ticket) -> Result<()>;
     fn update_ticket(&mut self, ticket: &Ticket) -> Result<()>;
-    /// Saves only a heartbeat's fields (`updated_at`, `last_seen`, `ends_at`, `resend_count`): for a
-    /// resend that changed nothing else ([`crate::domain::ticket::is_heartbeat`]).
-    fn touch_ticket(&mut self, ticket: &Ticket) -> Result<()>;
+    /// The current tickets of these `(source, fingerprint)` keys (keys without one are left out), in
+    /// one statement where the backend can. Inside a write, the rows stay locked until commit.
+    fn latest_for_keys(&mut self, keys: &[(String, String)]) -> Result<Vec<Ticket>>;
+    /// Saves only heartbeats' fields (`updated_at`, `last_seen`, `ends_at`, `resend_count`), for
+    /// resends that changed nothing else ([`crate::domain::ticket::is_heartbeat`]), in one statement
+    /// where the backend can.
+    fn touch_tickets(&mut self, beats: &[Heartbeat]) -> Result<()>;
     /// Open or acked tickets whose lease ended at or before `now`, soonest first.
     fn tickets_expiring(&mut self, now: Timestamp, limit: usize) -> Result<Vec<Ticket>>;
     /// Takes the ticket's next `seq` in the database itself; `None` when there is no such ticket.

@@ -114,6 +114,79 @@ pub async fn apply_takes_effect_once(store: Arc<dyn Store>) {
 
 /// A resend renews without an entry; a new start is a refire; a sender's ack acknowledges; a
 /// resolution of an earlier firing is ignored; the sender's resolution resolves, and a late copy of
+/// One batch holding several alerts for the same keys applies them in order, each seeing what the
+/// ones before it did: heartbeats, a content change between them, a resolution, and a new ticket for a
+/// key whose ticket resolved earlier in the batch.
+pub async fn one_batch_many_alerts_per_key(store: Arc<dyn Store>) {
+    let mut worse = alert("a", Status::Firing, T0, T0 + 2 * MIN, Some(T0 + 6 * MIN));
+    worse.title = "a, worse".into();
+    let out: Vec<_> = ingest(
+        &store,
+        &[
+            alert("a", Status::Firing, T0, T0, Some(T0 + 4 * MIN)),
+            alert("b", Status::Firing, T0, T0, Some(T0 + 4 * MIN)),
+            alert("a", Status::Firing, T0, T0 + MIN, Some(T0 + 5 * MIN)),
+            worse,
+            alert("a", Status::Firing, T0, T0 + 3 * MIN, Some(T0 + 7 * MIN)),
+            alert("b", Status::Firing, T0, T0 + MIN, Some(T0 + 5 * MIN)),
+            alert("b", Status::Resolved, T0, T0 + 2 * MIN, Some(T0 + 2 * MIN)),
+            alert(
+                "b",
+                Status::Firing,
+                T0 + 600 * MIN,
+                T0 + 600 * MIN,
+                Some(T0 + 604 * MIN),
+            ),
+            alert(
+                "b",
+                Status::Firing,
+                T0 + 600 * MIN,
+                T0 + 601 * MIN,
+                Some(T0 + 605 * MIN),
+            ),
+        ],
+    )
+    .await
+    .iter()
+    .map(|a| a.outcome)
+    .collect();
+    assert_eq!(
+        out,
+        [
+            "opened", "opened", "resent", "resent", "resent", "resent", "resolved", "opened",
+            "resent"
+        ]
+    );
+    let a = ticket(&store, 1).await;
+    assert_eq!(
+        (a.title.as_str(), a.resend_count, a.last_seen, a.ends_at),
+        ("alert a", 3, at(T0 + 3 * MIN), Some(at(T0 + 7 * MIN)))
+    );
+    let b = ticket(&store, 2).await;
+    assert_eq!(
+        (b.state, b.resend_count, b.resolved_at),
+        (TicketState::Resolved, 1, Some(at(T0 + 2 * MIN)))
+    );
+    let b2 = ticket(&store, 3).await;
+    assert_eq!(
+        (
+            b2.state,
+            b2.resend_count,
+            b2.last_seen,
+            b2.ends_at,
+            b2.previous_id
+        ),
+        (
+            TicketState::Open,
+            1,
+            at(T0 + 601 * MIN),
+            Some(at(T0 + 605 * MIN)),
+            Some(b.id)
+        )
+    );
+    assert!(store.pending_journal(10).await.unwrap().is_empty());
+}
+
 /// that firing does not reopen it; a resolution with no ticket is ignored.
 pub async fn alerts_resend_refire_ack_resolve(store: Arc<dyn Store>) {
     let out = |a: Vec<tocsin::store::Applied>| a.iter().map(|a| a.outcome).collect::<Vec<_>>();

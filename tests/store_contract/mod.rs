@@ -38,6 +38,7 @@ macro_rules! contract {
             journal::journal_appends_in_order,
             journal::apply_takes_effect_once,
             journal::alerts_resend_refire_ack_resolve,
+            journal::one_batch_many_alerts_per_key,
             journal::reopen_within_window_new_ticket_after,
             journal::lease_expiry,
             act::act_ack_note_assign_resolve,

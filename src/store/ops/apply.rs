@@ -1,16 +1,23 @@
 //! Alerts and actions into tickets: a journal batch, lease expiry, a member's action, replies by email.
 
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+
 use super::enqueue::enqueue;
 use super::{append_entry, Tx};
 use crate::domain::entries;
 use crate::domain::routing::Router;
-use crate::domain::ticket::{self, Action, Actor, AlertDecision, Policy, Ticket};
+use crate::domain::ticket::{self, Action, Actor, AlertDecision, Heartbeat, Policy, Ticket};
 use crate::domain::time::Timestamp;
 use crate::domain::timeline::Entry;
 use crate::store::{Applied, EmailReply, JournalEntry, Result, StoreError, TicketRef};
 
 /// `Store::apply_journal`: the entries still pending are taken out of the journal and applied, in order;
 /// one already gone (applied by an earlier run that crashed after committing) is skipped.
+///
+/// The batch's current tickets are read (and on PostgreSQL locked) in one statement and kept in memory
+/// as its alerts change them; heartbeats are saved together at the end, each ticket's last one. Why:
+/// on PostgreSQL every statement is a round trip, and reading and touching ticket by ticket made
+/// applying resends two round trips per alert.
 pub fn batch(
     tx: &mut dyn Tx,
     entries: &[JournalEntry],
@@ -20,6 +27,20 @@ pub fn batch(
     let mut out = Vec::with_capacity(entries.len());
     let ids: Vec<i64> = entries.iter().map(|e| e.id).collect();
     let mut pending = tx.take_journal_many(&ids)?;
+    let keys: BTreeSet<(String, String)> = entries
+        .iter()
+        .filter(|e| e.dropped.is_none() && pending.contains(&e.id))
+        .map(|e| (e.alert.source.clone(), e.alert.fingerprint.clone()))
+        .collect();
+    let keys: Vec<_> = keys.into_iter().collect();
+    let mut batch = Batch {
+        current: tx
+            .latest_for_keys(&keys)?
+            .into_iter()
+            .map(|t| ((t.source.clone(), t.fingerprint.clone()), t))
+            .collect(),
+        beats: BTreeMap::new(),
+    };
     for e in entries {
         if !pending.remove(&e.id) {
             continue;
@@ -33,10 +54,21 @@ pub fn batch(
                     outcome: "dropped",
                 });
             }
-            None => out.push(one(tx, e, policy, router)?),
+            None => out.push(one(tx, e, policy, router, &mut batch)?),
         }
     }
+    let beats: Vec<Heartbeat> = batch.beats.into_values().collect();
+    tx.touch_tickets(&beats)?;
     Ok(out)
+}
+
+/// A batch's tickets while it is applied.
+struct Batch {
+    /// The current ticket of each key, as the batch has left it so far.
+    current: HashMap<(String, String), Ticket>,
+    /// By ticket id: heartbeats not saved yet. A ticket saved whole after its heartbeat leaves here
+    /// (the whole row carries the heartbeat fields too).
+    beats: BTreeMap<String, Heartbeat>,
 }
 
 fn one(
@@ -44,13 +76,21 @@ fn one(
     entry: &JournalEntry,
     policy: &Policy,
     router: Option<&Router>,
+    batch: &mut Batch,
 ) -> Result<Applied> {
     let alert = &entry.alert;
-    let current = tx.latest_for_key(&alert.source, &alert.fingerprint)?;
+    let key = (alert.source.clone(), alert.fingerprint.clone());
+    let current = batch.current.remove(&key);
     let decision = ticket::decide(current.as_ref(), alert, policy);
     let outcome = decision.outcome();
     let ticket_id = match decision {
-        AlertDecision::Ignore { .. } => current.map(|c| c.id),
+        AlertDecision::Ignore { .. } => {
+            let id = current.as_ref().map(|c| c.id.clone());
+            if let Some(c) = current {
+                batch.current.insert(key, c);
+            }
+            id
+        }
         AlertDecision::Open { .. } => {
             if let Some(prev) = &current {
                 tx.retire_ticket(&prev.id)?;
@@ -67,7 +107,9 @@ fn one(
             if new.last_seq > 1 {
                 tx.update_ticket(&new)?;
             }
-            Some(new.id)
+            let id = new.id.clone();
+            batch.current.insert(key, new);
+            Some(id)
         }
         d => {
             let mut cur =
@@ -79,11 +121,14 @@ fn one(
                 record_failures(tx, &mut cur, entry)?;
             }
             if heartbeat {
-                tx.touch_ticket(&cur)?;
+                batch.beats.insert(cur.id.clone(), cur.heartbeat());
             } else {
+                batch.beats.remove(&cur.id);
                 tx.update_ticket(&cur)?;
             }
-            Some(cur.id)
+            let id = cur.id.clone();
+            batch.current.insert(key, cur);
+            Some(id)
         }
     };
     Ok(Applied {

@@ -11,7 +11,7 @@ use std::collections::BTreeSet;
 
 use super::rows::{self, TICKET_COLUMNS};
 use super::{get, json_err, search, PgTx, FEED_LOCK};
-use crate::domain::ticket::Ticket;
+use crate::domain::ticket::{Heartbeat, Ticket};
 use crate::domain::time::Timestamp;
 use crate::domain::timeline::{Entry, EntryKind};
 use crate::store::tx::TicketRows;
@@ -141,17 +141,42 @@ impl TicketRows for PgTx<'_> {
         .map(|_| ())
     }
 
-    fn touch_ticket(&mut self, t: &Ticket) -> Result<()> {
+    fn latest_for_keys(&mut self, keys: &[(String, String)]) -> Result<Vec<Ticket>> {
+        if keys.is_empty() {
+            return Ok(Vec::new());
+        }
+        // One round trip for a whole batch's keys instead of one per alert; locked in id order.
+        let (sources, fingerprints): (Vec<&str>, Vec<&str>) =
+            keys.iter().map(|(s, f)| (s.as_str(), f.as_str())).unzip();
+        self.query(
+            &format!(
+                "SELECT {TICKET_COLUMNS} FROM tickets \
+                 JOIN unnest($1::text[], $2::text[]) AS k(key_source, key_fingerprint) \
+                 ON source = key_source AND fingerprint = key_fingerprint \
+                 WHERE is_latest ORDER BY id FOR UPDATE OF tickets"
+            ),
+            &[&sources, &fingerprints],
+        )?
+        .iter()
+        .map(rows::ticket)
+        .collect()
+    }
+
+    fn touch_tickets(&mut self, beats: &[Heartbeat]) -> Result<()> {
+        if beats.is_empty() {
+            return Ok(());
+        }
+        let ids: Vec<&str> = beats.iter().map(|b| b.id.as_str()).collect();
+        let updated: Vec<i64> = beats.iter().map(|b| b.updated_at.as_millis()).collect();
+        let seen: Vec<i64> = beats.iter().map(|b| b.last_seen.as_millis()).collect();
+        let ends: Vec<Option<i64>> = beats.iter().map(|b| ms(b.ends_at)).collect();
+        let resends: Vec<i64> = beats.iter().map(|b| b.resend_count).collect();
         self.exec(
-            "UPDATE tickets SET updated_at = $2, last_seen = $3, ends_at = $4, resend_count = $5 \
-             WHERE id = $1",
-            &[
-                &t.id,
-                &t.updated_at.as_millis(),
-                &t.last_seen.as_millis(),
-                &ms(t.ends_at),
-                &t.resend_count,
-            ],
+            "UPDATE tickets SET updated_at = b.updated_at, last_seen = b.last_seen, \
+             ends_at = b.ends_at, resend_count = b.resend_count \
+             FROM unnest($1::text[], $2::bigint[], $3::bigint[], $4::bigint[], $5::bigint[]) \
+             AS b(id, updated_at, last_seen, ends_at, resend_count) WHERE tickets.id = b.id",
+            &[&ids, &updated, &seen, &ends, &resends],
         )
         .map(|_| ())
     }

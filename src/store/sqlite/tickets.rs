@@ -7,7 +7,7 @@ use rusqlite::{params, OptionalExtension};
 
 use super::rows::{self, TICKET_COLUMNS};
 use super::{err, exec, json_err, retention, SqliteTx};
-use crate::domain::ticket::Ticket;
+use crate::domain::ticket::{Heartbeat, Ticket};
 use crate::domain::time::Timestamp;
 use crate::domain::timeline::{Entry, EntryKind};
 use crate::store::tx::TicketRows;
@@ -142,20 +142,34 @@ impl TicketRows for SqliteTx<'_> {
         .map(|_| ())
     }
 
-    fn touch_ticket(&mut self, ticket: &Ticket) -> Result<()> {
-        exec(
-            self.c,
-            "UPDATE tickets SET updated_at = ?2, last_seen = ?3, ends_at = ?4, resend_count = ?5 \
-             WHERE id = ?1",
-            params![
-                ticket.id,
-                ticket.updated_at.as_millis(),
-                ticket.last_seen.as_millis(),
-                ticket.ends_at.map(Timestamp::as_millis),
-                ticket.resend_count,
-            ],
-        )
-        .map(|_| ())
+    fn latest_for_keys(&mut self, keys: &[(String, String)]) -> Result<Vec<Ticket>> {
+        // One indexed lookup each: no round trips to save on SQLite.
+        let mut out = Vec::with_capacity(keys.len());
+        for (source, fingerprint) in keys {
+            out.extend(self.latest_for_key(source, fingerprint)?);
+        }
+        Ok(out)
+    }
+
+    fn touch_tickets(&mut self, beats: &[Heartbeat]) -> Result<()> {
+        let mut stmt = self
+            .c
+            .prepare_cached(
+                "UPDATE tickets SET updated_at = ?2, last_seen = ?3, ends_at = ?4, resend_count = ?5 \
+                 WHERE id = ?1",
+            )
+            .map_err(err)?;
+        for b in beats {
+            stmt.execute(params![
+                b.id,
+                b.updated_at.as_millis(),
+                b.last_seen.as_millis(),
+                b.ends_at.map(Timestamp::as_millis),
+                b.resend_count,
+            ])
+            .map_err(err)?;
+        }
+        Ok(())
     }
 
     fn tickets_expiring(&mut self, now: Timestamp, limit: usize) -> Result<Vec<Ticket>> {
