@@ -99,9 +99,8 @@ fn one(
             let id = uuid::Uuid::now_v7().to_string();
             let (mut new, draft) = ticket::open(id, number, alert, current.as_ref());
             new.last_seq = 1;
-            tx.insert_ticket(&new)?;
             let opened = draft.with_seq(1);
-            tx.insert_entry(&new.id, &opened)?;
+            tx.insert_opened(&new, &opened)?;
             enqueue(tx, router, &mut new, &opened, entry.silences.as_deref())?;
             record_failures(tx, &mut new, entry)?;
             if new.last_seq > 1 {

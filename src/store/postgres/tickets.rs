@@ -17,6 +17,17 @@ use crate::domain::timeline::{Entry, EntryKind};
 use crate::store::tx::TicketRows;
 use crate::store::{Result, TicketRef};
 
+impl PgTx<'_> {
+    /// Takes the feed lock, once per transaction, before its first entry (see `FEED_LOCK`).
+    fn lock_feed(&mut self) -> Result<()> {
+        if !self.feed_locked {
+            self.exec("SELECT pg_advisory_xact_lock($1)", &[&FEED_LOCK])?;
+            self.feed_locked = true;
+        }
+        Ok(())
+    }
+}
+
 fn ms(t: Option<Timestamp>) -> Option<i64> {
     t.map(Timestamp::as_millis)
 }
@@ -107,6 +118,68 @@ impl TicketRows for PgTx<'_> {
             ],
         )
         .map(|_| ())
+    }
+
+    fn insert_opened(&mut self, t: &Ticket, e: &Entry) -> Result<()> {
+        self.lock_feed()?;
+        // The ticket with its title's search row, and the entry with its feed and search rows, in one
+        // statement. The foreign keys are checked at its end, when the ticket is there.
+        let feed_id: i64 = get(
+            &self.query_one(
+                &format!(
+                    "WITH ticket AS (INSERT INTO tickets ({TICKET_COLUMNS}, is_latest) VALUES \
+                     ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, \
+                     $19, $20, $21, $22, $23, $24, $25, true)), \
+                     title AS (INSERT INTO search (ticket_id, feed_id, visibility, body) \
+                         VALUES ($1, NULL, 'public', $26::text::tsvector)), \
+                     entry AS (INSERT INTO timeline (ticket_id, seq, at, kind, visibility, actor, text, data) \
+                         VALUES ($1, $27, $28, $29, $30, $31, $32, $33)), \
+                     feed_row AS (INSERT INTO feed (ticket_id, seq) VALUES ($1, $27) RETURNING id), \
+                     search_row AS (INSERT INTO search (ticket_id, feed_id, visibility, body) \
+                         SELECT $1, id, $30, $34::text::tsvector FROM feed_row) \
+                     SELECT id FROM feed_row"
+                ),
+                &[
+                    &t.id,
+                    &t.number,
+                    &t.source,
+                    &t.fingerprint,
+                    &t.title,
+                    &t.severity.as_str(),
+                    &t.state.as_str(),
+                    &resolution_json(t)?,
+                    &serde_json::to_string(&t.labels).map_err(json_err)?,
+                    &serde_json::to_string(&t.annotations).map_err(json_err)?,
+                    &t.description,
+                    &t.url,
+                    &ms(t.starts_at),
+                    &ms(t.ends_at),
+                    &t.created_at.as_millis(),
+                    &t.updated_at.as_millis(),
+                    &t.last_seen.as_millis(),
+                    &ms(t.resolved_at),
+                    &t.acked_by,
+                    &t.firing_count,
+                    &t.resend_count,
+                    &t.previous_id,
+                    &t.last_seq,
+                    &serde_json::to_string(&t.routing).map_err(json_err)?,
+                    &t.assignee,
+                    &search::document(&t.title),
+                    &e.seq,
+                    &e.at.as_millis(),
+                    &e.kind.as_str(),
+                    &e.visibility.as_str(),
+                    &e.actor,
+                    &e.text,
+                    &serde_json::to_string(&e.data).map_err(json_err)?,
+                    &search::document(&e.text),
+                ],
+            )?,
+            0,
+        )?;
+        self.last_feed = Some(feed_id);
+        Ok(())
     }
 
     fn update_ticket(&mut self, t: &Ticket) -> Result<()> {
@@ -204,10 +277,7 @@ impl TicketRows for PgTx<'_> {
     }
 
     fn insert_entry(&mut self, ticket_id: &str, entry: &Entry) -> Result<()> {
-        if !self.feed_locked {
-            self.exec("SELECT pg_advisory_xact_lock($1)", &[&FEED_LOCK])?;
-            self.feed_locked = true;
-        }
+        self.lock_feed()?;
         // The entry, its feed row and its search row in one statement (one round trip).
         let feed_id: i64 = get(
             &self.query_one(
