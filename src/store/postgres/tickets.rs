@@ -9,6 +9,8 @@
 
 use std::collections::BTreeSet;
 
+use tokio_postgres::types::ToSql;
+
 use super::rows::{self, TICKET_COLUMNS};
 use super::{get, json_err, search, PgTx, FEED_LOCK};
 use crate::domain::ticket::{Heartbeat, Ticket};
@@ -16,6 +18,90 @@ use crate::domain::time::Timestamp;
 use crate::domain::timeline::{Entry, EntryKind};
 use crate::store::tx::TicketRows;
 use crate::store::{Result, TicketRef};
+
+/// The statements that insert a new ticket and its title's search row, as `WITH` parts, bound to
+/// [`NewTicket::params`] (`$1` to `$26`).
+fn new_ticket() -> String {
+    format!(
+        "ticket AS (INSERT INTO tickets ({TICKET_COLUMNS}, is_latest) VALUES \
+         ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, \
+         $19, $20, $21, $22, $23, $24, $25, true)), \
+         title AS (INSERT INTO search (ticket_id, feed_id, visibility, body) \
+         VALUES ($1, NULL, 'public', $26::text::tsvector))"
+    )
+}
+
+/// A new ticket's values as the database takes them: its columns, then its title's search document.
+struct NewTicket<'a> {
+    t: &'a Ticket,
+    severity: &'static str,
+    state: &'static str,
+    resolution: Option<String>,
+    labels: String,
+    annotations: String,
+    starts_at: Option<i64>,
+    ends_at: Option<i64>,
+    created_at: i64,
+    updated_at: i64,
+    last_seen: i64,
+    resolved_at: Option<i64>,
+    routing: String,
+    document: String,
+}
+
+impl<'a> NewTicket<'a> {
+    fn new(t: &'a Ticket) -> Result<Self> {
+        Ok(NewTicket {
+            t,
+            severity: t.severity.as_str(),
+            state: t.state.as_str(),
+            resolution: resolution_json(t)?,
+            labels: serde_json::to_string(&t.labels).map_err(json_err)?,
+            annotations: serde_json::to_string(&t.annotations).map_err(json_err)?,
+            starts_at: ms(t.starts_at),
+            ends_at: ms(t.ends_at),
+            created_at: t.created_at.as_millis(),
+            updated_at: t.updated_at.as_millis(),
+            last_seen: t.last_seen.as_millis(),
+            resolved_at: ms(t.resolved_at),
+            routing: serde_json::to_string(&t.routing).map_err(json_err)?,
+            document: search::document(&t.title),
+        })
+    }
+
+    /// `$1` to `$26` of [`new_ticket`].
+    fn params(&self) -> Vec<&(dyn ToSql + Sync)> {
+        let t = self.t;
+        vec![
+            &t.id,
+            &t.number,
+            &t.source,
+            &t.fingerprint,
+            &t.title,
+            &self.severity,
+            &self.state,
+            &self.resolution,
+            &self.labels,
+            &self.annotations,
+            &t.description,
+            &t.url,
+            &self.starts_at,
+            &self.ends_at,
+            &self.created_at,
+            &self.updated_at,
+            &self.last_seen,
+            &self.resolved_at,
+            &t.acked_by,
+            &t.firing_count,
+            &t.resend_count,
+            &t.previous_id,
+            &t.last_seq,
+            &self.routing,
+            &t.assignee,
+            &self.document,
+        ]
+    }
+}
 
 impl PgTx<'_> {
     /// Takes the feed lock, once per transaction, before its first entry (see `FEED_LOCK`).
@@ -80,101 +166,43 @@ impl TicketRows for PgTx<'_> {
     }
 
     fn insert_ticket(&mut self, t: &Ticket) -> Result<()> {
-        self.exec(
-            &format!(
-                "WITH ticket AS (INSERT INTO tickets ({TICKET_COLUMNS}, is_latest) VALUES \
-                 ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, \
-                 $19, $20, $21, $22, $23, $24, $25, true)) \
-                 INSERT INTO search (ticket_id, feed_id, visibility, body) \
-                 VALUES ($1, NULL, 'public', $26::text::tsvector)"
-            ),
-            &[
-                &t.id,
-                &t.number,
-                &t.source,
-                &t.fingerprint,
-                &t.title,
-                &t.severity.as_str(),
-                &t.state.as_str(),
-                &resolution_json(t)?,
-                &serde_json::to_string(&t.labels).map_err(json_err)?,
-                &serde_json::to_string(&t.annotations).map_err(json_err)?,
-                &t.description,
-                &t.url,
-                &ms(t.starts_at),
-                &ms(t.ends_at),
-                &t.created_at.as_millis(),
-                &t.updated_at.as_millis(),
-                &t.last_seen.as_millis(),
-                &ms(t.resolved_at),
-                &t.acked_by,
-                &t.firing_count,
-                &t.resend_count,
-                &t.previous_id,
-                &t.last_seq,
-                &serde_json::to_string(&t.routing).map_err(json_err)?,
-                &t.assignee,
-                &search::document(&t.title),
-            ],
-        )
-        .map(|_| ())
+        let values = NewTicket::new(t)?;
+        self.exec(&format!("WITH {} SELECT 1", new_ticket()), &values.params())
+            .map(|_| ())
     }
 
     fn insert_opened(&mut self, t: &Ticket, e: &Entry) -> Result<()> {
         self.lock_feed()?;
         // The ticket with its title's search row, and the entry with its feed and search rows, in one
         // statement. The foreign keys are checked at its end, when the ticket is there.
+        let values = NewTicket::new(t)?;
+        let data = serde_json::to_string(&e.data).map_err(json_err)?;
+        let (at, kind, visibility) = (e.at.as_millis(), e.kind.as_str(), e.visibility.as_str());
+        let document = search::document(&e.text);
+        let mut params = values.params();
+        params.extend_from_slice(&[
+            &e.seq,
+            &at,
+            &kind,
+            &visibility,
+            &e.actor,
+            &e.text,
+            &data,
+            &document,
+        ]);
         let feed_id: i64 = get(
             &self.query_one(
                 &format!(
-                    "WITH ticket AS (INSERT INTO tickets ({TICKET_COLUMNS}, is_latest) VALUES \
-                     ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, \
-                     $19, $20, $21, $22, $23, $24, $25, true)), \
-                     title AS (INSERT INTO search (ticket_id, feed_id, visibility, body) \
-                         VALUES ($1, NULL, 'public', $26::text::tsvector)), \
+                    "WITH {}, \
                      entry AS (INSERT INTO timeline (ticket_id, seq, at, kind, visibility, actor, text, data) \
                          VALUES ($1, $27, $28, $29, $30, $31, $32, $33)), \
                      feed_row AS (INSERT INTO feed (ticket_id, seq) VALUES ($1, $27) RETURNING id), \
                      search_row AS (INSERT INTO search (ticket_id, feed_id, visibility, body) \
                          SELECT $1, id, $30, $34::text::tsvector FROM feed_row) \
-                     SELECT id FROM feed_row"
+                     SELECT id FROM feed_row",
+                    new_ticket()
                 ),
-                &[
-                    &t.id,
-                    &t.number,
-                    &t.source,
-                    &t.fingerprint,
-                    &t.title,
-                    &t.severity.as_str(),
-                    &t.state.as_str(),
-                    &resolution_json(t)?,
-                    &serde_json::to_string(&t.labels).map_err(json_err)?,
-                    &serde_json::to_string(&t.annotations).map_err(json_err)?,
-                    &t.description,
-                    &t.url,
-                    &ms(t.starts_at),
-                    &ms(t.ends_at),
-                    &t.created_at.as_millis(),
-                    &t.updated_at.as_millis(),
-                    &t.last_seen.as_millis(),
-                    &ms(t.resolved_at),
-                    &t.acked_by,
-                    &t.firing_count,
-                    &t.resend_count,
-                    &t.previous_id,
-                    &t.last_seq,
-                    &serde_json::to_string(&t.routing).map_err(json_err)?,
-                    &t.assignee,
-                    &search::document(&t.title),
-                    &e.seq,
-                    &e.at.as_millis(),
-                    &e.kind.as_str(),
-                    &e.visibility.as_str(),
-                    &e.actor,
-                    &e.text,
-                    &serde_json::to_string(&e.data).map_err(json_err)?,
-                    &search::document(&e.text),
-                ],
+                &params,
             )?,
             0,
         )?;
