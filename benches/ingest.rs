@@ -24,6 +24,9 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+#[allow(dead_code)] // only its memory reading
+#[path = "support/load.rs"]
+mod load;
 #[path = "support/server.rs"]
 mod server;
 #[path = "support/storage.rs"]
@@ -47,16 +50,6 @@ fn percentile(sorted: &[Duration], p: f64) -> Duration {
     }
     let idx = ((sorted.len() as f64 - 1.0) * p).round() as usize;
     sorted[idx]
-}
-
-fn rss_mib(pid: u32) -> f64 {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
-    status
-        .lines()
-        .find(|l| l.starts_with("VmRSS:"))
-        .and_then(|l| l.split_whitespace().nth(1))
-        .and_then(|kb| kb.parse::<f64>().ok())
-        .map_or(0.0, |kb| kb / 1024.0)
 }
 
 fn main() {
@@ -198,7 +191,7 @@ fn run(
                 p50.as_secs_f64() * 1e3,
                 p99.as_secs_f64() * 1e3,
                 latencies.last().unwrap().as_secs_f64() * 1e3,
-                rss_mib(pid)
+                load::rss_mib(pid)
             );
             rates.push(rate);
             p50s.push(p50);
@@ -228,7 +221,7 @@ fn run(
         println!(
             "after draining the journal ({:.1} s after the last round): {open}; server RSS {:.0} MiB",
             drain.as_secs_f64(),
-            rss_mib(pid)
+            load::rss_mib(pid)
         );
         println!(
             "end to end: {} alerts applied to tickets in {:.1} s = {:.0} alerts/s",

@@ -270,17 +270,14 @@ async fn tocsin_applied(bench: &Bench, backend: &Backend, f: &mut Figures, plugi
     tokio::time::sleep(Duration::from_secs(1)).await;
     let idle = load::rss_mib(tocsin.pid());
 
-    let started = Instant::now();
-    let new = load::blast(
-        &bench.client,
+    let (accepted, secs) = post_and_drain(
+        bench,
         &url,
-        bench.connections,
-        Load::Fixed(bench.bodies.clone()),
+        &tocsin.addr,
+        &format!("tocsin {col}: new alerts{chain}"),
     )
     .await;
-    report(&format!("tocsin {col}: new alerts{chain}, accepted"), &new);
-    drain(&bench.client, &tocsin.addr).await;
-    let applied = new.accepted as f64 / started.elapsed().as_secs_f64();
+    let applied = accepted as f64 / secs;
     let open = metric_sum(
         &bench.client,
         &tocsin.addr,
@@ -288,9 +285,7 @@ async fn tocsin_applied(bench: &Bench, backend: &Backend, f: &mut Figures, plugi
     )
     .await;
     println!(
-        "tocsin {col}: new alerts{chain} applied: {} alerts in {:.1} s = {applied:.0} alerts/s ({open} open tickets)",
-        new.accepted,
-        started.elapsed().as_secs_f64()
+        "tocsin {col}: new alerts{chain} applied: {accepted} alerts in {secs:.1} s = {applied:.0} alerts/s ({open} open tickets)",
     );
     if plugins {
         f.add(Fig::AppliedPlugins, &col, applied);
@@ -305,23 +300,29 @@ async fn tocsin_applied(bench: &Bench, backend: &Backend, f: &mut Figures, plugi
         per_100k(bench, &format!("tocsin {col}"), idle, held),
     );
 
+    let (accepted, secs) =
+        post_and_drain(bench, &url, &tocsin.addr, &format!("tocsin {col}: resends")).await;
+    let rate = accepted as f64 / secs;
+    println!(
+        "tocsin {col}: resends applied: {accepted} alerts in {secs:.1} s = {rate:.0} alerts/s"
+    );
+    f.add(Fig::Resends, &col, rate);
+}
+
+/// Posts the bench's alerts to tocsin at `addr` as in figure 1, then waits until its journal is
+/// drained. Returns how many were accepted and the seconds from the first request until drained.
+async fn post_and_drain(bench: &Bench, url: &str, addr: &str, what: &str) -> (u64, f64) {
     let started = Instant::now();
-    let resent = load::blast(
+    let posted = load::blast(
         &bench.client,
-        &url,
+        url,
         bench.connections,
         Load::Fixed(bench.bodies.clone()),
     )
     .await;
-    report(&format!("tocsin {col}: resends, accepted"), &resent);
-    drain(&bench.client, &tocsin.addr).await;
-    let rate = resent.accepted as f64 / started.elapsed().as_secs_f64();
-    println!(
-        "tocsin {col}: resends applied: {} alerts in {:.1} s = {rate:.0} alerts/s",
-        resent.accepted,
-        started.elapsed().as_secs_f64()
-    );
-    f.add(Fig::Resends, &col, rate);
+    report(&format!("{what}, accepted"), &posted);
+    drain(&bench.client, addr).await;
+    (posted.accepted, started.elapsed().as_secs_f64())
 }
 
 /// Prints the memory figure and returns it: MiB per 100,000 alerts held.
