@@ -193,6 +193,9 @@ impl App {
             .merge(crate::chatops::router().with_state(Arc::clone(&self.chatops)))
             .merge(crate::web::router())
             .fallback(|| async { ApiError::NotFound("no such endpoint".into()) })
+            .method_not_allowed_fallback(|method: axum::http::Method| async move {
+                ApiError::MethodNotAllowed(format!("this endpoint does not take {method}"))
+            })
             // Until the response starts: bounds slowly sent bodies (a live stream's body is not
             // covered: it ends with its client, the idle timeout or shutdown).
             .layer(axum::middleware::from_fn(

@@ -30,6 +30,9 @@ pub enum ApiError {
     NotFound(String),
     #[error("{0}")]
     Conflict(String),
+    /// The path exists, the method does not: 405 (JSON like every other error, not axum's empty body).
+    #[error("{0}")]
+    MethodNotAllowed(String),
     #[error("the body is larger than the limit of {limit} bytes")]
     PayloadTooLarge { limit: u64 },
     #[error("{0}")]
@@ -70,6 +73,7 @@ impl ApiError {
             ApiError::Forbidden(_) => (StatusCode::FORBIDDEN, "forbidden"),
             ApiError::NotFound(_) => (StatusCode::NOT_FOUND, "not_found"),
             ApiError::Conflict(_) => (StatusCode::CONFLICT, "conflict"),
+            ApiError::MethodNotAllowed(_) => (StatusCode::METHOD_NOT_ALLOWED, "method_not_allowed"),
             ApiError::PayloadTooLarge { .. } => {
                 (StatusCode::PAYLOAD_TOO_LARGE, "payload_too_large")
             }
@@ -105,6 +109,17 @@ impl From<StoreError> for ApiError {
 
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
+        self.into_response_with(|code, detail| json!({"error": code, "detail": detail}))
+    }
+}
+
+impl ApiError {
+    /// The response with the body `shape(code, detail)`: the status, headers and logging of every
+    /// error, in the body shape a drop-in API's clients parse (Alertmanager's API answers a JSON string).
+    pub fn into_response_with(
+        self,
+        shape: impl FnOnce(&str, &str) -> serde_json::Value,
+    ) -> Response {
         let (status, code) = self.parts();
         let detail = match &self {
             ApiError::Internal(cause) => {
@@ -117,7 +132,7 @@ impl IntoResponse for ApiError {
             }
             other => other.to_string(),
         };
-        let mut response = (status, Json(json!({"error": code, "detail": detail}))).into_response();
+        let mut response = (status, Json(shape(code, &detail))).into_response();
         let headers = response.headers_mut();
         match &self {
             ApiError::Unauthorized { challenge, .. } => {

@@ -1,4 +1,6 @@
 //! Operations endpoints: `/healthz` (the process answers), `/readyz` (tocsin can do its work), `/metrics`.
+//! Alertmanager's names for the first two, `/-/healthy` and `/-/ready` (bare and under
+//! `/ingest/<source>`), answer the same, for clients that check an Alertmanager's health.
 //!
 //! `/readyz` is for load balancers and orchestrators, and anyone who reaches the port may ask it, so it
 //! says only ready or not and a fixed reason: the detail (errors, ages) is in `/metrics` and the log.
@@ -19,6 +21,10 @@ pub fn router() -> Router<AppState> {
     Router::new()
         .route("/healthz", get(healthz))
         .route("/readyz", get(readyz))
+        .route("/-/healthy", get(healthz))
+        .route("/-/ready", get(readyz))
+        .route("/ingest/{source}/-/healthy", get(healthz))
+        .route("/ingest/{source}/-/ready", get(readyz))
         .route("/metrics", get(metrics))
 }
 

@@ -166,16 +166,8 @@ async fn amtool_zero_timestamps_lease_for_resolve_timeout() {
         "annotations": {"summary": "disk 95% full"},
         "startsAt": zero, "endsAt": zero, "generatorURL": "",
     }]);
-    // amtool reads the status first.
-    let status = expect(
-        app.client
-            .get(format!("{}/api/v2/status", app.base))
-            .send()
-            .await
-            .unwrap(),
-        200,
-    )
-    .await;
+    // amtool reads the status first (with a member's credentials; without, it just posts).
+    let status = expect(app.api_get("/api/v2/status", VIEWER).await, 200).await;
     assert_eq!(status["cluster"]["status"], "disabled");
     expect(app.post("/api/v2/alerts", &alert, &[]).await, 200).await;
     app.process().await;

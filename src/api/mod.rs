@@ -4,6 +4,7 @@
 //! (writes then also need its `X-CSRF-Token`). Viewers read; editors and admins also write. Handlers
 //! stay thin: authenticate, call the store, shape the JSON.
 
+mod alertmanager;
 pub mod cluster;
 mod journal;
 mod silences;
@@ -56,6 +57,7 @@ pub fn router() -> Router<AppState> {
         .merge(silences::router())
         .merge(journal::router())
         .merge(cluster::router())
+        .merge(alertmanager::router())
         .layer(axum::extract::DefaultBodyLimit::max(MAX_BODY))
 }
 

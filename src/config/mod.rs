@@ -6,6 +6,7 @@
 //! (opening the store, binding the port) happens in `app`, never here. Every key is documented in
 //! `config/README.md`.
 
+mod alertmanager;
 mod chatops;
 mod cluster;
 mod email;
@@ -24,6 +25,7 @@ use std::time::Duration;
 
 use serde::Deserialize;
 
+pub use alertmanager::{render_routes, root_receiver, AlertmanagerApiConfig, ReadAccess};
 pub use chatops::{
     ChatOpsConfig, MatrixChatOpsConfig, MattermostChatOpsConfig, SlackChatOpsConfig,
 };
@@ -100,6 +102,9 @@ pub struct Config {
     /// `cluster:`: several instances on one PostgreSQL (leases, heartbeats).
     #[serde(default)]
     pub cluster: ClusterConfig,
+    /// `alertmanager_api:`: who may read tocsin's Alertmanager API v2, and the version it reports.
+    #[serde(default)]
+    pub alertmanager_api: AlertmanagerApiConfig,
 }
 
 fn default_listen() -> Env<SocketAddr> {
@@ -1077,6 +1082,9 @@ impl Config {
         }
         for (key, message) in self.cluster.problems() {
             problem(format!("cluster.{key}"), message);
+        }
+        for (key, message) in self.alertmanager_api.problems() {
+            problem(key, message);
         }
         out
     }

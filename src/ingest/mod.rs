@@ -6,9 +6,11 @@
 //!
 //! Routes:
 //! - `POST /ingest/{source}`: the source kind's native payload.
-//! - `POST /ingest/{source}/api/v2/alerts` (and `/api/v1/alerts`), `GET /ingest/{source}/api/v2/status`:
-//!   prometheus sources pose as an Alertmanager, so Prometheus can use `path_prefix: /ingest/{source}`.
-//! - `POST /api/v2/alerts`, `GET /api/v2/status`: the same, when exactly one prometheus source exists.
+//! - `POST /ingest/{source}/api/v2/alerts` (and `/api/v1/alerts`): prometheus sources pose as an
+//!   Alertmanager, so Prometheus can use `path_prefix: /ingest/{source}`.
+//! - `POST /api/v2/alerts`: the same, when exactly one prometheus source exists.
+//!
+//! The rest of Alertmanager's API (reading alerts, silences, status) is `api::alertmanager`'s.
 
 mod auth;
 pub mod kinds;
@@ -23,7 +25,7 @@ use axum::body::{Body, Bytes};
 use axum::extract::{Path, RawQuery, State};
 use axum::http::{header, HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
-use axum::routing::{get, post};
+use axum::routing::post;
 use axum::{Json, Router};
 use serde_json::json;
 
@@ -65,11 +67,9 @@ pub fn router<S: Clone + Send + Sync + 'static>(app: AppState, ingest: Arc<Inges
         .route("/ingest/{source}", post(native))
         .route("/ingest/{source}/api/v2/alerts", post(prefixed_alerts))
         .route("/ingest/{source}/api/v1/alerts", post(prefixed_alerts))
-        .route("/ingest/{source}/api/v2/status", get(prefixed_status))
         .route("/ingest/{source}/v2/enqueue", post(enqueue))
         .route("/api/v2/alerts", post(bare_alerts))
         .route("/api/v1/alerts", post(bare_alerts))
-        .route("/api/v2/status", get(bare_status))
         .with_state(IngestState { app, ingest })
 }
 
@@ -178,29 +178,6 @@ async fn bare_alerts(
     }
 }
 
-async fn prefixed_status(
-    State(state): State<IngestState>,
-    Path(source): Path<String>,
-    RawQuery(query): RawQuery,
-    headers: HeaderMap,
-) -> Response {
-    match find(&state, &source).and_then(require_prometheus) {
-        Ok(src) => status(&state, src, &headers, query.as_deref()),
-        Err(e) => e.into_response(),
-    }
-}
-
-async fn bare_status(
-    State(state): State<IngestState>,
-    RawQuery(query): RawQuery,
-    headers: HeaderMap,
-) -> Response {
-    match default_prometheus(&state) {
-        Ok(src) => status(&state, src, &headers, query.as_deref()),
-        Err(e) => e.into_response(),
-    }
-}
-
 fn find<'a>(state: &'a IngestState, name: &str) -> Result<&'a Source, ApiError> {
     state
         .sources
@@ -233,27 +210,6 @@ fn default_prometheus(state: &IngestState) -> Result<&Source, ApiError> {
                     .into(),
             )
         })
-}
-
-/// The minimal Alertmanager status that amtool reads before posting.
-fn status(state: &IngestState, src: &Source, headers: &HeaderMap, query: Option<&str>) -> Response {
-    if let Some(auth) = &src.auth {
-        if !auth::needs_body(auth) {
-            if let Err(e) = auth::check(auth, headers, query, b"", state.clock.now()) {
-                return e.into_response();
-            }
-        }
-    }
-    Json(json!({
-        "cluster": {"name": "", "peers": [], "status": "disabled"},
-        "config": {"original": ""},
-        "uptime": state.started_at,
-        "versionInfo": {
-            "branch": "", "buildDate": "", "buildUser": "", "goVersion": "", "revision": "",
-            "version": concat!("tocsin-", env!("CARGO_PKG_VERSION")),
-        }
-    }))
-    .into_response()
 }
 
 async fn accept(state: &IngestState, src: &Source, req: Request) -> Response {

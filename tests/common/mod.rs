@@ -107,9 +107,14 @@ pub async fn spawn_app_with(extra_config: &str) -> TestApp {
 /// A tocsin on the real wall clock, for tests with real external senders whose timestamps are real.
 /// The processor is still driven by the test (see [`TestApp::wait_for`]).
 pub async fn spawn_app_real_clock() -> TestApp {
+    spawn_app_real_clock_with("").await
+}
+
+/// [`spawn_app_real_clock`] with extra config (rooms, routes).
+pub async fn spawn_app_real_clock_with(extra: &str) -> TestApp {
     let dir = tempfile::tempdir().unwrap();
     let db = dir.path().join("tocsin.db");
-    spawn_with_clock(dir, &db, "", None).await
+    spawn_with_clock(dir, &db, extra, None).await
 }
 
 async fn spawn_on(dir: tempfile::TempDir, db: &Path, extra: &str) -> TestApp {
