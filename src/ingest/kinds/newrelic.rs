@@ -104,7 +104,7 @@ fn one(obj: &Map<String, Value>, whole: &Value, cx: &Context<'_>) -> Result<Aler
         Status::Resolved => {
             epoch_ms(obj.get("closedAt")).or_else(|| epoch_ms(obj.get("updatedAt")))
         }
-        Status::Firing | Status::Acknowledged => None,
+        Status::Firing | Status::Acknowledged | Status::Updated => None,
     };
 
     Ok(Alert {

@@ -325,7 +325,7 @@ fn metric_alert(v: &Value, cx: &Context<'_>) -> Result<Option<Alert>, String> {
         starts_at: time("date_started"),
         ends_at: match status {
             Status::Resolved => time("date_closed"),
-            Status::Firing | Status::Acknowledged => None,
+            Status::Firing | Status::Acknowledged | Status::Updated => None,
         },
         received_at: cx.now,
         routing: Routing::default(),

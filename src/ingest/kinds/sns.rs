@@ -665,7 +665,7 @@ fn cloudwatch(env: &Envelope, alarm: Value, cx: &Context<'_>) -> Result<Alert, S
     let changed = str_at(&alarm, &["StateChangeTime"]).and_then(offset_time);
     let (starts_at, ends_at) = match status {
         Status::Resolved => (changed, changed),
-        Status::Firing | Status::Acknowledged => (changed, None),
+        Status::Firing | Status::Acknowledged | Status::Updated => (changed, None),
     };
 
     Ok(Alert {

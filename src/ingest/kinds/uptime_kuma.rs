@@ -129,7 +129,7 @@ fn one(
 
     let ends_at = match status {
         Status::Resolved => beat("time").as_deref().and_then(kuma_time),
-        Status::Firing | Status::Acknowledged => None,
+        Status::Firing | Status::Acknowledged | Status::Updated => None,
     };
 
     Ok(Alert {
