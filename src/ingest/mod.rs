@@ -480,8 +480,12 @@ async fn sns(
         .get(&env.signing_cert_url)
         .await
         .map_err(|e| {
-            // SNS retries 5xx: a certificate we could not fetch now may be fetched later.
-            ApiError::Upstream(format!("cannot fetch the signing certificate: {e}"))
+            // 503: SNS retries 5xx (and 429) under its delivery policy but takes other 4xx as a
+            // permanent failure, and a certificate that cannot be fetched now may be fetched later.
+            ApiError::Upstream(format!(
+                "the SNS signing certificate could not be fetched from {}: {e}",
+                kinds::sns::url_host(&env.signing_cert_url)
+            ))
         })?;
     kinds::sns::verify(&env, &pem).map_err(|e| unauthorized(format!("SNS signature: {e}")))?;
     check_rate(src)?;
