@@ -421,6 +421,8 @@ mod tests {
                 ],
             )
         };
+        // (status, severity, whether it has a description: the trigger's for an acknowledgement, the
+        // comment for an update).
         let statuses = |body: &str| {
             let p = parse(body.as_bytes(), &cx()).unwrap();
             p.alerts
