@@ -343,6 +343,117 @@ async fn every_fixture_is_accepted_by_its_kind() {
     );
 }
 
+/// What senders send after the first notification, from their own documented payloads: each lands
+/// on the ticket the first one opened and changes it the way the sender meant.
+#[tokio::test]
+async fn senders_follow_ups_reach_the_ticket_the_first_notification_opened() {
+    let app = spawn_app_sources(SOURCES, "").await;
+    let post = |source: &'static str, body: Vec<u8>| {
+        let app = &app;
+        async move {
+            let r = send(app, source, &body, &[]).await;
+            assert_eq!(r.status(), 202, "{source}: {}", r.text().await.unwrap());
+        }
+    };
+    let sentry = |body: Vec<u8>| {
+        let app = &app;
+        async move {
+            let sig = sign("sentry-client-secret", &[&body]);
+            let ts = now_secs(app).to_string();
+            let headers = [
+                ("Sentry-Hook-Resource", "metric_alert"),
+                ("Sentry-Hook-Signature", sig.as_str()),
+                ("Sentry-Hook-Timestamp", ts.as_str()),
+            ];
+            let r = send(app, "sentry", &body, &headers).await;
+            assert_eq!(r.status(), 202, "{}", r.text().await.unwrap());
+        }
+    };
+    post("newrelic", payload("newrelic/activated.json")).await;
+    post("zabbix", payload("zabbix/problem.json")).await;
+    post("kuma", payload("uptime_kuma/certificate_expiry.json")).await;
+    sentry(payload("sentry/metric_alert_critical.json")).await;
+    app.process().await;
+    post("newrelic", payload("newrelic/acknowledged.json")).await;
+    post("zabbix", payload("zabbix/update.json")).await;
+    sentry(payload("sentry/metric_alert_resolved.json")).await;
+    app.process().await;
+
+    let tickets = app.tickets().await;
+    assert_eq!(tickets.len(), 4, "{tickets:#?}");
+    let of = |source: &str| {
+        tickets
+            .iter()
+            .find(|t| t["source"] == source)
+            .unwrap_or_else(|| panic!("no {source} ticket"))
+            .clone()
+    };
+    // New Relic's acknowledgement (ACTIVATED, USER_ACTION) acks.
+    assert_eq!(of("newrelic")["state"], "acked");
+    // Zabbix's update acks, raises the severity and leaves the comment as a note.
+    let z = of("zabbix");
+    assert_eq!(
+        (&z["state"], &z["severity"]),
+        (&json!("acked"), &json!("critical"))
+    );
+    let zid = z["id"].as_str().unwrap();
+    assert_eq!(
+        app.timeline_kinds(zid).await,
+        ["opened", "acked", "severity_changed", "note"]
+    );
+    let note = &app.entries_of(zid, "note").await[0];
+    assert_eq!(
+        note["text"],
+        "Alice Admin (alice) in Zabbix: Failing over to db-3; <b>do not restart</b> db-2"
+    );
+    assert_eq!(note["visibility"], "public");
+    // Sentry's resolution lands on the firing's ticket, titled with the rule's name.
+    let s = of("sentry");
+    assert_eq!(
+        (&s["state"], &s["title"]),
+        (&json!("resolved"), &json!("Checkout p95 latency"))
+    );
+    // Uptime Kuma's certificate reminder is a warning until the certificate would expire.
+    let k = of("kuma");
+    assert_eq!(
+        (&k["state"], &k["severity"]),
+        (&json!("open"), &json!("warning"))
+    );
+    assert_eq!(
+        k["title"],
+        "Certificate api.example.com of Checkout API expires in 14 days"
+    );
+
+    // A week later, the 7-day reminder: the same ticket, with the new count and end.
+    app.advance(std::time::Duration::from_secs(7 * 86_400));
+    let week = String::from_utf8(payload("uptime_kuma/certificate_expiry.json"))
+        .unwrap()
+        .replace("14 days", "7 days");
+    post("kuma", week.into_bytes()).await;
+    app.process().await;
+    let k = of_ticket(&app, "kuma").await;
+    assert_eq!(
+        k["title"],
+        "Certificate api.example.com of Checkout API expires in 7 days"
+    );
+    assert_eq!(k["id"], of("kuma")["id"]);
+    // No reminder after it (renewed, or Kuma's last threshold): resolved at the expiry.
+    app.advance(std::time::Duration::from_secs(7 * 86_400 - 60));
+    app.sweep().await;
+    assert_eq!(of_ticket(&app, "kuma").await["state"], "open");
+    app.advance(std::time::Duration::from_secs(61));
+    app.sweep().await;
+    assert_eq!(of_ticket(&app, "kuma").await["state"], "resolved");
+}
+
+async fn of_ticket(app: &TestApp, source: &str) -> Value {
+    app.tickets()
+        .await
+        .into_iter()
+        .find(|t| t["source"] == source)
+        .unwrap_or_else(|| panic!("no {source} ticket"))
+}
+
 const SNS_CERT_URL: &str = "https://sns.eu-west-1.amazonaws.com/SimpleNotificationService-test.pem";
 const SNS_TOPIC: &str = "arn:aws:sns:eu-west-1:123456789012:tocsin-alarms";
 
@@ -414,6 +525,50 @@ async fn sns_messages_are_verified_and_cloudwatch_alarms_open_and_resolve_a_tick
 }
 
 #[tokio::test]
+async fn an_sns_certificate_that_cannot_be_fetched_is_named_as_the_cause() {
+    use tocsin::ingest::kinds::sns::FixedCerts;
+    let sources = format!("sources:\n  aws: {{kind: sns, topics: [\"{SNS_TOPIC}\"]}}\n");
+    let app = spawn_app_sources(&sources, "").await;
+    // The certificate host answers 404 for everything.
+    let fetch = std::sync::Arc::new(FixedCerts::new());
+    app.app.ingest.sns.certs.set_fetch(fetch.clone());
+    let alarm = payload("sns/notification_alarm.json");
+
+    let r = sns_post(&app, "aws", &alarm).await;
+    // 503, which SNS retries (it takes other 4xx as a permanent failure), naming what failed where.
+    assert!(r.headers().contains_key("retry-after"));
+    let body = expect(r, 503).await;
+    assert_eq!(body["error"], "upstream_unavailable");
+    let detail = body["detail"].as_str().unwrap();
+    assert!(
+        detail.starts_with(
+            "the SNS signing certificate could not be fetched from sns.eu-west-1.amazonaws.com: "
+        ),
+        "{detail}"
+    );
+    assert!(detail.contains("404"), "{detail}");
+    assert_eq!(fetch.calls(), 1);
+    // SNS's retry soon after is refused without fetching again, with the same cause.
+    let body = expect(sns_post(&app, "aws", &alarm).await, 503).await;
+    assert!(
+        body["detail"]
+            .as_str()
+            .unwrap()
+            .contains("sns.eu-west-1.amazonaws.com"),
+        "{body}"
+    );
+    assert_eq!(fetch.calls(), 1);
+    app.process().await;
+    assert!(app.tickets().await.is_empty());
+
+    // Once the certificate can be had, the same message is taken.
+    app.app.ingest.sns.certs.insert(SNS_CERT_URL, sns_cert());
+    assert_eq!(sns_post(&app, "aws", &alarm).await.status(), 200);
+    app.process().await;
+    assert_eq!(app.tickets().await.len(), 1);
+}
+
+#[tokio::test]
 async fn sns_subscriptions_are_confirmed_only_after_the_signature_and_topic_checks() {
     use tocsin::ingest::kinds::sns::FixedCerts;
     let sources = format!(
@@ -453,12 +608,37 @@ async fn sns_subscriptions_are_confirmed_only_after_the_signature_and_topic_chec
 async fn a_generic_source_with_mapping_rules_reads_any_json() {
     let sources = "sources:\n  status-page:\n    kind: generic\n    mapping:\n      alerts: /events\n      title: /check/name\n      key: [/check/id, /region]\n      status: /state\n      firing: [down, degraded]\n      resolved: [up]\n      acknowledged: [acked]\n      severity: /level\n      severities: {sev1: critical, sev2: error}\n      labels: {region: /region, team: /owner/team}\n";
     let app = spawn_app_sources(sources, "").await;
-    // The fixture ends with two broken events: the valid ones are kept and the sender learns which
-    // were not, as for every source.
+    // The fixture ends with two broken events: the valid ones are kept (2xx) and the answer names
+    // each broken one by its index, with the reason.
     let r = send(&app, "status-page", &payload("generic/mapped.json"), &[]).await;
-    let body = expect(r, 400).await;
+    let body = expect(r, 202).await;
+    assert_eq!(body["accepted"], 3, "{body}");
+    assert_eq!(body["fingerprints"].as_array().unwrap().len(), 3, "{body}");
+    let rejected = body["rejected"].as_array().unwrap();
+    assert_eq!(rejected.len(), 2, "{body}");
+    assert_eq!(rejected[0]["index"], 3);
     assert!(
-        body["detail"].as_str().unwrap().contains("(3 accepted)"),
+        rejected[0]["error"].as_str().unwrap().contains("title"),
+        "{body}"
+    );
+    assert_eq!(rejected[1]["index"], 4);
+    assert!(
+        rejected[1]["error"].as_str().unwrap().contains("SIDEWAYS"),
+        "{body}"
+    );
+    // Only broken events: nothing is taken, 400 with the same list.
+    let all_bad = json!({"events": [{"check": {"id": 12, "name": ""}, "state": "DOWN"},
+        {"check": {"id": 13, "name": "x"}, "state": "SIDEWAYS"}]});
+    let r = send(&app, "status-page", all_bad.to_string().as_bytes(), &[]).await;
+    let body = expect(r, 400).await;
+    assert_eq!(body["error"], "invalid_alerts");
+    assert_eq!(body["accepted"], 0);
+    assert_eq!(body["rejected"][1]["index"], 1, "{body}");
+    assert!(
+        body["detail"]
+            .as_str()
+            .unwrap()
+            .starts_with("all 2 alerts rejected"),
         "{body}"
     );
     app.process().await;
@@ -481,6 +661,45 @@ async fn a_generic_source_with_mapping_rules_reads_any_json() {
     let yaml = "sources:\n  s:\n    kind: generic\n    mapping: {title: check/name}\n";
     let err = tocsin::config::Config::from_yaml(yaml, std::path::Path::new("t.yaml")).unwrap_err();
     assert!(err.to_string().contains("sources.s.mapping.title"), "{err}");
+}
+
+#[tokio::test]
+async fn a_generic_batch_with_bad_items_keeps_the_good_ones_and_names_the_bad() {
+    let app = spawn_app_sources("sources:\n  hooks: {kind: generic}\n", "").await;
+    let mixed = json!([
+        {"title": "Disk full", "status": "firing", "fingerprint": "disk"},
+        {"title": "", "status": "firing"},
+        {"title": "Queue stuck", "status": "exploded"},
+        {"title": "CPU hot", "status": "firing", "fingerprint": "cpu"}
+    ]);
+    let r = send(&app, "hooks", mixed.to_string().as_bytes(), &[]).await;
+    let body = expect(r, 202).await;
+    assert_eq!(body["accepted"], 2);
+    assert_eq!(body["fingerprints"], json!(["disk", "cpu"]));
+    assert_eq!(
+        body["rejected"][0],
+        json!({"index": 1, "error": "title is empty"})
+    );
+    assert_eq!(body["rejected"][1]["index"], 2);
+    assert!(
+        body["rejected"][1]["error"]
+            .as_str()
+            .unwrap()
+            .contains("exploded"),
+        "{body}"
+    );
+    app.process().await;
+    assert_eq!(app.tickets().await.len(), 2);
+
+    let all_bad = json!([{"title": ""}, {"status": "firing"}]);
+    let r = send(&app, "hooks", all_bad.to_string().as_bytes(), &[]).await;
+    let body = expect(r, 400).await;
+    assert_eq!(body["error"], "invalid_alerts");
+    assert_eq!(body["accepted"], 0);
+    assert_eq!(body["rejected"].as_array().unwrap().len(), 2);
+    assert_eq!(body["rejected"][1]["index"], 1);
+    app.process().await;
+    assert_eq!(app.tickets().await.len(), 2);
 }
 
 #[tokio::test]

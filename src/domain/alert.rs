@@ -22,6 +22,12 @@ pub enum Status {
     /// The sender says someone acknowledged it (PagerDuty's `acknowledge`): the ticket is acked by the
     /// source, if it is open.
     Acknowledged,
+    /// The sender reports a change to a problem it told about before, without saying whether the
+    /// problem is on or off (Zabbix's update operations): `severity` is the problem's new severity
+    /// (`none`: unchanged) and `description` is a comment, if someone wrote one. It changes the
+    /// current ticket of its key, whatever its state (a new severity, a note), and never opens,
+    /// reopens or resolves one.
+    Updated,
 }
 
 /// Severity, normalised from the many spellings senders use (`page`, `crit`, `P1`, `warn`...).

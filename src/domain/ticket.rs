@@ -138,6 +138,8 @@ pub enum AlertDecision {
     Resolve,
     /// The sender says someone acknowledged it.
     Acknowledge,
+    /// The sender changed the problem: a new severity, a comment (see [`Status::Updated`]).
+    Update,
     /// Nothing to do (a resolved alert for a resolved or unknown ticket, or a stale message).
     Ignore { reason: &'static str },
 }
@@ -152,6 +154,7 @@ impl AlertDecision {
             AlertDecision::Reopen => "reopened",
             AlertDecision::Resolve => "resolved",
             AlertDecision::Acknowledge => "acknowledged",
+            AlertDecision::Update => "updated",
             AlertDecision::Ignore { .. } => "ignored",
         }
     }
@@ -168,8 +171,22 @@ pub fn decide(current: Option<&Ticket>, alert: &Alert, policy: &Policy) -> Alert
             Status::Acknowledged => AlertDecision::Ignore {
                 reason: "acknowledgement with no ticket",
             },
+            Status::Updated => AlertDecision::Ignore {
+                reason: "update with no ticket",
+            },
         };
     };
+    if alert.status == Status::Updated {
+        // A comment is worth a note in any state (members may note resolved tickets too); a new
+        // severity is the problem's, whatever its state.
+        return if update_note(alert).is_some() || severity_change(ticket, alert).is_some() {
+            AlertDecision::Update
+        } else {
+            AlertDecision::Ignore {
+                reason: "update that changes nothing",
+            }
+        };
+    }
     if alert.status == Status::Acknowledged {
         // Like PagerDuty: an acknowledgement acts on an open ticket and is dropped otherwise.
         return match ticket.state {
@@ -202,6 +219,7 @@ pub fn decide(current: Option<&Ticket>, alert: &Alert, policy: &Policy) -> Alert
         (Status::Acknowledged, _) => AlertDecision::Ignore {
             reason: "acknowledgement",
         },
+        (Status::Updated, _) => AlertDecision::Ignore { reason: "update" },
         (Status::Firing, false) => {
             let same_start =
                 matches!((alert.starts_at, ticket.starts_at), (Some(a), Some(t)) if a <= t);
@@ -282,9 +300,69 @@ pub fn open(
     (ticket, entry)
 }
 
-/// Applies a decision other than `Open`/`Ignore` to an existing ticket. Returns the entry to append,
-/// if the change deserves one (resends do not).
+/// Applies a decision other than `Open`/`Ignore` to an existing ticket. Returns the entries to append,
+/// in order: none for a resend, one for most changes, two for an update with a new severity and a
+/// comment.
 pub fn apply_alert(
+    ticket: &mut Ticket,
+    decision: &AlertDecision,
+    alert: &Alert,
+) -> Vec<EntryDraft> {
+    if *decision == AlertDecision::Update {
+        return apply_update(ticket, alert);
+    }
+    apply_change(ticket, decision, alert).into_iter().collect()
+}
+
+/// The comment an update carries, if any.
+fn update_note(alert: &Alert) -> Option<&str> {
+    alert
+        .description
+        .as_deref()
+        .map(str::trim)
+        .filter(|t| !t.is_empty())
+}
+
+/// The severity an update moves the ticket to, if it is a change.
+fn severity_change(ticket: &Ticket, alert: &Alert) -> Option<Severity> {
+    (alert.severity != Severity::None && alert.severity != ticket.severity)
+        .then_some(alert.severity)
+}
+
+/// A sender's update: the new severity first (with its entry), then the comment as a public note,
+/// which goes to the ticket's rooms like a member's note. Nothing else of the ticket changes.
+fn apply_update(ticket: &mut Ticket, alert: &Alert) -> Vec<EntryDraft> {
+    let at = alert.received_at;
+    let actor = source_actor(&alert.source);
+    let mut out = Vec::new();
+    if let Some(to) = severity_change(ticket, alert) {
+        let from = ticket.severity;
+        ticket.severity = to;
+        out.push(EntryDraft::system(
+            at,
+            EntryKind::SeverityChanged,
+            actor.clone(),
+            format!("Severity changed from {from} to {to} by {}.", alert.source),
+            json!({"by": "source", "from": from, "to": to}),
+        ));
+    }
+    if let Some(text) = update_note(alert) {
+        out.push(EntryDraft::new(
+            at,
+            EntryKind::Note,
+            Visibility::Public,
+            actor,
+            text.to_string(),
+            json!({"via": alert.source, "by": "source"}),
+        ));
+    }
+    if !out.is_empty() {
+        ticket.updated_at = ticket.updated_at.max(at);
+    }
+    out
+}
+
+fn apply_change(
     ticket: &mut Ticket,
     decision: &AlertDecision,
     alert: &Alert,
@@ -352,7 +430,7 @@ pub fn apply_alert(
                 json!({"by": "source"}),
             ))
         }
-        AlertDecision::Open { .. } | AlertDecision::Ignore { .. } => None,
+        AlertDecision::Open { .. } | AlertDecision::Ignore { .. } | AlertDecision::Update => None,
     }
 }
 

@@ -203,6 +203,80 @@ fn assigning_names_both_members_and_the_channel() {
     ));
 }
 
+#[test]
+fn a_senders_update_changes_severity_and_adds_a_note_and_nothing_else() {
+    let mut n = 0;
+    let mut cur = None;
+    let update = |severity, comment: Option<&str>, at| Alert {
+        severity,
+        description: comment.map(str::to_string),
+        title: "ignored".into(),
+        ..alert(Status::Updated, None, at)
+    };
+    // Without a ticket, an update opens nothing.
+    assert!(feed(&mut cur, &update(Severity::Error, Some("x"), 0), &mut n).is_empty());
+    assert!(cur.is_none());
+    feed(&mut cur, &alert(Status::Firing, Some(0), 0), &mut n);
+    let before = cur.clone().unwrap();
+
+    let e = feed(
+        &mut cur,
+        &update(Severity::Warning, Some(" Failing over "), MIN),
+        &mut n,
+    );
+    assert_eq!(e.len(), 2);
+    assert_eq!(e[0].kind, EntryKind::SeverityChanged);
+    assert_eq!(
+        e[0].text,
+        "Severity changed from critical to warning by prom."
+    );
+    assert_eq!(e[0].data["from"], "critical");
+    assert_eq!(e[0].data["to"], "warning");
+    assert_eq!(
+        (e[1].kind, e[1].visibility),
+        (EntryKind::Note, Visibility::Public)
+    );
+    assert_eq!(e[1].text, "Failing over");
+    assert_eq!(e[1].actor, "source:prom");
+    let t = cur.clone().unwrap();
+    assert_eq!(t.severity, Severity::Warning);
+    // Nothing else: state, title, counters and the firing stay as they were.
+    assert_eq!(
+        (
+            t.state,
+            &t.title,
+            t.firing_count,
+            t.resend_count,
+            t.starts_at
+        ),
+        (
+            before.state,
+            &before.title,
+            before.firing_count,
+            before.resend_count,
+            before.starts_at
+        )
+    );
+
+    // The same severity and no comment change nothing; a comment alone is a note, in any state.
+    assert!(feed(&mut cur, &update(Severity::Warning, None, 2 * MIN), &mut n).is_empty());
+    assert!(feed(
+        &mut cur,
+        &update(Severity::None, Some("  "), 2 * MIN),
+        &mut n
+    )
+    .is_empty());
+    feed(&mut cur, &alert(Status::Resolved, Some(0), 3 * MIN), &mut n);
+    let e = feed(
+        &mut cur,
+        &update(Severity::None, Some("root cause: disk"), 4 * MIN),
+        &mut n,
+    );
+    assert_eq!(e.len(), 1);
+    assert_eq!(e[0].kind, EntryKind::Note);
+    assert_eq!(cur.unwrap().state, TicketState::Resolved);
+}
+
 fn arb_alert() -> impl Strategy<Value = Alert> {
     (any::<bool>(), 0i64..6, 0i64..400).prop_map(|(firing, start, at)| {
         let status = if firing {
@@ -280,7 +354,7 @@ proptest! {
         prop_assert_eq!(&d, &AlertDecision::Resend);
         let heartbeat = is_heartbeat(&ticket, &d, &a);
         let mut after = ticket.clone();
-        prop_assert!(apply_alert(&mut after, &d, &a).is_none());
+        prop_assert!(apply_alert(&mut after, &d, &a).is_empty());
         // Put the heartbeat fields back: what is left is what a narrow update would not save.
         after.updated_at = ticket.updated_at;
         after.last_seen = ticket.last_seen;

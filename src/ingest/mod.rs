@@ -27,7 +27,7 @@ use axum::http::{header, HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::post;
 use axum::{Json, Router};
-use serde_json::json;
+use serde_json::{json, Value};
 
 pub use auth::{secrets_match, Replays};
 
@@ -327,6 +327,40 @@ async fn accept_inner(
         state
             .metrics
             .alerts_received(&src.name, "invalid", parsed.rejected.len() as u64);
+    }
+    if src.kind == SourceKind::Generic && !parsed.rejected.is_empty() {
+        // A generic batch (tocsin's JSON or `mapping:` rules) with bad items: the good ones are on
+        // disk and will be applied, so the answer is 2xx, listing each bad item (index and reason).
+        // Only when no item was good is the answer 400. Refusing the whole batch would lose the good
+        // alerts of every sender that does not retry a 4xx; a bare 400 would hide that they were
+        // applied.
+        let rejected: Vec<Value> = parsed.rejected.iter().map(|r| item_error(r)).collect();
+        let fingerprints: Vec<&str> = parsed
+            .alerts
+            .iter()
+            .map(|a| a.fingerprint.as_str())
+            .collect();
+        let status = if accepted == 0 {
+            StatusCode::BAD_REQUEST
+        } else {
+            StatusCode::ACCEPTED
+        };
+        let mut body = json!({
+            "accepted": accepted,
+            "fingerprints": fingerprints,
+            "rejected": rejected,
+        });
+        if accepted == 0 {
+            body["error"] = json!("invalid_alerts");
+            body["detail"] = json!(format!(
+                "all {} alerts rejected: {}",
+                parsed.rejected.len(),
+                parsed.rejected.join("; ")
+            ));
+        }
+        return Ok((status, Json(body)).into_response());
+    }
+    if !parsed.rejected.is_empty() {
         // Like Alertmanager: the valid alerts are kept, and the sender learns which ones were not.
         return Err(ApiError::bad_request(
             "invalid_alerts",
@@ -358,6 +392,19 @@ async fn accept_inner(
                 .into_response()
         }
     })
+}
+
+/// `alerts[3]: title is empty` as `{"index": 3, "error": "title is empty"}`: how the generic parsers
+/// name a rejected item.
+fn item_error(rejected: &str) -> Value {
+    let parsed = rejected
+        .strip_prefix("alerts[")
+        .and_then(|r| r.split_once("]: "))
+        .and_then(|(i, e)| Some((i.parse::<u64>().ok()?, e)));
+    match parsed {
+        Some((index, error)) => json!({"index": index, "error": error}),
+        None => json!({"index": null, "error": rejected}),
+    }
 }
 
 /// What SNS sources share: fetched signing certificates, and the fetch that confirms subscriptions.
@@ -436,8 +483,12 @@ async fn sns(
         .get(&env.signing_cert_url)
         .await
         .map_err(|e| {
-            // SNS retries 5xx: a certificate we could not fetch now may be fetched later.
-            ApiError::Upstream(format!("cannot fetch the signing certificate: {e}"))
+            // 503: SNS retries 5xx (and 429) under its delivery policy but takes other 4xx as a
+            // permanent failure, and a certificate that cannot be fetched now may be fetched later.
+            ApiError::Upstream(format!(
+                "the SNS signing certificate could not be fetched from {}: {e}",
+                kinds::sns::url_host(&env.signing_cert_url)
+            ))
         })?;
     kinds::sns::verify(&env, &pem).map_err(|e| unauthorized(format!("SNS signature: {e}")))?;
     check_rate(src)?;

@@ -219,7 +219,7 @@ fn alertmanager_one(item: Value, cx: &Context<'_>) -> Result<Alert, String> {
     let status = firing_or_resolved(&w.status)?;
     let starts_at = time_field("startsAt", w.starts_at.as_deref())?;
     let ends_at = match status {
-        Status::Firing | Status::Acknowledged => None,
+        Status::Firing | Status::Acknowledged | Status::Updated => None,
         Status::Resolved => time_field("endsAt", w.ends_at.as_deref())?,
     };
     let fingerprint = w

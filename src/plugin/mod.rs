@@ -526,8 +526,8 @@ fn to_wit(a: &Alert, source_kind: &str, id: &str, raw: bool) -> wit::Event {
         source_kind: source_kind.to_string(),
         status: match a.status {
             // Plugin interface 0.1 knows firing and resolved: an acknowledgement is a firing that
-            // someone at the sender took on.
-            Status::Firing | Status::Acknowledged => wit::Status::Firing,
+            // someone at the sender took on, an update (a new severity, a comment) one that changed.
+            Status::Firing | Status::Acknowledged | Status::Updated => wit::Status::Firing,
             Status::Resolved => wit::Status::Resolved,
         },
         severity: severity_to_wit(a.severity),

@@ -416,3 +416,61 @@ pub async fn lease_expiry(store: Arc<dyn Store>) {
         std::slice::from_ref(&a.id)
     );
 }
+
+/// A sender's update (Zabbix's comments and severity changes): a new severity with its
+/// `severity_changed` entry, a comment as a public note, both saved with the ticket; an update of an
+/// unknown key, or one that changes nothing, is ignored. Acked in the same batch, first.
+pub async fn sender_updates_change_severity_and_add_notes(store: Arc<dyn Store>) {
+    use tocsin::domain::alert::{Alert, Severity};
+    use tocsin::domain::timeline::Visibility;
+    let out = |a: Vec<tocsin::store::Applied>| a.iter().map(|a| a.outcome).collect::<Vec<_>>();
+    ingest(&store, &[firing("a", T0)]).await;
+    let update = |severity, comment: Option<&str>, t| Alert {
+        severity,
+        description: comment.map(str::to_string),
+        ..alert("a", Status::Updated, T0, t, None)
+    };
+    let applied = ingest(
+        &store,
+        &[
+            alert("a", Status::Acknowledged, T0, T0 + MIN, None),
+            update(Severity::Critical, Some("Failing over to db-3"), T0 + MIN),
+            Alert {
+                fingerprint: "nobody".into(),
+                ..update(Severity::Critical, Some("x"), T0 + MIN)
+            },
+        ],
+    )
+    .await;
+    assert_eq!(out(applied), ["acknowledged", "updated", "ignored"]);
+    let a = ticket(&store, 1).await;
+    assert_eq!(
+        (a.state, a.severity),
+        (TicketState::Acked, Severity::Critical)
+    );
+    assert_eq!(a.title, "alert a", "an update changes nothing else");
+    assert_eq!(
+        kinds(&store, 1).await,
+        [
+            EntryKind::Opened,
+            EntryKind::Acked,
+            EntryKind::SeverityChanged,
+            EntryKind::Note
+        ]
+    );
+    let changed = &entries_of(&store, 1, EntryKind::SeverityChanged).await[0];
+    assert_eq!(
+        (changed.data["from"].as_str(), changed.data["to"].as_str()),
+        (Some("warning"), Some("critical"))
+    );
+    let note = &entries_of(&store, 1, EntryKind::Note).await[0];
+    assert_eq!(
+        (note.text.as_str(), note.visibility, note.actor.as_str()),
+        ("Failing over to db-3", Visibility::Public, "source:prom")
+    );
+    assert_eq!(
+        out(ingest(&store, &[update(Severity::Critical, None, T0 + 2 * MIN)]).await),
+        ["ignored"]
+    );
+    assert_eq!(kinds(&store, 1).await.len(), 4);
+}

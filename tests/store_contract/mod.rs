@@ -41,6 +41,7 @@ macro_rules! contract {
             journal::one_batch_many_alerts_per_key,
             journal::reopen_within_window_new_ticket_after,
             journal::lease_expiry,
+            journal::sender_updates_change_severity_and_add_notes,
             act::act_ack_note_assign_resolve,
             act::act_refusals,
             act::get_ticket_by_id_and_number,

@@ -184,7 +184,7 @@ fn one(obj: &Map<String, Value>, whole: &Value, cx: &Context<'_>) -> Result<Aler
     let ends_at = match status {
         // `$DATE`: milliseconds since the epoch, as text.
         Status::Resolved => json::epoch_ms(obj.get("date")),
-        Status::Firing | Status::Acknowledged => None,
+        Status::Firing | Status::Acknowledged | Status::Updated => None,
     };
 
     Ok(Alert {

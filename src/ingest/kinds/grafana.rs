@@ -116,7 +116,7 @@ fn one(item: Value, namespace: &str, group_title: &str, cx: &Context<'_>) -> Res
     // is only Grafana's internal resend horizon.
     let ends_at = match status {
         Status::Resolved => time_field("endsAt", g.ends_at.as_deref().map(str::trim))?,
-        Status::Firing | Status::Acknowledged => None,
+        Status::Firing | Status::Acknowledged | Status::Updated => None,
     };
     let title = non_empty(g.annotations.get("summary"))
         .or_else(|| non_empty(g.labels.get("alertname")))

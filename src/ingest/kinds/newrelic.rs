@@ -4,14 +4,20 @@
 //! - **Key**: the issue id (`id`, `{{ json issueId }}` in the template; `issueId` is accepted too for
 //!   templates that kept New Relic's own name). An issue is one problem from activation to close, and
 //!   correlated incidents join it rather than opening new ones, so one issue is one ticket.
-//! - **Status**: `CLOSED` is resolved; `ACKNOWLEDGED` (and `INVESTIGATING`, which newer accounts send
-//!   when someone starts work on the issue) is acknowledged; `ACTIVATED`, `CREATED` and anything else
-//!   are firing.
+//! - **Status**: `CLOSED` is resolved. An issue's states are only `CREATED`, `ACTIVATED`, `DEACTIVATED`
+//!   and `CLOSED`: an acknowledgement does not change the state, it arrives as `state: ACTIVATED` with
+//!   `trigger: USER_ACTION` (`{{ json triggerEvent }}`; a close by a person has `CLOSED`). That is
+//!   acknowledged, as is a notification without `trigger` whose template carries an acknowledgement
+//!   (`acknowledgedAt`, `issueAcknowledgedAt`, `acknowledgedBy`, `owner`, or `isAcknowledged: true`).
+//!   Other triggers (`PRIORITY_CHANGED`, `INCIDENT_ADDED`...) on an acknowledged issue are firing
+//!   resends, which keep the ticket acked and refresh its content. Everything else is firing.
 //! - **Severity**: `priority` `CRITICAL` critical, `HIGH` error, `MEDIUM` warning, `LOW` info. (Not
 //!   tocsin's general normaliser: it reads `high` as critical, which is one step too loud here.)
 //! - **Times**: `createdAt` (epoch milliseconds) is the firing's start: it stays the same in every
 //!   notification for the issue, so a priority change or an added incident is a resend and a late copy
 //!   after the close is recognised as one. A close ends at `closedAt`, else `updatedAt`.
+//! - **Annotations**: `state`, `priority`, `trigger`, `total_incidents`, `is_correlated`, and who and
+//!   when acknowledged (`acknowledged_by`, `acknowledged_at`) where the template carries them.
 //! - **Labels**: `policy`, `condition`, `entities`, `sources` and `workflow` from the template's lists
 //!   (comma-separated when several), and `accumulations.tag.*` when a custom template sends
 //!   `accumulations`.
@@ -51,9 +57,20 @@ fn one(obj: &Map<String, Value>, whole: &Value, cx: &Context<'_>) -> Result<Aler
     let accumulations = obj.get("accumulations").and_then(Value::as_object);
 
     let state = field("state").map(|s| s.to_ascii_uppercase());
-    let status = match state.as_deref() {
-        Some("CLOSED") => Status::Resolved,
-        Some("ACKNOWLEDGED" | "INVESTIGATING") => Status::Acknowledged,
+    let trigger = field("trigger")
+        .or_else(|| field("triggerEvent"))
+        .map(|s| s.to_ascii_uppercase());
+    let acked_at = field("acknowledgedAt").or_else(|| field("issueAcknowledgedAt"));
+    let acked_by = field("acknowledgedBy").or_else(|| field("owner"));
+    let carries_ack = acked_at.is_some()
+        || acked_by.is_some()
+        || field("isAcknowledged").is_some_and(|v| v.eq_ignore_ascii_case("true"));
+    let status = match (state.as_deref(), trigger.as_deref()) {
+        (Some("CLOSED"), _) => Status::Resolved,
+        // What New Relic sends when someone acknowledges: the state stays ACTIVATED.
+        (_, Some("USER_ACTION")) => Status::Acknowledged,
+        // A custom template without the trigger: its acknowledgement fields say it.
+        (_, None) if carries_ack => Status::Acknowledged,
         _ => Status::Firing,
     };
     let priority = field("priority");
@@ -92,19 +109,21 @@ fn one(obj: &Map<String, Value>, whole: &Value, cx: &Context<'_>) -> Result<Aler
     for (key, name) in [
         ("state", "state"),
         ("priority", "priority"),
-        ("trigger", "trigger"),
         ("total_incidents", "totalIncidents"),
         ("is_correlated", "isCorrelated"),
     ] {
         json::insert(&mut annotations, key, field(name));
     }
+    json::insert(&mut annotations, "trigger", trigger);
+    json::insert(&mut annotations, "acknowledged_by", acked_by);
+    json::insert(&mut annotations, "acknowledged_at", acked_at);
 
     let starts_at = epoch_ms(obj.get("createdAt"));
     let ends_at = match status {
         Status::Resolved => {
             epoch_ms(obj.get("closedAt")).or_else(|| epoch_ms(obj.get("updatedAt")))
         }
-        Status::Firing | Status::Acknowledged => None,
+        Status::Firing | Status::Acknowledged | Status::Updated => None,
     };
 
     Ok(Alert {
@@ -162,6 +181,8 @@ mod tests {
 
     const ACTIVATED: &str = include_str!("../../../examples/payloads/newrelic/activated.json");
     const CLOSED: &str = include_str!("../../../examples/payloads/newrelic/closed.json");
+    const ACKNOWLEDGED: &str =
+        include_str!("../../../examples/payloads/newrelic/acknowledged.json");
 
     fn cx() -> Context<'static> {
         testing::cx("newrelic", "2026-03-02T10:00:01Z")
@@ -212,6 +233,68 @@ mod tests {
     }
 
     #[test]
+    fn acknowledged_fixture_acks_the_same_key() {
+        let fired = one_alert(ACTIVATED);
+        let a = one_alert(ACKNOWLEDGED);
+        assert_alert(
+            &a,
+            &fired.fingerprint,
+            Status::Acknowledged,
+            Severity::Critical,
+        );
+        assert_eq!(a.annotations["state"], "ACTIVATED");
+        assert_eq!(a.annotations["trigger"], "USER_ACTION");
+        assert_eq!(a.starts_at, fired.starts_at);
+        assert_eq!(a.ends_at, None);
+    }
+
+    #[test]
+    fn acknowledgement_fields_of_custom_templates() {
+        let edit = |f: &dyn Fn(&mut Value)| one_alert(&testing::edited(ACTIVATED, f));
+        // Without the trigger, the template's acknowledgement fields say it.
+        let by_fields = edit(&|v| {
+            v.as_object_mut().unwrap().remove("trigger");
+            v["acknowledgedAt"] = "2026-03-02T10:02:07Z".into();
+            v["acknowledgedBy"] = "alice@example.com".into();
+        });
+        assert_eq!(by_fields.status, Status::Acknowledged);
+        assert_eq!(
+            by_fields.annotations["acknowledged_by"],
+            "alice@example.com"
+        );
+        assert_eq!(
+            by_fields.annotations["acknowledged_at"],
+            "2026-03-02T10:02:07Z"
+        );
+        let flag = edit(&|v| {
+            v.as_object_mut().unwrap().remove("trigger");
+            v["isAcknowledged"] = true.into();
+        });
+        assert_eq!(flag.status, Status::Acknowledged);
+        let not_acked = edit(&|v| {
+            v.as_object_mut().unwrap().remove("trigger");
+            v["isAcknowledged"] = false.into();
+            v["owner"] = "".into();
+        });
+        assert_eq!(not_acked.status, Status::Firing);
+        // A priority change on an acknowledged issue is a resend, not a second acknowledgement.
+        let later = edit(&|v| {
+            v["trigger"] = "PRIORITY_CHANGED".into();
+            v["isAcknowledged"] = true.into();
+        });
+        assert_eq!(later.status, Status::Firing);
+        // `triggerEvent` under New Relic's own name counts too.
+        let own_name = edit(&|v| {
+            v.as_object_mut().unwrap().remove("trigger");
+            v["triggerEvent"] = "USER_ACTION".into();
+        });
+        assert_eq!(own_name.status, Status::Acknowledged);
+        // A person closing the issue is a close.
+        let closed = edit(&|v| v["state"] = "CLOSED".into());
+        assert_eq!(closed.status, Status::Resolved);
+    }
+
+    #[test]
     fn states_and_priorities() {
         let with = |state: &str, priority: &str| {
             one_alert(
@@ -220,8 +303,9 @@ mod tests {
                     .replace("CRITICAL", priority),
             )
         };
-        assert_eq!(with("ACKNOWLEDGED", "HIGH").status, Status::Acknowledged);
-        assert_eq!(with("INVESTIGATING", "HIGH").status, Status::Acknowledged);
+        // New Relic has no such states; a state alone never acknowledges.
+        assert_eq!(with("ACKNOWLEDGED", "HIGH").status, Status::Firing);
+        assert_eq!(with("DEACTIVATED", "HIGH").status, Status::Firing);
         assert_eq!(with("CREATED", "HIGH").status, Status::Firing);
         assert_eq!(with("closed", "HIGH").status, Status::Resolved);
         assert_eq!(with("ACTIVATED", "HIGH").severity, Severity::Error);

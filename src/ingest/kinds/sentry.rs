@@ -8,7 +8,7 @@
 //! | `event_alert` (an issue alert rule fired) | `issue:<data.event.issue_id>` | firing |
 //! | `error` (one error event) | `issue:<data.error.issue_id>`, else `error:<hashes>` | firing |
 //! | `issue` | `issue:<data.issue.id>` | `created`, `unresolved` firing; `resolved`, `archived`, `ignored` resolved; `assigned` and others ignored |
-//! | `metric_alert` | `metric_alert:<data.metric_alert.id>` | `critical`, `warning` firing with that severity; `resolved` resolved |
+//! | `metric_alert` | `metric_alert:<data.metric_alert.id>` | `critical`, `warning` firing with that severity; `resolved` resolved; titled with the rule's name |
 //! | `installation`, `comment`, anything else | none: answered 200 with no alerts | |
 //!
 //! Issue alerts and error events are keyed by the *issue* they belong to, never by the event: Sentry has
@@ -302,10 +302,18 @@ fn metric_alert(v: &Value, cx: &Context<'_>) -> Result<Option<Alert>, String> {
     annotations.insert("sentry_action".into(), action.to_string());
     insert(&mut annotations, "query", rule_str("query"));
     insert(&mut annotations, "incident", id_at(ma, &["identifier"]));
+    insert(
+        &mut annotations,
+        "description_title",
+        str_at(v, &["data", "description_title"]).map(str::to_string),
+    );
 
-    let title = str_at(v, &["data", "description_title"])
-        .map(str::to_string)
-        .or_else(|| rule_str("name"))
+    // The rule's name, not `description_title`: that one starts with the level ("Critical: Too many
+    // errors", "Resolved: Too many errors"), which is already the severity and status, and a title
+    // carrying it would still say "Critical" after the resolution.
+    let title = rule_str("name")
+        .or_else(|| str_at(v, &["data", "description_title"]).map(|t| without_level(t).to_string()))
+        .filter(|t| !t.is_empty())
         .or_else(|| str_at(ma, &["title"]).map(str::to_string))
         .unwrap_or_else(|| format!("Sentry metric alert {id}"));
     // The incident's own times; unreadable ones are left out rather than failing the delivery.
@@ -325,12 +333,22 @@ fn metric_alert(v: &Value, cx: &Context<'_>) -> Result<Option<Alert>, String> {
         starts_at: time("date_started"),
         ends_at: match status {
             Status::Resolved => time("date_closed"),
-            Status::Firing | Status::Acknowledged => None,
+            Status::Firing | Status::Acknowledged | Status::Updated => None,
         },
         received_at: cx.now,
         routing: Routing::default(),
         raw: raw_of(v, cx),
     }))
+}
+
+/// `Critical: Too many errors` without its `Critical: ` (or `Warning: `, `Resolved: `).
+fn without_level(title: &str) -> &str {
+    for level in ["Critical:", "Warning:", "Resolved:"] {
+        if let Some(rest) = title.strip_prefix(level) {
+            return rest.trim_start();
+        }
+    }
+    title
 }
 
 /// Sentry's levels: `fatal`, `error`, `warning`, `info`, `debug`.
@@ -391,6 +409,8 @@ mod tests {
         include_str!("../../../examples/payloads/sentry/metric_alert_critical.json");
     const METRIC_RESOLVED: &str =
         include_str!("../../../examples/payloads/sentry/metric_alert_resolved.json");
+    const METRIC_DOCS_RESOLVED: &str =
+        include_str!("../../../examples/payloads/sentry/metric_alert_resolved_docs.json");
     const INSTALLATION: &str = include_str!("../../../examples/payloads/sentry/installation.json");
 
     fn cx() -> Context<'static> {
@@ -471,7 +491,12 @@ mod tests {
     fn metric_alert_fixtures() {
         let c = one("metric_alert", METRIC_CRITICAL);
         assert_alert(&c, "metric_alert:8817", Status::Firing, Severity::Critical);
-        assert_eq!(c.title, "Critical: Checkout p95 latency");
+        // The rule's name: the level is the severity, and the resolution keeps the same title.
+        assert_eq!(c.title, "Checkout p95 latency");
+        assert_eq!(
+            c.annotations["description_title"],
+            "Critical: Checkout p95 latency"
+        );
         assert_eq!(
             c.description.as_deref(),
             Some("p95(transaction.duration) above 1500ms in the last 5 minutes")
@@ -495,19 +520,46 @@ mod tests {
 
         let r = one("metric_alert", METRIC_RESOLVED);
         assert_resolves(&c, &r);
+        assert_eq!(r.title, c.title);
         assert_eq!(r.starts_at, c.starts_at);
         assert_eq!(
             r.ends_at,
             Timestamp::parse_optional("2026-03-02T09:47:00Z").unwrap()
         );
-        // A title falls back to the rule's name.
-        let untitled = edited(METRIC_CRITICAL, |v| {
-            v["data"]
+        // Without the rule's name, the title is `description_title` without its level.
+        let unnamed = edited(METRIC_CRITICAL, |v| {
+            v["data"]["metric_alert"]["alert_rule"]
                 .as_object_mut()
                 .unwrap()
-                .remove("description_title");
+                .remove("name");
         });
-        assert_eq!(one("metric_alert", &untitled).title, "Checkout p95 latency");
+        assert_eq!(one("metric_alert", &unnamed).title, "Checkout p95 latency");
+        let warned = edited(&unnamed, |v| {
+            v["data"]["description_title"] = "Warning:Checkout p95 latency".into()
+        });
+        assert_eq!(one("metric_alert", &warned).title, "Checkout p95 latency");
+        let bare = edited(&unnamed, |v| {
+            v["data"]["description_title"] = "Resolved: ".into()
+        });
+        assert_eq!(one("metric_alert", &bare).title, "Checkout p95 latency");
+    }
+
+    #[test]
+    fn metric_alert_of_sentrys_documentation() {
+        let r = one("metric_alert", METRIC_DOCS_RESOLVED);
+        assert_alert(&r, "metric_alert:4", Status::Resolved, Severity::None);
+        assert_eq!(r.title, "Too many errors");
+        assert_eq!(
+            r.annotations["description_title"],
+            "Resolved: Too many errors"
+        );
+        let fired = one(
+            "metric_alert",
+            &edited(METRIC_DOCS_RESOLVED, |v| v["action"] = "critical".into()),
+        );
+        assert_resolves(&fired, &r);
+        assert_eq!(fired.title, r.title);
+        assert_eq!(fired.severity, Severity::Critical);
     }
 
     #[test]

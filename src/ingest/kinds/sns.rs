@@ -339,6 +339,12 @@ fn pem_to_der(pem: &[u8]) -> Result<Vec<u8>, String> {
         .map_err(|e| format!("PEM certificate is not base64: {e}"))
 }
 
+/// The host of an `https://` URL (the SNS host a certificate comes from), for messages.
+pub fn url_host(url: &str) -> &str {
+    let rest = url.strip_prefix("https://").unwrap_or(url);
+    rest.split(['/', '?', '#']).next().unwrap_or(rest)
+}
+
 /// Fetches a certificate. The real one (the route's HTTP client) must use HTTPS with certificate
 /// verification, must not follow redirects (a redirect would leave the allowed host), should cap the
 /// body (a certificate is a few KiB) and time out quickly.
@@ -361,7 +367,8 @@ const CERT_CACHE_SIZE: usize = 32;
 /// both fetch; the result is the same and it is rare.
 #[derive(Debug)]
 pub struct CertCache {
-    fetch: Arc<dyn CertFetch>,
+    /// Replaceable ([`CertCache::set_fetch`]) so tests can make fetches fail without the network.
+    fetch: std::sync::RwLock<Arc<dyn CertFetch>>,
     inner: Mutex<CacheInner>,
 }
 
@@ -386,8 +393,23 @@ const MAX_FAILED: usize = 1024;
 impl CertCache {
     pub fn new(fetch: Arc<dyn CertFetch>) -> Self {
         CertCache {
-            fetch,
+            fetch: std::sync::RwLock::new(fetch),
             inner: Mutex::new(CacheInner::default()),
+        }
+    }
+
+    /// Replaces how certificates are fetched (tests cannot reach AWS).
+    pub fn set_fetch(&self, fetch: Arc<dyn CertFetch>) {
+        match self.fetch.write() {
+            Ok(mut f) => *f = fetch,
+            Err(e) => *e.into_inner() = fetch,
+        }
+    }
+
+    fn fetcher(&self) -> Arc<dyn CertFetch> {
+        match self.fetch.read() {
+            Ok(f) => Arc::clone(&f),
+            Err(e) => Arc::clone(&e.into_inner()),
         }
     }
 
@@ -423,7 +445,7 @@ impl CertCache {
             inner.fetches.push_back(now);
         }
         let fetched = self
-            .fetch
+            .fetcher()
             .get(url)
             .await
             // Checked before caching so that an error page never stands in for a certificate.
@@ -665,7 +687,7 @@ fn cloudwatch(env: &Envelope, alarm: Value, cx: &Context<'_>) -> Result<Alert, S
     let changed = str_at(&alarm, &["StateChangeTime"]).and_then(offset_time);
     let (starts_at, ends_at) = match status {
         Status::Resolved => (changed, changed),
-        Status::Firing | Status::Acknowledged => (changed, None),
+        Status::Firing | Status::Acknowledged | Status::Updated => (changed, None),
     };
 
     Ok(Alert {

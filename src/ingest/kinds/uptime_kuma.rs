@@ -8,7 +8,19 @@
 //!   resolved. `3` maintenance is resolved too: the monitor is in a maintenance window someone planned,
 //!   so it is nobody's emergency, and Kuma sends no "up" when a window ends on a healthy monitor (so an
 //!   open ticket would otherwise stay open). A problem after the window is a new down notification.
-//! - **No heartbeat** (the *Test* button, certificate-expiry reminders: only `msg`): accepted, no
+//! - **Certificate expiry reminders** come with only `msg` (no heartbeat, no monitor):
+//!   `[<monitor>][<url>] <type> certificate <CN> will expire in <N> days` (older Kuma: `... will be
+//!   expired in <N> days`, or `Certificate will be expired in <N> days` without type and CN). Each is
+//!   a firing **warning** keyed `certificate:<monitor>:<url>:<CN>` (one ticket per monitor and
+//!   certificate; Kuma checks every certificate of the chain). Kuma sends one reminder per threshold
+//!   (21, 14 and 7 days by default) and **nothing when the certificate is renewed**: it only forgets
+//!   its reminders when the certificate's fingerprint changes. So a reminder's alert ends
+//!   (`ends_at`) when the certificate would expire, and tocsin resolves the ticket then unless a
+//!   later reminder moved that time: a renewed certificate gets no more reminders, so its ticket
+//!   resolves by the old expiry date at the latest (or when someone resolves it after renewing). A
+//!   certificate that really expires makes the monitor's own check fail, and its down opens the
+//!   monitor's ticket, critical.
+//! - **Other notifications without a heartbeat** (the *Test* button's `... Testing`): accepted, no
 //!   alert, since there is no monitor state to act on.
 //! - **Severity** of a resolution is critical, the severity of the down it ends, so a plugin filtering
 //!   by severity lets the resolution through wherever it let the problem through.
@@ -36,7 +48,10 @@ pub fn parse(body: &[u8], cx: &Context<'_>) -> Result<Parsed, String> {
             alerts: vec![one(obj, hb, &value, cx)?],
             rejected: Vec::new(),
         }),
-        Some(Value::Null) | None if obj.contains_key("msg") => Ok(Parsed::default()),
+        Some(Value::Null) | None if obj.contains_key("msg") => Ok(Parsed {
+            alerts: certificate(obj, &value, cx).into_iter().collect(),
+            rejected: Vec::new(),
+        }),
         Some(Value::Null) | None => {
             Err("neither `heartbeat` nor `msg`: not an Uptime Kuma webhook".into())
         }
@@ -129,7 +144,7 @@ fn one(
 
     let ends_at = match status {
         Status::Resolved => beat("time").as_deref().and_then(kuma_time),
-        Status::Firing | Status::Acknowledged => None,
+        Status::Firing | Status::Acknowledged | Status::Updated => None,
     };
 
     Ok(Alert {
@@ -144,6 +159,102 @@ fn one(
         url: None,
         starts_at: None,
         ends_at,
+        received_at: cx.now,
+        routing: Routing::default(),
+        raw: raw_of(whole, cx),
+    })
+}
+
+/// What a certificate expiry reminder's `msg` says.
+#[derive(Debug, PartialEq, Eq)]
+struct Reminder<'a> {
+    monitor: &'a str,
+    url: &'a str,
+    /// `server`, `intermediate CA`...; older Kuma did not say.
+    kind: Option<&'a str>,
+    /// The certificate's common name; older Kuma did not say.
+    common_name: Option<&'a str>,
+    days: i64,
+}
+
+/// Reads `[<monitor>][<url>] <type> certificate <CN> will expire in <N> days` (Kuma 2) and the
+/// older `... will be expired in <N> days` and `Certificate will be expired in <N> days`.
+fn reminder(msg: &str) -> Option<Reminder<'_>> {
+    let rest = msg.trim().strip_prefix('[')?;
+    // The URL has no `][`; a monitor name might, so split at the last one before the URL's `] `.
+    let (head, sentence) = rest.split_once("] ")?;
+    let (monitor, url) = head.rsplit_once("][")?;
+    let (subject, days) = sentence
+        .rsplit_once(" will expire in ")
+        .or_else(|| sentence.rsplit_once(" will be expired in "))?;
+    let days: i64 = days.strip_suffix(" days")?.trim().parse().ok()?;
+    let (kind, common_name) = if subject.eq_ignore_ascii_case("certificate") {
+        (None, None)
+    } else {
+        let (kind, cn) = subject.split_once(" certificate ")?;
+        (Some(kind.trim()), Some(cn.trim()))
+    };
+    Some(Reminder {
+        monitor: monitor.trim(),
+        url: url.trim(),
+        kind: kind.filter(|k| !k.is_empty()),
+        common_name: common_name.filter(|c| !c.is_empty()),
+        days,
+    })
+}
+
+/// A certificate expiry reminder as a warning (see the module's notes); other message-only
+/// notifications are nothing.
+fn certificate(obj: &Map<String, Value>, whole: &Value, cx: &Context<'_>) -> Option<Alert> {
+    let msg = text(obj.get("msg"))?;
+    let r = reminder(&msg)?;
+    let monitor = Some(r.monitor)
+        .filter(|m| !m.is_empty())
+        .unwrap_or("monitor");
+    let cn = r.common_name.unwrap_or_default();
+    // Kuma reminds within weeks of the expiry; the cap only keeps nonsense from overflowing.
+    let days = r.days.clamp(0, 36_500);
+    let title = match r.common_name {
+        Some(cn) => format!("Certificate {cn} of {monitor} expires in {days} days"),
+        None => format!("Certificate of {monitor} expires in {days} days"),
+    };
+    // Whole days from now: Kuma counts them from its check, moments before sending.
+    let expires = cx
+        .now
+        .plus(std::time::Duration::from_secs(days.unsigned_abs() * 86_400));
+
+    let mut labels = Labels::new();
+    json::insert(&mut labels, "monitor", Some(monitor.to_string()));
+    json::insert(
+        &mut labels,
+        "certificate",
+        r.common_name.map(str::to_string),
+    );
+    json::insert(&mut labels, "certificate_type", r.kind.map(str::to_string));
+    let mut annotations = Labels::new();
+    json::insert(&mut annotations, "summary", Some(msg.clone()));
+    json::insert(&mut annotations, "days_remaining", Some(days.to_string()));
+    json::insert(&mut annotations, "expires_at", Some(expires.to_rfc3339()));
+    json::insert(
+        &mut annotations,
+        "monitor_url",
+        Some(r.url.to_string()).filter(|u| !u.is_empty()),
+    );
+
+    Some(Alert {
+        source: cx.source.to_string(),
+        fingerprint: format!("certificate:{monitor}:{}:{cn}", r.url),
+        status: Status::Firing,
+        title,
+        severity: Severity::Warning,
+        labels,
+        annotations,
+        description: Some(msg),
+        url: None,
+        // Every reminder is the same problem: a later one (fewer days) is a resend that updates the
+        // days and the end.
+        starts_at: None,
+        ends_at: Some(expires),
         received_at: cx.now,
         routing: Routing::default(),
         raw: raw_of(whole, cx),
@@ -169,6 +280,8 @@ mod tests {
 
     const DOWN: &str = include_str!("../../../examples/payloads/uptime_kuma/down.json");
     const UP: &str = include_str!("../../../examples/payloads/uptime_kuma/up.json");
+    const CERTIFICATE: &str =
+        include_str!("../../../examples/payloads/uptime_kuma/certificate_expiry.json");
 
     fn cx() -> Context<'static> {
         testing::cx("kuma", "2026-03-02T10:00:01Z")
@@ -243,11 +356,93 @@ mod tests {
     }
 
     #[test]
-    fn test_button_and_message_only_notifications_yield_nothing() {
+    fn test_button_and_other_message_only_notifications_yield_nothing() {
         let test = br#"{"heartbeat":null,"monitor":null,"msg":"My Webhook Testing"}"#;
         assert_eq!(parse(test, &cx()).unwrap(), Parsed::default());
-        let cert = br#"{"msg":"[Checkout API][https://api.example.com] server certificate api.example.com will be expired in 14 days"}"#;
-        assert_eq!(parse(cert, &cx()).unwrap(), Parsed::default());
+        let other =
+            br#"{"msg":"[Checkout API][https://api.example.com] something else in 3 days"}"#;
+        assert_eq!(parse(other, &cx()).unwrap(), Parsed::default());
+    }
+
+    #[test]
+    fn certificate_expiry_fixture_is_a_warning_until_the_expiry() {
+        let a = one_alert(CERTIFICATE);
+        assert_alert(
+            &a,
+            "certificate:Checkout API:https://api.example.com/health:api.example.com",
+            Status::Firing,
+            Severity::Warning,
+        );
+        assert_eq!(
+            a.title,
+            "Certificate api.example.com of Checkout API expires in 14 days"
+        );
+        let labels = labels(&[
+            ("certificate", "api.example.com"),
+            ("certificate_type", "server"),
+            ("monitor", "Checkout API"),
+        ]);
+        assert_eq!(a.labels, labels);
+        assert_eq!(a.annotations["days_remaining"], "14");
+        assert_eq!(
+            a.annotations["monitor_url"],
+            "https://api.example.com/health"
+        );
+        assert_eq!(a.starts_at, None);
+        // The ticket lasts until the certificate would expire, unless a later reminder moves it.
+        let expiry = Timestamp::parse_optional("2026-03-16T10:00:01Z").unwrap();
+        assert_eq!(a.ends_at, expiry);
+        assert_eq!(a.annotations["expires_at"], expiry.unwrap().to_rfc3339());
+
+        // The next reminder is the same ticket, with fewer days.
+        let later = one_alert(&CERTIFICATE.replace("14 days", "7 days"));
+        assert_eq!(later.fingerprint, a.fingerprint);
+        assert_eq!(
+            later.title,
+            "Certificate api.example.com of Checkout API expires in 7 days"
+        );
+        // Another certificate of the chain is its own ticket.
+        let intermediate = one_alert(&CERTIFICATE.replace(
+            "server certificate api.example.com",
+            "intermediate CA certificate R11",
+        ));
+        assert_ne!(intermediate.fingerprint, a.fingerprint);
+        assert_eq!(intermediate.labels["certificate_type"], "intermediate CA");
+    }
+
+    #[test]
+    fn certificate_reminders_of_older_kumas() {
+        let r = |m| reminder(m).unwrap();
+        let v1 =
+            r("[Checkout API][https://api.example.com] Certificate will be expired in 21 days");
+        assert_eq!(
+            v1,
+            Reminder {
+                monitor: "Checkout API",
+                url: "https://api.example.com",
+                kind: None,
+                common_name: None,
+                days: 21
+            }
+        );
+        let v15 = r("[a][b][https://x/] server certificate x.org will be expired in 3 days");
+        assert_eq!((v15.monitor, v15.url), ("a][b", "https://x/"));
+        assert_eq!(v15.common_name, Some("x.org"));
+        let old = br#"{"heartbeat":null,"monitor":null,"msg":"[Checkout API][https://api.example.com] Certificate will be expired in 21 days"}"#;
+        let a = testing::one_alert(parse(old, &cx()));
+        assert_eq!(a.title, "Certificate of Checkout API expires in 21 days");
+        assert_eq!(
+            a.fingerprint,
+            "certificate:Checkout API:https://api.example.com:"
+        );
+        for not in [
+            "[a][b] server certificate x will expire in many days",
+            "[a] server certificate x will expire in 3 days",
+            "a][b] server certificate x will expire in 3 days",
+            "[a][b] server cert x will expire in 3 days",
+        ] {
+            assert_eq!(reminder(not), None, "{not}");
+        }
     }
 
     #[test]

@@ -8,11 +8,18 @@
 //! - **Key**: `event_id` (`{EVENT.ID}`). Recovery and update notifications carry the *problem's*
 //!   `{EVENT.ID}` (the OK event's own id is `{EVENT.RECOVERY.ID}`), so they find the ticket the
 //!   problem opened. Event ids are unique within one Zabbix server: give each server its own source.
-//! - **Status**: `event_value` (`{EVENT.VALUE}`) `1` is firing, `0` resolved. An update notification
-//!   (`{EVENT.UPDATE.STATUS}` `1`) whose `{EVENT.UPDATE.ACTION}` includes `acknowledged` is
-//!   acknowledged; other updates (comments, severity changes, unacknowledge, close, which brings its own
-//!   recovery) yield no alert. Discovery and autoregistration events (`{EVENT.SOURCE}` 1 and 2) are
-//!   always firing: Zabbix never sends them a recovery, so people resolve them.
+//! - **Status**: `event_value` (`{EVENT.VALUE}`) `1` is firing, `0` resolved. Discovery and
+//!   autoregistration events (`{EVENT.SOURCE}` 1 and 2) are always firing: Zabbix never sends them a
+//!   recovery, so people resolve them.
+//! - **Updates** (`{EVENT.UPDATE.STATUS}` `1`): `{EVENT.UPDATE.ACTION}` lists what the update did,
+//!   Zabbix's way (`acknowledged`, `commented and changed severity from High to Disaster`). Each
+//!   update yields up to two alerts for the problem's key, in this order: `acknowledged` is an
+//!   acknowledgement (without the action macro, `{EVENT.ACK.STATUS}` `Yes` says it); `commented` or
+//!   `changed severity` is an update ([`Status::Updated`]): the comment (`event_update_message`,
+//!   `{EVENT.UPDATE.MESSAGE}`) becomes a note on the ticket, signed with `event_update_user`
+//!   (`{USER.FULLNAME}`) when given, and a severity change moves the ticket to the new
+//!   `{EVENT.NSEVERITY}` with a `severity_changed` entry. Unacknowledge, suppress and rank changes
+//!   yield nothing; a close brings its own recovery.
 //! - **Severity**: `{EVENT.NSEVERITY}` 0–1 info, 2–3 warning, 4 error, 5 critical; else the name
 //!   (`Not classified`, `Information`, `Warning`, `Average`, `High`, `Disaster`).
 //! - **Test**: Zabbix's *Test* dialog sends the parameters as written, macros unresolved. A payload whose
@@ -50,6 +57,8 @@ pub const MEDIA_TYPE_PARAMETERS: &[(&str, &str)] = &[
     ("event_source", "{EVENT.SOURCE}"),
     ("event_update_status", "{EVENT.UPDATE.STATUS}"),
     ("event_update_action", "{EVENT.UPDATE.ACTION}"),
+    ("event_update_message", "{EVENT.UPDATE.MESSAGE}"),
+    ("event_update_user", "{USER.FULLNAME}"),
     ("event_ack_status", "{EVENT.ACK.STATUS}"),
     ("event_nseverity", "{EVENT.NSEVERITY}"),
     ("event_severity", "{EVENT.SEVERITY}"),
@@ -75,6 +84,7 @@ const NOT_ANNOTATED: &[&str] = &[
     "host_name",
     "trigger_description",
     "link",
+    "event_update_message",
 ];
 
 /// Reads one request's payload.
@@ -92,25 +102,56 @@ pub fn parse(body: &[u8], cx: &Context<'_>) -> Result<Parsed, String> {
         return Ok(Parsed::default());
     }
     Ok(Parsed {
-        alerts: one(obj, &value, cx)?.into_iter().collect(),
+        alerts: alerts(obj, &value, cx)?,
         rejected: Vec::new(),
     })
 }
 
-fn one(obj: &Map<String, Value>, whole: &Value, cx: &Context<'_>) -> Result<Option<Alert>, String> {
+/// The notification's alerts: one for a problem or recovery, up to two for an update (see the module).
+fn alerts(obj: &Map<String, Value>, whole: &Value, cx: &Context<'_>) -> Result<Vec<Alert>, String> {
+    let field = |name: &str| text(obj.get(name));
+    if field("event_update_status").as_deref() != Some("1") {
+        return Ok(vec![one(obj, whole, cx, None)?]);
+    }
+    let action = field("event_update_action");
+    let actions = update_actions(action.as_deref());
+    let mut out = Vec::new();
+    if acknowledged(&actions, field("event_ack_status").as_deref()) {
+        out.push(one(obj, whole, cx, Some(Status::Acknowledged))?);
+    }
+    let commented = actions.iter().any(|a| a.eq_ignore_ascii_case("commented"));
+    let severity_changed = actions
+        .iter()
+        .any(|a| a.to_ascii_lowercase().starts_with("changed severity"));
+    // Without the action macro (an older media type), a message is taken as the comment it is.
+    let message = field("event_update_message").filter(|_| commented || actions.is_empty());
+    if message.is_some() || severity_changed {
+        let mut update = one(obj, whole, cx, Some(Status::Updated))?;
+        // An update carries only what changed: the new severity, the comment (see Status::Updated).
+        if !severity_changed {
+            update.severity = Severity::None;
+        }
+        update.description = message.map(|m| match field("event_update_user") {
+            Some(user) => format!("{user} in Zabbix: {m}"),
+            None => m,
+        });
+        out.push(update);
+    }
+    Ok(out)
+}
+
+fn one(
+    obj: &Map<String, Value>,
+    whole: &Value,
+    cx: &Context<'_>,
+    update: Option<Status>,
+) -> Result<Alert, String> {
     let field = |name: &str| text(obj.get(name));
     let id = field("event_id").ok_or("no event_id ({EVENT.ID})")?;
 
     let source = field("event_source").unwrap_or_else(|| "0".into());
-    let status = if field("event_update_status").as_deref() == Some("1") {
-        if !acknowledged(
-            field("event_update_action").as_deref(),
-            field("event_ack_status").as_deref(),
-        ) {
-            // A comment or a severity change: nothing a ticket acts on.
-            return Ok(None);
-        }
-        Status::Acknowledged
+    let status = if let Some(status) = update {
+        status
     } else if source == "1" || source == "2" {
         Status::Firing
     } else {
@@ -161,7 +202,7 @@ fn one(obj: &Map<String, Value>, whole: &Value, cx: &Context<'_>) -> Result<Opti
         .or_else(|| description.clone())
         .unwrap_or_else(|| format!("Zabbix event {id}"));
 
-    Ok(Some(Alert {
+    Ok(Alert {
         source: cx.source.to_string(),
         fingerprint: id,
         status,
@@ -176,7 +217,7 @@ fn one(obj: &Map<String, Value>, whole: &Value, cx: &Context<'_>) -> Result<Opti
         received_at: cx.now,
         routing: Routing::default(),
         raw: raw_of(whole, cx),
-    }))
+    })
 }
 
 /// A macro Zabbix left as written (`{EVENT.RECOVERY.ID}`, `{$ZABBIX.URL}`): not supported where the
@@ -196,15 +237,27 @@ fn text(value: Option<&Value>) -> Option<String> {
     json::text(value).filter(|s| s != "*UNKNOWN*" && !is_unresolved(s))
 }
 
-/// Whether an update notification is an acknowledgement. `{EVENT.UPDATE.ACTION}` lists what the update
-/// did (`acknowledged, commented`); without it, `{EVENT.ACK.STATUS}` says whether the problem is acked.
-fn acknowledged(action: Option<&str>, ack_status: Option<&str>) -> bool {
-    match action {
-        Some(a) => a
-            .split(',')
-            .any(|part| part.trim().eq_ignore_ascii_case("acknowledged")),
-        None => ack_status.is_some_and(|s| s.eq_ignore_ascii_case("yes")),
+/// What an update did, from `{EVENT.UPDATE.ACTION}`: Zabbix joins the actions with `, ` and the last
+/// with ` and ` (`acknowledged, commented and changed severity from Warning to High`).
+fn update_actions(action: Option<&str>) -> Vec<&str> {
+    action
+        .into_iter()
+        .flat_map(|a| a.split(", "))
+        .flat_map(|part| part.split(" and "))
+        .map(str::trim)
+        .filter(|p| !p.is_empty())
+        .collect()
+}
+
+/// Whether an update notification is an acknowledgement. Without `{EVENT.UPDATE.ACTION}`,
+/// `{EVENT.ACK.STATUS}` says whether the problem is acked.
+fn acknowledged(actions: &[&str], ack_status: Option<&str>) -> bool {
+    if actions.is_empty() {
+        return ack_status.is_some_and(|s| s.eq_ignore_ascii_case("yes"));
     }
+    actions
+        .iter()
+        .any(|a| a.eq_ignore_ascii_case("acknowledged"))
 }
 
 fn severity_name(name: &str) -> Option<Severity> {
@@ -275,6 +328,7 @@ mod tests {
 
     const PROBLEM: &str = include_str!("../../../examples/payloads/zabbix/problem.json");
     const RECOVERY: &str = include_str!("../../../examples/payloads/zabbix/recovery.json");
+    const UPDATE: &str = include_str!("../../../examples/payloads/zabbix/update.json");
     const MEDIA_TYPE_YAML: &str = include_str!("../../../examples/payloads/zabbix/media_type.yaml");
 
     fn cx() -> Context<'static> {
@@ -324,6 +378,7 @@ mod tests {
         // Macros Zabbix does not resolve in a problem notification are not kept as if they were values.
         assert!(!a.annotations.contains_key("event_recovery_id"));
         assert!(!a.annotations.contains_key("event_update_action"));
+        assert!(!a.annotations.contains_key("event_update_user"));
         assert!(a.annotations["event_tags"].starts_with("class:os, component:cpu"));
     }
 
@@ -338,31 +393,94 @@ mod tests {
     }
 
     #[test]
-    fn updates_acknowledge_or_say_nothing() {
+    fn update_fixture_acks_then_comments_and_changes_severity() {
+        let p = parse(UPDATE.as_bytes(), &cx()).unwrap();
+        assert_eq!(p.alerts.len(), 2, "{p:?}");
+        let (ack, update) = (&p.alerts[0], &p.alerts[1]);
+        assert_alert(ack, "1942211", Status::Acknowledged, Severity::Critical);
+        assert_alert(update, "1942211", Status::Updated, Severity::Critical);
+        assert_eq!(
+            update.description.as_deref(),
+            Some("Alice Admin (alice) in Zabbix: Failing over to db-3; <b>do not restart</b> db-2")
+        );
+        assert!(!update.annotations.contains_key("event_update_message"));
+        assert_eq!(
+            update.annotations["event_update_user"],
+            "Alice Admin (alice)"
+        );
+    }
+
+    #[test]
+    fn updates_by_what_they_did() {
         let update = |action: Value, ack: &str| {
             with(
-                PROBLEM,
+                UPDATE,
                 &[
-                    ("event_update_status", "1".into()),
                     ("event_update_action", action),
                     ("event_ack_status", ack.into()),
                 ],
             )
         };
-        let a = one_alert(&update("acknowledged, commented".into(), "Yes"));
-        assert_eq!(a.status, Status::Acknowledged);
-        assert_eq!(a.fingerprint, "1942211");
+        // (status, severity, whether it has a description: the trigger's for an acknowledgement, the
+        // comment for an update).
+        let statuses = |body: &str| {
+            let p = parse(body.as_bytes(), &cx()).unwrap();
+            p.alerts
+                .iter()
+                .map(|a| (a.status, a.severity, a.description.is_some()))
+                .collect::<Vec<_>>()
+        };
+        use Status::{Acknowledged as Ack, Updated as Upd};
+        let crit = Severity::Critical;
+        // Zabbix joins two actions with " and ": both are read.
+        assert_eq!(
+            statuses(&update("acknowledged and commented".into(), "Yes")),
+            [(Ack, crit, true), (Upd, Severity::None, true)]
+        );
+        assert_eq!(
+            statuses(&update("acknowledged".into(), "Yes")),
+            [(Ack, crit, true)]
+        );
+        assert_eq!(
+            statuses(&update("commented".into(), "No")),
+            [(Upd, Severity::None, true)]
+        );
+        assert_eq!(
+            statuses(&update(
+                "changed severity from High to Disaster".into(),
+                "No"
+            )),
+            [(Upd, crit, false)]
+        );
         for quiet in [
-            update("commented".into(), "Yes"),
-            update("unacknowledged".into(), "No"),
-            update("changed severity from Warning to High".into(), "No"),
-            update("{EVENT.UPDATE.ACTION}".into(), "No"),
+            "unacknowledged",
+            "closed",
+            "suppressed indefinitely",
+            "ranked as cause",
         ] {
-            assert_eq!(parse(quiet.as_bytes(), &cx()).unwrap(), Parsed::default());
+            assert_eq!(statuses(&update(quiet.into(), "No")), [], "{quiet}");
         }
-        // Without the action macro, the ack status decides.
-        let a = one_alert(&update(Value::Null, "Yes"));
-        assert_eq!(a.status, Status::Acknowledged);
+        // A comment action without a message has nothing to note.
+        let empty = with(
+            &update("commented".into(), "No"),
+            &[("event_update_message", "{EVENT.UPDATE.MESSAGE}".into())],
+        );
+        assert_eq!(statuses(&empty), []);
+        // Without the action macro: the ack status decides, and a message is a comment.
+        assert_eq!(
+            statuses(&update(Value::Null, "Yes")),
+            [(Ack, crit, true), (Upd, Severity::None, true)]
+        );
+        let no_user = with(
+            &update("commented".into(), "No"),
+            &[("event_update_user", "{USER.FULLNAME}".into())],
+        );
+        assert_eq!(
+            parse(no_user.as_bytes(), &cx()).unwrap().alerts[0]
+                .description
+                .as_deref(),
+            Some("Failing over to db-3; <b>do not restart</b> db-2")
+        );
     }
 
     #[test]

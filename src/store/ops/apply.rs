@@ -114,9 +114,13 @@ fn one(
             let mut cur =
                 current.ok_or_else(|| StoreError::Other("decision without ticket".into()))?;
             let heartbeat = ticket::is_heartbeat(&cur, &d, alert);
-            if let Some(draft) = ticket::apply_alert(&mut cur, &d, alert) {
+            let drafts = ticket::apply_alert(&mut cur, &d, alert);
+            let changed = !drafts.is_empty();
+            for draft in drafts {
                 let e = append_entry(tx, &mut cur, draft)?;
                 enqueue(tx, router, &mut cur, &e, entry.silences.as_deref())?;
+            }
+            if changed {
                 record_failures(tx, &mut cur, entry)?;
             }
             if heartbeat {
