@@ -70,10 +70,12 @@ pub enum EntryKind {
     Silenced,
     /// A room was outside its business hours: the change was held, rerouted, or a notice posted.
     OffHours,
+    /// A change event (a deploy, a config push) on the same system, near when the ticket was open.
+    Change,
 }
 
 impl EntryKind {
-    pub const ALL: [EntryKind; 18] = [
+    pub const ALL: [EntryKind; 19] = [
         EntryKind::Opened,
         EntryKind::Refired,
         EntryKind::Resolved,
@@ -92,6 +94,7 @@ impl EntryKind {
         EntryKind::Assigned,
         EntryKind::Silenced,
         EntryKind::OffHours,
+        EntryKind::Change,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -114,6 +117,7 @@ impl EntryKind {
             EntryKind::Assigned => "assigned",
             EntryKind::Silenced => "silenced",
             EntryKind::OffHours => "off_hours",
+            EntryKind::Change => "change",
         }
     }
 
