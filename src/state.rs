@@ -88,6 +88,8 @@ pub struct Source {
     pub mapping: Option<crate::config::MappingConfig>,
     /// SNS sources: the topics taken (empty: any).
     pub topics: Vec<String>,
+    /// PagerDuty sources: tickets opened this long after a change event are shown it.
+    pub change_window: Duration,
 }
 
 impl Source {
@@ -108,6 +110,11 @@ impl Source {
                 .map_or(Duration::from_secs(300), |d| d.0 .0),
             mapping: c.mapping.clone(),
             topics: c.topics.clone(),
+            change_window: c
+                .changes
+                .as_ref()
+                .and_then(|ch| ch.window.as_ref())
+                .map_or(crate::config::DEFAULT_CHANGE_WINDOW, |d| d.0 .0),
             limiter: c
                 .rate_limit
                 .map(|r| Arc::new(Limiter::new(r.per_second, r.burst, clock.clone()))),

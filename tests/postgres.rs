@@ -223,12 +223,12 @@ async fn migrate_moves_a_sqlite_install_into_an_empty_postgres_and_refuses_a_ful
         fill(&old).await;
         snapshot(&old).await
     };
-    // As the release before PostgreSQL left it: its schema had 11 migrations (no leases, instances or
-    // plugin_kv tables).
+    // As the release before PostgreSQL left it: its schema had 11 migrations (no leases, instances,
+    // plugin_kv or changes tables).
     {
         let c = rusqlite::Connection::open(&path).unwrap();
         c.execute_batch(
-            "DROP TABLE plugin_kv; DROP TABLE instances; DROP TABLE leases; PRAGMA user_version = 11;",
+            "DROP TABLE changes; DROP TABLE plugin_kv; DROP TABLE instances; DROP TABLE leases; PRAGMA user_version = 11;",
         )
         .unwrap();
     }

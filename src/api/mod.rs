@@ -1,10 +1,11 @@
-//! The JSON API for people and tools: tickets, timelines, notes, ack and resolve.
+//! The JSON API for people and tools: tickets, timelines, notes, ack and resolve, change events.
 //!
 //! Every route needs a member's bearer token (`members.<name>.token`), or the web UI's session cookie
 //! (writes then also need its `X-CSRF-Token`). Viewers read; editors and admins also write. Handlers
 //! stay thin: authenticate, call the store, shape the JSON.
 
 mod alertmanager;
+mod changes;
 pub mod cluster;
 mod journal;
 mod silences;
@@ -58,6 +59,7 @@ pub fn router() -> Router<AppState> {
         .merge(journal::router())
         .merge(cluster::router())
         .merge(alertmanager::router())
+        .merge(changes::router())
         .layer(axum::extract::DefaultBodyLimit::max(MAX_BODY))
 }
 

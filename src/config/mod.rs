@@ -197,7 +197,25 @@ pub struct SourceConfig {
     /// confirmed). Empty takes any topic, which lets anyone with an AWS account subscribe tocsin.
     #[serde(default)]
     pub topics: Vec<String>,
+    /// PagerDuty sources only: how change events are shown on tickets.
+    #[serde(default)]
+    pub changes: Option<ChangesConfig>,
 }
+
+/// `sources.<name>.changes`: PagerDuty change events (`/v2/change/enqueue`).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ChangesConfig {
+    /// Tickets of the same system opened up to this long after a change are shown it (tickets open
+    /// when it arrives always are). Default 1h.
+    #[serde(default)]
+    pub window: Option<Env<HumanDuration>>,
+}
+
+/// How long after a change tickets opening are shown it, when `changes.window` is not set.
+pub const DEFAULT_CHANGE_WINDOW: std::time::Duration = std::time::Duration::from_secs(3600);
+/// The longest `changes.window`: openings look through the changes still in their window.
+pub const MAX_CHANGE_WINDOW: std::time::Duration = std::time::Duration::from_secs(7 * 24 * 3600);
 
 /// `plugins.<name>`: one WebAssembly component and its settings.
 #[derive(Debug, Clone, Deserialize)]
@@ -788,6 +806,22 @@ impl Config {
                 }
                 for (key, message) in m.problems() {
                     problem(format!("sources.{name}.mapping.{key}"), message);
+                }
+            }
+            if source.changes.is_some() && source.kind != SourceKind::Pagerduty {
+                problem(
+                    format!("sources.{name}.changes"),
+                    "only pagerduty sources take change events; remove this key".into(),
+                );
+            }
+            if let Some(Env(HumanDuration(d))) =
+                source.changes.as_ref().and_then(|c| c.window.as_ref())
+            {
+                if *d > MAX_CHANGE_WINDOW {
+                    problem(
+                        format!("sources.{name}.changes.window"),
+                        "must be at most 7d".into(),
+                    );
                 }
             }
             if !source.topics.is_empty() && source.kind != SourceKind::Sns {

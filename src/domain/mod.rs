@@ -4,6 +4,7 @@
 //! what lets the state machine be tested by properties and shared verbatim by every store backend.
 
 pub mod alert;
+pub mod change;
 pub mod command;
 pub mod delivery;
 pub mod entries;

@@ -72,6 +72,8 @@ pub enum EntryKind {
     OffHours,
     /// The sender changed the problem's severity (Zabbix's update operations).
     SeverityChanged,
+    /// A change event (a deploy, a config push) on the same system, near when the ticket was open.
+    Change,
 }
 
 impl EntryKind {
@@ -95,6 +97,7 @@ impl EntryKind {
         EntryKind::Silenced,
         EntryKind::OffHours,
         EntryKind::SeverityChanged,
+        EntryKind::Change,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -118,6 +121,7 @@ impl EntryKind {
             EntryKind::Silenced => "silenced",
             EntryKind::OffHours => "off_hours",
             EntryKind::SeverityChanged => "severity_changed",
+            EntryKind::Change => "change",
         }
     }
 

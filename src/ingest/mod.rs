@@ -9,11 +9,14 @@
 //! - `POST /ingest/{source}/api/v2/alerts` (and `/api/v1/alerts`): prometheus sources pose as an
 //!   Alertmanager, so Prometheus can use `path_prefix: /ingest/{source}`.
 //! - `POST /api/v2/alerts`: the same, when exactly one prometheus source exists.
+//! - `POST /ingest/{source}/v2/enqueue`, `/v2/change/enqueue`, `/generic/2010-04-15/create_event.json`:
+//!   PagerDuty's Events API v2, Change Events and Events API v1, for pagerduty sources (`pagerduty`).
 //!
 //! The rest of Alertmanager's API (reading alerts, silences, status) is `api::alertmanager`'s.
 
 mod auth;
 pub mod kinds;
+mod pagerduty;
 pub mod parse;
 #[cfg(test)]
 mod roundtrip_tests;
@@ -67,9 +70,9 @@ pub fn router<S: Clone + Send + Sync + 'static>(app: AppState, ingest: Arc<Inges
         .route("/ingest/{source}", post(native))
         .route("/ingest/{source}/api/v2/alerts", post(prefixed_alerts))
         .route("/ingest/{source}/api/v1/alerts", post(prefixed_alerts))
-        .route("/ingest/{source}/v2/enqueue", post(enqueue))
         .route("/api/v2/alerts", post(bare_alerts))
         .route("/api/v1/alerts", post(bare_alerts))
+        .merge(pagerduty::routes())
         .with_state(IngestState { app, ingest })
 }
 
@@ -99,30 +102,11 @@ struct Request {
     body: Body,
     /// Who sent it, for throttling credential guessers (see `web::throttle`).
     client: Client,
+    /// For pagerduty sources: which of PagerDuty's APIs the path was.
+    pagerduty: pagerduty::Api,
 }
 
 async fn native(
-    State(state): State<IngestState>,
-    client: Client,
-    Path(source): Path<String>,
-    RawQuery(query): RawQuery,
-    headers: HeaderMap,
-    body: Body,
-) -> Response {
-    let req = Request {
-        headers,
-        query,
-        body,
-        client,
-    };
-    match find(&state, &source) {
-        Ok(src) => accept(&state, src, req).await,
-        Err(e) => e.into_response(),
-    }
-}
-
-/// PagerDuty's path, for senders whose PagerDuty integration takes a base URL.
-async fn enqueue(
     State(state): State<IngestState>,
     client: Client,
     Path(source): Path<String>,
@@ -130,13 +114,44 @@ async fn enqueue(
     headers: HeaderMap,
     body: Body,
 ) -> Response {
-    if find(&state, &source).is_ok_and(|src| src.kind != SourceKind::Pagerduty) {
-        return ApiError::NotFound(format!(
-            "source `{source}` is not a pagerduty source; /v2/enqueue is PagerDuty's path"
-        ))
-        .into_response();
+    let response = native_as(
+        &state,
+        client,
+        &source,
+        query,
+        headers,
+        body,
+        Default::default(),
+    )
+    .await;
+    // A pagerduty source answers PagerDuty's way on its own path too.
+    if find(&state, &source).is_ok_and(|src| src.kind == SourceKind::Pagerduty) {
+        return pagerduty::shaped(response).await;
     }
-    native(State(state), client, Path(source), query, headers, body).await
+    response
+}
+
+/// A source's own payload, or for a pagerduty source the PagerDuty API `api`.
+async fn native_as(
+    state: &IngestState,
+    client: Client,
+    source: &str,
+    RawQuery(query): RawQuery,
+    headers: HeaderMap,
+    body: Body,
+    api: pagerduty::Api,
+) -> Response {
+    let req = Request {
+        headers,
+        query,
+        body,
+        client,
+        pagerduty: api,
+    };
+    match find(state, source) {
+        Ok(src) => accept(state, src, req).await,
+        Err(e) => e.into_response(),
+    }
 }
 
 async fn prefixed_alerts(
@@ -152,6 +167,7 @@ async fn prefixed_alerts(
         query,
         body,
         client,
+        pagerduty: Default::default(),
     };
     match find(&state, &source).and_then(require_prometheus) {
         Ok(src) => accept(&state, src, req).await,
@@ -171,6 +187,7 @@ async fn bare_alerts(
         query,
         body,
         client,
+        pagerduty: Default::default(),
     };
     match default_prometheus(&state) {
         Ok(src) => accept(&state, src, req).await,
@@ -245,6 +262,7 @@ async fn accept_inner(
         query,
         body,
         client: _,
+        pagerduty: api,
     } = req;
     // Every method is enforced on every kind. The one exception to "headers first" is a PagerDuty
     // source with `token`: Events API senders carry the key in the body (`routing_key`), checked once the
@@ -280,7 +298,7 @@ async fn accept_inner(
         keep_raw: state.plugins.current().wants_raw(&src.name),
     };
     if src.kind == SourceKind::Pagerduty {
-        return pagerduty(state, src, &bytes, &cx, guesser).await;
+        return pagerduty::handle(state, src, &bytes, &cx, guesser, api).await;
     }
     if src.kind == SourceKind::Sns {
         return sns(state, src, &bytes, &cx).await;
@@ -559,63 +577,6 @@ fn subscribe_url_allowed(url: &str) -> bool {
     let host = rest.split(['/', '?']).next().unwrap_or("");
     // Reuse the certificate rule on a made-up certificate path of this host.
     kinds::sns::cert_url_allowed(&format!("https://{host}/x.pem"))
-}
-
-/// PagerDuty Events API v2, answered as PagerDuty does: 202 `{status, message, dedup_key}`, or 400
-/// `{status, message, errors}` (Zabbix's PagerDuty media type reads `errors[0]`). With `auth: {token}`,
-/// the event's `routing_key` must be that token.
-async fn pagerduty(
-    state: &IngestState,
-    src: &Source,
-    bytes: &[u8],
-    cx: &parse::Context<'_>,
-    guesser: &str,
-) -> Result<Response, ApiError> {
-    let invalid = |errors: Vec<String>| {
-        (
-            StatusCode::BAD_REQUEST,
-            Json(json!({"status": "invalid event", "message": "Event object is invalid", "errors": errors})),
-        )
-            .into_response()
-    };
-    if let Some(AuthConfig::Token(secret)) = &src.auth {
-        let given = serde_json::from_slice::<serde_json::Value>(bytes)
-            .ok()
-            .and_then(|v| {
-                v.get("routing_key")
-                    .and_then(|k| k.as_str())
-                    .map(str::to_string)
-            })
-            .unwrap_or_default();
-        if !auth::secrets_match(given.as_bytes(), secret.expose().as_bytes()) {
-            state.metrics.alerts_received(&src.name, "unauthorized", 1);
-            state.ingest_failures.record(guesser, state.clock.now());
-            return Ok(invalid(vec!["Invalid routing key".into()]));
-        }
-    }
-    check_rate(src)?;
-    let event = match kinds::pagerduty::parse(bytes, cx) {
-        Ok(e) => e,
-        Err(e) => {
-            state.metrics.alerts_received(&src.name, "invalid", 1);
-            return Ok((
-                StatusCode::BAD_REQUEST,
-                Json(json!({"status": "invalid event", "message": e.message, "errors": e.errors})),
-            )
-                .into_response());
-        }
-    };
-    state
-        .store
-        .append_journal(std::slice::from_ref(&event.alert))
-        .await?;
-    state.journal.accepted(std::slice::from_ref(&event.alert));
-    state.metrics.alerts_received(&src.name, "accepted", 1);
-    Ok((
-        StatusCode::ACCEPTED,
-        Json(json!({"status": "success", "message": "Event processed", "dedup_key": event.dedup_key})),
-    )
-        .into_response())
 }
 
 fn check_content_type(headers: &HeaderMap, kind: SourceKind) -> Result<(), ApiError> {

@@ -13,12 +13,13 @@ use async_trait::async_trait;
 
 use super::tx::Tx;
 use super::{
-    ops, Applied, DeadJournal, Delivery, DeliveryResult, DroppedAlert, EmailReply, EmailResult,
-    EmailThread, FeedEvent, FeedQuery, Instance, JournalBatch, JournalEntry, KvChange, KvEntry,
-    Mailbox, PendingEmail, Result, RoomBacklog, Stats, Store, StoreError, StoreHealth,
+    ops, Applied, ChangeFilter, DeadJournal, Delivery, DeliveryResult, DroppedAlert, EmailReply,
+    EmailResult, EmailThread, FeedEvent, FeedQuery, Instance, JournalBatch, JournalEntry, KvChange,
+    KvEntry, Mailbox, PendingEmail, Result, RoomBacklog, Stats, Store, StoreError, StoreHealth,
     StoreProblem, TicketFilter, TicketRef,
 };
 use crate::domain::alert::Alert;
+use crate::domain::change::{Change, ChangeDraft};
 use crate::domain::lease::{Fence, Lease};
 use crate::domain::message::Content;
 use crate::domain::presence::Presence;
@@ -166,8 +167,12 @@ impl<B: Backend> Store for Engine<B> {
     }
 
     async fn purge_tickets(&self, resolved_before: Timestamp, limit: usize) -> Result<usize> {
-        self.write(move |tx| tx.purge_resolved(resolved_before, limit))
-            .await
+        // Change events go with the tickets they were shown on: kept as long as resolved tickets are.
+        self.write(move |tx| {
+            tx.purge_changes(resolved_before)?;
+            tx.purge_resolved(resolved_before, limit)
+        })
+        .await
     }
 
     async fn health(&self) -> Result<StoreHealth> {
@@ -528,5 +533,19 @@ impl<B: Backend> Store for Engine<B> {
             Ok(())
         })
         .await
+    }
+
+    async fn record_change(
+        &self,
+        draft: ChangeDraft,
+        now: Timestamp,
+    ) -> Result<(Change, Vec<String>)> {
+        self.write(move |tx| ops::changes::record(tx, &draft, now))
+            .await
+    }
+
+    async fn changes(&self, filter: &ChangeFilter) -> Result<Vec<Change>> {
+        let filter = filter.clone();
+        self.backend.read(move |tx| tx.changes(&filter)).await
     }
 }

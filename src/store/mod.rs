@@ -20,6 +20,7 @@ use serde::Serialize;
 use crate::config::StorageUrl;
 use crate::domain::alert::Alert;
 use crate::domain::alert::Severity;
+use crate::domain::change::{Change, ChangeDraft};
 use crate::domain::lease::Lease;
 use crate::domain::mail::MailReason;
 use crate::domain::message::Content;
@@ -234,6 +235,19 @@ pub struct TicketFilter {
     /// Only tickets with a number below this (the cursor).
     pub before_number: Option<i64>,
 }
+
+/// Filter and page for change lists, newest first.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ChangeFilter {
+    /// Only changes that came through this tocsin source.
+    pub source: Option<String>,
+    pub limit: usize,
+    /// Only changes with an id below this (the cursor).
+    pub before_id: Option<i64>,
+}
+
+/// The most tickets one change is put on when it arrives (the newest open ones of its system).
+pub const MAX_CHANGE_TICKETS: usize = 500;
 
 /// Where a live reader resumes, and what it wants.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -620,6 +634,19 @@ pub trait Store: Send + Sync + std::fmt::Debug + 'static {
         changes: Vec<KvChange>,
         now: Timestamp,
     ) -> Result<()>;
+
+    /// Stores a change event and, in the same transaction, puts it on the timelines of the open or
+    /// acked tickets it concerns (see `domain::change`; at most [`MAX_CHANGE_TICKETS`], newest
+    /// first), at `now`. Tickets opened later find it when they open ([`Store::apply_journal`]).
+    /// Returns the stored change and the ids of the tickets it was put on.
+    async fn record_change(
+        &self,
+        draft: ChangeDraft,
+        now: Timestamp,
+    ) -> Result<(Change, Vec<String>)>;
+
+    /// Changes, newest first, filtered and paged.
+    async fn changes(&self, filter: &ChangeFilter) -> Result<Vec<Change>>;
 }
 
 /// Opens the backend named by a storage URL, creating and migrating it as needed.

@@ -14,11 +14,12 @@
 use std::collections::BTreeSet;
 
 use super::{
-    DeadJournal, Delivery, DeliveryResult, DroppedAlert, EmailResult, EmailThread, FeedEvent,
-    FeedQuery, Instance, JournalBatch, KvEntry, Result, RoomBacklog, Stats, TicketFilter,
-    TicketRef,
+    ChangeFilter, DeadJournal, Delivery, DeliveryResult, DroppedAlert, EmailResult, EmailThread,
+    FeedEvent, FeedQuery, Instance, JournalBatch, KvEntry, Result, RoomBacklog, Stats,
+    TicketFilter, TicketRef,
 };
 use crate::domain::alert::Alert;
+use crate::domain::change::{Change, ChangeDraft};
 use crate::domain::lease::{Fence, Lease};
 use crate::domain::mail::MailReason;
 use crate::domain::message::Content;
@@ -282,6 +283,29 @@ pub trait PluginRows {
     fn delete_expired_plugin_kv(&mut self, plugin: &str, now: Timestamp) -> Result<usize>;
 }
 
+/// Change events (`domain::change`) and the tickets they are shown on.
+pub trait ChangeRows {
+    /// Stores a change; its id. On PostgreSQL this first takes the feed lock the transactions that
+    /// write entries take (see `postgres/tickets.rs`), so a change and a ticket opening at the same
+    /// time are ordered: whichever commits second sees the other and links them.
+    fn insert_change(&mut self, change: &ChangeDraft) -> Result<i64>;
+    /// Newest first.
+    fn changes(&mut self, filter: &ChangeFilter) -> Result<Vec<Change>>;
+    /// Changes that tickets opening at `at` or later may still be shown (`attach_until >= at`),
+    /// newest first, at most `limit`.
+    fn changes_attachable(&mut self, at: Timestamp, limit: usize) -> Result<Vec<Change>>;
+    /// Ids of the current open or acked tickets of `source` whose `source` label is `label`, newest
+    /// first, at most `limit`.
+    fn open_tickets_labelled(
+        &mut self,
+        source: &str,
+        label: &str,
+        limit: usize,
+    ) -> Result<Vec<String>>;
+    /// Deletes changes received before `before` (retention); how many.
+    fn purge_changes(&mut self, before: Timestamp) -> Result<usize>;
+}
+
 /// All of it: what `store/ops/` works on.
 pub trait Tx:
     JournalRows
@@ -293,6 +317,7 @@ pub trait Tx:
     + SilenceRows
     + LeaseRows
     + PluginRows
+    + ChangeRows
 {
 }
 
@@ -305,7 +330,8 @@ impl<
             + MemberRows
             + SilenceRows
             + LeaseRows
-            + PluginRows,
+            + PluginRows
+            + ChangeRows,
     > Tx for T
 {
 }

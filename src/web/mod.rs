@@ -9,6 +9,7 @@
 //! `/admin`, `POST /web/presence`, `/assets/*`.
 
 mod admin;
+mod changes;
 mod html;
 mod pages;
 pub mod session;

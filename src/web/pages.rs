@@ -498,7 +498,7 @@ fn render_ticket(
          <span class=\"fact\">source <b>{source}</b></span>\
          <span class=\"fact\">assignee <b id=\"assignee\">{assignee}</b></span>{acked}\
          <span class=\"fact\">opened {opened}</span></div>\
-         {labels}{description}{link}{actions}</header>\
+         {labels}{description}{link}{actions}</header>{changes}\
          <section class=\"card chat\"><h2>Timeline</h2>\
          <ol class=\"timeline\" id=\"timeline\">{entries}</ol>{composer}</section></article>",
         id = esc(&t.id),
@@ -511,6 +511,7 @@ fn render_ticket(
         assignee = esc(t.assignee.as_deref().unwrap_or("nobody")),
         opened = time(t.created_at),
         entries = render_entries(entries, &me.name),
+        changes = super::changes::recent_changes(entries),
     )
 }
 

@@ -8,6 +8,7 @@
 pub mod support;
 
 pub mod act;
+pub mod changes;
 pub mod cluster;
 pub mod email;
 pub mod journal;
@@ -79,6 +80,10 @@ macro_rules! contract {
             cluster::writes_under_a_lost_lease_are_refused,
             cluster::instances_heartbeat_and_are_forgotten,
             plugin_kv::plugin_kv_saves_expires_and_keeps_plugins_apart,
+            changes::changes_are_stored_listed_and_paged,
+            changes::changes_land_on_open_tickets_of_their_system,
+            changes::tickets_opening_within_the_window_show_earlier_changes,
+            changes::changes_are_purged_with_resolved_tickets,
         );
     };
     (@cases $backend:ident, $open:expr; $($module:ident :: $case:ident),+ $(,)?) => {

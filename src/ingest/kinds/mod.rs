@@ -8,6 +8,8 @@ pub(crate) mod json;
 pub mod mapping;
 pub mod newrelic;
 pub mod pagerduty;
+pub mod pagerduty_change;
+pub mod pagerduty_v1;
 pub mod sentry;
 pub mod sns;
 #[cfg(test)]

@@ -41,12 +41,12 @@ pub struct Invalid {
 }
 
 /// PagerDuty's `message` for every refused event.
-const INVALID: &str = "Event object is invalid";
-const MAX_DEDUP_KEY: usize = 255;
-const MAX_SUMMARY: usize = 1024;
+pub(crate) const INVALID: &str = "Event object is invalid";
+pub(crate) const MAX_DEDUP_KEY: usize = 255;
+pub(crate) const MAX_SUMMARY: usize = 1024;
 
 impl Invalid {
-    fn new(errors: Vec<String>) -> Self {
+    pub(crate) fn new(errors: Vec<String>) -> Self {
         Invalid {
             message: INVALID.to_string(),
             errors,
@@ -322,13 +322,13 @@ fn triggered(
 }
 
 /// Namespaces dedup keys by routing key without storing the routing key.
-fn key_prefix(routing_key: &str) -> String {
+pub(crate) fn key_prefix(routing_key: &str) -> String {
     hex::encode(Sha256::digest(routing_key.as_bytes()))[..12].to_string()
 }
 
 /// A value as annotation text: strings as they are, other scalars and structures as JSON; `null` and
 /// blank strings are nothing.
-fn text(v: &Value) -> Option<String> {
+pub(crate) fn text(v: &Value) -> Option<String> {
     match v {
         Value::Null => None,
         Value::String(s) => Some(s.clone()).filter(|s| !s.trim().is_empty()),
@@ -336,7 +336,7 @@ fn text(v: &Value) -> Option<String> {
     }
 }
 
-fn truncate(mut s: String, max_chars: usize) -> String {
+pub(crate) fn truncate(mut s: String, max_chars: usize) -> String {
     if let Some((at, _)) = s.char_indices().nth(max_chars) {
         s.truncate(at);
     }

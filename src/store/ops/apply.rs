@@ -2,6 +2,7 @@
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 
+use super::changes::Attachable;
 use super::enqueue::enqueue;
 use super::{append_entry, Tx};
 use crate::domain::entries;
@@ -40,6 +41,7 @@ pub fn batch(
             .map(|t| ((t.source.clone(), t.fingerprint.clone()), t))
             .collect(),
         beats: BTreeMap::new(),
+        changes: Attachable::new(entries.iter().map(|e| e.alert.received_at).min()),
     };
     for e in entries {
         if !pending.remove(&e.id) {
@@ -69,6 +71,8 @@ struct Batch {
     /// By ticket id: heartbeats not saved yet. A ticket saved whole after its heartbeat leaves here
     /// (the whole row carries the heartbeat fields too).
     beats: BTreeMap<String, Heartbeat>,
+    /// Change events the batch's new tickets may be shown.
+    changes: Attachable,
 }
 
 fn one(
@@ -103,6 +107,7 @@ fn one(
             tx.insert_opened(&new, &opened)?;
             enqueue(tx, router, &mut new, &opened, entry.silences.as_deref())?;
             record_failures(tx, &mut new, entry)?;
+            batch.changes.attach(tx, &mut new)?;
             if new.last_seq > 1 {
                 tx.update_ticket(&new)?;
             }

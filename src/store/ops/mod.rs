@@ -6,6 +6,7 @@
 //! change, its timeline entries, its deliveries and its emails are never separated by a crash.
 
 pub mod apply;
+pub mod changes;
 pub mod emails;
 mod enqueue;
 pub mod journal;

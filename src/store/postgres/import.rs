@@ -189,6 +189,20 @@ const TABLES: &[(&str, &[(&str, Kind)])] = &[
             ("expires_at", Int),
         ],
     ),
+    (
+        "changes",
+        &[
+            ("id", Int),
+            ("source", Text),
+            ("payload_source", Text),
+            ("summary", Text),
+            ("at", Int),
+            ("received_at", Int),
+            ("attach_until", Int),
+            ("details", Text),
+            ("links", Text),
+        ],
+    ),
 ];
 
 /// Tables with a serial id, whose sequence must move past the copied ids.
@@ -200,6 +214,7 @@ const SERIAL: &[&str] = &[
     "emails",
     "silences",
     "dead_journal",
+    "changes",
 ];
 
 /// What a copy moved, per table.

@@ -16,6 +16,7 @@ use std::collections::HashMap;
 use tokio_postgres::types::ToSql;
 use tokio_postgres::{Row, Statement};
 
+mod changes;
 mod emails;
 mod feed;
 pub mod import;
@@ -46,6 +47,7 @@ const MIGRATIONS: &[&str] = &[
     include_str!("migrations/0002_leases.sql"),
     include_str!("migrations/0003_instances.sql"),
     include_str!("migrations/0004_plugin_kv.sql"),
+    include_str!("migrations/0005_changes.sql"),
 ];
 
 /// Connections in the pool.

@@ -105,7 +105,7 @@ impl<'a> NewTicket<'a> {
 
 impl PgTx<'_> {
     /// Takes the feed lock, once per transaction, before its first entry (see `FEED_LOCK`).
-    fn lock_feed(&mut self) -> Result<()> {
+    pub(super) fn lock_feed(&mut self) -> Result<()> {
         if !self.feed_locked {
             self.exec("SELECT pg_advisory_xact_lock($1)", &[&FEED_LOCK])?;
             self.feed_locked = true;

@@ -8,8 +8,8 @@
 //!
 //! The SQL is split by concern, one file per [`Tx`] part: `journal.rs`, `tickets.rs`, `feed.rs` (lists,
 //! search, the feed, counts), `outbox.rs`, `emails.rs`, `members.rs`, `silences.rs`, `leases.rs`,
-//! `plugin_kv.rs` (plugins' key-value stores), `retention.rs`; row decoding in `rows.rs`; migrations
-//! are `.sql` files in `migrations/`.
+//! `plugin_kv.rs` (plugins' key-value stores), `changes.rs` (change events), `retention.rs`; row
+//! decoding in `rows.rs`; migrations are `.sql` files in `migrations/`.
 
 use std::path::Path;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -19,6 +19,7 @@ use std::sync::{Arc, Mutex};
 use rusqlite::Connection;
 use tokio::sync::oneshot;
 
+mod changes;
 mod emails;
 mod feed;
 #[cfg(test)]
@@ -57,6 +58,7 @@ const MIGRATIONS: &[&str] = &[
     include_str!("migrations/0012_leases.sql"),
     include_str!("migrations/0013_instances.sql"),
     include_str!("migrations/0014_plugin_kv.sql"),
+    include_str!("migrations/0015_changes.sql"),
 ];
 
 const READERS: usize = 2;
