@@ -77,7 +77,7 @@ pub enum EntryKind {
 }
 
 impl EntryKind {
-    pub const ALL: [EntryKind; 19] = [
+    pub const ALL: [EntryKind; 20] = [
         EntryKind::Opened,
         EntryKind::Refired,
         EntryKind::Resolved,
