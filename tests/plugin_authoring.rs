@@ -280,3 +280,57 @@ fn the_templates_install_snippet_passes_check() {
         "<NAME> explained: {help}"
     );
 }
+
+/// What the guide says about instance lifetime, shown on the server's own chain runner: one warm
+/// instance per configured plugin, shared by every source whose chain lists it, kept across alerts,
+/// replaced after a trap (not after an `err` return).
+#[test]
+fn the_server_reuses_one_warm_instance_per_plugin_across_sources() {
+    use std::collections::BTreeMap;
+    use std::sync::{Arc, Mutex};
+    use tocsin::domain::alert::{Alert, Labels, Severity, Status};
+    use tocsin::domain::time::Timestamp;
+    use tocsin::plugin::{Engine, Kv, Registry, Settings};
+
+    let engine = Engine::new(None).unwrap();
+    let compiled = engine
+        .compile(Path::new(&dist("global-counter")))
+        .unwrap();
+    let settings = Settings {
+        limits: Default::default(),
+        disable_after: 10,
+        ..Settings::default()
+    };
+    let plugin = compiled.plugin("counter", settings, Arc::new(Mutex::new(Kv::default())));
+    let registry = Registry {
+        plugins: BTreeMap::from([("counter".to_string(), Arc::new(plugin))]),
+        chains: BTreeMap::from([
+            ("prom".to_string(), vec!["counter".to_string()]),
+            ("hooks".to_string(), vec!["counter".to_string()]),
+        ]),
+        kinds: BTreeMap::new(),
+    };
+    let mut seen = Vec::new();
+    for source in ["prom", "hooks", "prom", "hooks"] {
+        let mut alert = Alert {
+            source: source.into(),
+            fingerprint: "f".into(),
+            status: Status::Firing,
+            title: "t".into(),
+            severity: Severity::Warning,
+            labels: Labels::new(),
+            annotations: Labels::new(),
+            description: None,
+            url: None,
+            starts_at: None,
+            ends_at: None,
+            received_at: Timestamp::from_millis(0),
+            routing: Default::default(),
+            raw: None,
+        };
+        let result = registry.run(&mut alert, "1");
+        assert!(result.failures.is_empty(), "{:?}", result.failures);
+        seen.push(alert.labels["calls"].clone());
+    }
+    assert_eq!(seen, ["0", "1", "2", "3"], "globals survive across alerts and sources");
+}
