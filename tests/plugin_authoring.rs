@@ -293,9 +293,7 @@ fn the_server_reuses_one_warm_instance_per_plugin_across_sources() {
     use tocsin::plugin::{Engine, Kv, Registry, Settings};
 
     let engine = Engine::new(None).unwrap();
-    let compiled = engine
-        .compile(Path::new(&dist("global-counter")))
-        .unwrap();
+    let compiled = engine.compile(Path::new(&dist("global-counter"))).unwrap();
     let settings = Settings {
         limits: Default::default(),
         disable_after: 10,
@@ -332,5 +330,9 @@ fn the_server_reuses_one_warm_instance_per_plugin_across_sources() {
         assert!(result.failures.is_empty(), "{:?}", result.failures);
         seen.push(alert.labels["calls"].clone());
     }
-    assert_eq!(seen, ["0", "1", "2", "3"], "globals survive across alerts and sources");
+    assert_eq!(
+        seen,
+        ["0", "1", "2", "3"],
+        "globals survive across alerts and sources"
+    );
 }
