@@ -7,6 +7,8 @@ use crate::config::{ByteSize, HumanDuration};
 use crate::plugin::fixtures::{self, Case};
 use crate::plugin::{Engine, Limits};
 
+use super::plugin_lang::{self, Lang};
+
 /// Files of a new plugin project: the template, then the SDK and the WIT, embedded at build time so
 /// `tocsin plugin new` works anywhere, from an installed binary.
 const TEMPLATE: &[(&str, &str)] = &[
@@ -90,14 +92,20 @@ pub enum PluginCommand {
         #[arg(long)]
         memory: Option<ByteSize>,
     },
-    /// Create `./NAME`, a plugin project that builds with
-    /// `cargo build --release --target wasm32-wasip2` and passes its own fixtures.
-    New { name: String },
+    /// Create `./NAME`, a plugin project in Rust (`--lang` for Python or JavaScript) that passes its
+    /// own fixtures once built; it prints how to build it.
+    New {
+        name: String,
+        /// The language of the project: rust (with the SDK), python (componentize-py) or js
+        /// (componentize-js).
+        #[arg(long, value_enum, default_value = "rust")]
+        lang: Lang,
+    },
 }
 
 pub fn run(cmd: PluginCommand) -> ExitCode {
     match cmd {
-        PluginCommand::New { name } => new(&name),
+        PluginCommand::New { name, lang } => new(&name, lang),
         PluginCommand::Test {
             plugin,
             event,
@@ -219,7 +227,7 @@ fn test_fixtures(plugin: &Path, dir: &Path, limits: Limits) -> ExitCode {
     }
 }
 
-fn new(name: &str) -> ExitCode {
+fn new(name: &str, lang: Lang) -> ExitCode {
     let valid = !name.is_empty()
         && name
             .chars()
@@ -235,7 +243,7 @@ fn new(name: &str) -> ExitCode {
         return ExitCode::FAILURE;
     }
     let underscored = name.replace('-', "_");
-    for (path, text) in TEMPLATE {
+    for (path, text) in plugin_lang::files(lang).unwrap_or(TEMPLATE) {
         let target = root.join(path);
         let text = text
             .replace("{{name_underscored}}", &underscored)
@@ -251,9 +259,8 @@ fn new(name: &str) -> ExitCode {
     }
     println!("Created {name}/. Next:");
     println!("  cd {name}");
-    println!("  cargo build --release --target wasm32-wasip2");
-    println!(
-        "  tocsin plugin test target/wasm32-wasip2/release/{underscored}.wasm --fixtures fixtures"
-    );
+    for step in plugin_lang::next_steps(lang, name) {
+        println!("  {step}");
+    }
     ExitCode::SUCCESS
 }
