@@ -20,6 +20,7 @@ fn example_fixtures_pass_through_plugin_test() {
         "enrich",
         "suppress-noise",
         "python-tagger",
+        "js-team-router",
     ] {
         let out = Command::new(BIN)
             .args(["plugin", "test", &dist(example), "--fixtures"])

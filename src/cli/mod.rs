@@ -3,6 +3,7 @@
 mod migrate;
 mod plugin;
 mod plugin_test;
+mod plugin_lang;
 
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;

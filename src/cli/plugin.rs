@@ -7,6 +7,7 @@ use crate::config::{ByteSize, HumanDuration};
 use crate::plugin::fixtures::{self, Case};
 use crate::plugin::Limits;
 
+use super::plugin_lang::{self, Lang};
 use super::plugin_test::{self, TestOptions};
 
 /// Files of a new plugin project: the template, then the SDK and the WIT, embedded at build time so
@@ -98,18 +99,22 @@ pub enum PluginCommand {
         #[command(flatten)]
         options: TestOptions,
     },
-    /// Create `./NAME`, a plugin project that builds with
-    /// `cargo build --release --target wasm32-wasip2` and passes its own fixtures.
+    /// Create `./NAME`, a plugin project in Rust (`--lang` for Python or JavaScript) that passes its
+    /// own fixtures once built; it prints how to build it.
     New {
         /// The plugin's name: the new directory and the crate's name (lowercase letters, digits,
         /// `-` and `_`, starting with a letter; the component is NAME with `-` as `_`, `.wasm`).
         name: String,
+        /// The language of the project: rust (with the SDK), python (componentize-py) or js
+        /// (componentize-js).
+        #[arg(long, value_enum, default_value = "rust")]
+        lang: Lang,
     },
 }
 
 pub fn run(cmd: PluginCommand) -> ExitCode {
     match cmd {
-        PluginCommand::New { name } => new(&name),
+        PluginCommand::New { name, lang } => new(&name, lang),
         PluginCommand::Test {
             plugin,
             event,
@@ -187,7 +192,7 @@ fn test_event(plugin: &Path, event: &Path, limits: Limits, options: &TestOptions
     }
 }
 
-fn new(name: &str) -> ExitCode {
+fn new(name: &str, lang: Lang) -> ExitCode {
     let valid = !name.is_empty()
         && name
             .chars()
@@ -203,7 +208,7 @@ fn new(name: &str) -> ExitCode {
         return ExitCode::FAILURE;
     }
     let underscored = name.replace('-', "_");
-    for (path, text) in TEMPLATE {
+    for (path, text) in plugin_lang::files(lang).unwrap_or(TEMPLATE) {
         let target = root.join(path);
         let text = text
             .replace("{{name_underscored}}", &underscored)
@@ -219,9 +224,8 @@ fn new(name: &str) -> ExitCode {
     }
     println!("Created {name}/. Next:");
     println!("  cd {name}");
-    println!("  cargo build --release --target wasm32-wasip2");
-    println!(
-        "  tocsin plugin test target/wasm32-wasip2/release/{underscored}.wasm --fixtures fixtures"
-    );
+    for step in plugin_lang::next_steps(lang, name) {
+        println!("  {step}");
+    }
     ExitCode::SUCCESS
 }

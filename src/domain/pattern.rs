@@ -22,24 +22,33 @@ pub fn anchored(value: &str) -> Result<Regex, regex::Error> {
         .build()
 }
 
-type Cache = Mutex<HashMap<String, Option<Arc<Regex>>>>;
+/// A cache of compiled patterns, failures included (with their reason), so a bad pattern is not
+/// recompiled on every check either.
+#[derive(Default)]
+pub struct Cache(Mutex<HashMap<String, Result<Arc<Regex>, String>>>);
+
+impl Cache {
+    /// [`anchored`], compiled once per distinct pattern; `Err` says why a pattern does not compile.
+    pub fn get(&self, value: &str) -> Result<Arc<Regex>, String> {
+        if let Some(hit) = self.0.lock().ok().and_then(|c| c.get(value).cloned()) {
+            return hit;
+        }
+        // Compiled outside the lock: a slow pattern does not hold up lookups of others.
+        let compiled = anchored(value).map(Arc::new).map_err(|e| e.to_string());
+        if let Ok(mut c) = self.0.lock() {
+            if c.len() >= CACHE_CAP {
+                c.clear();
+            }
+            c.insert(value.to_string(), compiled.clone());
+        }
+        compiled
+    }
+}
 
 /// [`anchored`], compiled once per distinct pattern; `None` for a pattern that does not compile.
 pub fn cached(value: &str) -> Option<Arc<Regex>> {
     static CACHE: OnceLock<Cache> = OnceLock::new();
-    let cache = CACHE.get_or_init(Cache::default);
-    if let Some(hit) = cache.lock().ok().and_then(|c| c.get(value).cloned()) {
-        return hit;
-    }
-    // Compiled outside the lock: a slow pattern does not hold up lookups of others.
-    let compiled = anchored(value).ok().map(Arc::new);
-    if let Ok(mut c) = cache.lock() {
-        if c.len() >= CACHE_CAP {
-            c.clear();
-        }
-        c.insert(value.to_string(), compiled.clone());
-    }
-    compiled
+    CACHE.get_or_init(Cache::default).get(value).ok()
 }
 
 #[cfg(test)]
@@ -62,5 +71,26 @@ mod tests {
         assert!(Arc::ptr_eq(&a, &b));
         assert!(cached("(").is_none());
         assert!(cached("(").is_none());
+    }
+
+    /// The dialect table shared with the plugin SDK (tests/plugin_regex.rs runs the same rows through
+    /// a plugin's `Matcher`): a pattern must mean the same in a route, a silence and a plugin.
+    #[test]
+    fn the_shared_dialect_table_holds_on_the_server() {
+        let table: serde_json::Value =
+            serde_json::from_str(include_str!("../../plugins/testdata/regex-table.json")).unwrap();
+        let cases = table["cases"].as_array().unwrap();
+        assert!(cases.len() > 20);
+        for case in cases {
+            let (pattern, input) = (
+                case["pattern"].as_str().unwrap(),
+                case["input"].as_str().unwrap(),
+            );
+            let got = match anchored(pattern) {
+                Ok(re) => serde_json::Value::Bool(re.is_match(input)),
+                Err(_) => serde_json::Value::from("invalid"),
+            };
+            assert_eq!(got, case["expect"], "pattern {pattern:?} on {input:?}");
+        }
     }
 }

@@ -10,6 +10,7 @@ use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
 
 use super::bindings::tocsin::plugin::host::{Host, Level};
 use super::kv::Kv;
+use crate::domain::pattern;
 
 /// Lines of plugin log kept per call, and their length.
 const MAX_LOG_LINES: usize = 32;
@@ -181,6 +182,17 @@ impl Host for HostState {
         if let Ok(mut kv) = self.shared.kv.lock() {
             kv.delete(&key);
         }
+    }
+
+    fn regex_match(&mut self, pattern: String, text: String) -> Result<bool, String> {
+        // The server's own dialect, anchoring and size limits (routes, silences), so a matcher means
+        // the same in a plugin. Plugins get a cache of their own: patterns built from alert labels
+        // must not evict the silences' compiled patterns.
+        static PLUGIN_PATTERNS: std::sync::OnceLock<pattern::Cache> = std::sync::OnceLock::new();
+        let re = PLUGIN_PATTERNS
+            .get_or_init(pattern::Cache::default)
+            .get(&pattern)?;
+        Ok(re.is_match(&text))
     }
 }
 

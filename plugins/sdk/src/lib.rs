@@ -63,8 +63,10 @@ pub use duration::parse_duration_ms;
 pub use host::{config, config_flag, config_or, kv, log, lookup, now_ms};
 pub use matcher::{Matcher, MatcherOp, Matchers};
 
-/// A plugin: one function from an alert to a decision. Each event runs in a fresh instance, so a
-/// plugin has no memory between calls except the [`kv`] store.
+/// A plugin: one function from an alert to a decision. The server reuses a warm instance across
+/// events (and sources), so globals may survive between calls but are lost on any restart, trap or
+/// reload: keep nothing in them. State that must last goes in the [`kv`] store (`tocsin plugin test`
+/// fails a case whose result depends on earlier cases).
 pub trait Plugin {
     /// Decides what happens to `ev`: [`Decision::pass`], [`Decision::drop`] or
     /// [`Decision::route`]. `Err` counts as a plugin failure: tocsin logs it and goes on as if
