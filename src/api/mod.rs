@@ -570,7 +570,10 @@ async fn plugins(State(state): State<AppState>, _member: Member) -> Json<serde_j
                 "path": p.path,
                 "sha256": p.sha256,
                 "disabled": p.is_disabled(),
-                "consecutive_failures": p.consecutive_failures(),
+                "failing_keys": p.breaker().failing_keys(),
+                "skipped_keys": p.breaker().open_keys(state.clock.now()).into_iter()
+                    .map(|(key, until)| json!({"key": key, "until": until}))
+                    .collect::<Vec<_>>(),
                 "limits": {
                     "fuel": p.limits.fuel,
                     "timeout_ms": p.limits.timeout.as_millis() as u64,

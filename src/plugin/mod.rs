@@ -13,13 +13,14 @@
 //! Failures never lose an alert: [`Registry::run`] reports them and the alert goes on (fail open).
 
 mod bindings;
+mod chain;
 pub mod fixtures;
 mod host;
 mod kv;
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
+use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex, RwLock};
 use std::time::{Duration, Instant};
 
@@ -29,11 +30,11 @@ use wasmtime::{Store, Trap, UpdateDeadline};
 
 use crate::config::{Config, PluginConfig};
 use crate::domain::alert::{Alert, Severity, Status};
-use crate::domain::plugin::{
-    self as verdicts, FailureKind, PluginFailure, RouteFields, TicketFields, Verdict,
-};
+use crate::domain::breaker::{Breaker, BreakerPolicy};
+use crate::domain::plugin::{FailureKind, RouteFields, TicketFields, Verdict};
 
 use bindings::tocsin::plugin::types as wit;
+pub use chain::ChainResult;
 pub use host::{LogLine, PluginClock};
 pub use kv::{Change as KvChange, Kv};
 
@@ -281,10 +282,13 @@ impl Compiled {
             sha256: self.sha256.clone(),
             path: self.path.clone(),
             warm: Mutex::new(None),
-            disable_after: settings.disable_after.max(1),
+            policy: BreakerPolicy {
+                disable_after: settings.disable_after,
+                ..BreakerPolicy::default()
+            },
+            alert_room: None,
             raw: settings.raw,
-            consecutive_failures: AtomicU32::new(0),
-            disabled: AtomicBool::new(false),
+            breaker: Mutex::new(Breaker::default()),
         }
     }
 }
@@ -341,11 +345,15 @@ pub struct Plugin {
     pub path: PathBuf,
     /// One warm instance; calls for this plugin are serialised on it.
     warm: Mutex<Option<Warm>>,
-    disable_after: u32,
+    /// When it skips an alert key, and when it is switched off.
+    pub policy: BreakerPolicy,
+    /// The room its switch-off system ticket goes to (`plugins.<name>.alert_room`).
+    pub alert_room: Option<String>,
     /// Whether the plugin gets the sender's raw JSON.
     raw: bool,
-    consecutive_failures: AtomicU32,
-    disabled: AtomicBool,
+    /// Which keys it skips and whether it is switched off: in memory, per instance (see
+    /// `domain::breaker`). Kept while the plugin's file and settings do not change across reloads.
+    breaker: Mutex<Breaker>,
 }
 
 impl std::fmt::Debug for Plugin {
@@ -374,11 +382,20 @@ impl Plugin {
     }
 
     pub fn is_disabled(&self) -> bool {
-        self.disabled.load(Ordering::Relaxed)
+        self.breaker().is_disabled()
     }
 
-    pub fn consecutive_failures(&self) -> u32 {
-        self.consecutive_failures.load(Ordering::Relaxed)
+    /// The breaker's state (a poisoned lock still holds a usable one: it is only counts).
+    pub fn breaker(&self) -> std::sync::MutexGuard<'_, Breaker> {
+        self.breaker
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    /// Sets the breaker's rules from the config (`breaker:`, `disable_after`, `alert_room`).
+    pub fn configure(&mut self, c: &PluginConfig) {
+        self.policy = breaker_policy(c);
+        self.alert_room = c.alert_room.clone();
     }
 
     /// The plugin's key-value store (fixtures read it back).
@@ -480,15 +497,15 @@ impl Plugin {
             logs,
         }
     }
+}
 
-    /// Counts a call's result towards switching the plugin off. Returns true when this call switched it off.
-    fn record(&self, ok: bool) -> bool {
-        if ok {
-            self.consecutive_failures.store(0, Ordering::Relaxed);
-            return false;
-        }
-        let n = self.consecutive_failures.fetch_add(1, Ordering::Relaxed) + 1;
-        n >= self.disable_after && !self.disabled.swap(true, Ordering::Relaxed)
+/// The breaker's rules in a plugin's config.
+fn breaker_policy(c: &PluginConfig) -> BreakerPolicy {
+    let d = BreakerPolicy::default();
+    BreakerPolicy {
+        key_after: c.breaker.after.unwrap_or(d.key_after),
+        cooldown: c.breaker.cooldown.as_ref().map_or(d.cooldown, |e| e.0 .0),
+        disable_after: c.disable_after,
     }
 }
 
@@ -603,75 +620,6 @@ impl Registry {
     }
 }
 
-/// What running a chain did to one alert.
-#[derive(Debug, Clone, Default)]
-pub struct ChainResult {
-    pub failures: Vec<PluginFailure>,
-    pub dropped: Option<verdicts::DropInfo>,
-    /// Plugins this alert's failure switched off.
-    pub disabled: Vec<(String, String)>,
-    /// (plugin, outcome, elapsed) per call, for metrics.
-    pub calls: Vec<(String, &'static str, Duration)>,
-}
-
-impl Registry {
-    /// Runs the source's chain on `alert`, changing it in place. Blocking.
-    pub fn run(&self, alert: &mut Alert, id: &str) -> ChainResult {
-        let mut out = ChainResult::default();
-        let Some(chain) = self.chains.get(&alert.source) else {
-            return out;
-        };
-        let kind = self.kinds.get(&alert.source).map_or("", String::as_str);
-        for name in chain {
-            let Some(plugin) = self.plugins.get(name) else {
-                continue;
-            };
-            if plugin.is_disabled() {
-                out.failures.push(PluginFailure {
-                    plugin: name.clone(),
-                    kind: FailureKind::Disabled,
-                    message: "switched off after repeated failures; reload to switch it on".into(),
-                });
-                out.calls.push((name.clone(), "disabled", Duration::ZERO));
-                continue;
-            }
-            let report = plugin.call(alert, kind, id, PluginClock::System);
-            match report.result {
-                Ok(verdict) => {
-                    plugin.record(true);
-                    let outcome = match &verdict {
-                        Verdict::Pass => "pass",
-                        Verdict::Drop(_) => "drop",
-                        Verdict::Route(_) => "route",
-                    };
-                    out.calls.push((name.clone(), outcome, report.elapsed));
-                    if let Some(reason) = verdicts::apply(alert, &verdict) {
-                        out.dropped = Some(verdicts::DropInfo {
-                            plugin: name.clone(),
-                            reason,
-                        });
-                        return out;
-                    }
-                }
-                Err((kind, message)) => {
-                    tracing::warn!(plugin = %name, kind = kind.as_str(), %message, "Plugin failed; going on without it.");
-                    out.calls
-                        .push((name.clone(), kind.as_str(), report.elapsed));
-                    if plugin.record(false) {
-                        out.disabled.push((name.clone(), message.clone()));
-                    }
-                    out.failures.push(PluginFailure {
-                        plugin: name.clone(),
-                        kind,
-                        message,
-                    });
-                }
-            }
-        }
-        out
-    }
-}
-
 /// Outcome of loading a config's plugins.
 #[derive(Debug, Default, serde::Serialize)]
 pub struct ReloadReport {
@@ -765,6 +713,8 @@ impl Plugins {
                     && p.shared.tables == settings.tables
                     && p.raw == settings.raw
                     && p.path == path
+                    && p.policy == breaker_policy(pc)
+                    && p.alert_room == pc.alert_room
             });
             if same_file && !previous.is_some_and(|p| p.is_disabled()) {
                 if let Some(p) = previous {
@@ -774,7 +724,8 @@ impl Plugins {
                 }
             }
             match self.engine.load(name, &path, settings, kv) {
-                Ok(p) => {
+                Ok(mut p) => {
+                    p.configure(pc);
                     if previous.is_some_and(|p| p.is_disabled()) {
                         report.re_enabled.push(name.clone());
                     }
