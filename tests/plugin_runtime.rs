@@ -228,3 +228,108 @@ async fn a_room_that_does_not_exist_is_said_once_per_ticket() {
         .unwrap()
         .contains("room dbx, which is not configured"));
 }
+
+#[tokio::test]
+async fn a_bad_file_on_reload_is_a_422_naming_it_and_the_old_one_keeps_running() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("chaos.wasm");
+    std::fs::copy(dist("chaos"), &file).unwrap();
+    let app = spawn_app_sources(
+        SOURCES,
+        &format!(
+            "{ROOMS}plugins:\n  chaos: {{path: '{}', config: {{default_room: ops}}}}\n",
+            file.display()
+        ),
+    )
+    .await;
+    let status = expect(app.api_get("/api/plugins", VIEWER).await, 200).await;
+    assert_eq!(status["plugins"][0]["changed_on_disk"], false, "{status}");
+
+    // The file is overwritten with something that is not a component (the source, say).
+    std::fs::write(
+        &file,
+        "//! chaos: a routing plugin\nuse tocsin_plugin_sdk::prelude::*;\n",
+    )
+    .unwrap();
+    let later = std::time::SystemTime::now() + Duration::from_secs(5);
+    std::fs::File::options()
+        .write(true)
+        .open(&file)
+        .unwrap()
+        .set_modified(later)
+        .unwrap();
+    let r = expect(app.api_post("/-/reload", ADMIN, None).await, 422).await;
+    assert_eq!(r["error"], "plugin_load_failed");
+    assert_eq!(r["failed"][0]["plugin"], "chaos");
+    let reason = r["failed"][0]["reason"].as_str().unwrap();
+    assert!(reason.contains("looks like text"), "{reason}");
+    assert!(
+        !reason.contains("0x") && !reason.contains('\n'),
+        "no byte dump: {reason}"
+    );
+
+    let status = expect(app.api_get("/api/plugins", VIEWER).await, 200).await;
+    let p = &status["plugins"][0];
+    assert_eq!(p["changed_on_disk"], true, "{p}");
+    assert!(p["last_reload_failure"]["reason"]
+        .as_str()
+        .unwrap()
+        .contains("looks like text"));
+    assert!(p["file_modified"].as_str().is_some(), "{p}");
+    assert_eq!(
+        status["reload_failures"]["chaos"]["reason"],
+        p["last_reload_failure"]["reason"]
+    );
+
+    send(&app, alert("after", json!({}))).await;
+    app.process().await;
+    assert_eq!(
+        ticket(&app, "after").await["rooms"],
+        json!(["ops"]),
+        "the old version routes"
+    );
+
+    // Fixed: the failure is gone.
+    std::fs::copy(dist("chaos"), &file).unwrap();
+    expect(app.api_post("/-/reload", ADMIN, None).await, 200).await;
+    let status = expect(app.api_get("/api/plugins", VIEWER).await, 200).await;
+    assert_eq!(status["plugins"][0]["last_reload_failure"], Value::Null);
+    assert_eq!(status["reload_failures"], json!({}));
+    assert_eq!(
+        status["plugins"][0]["changed_on_disk"], false,
+        "the same bytes again"
+    );
+}
+
+#[test]
+fn the_config_takes_disable_after_zero_and_checks_alert_room() {
+    let config = |extra: &str| {
+        let yaml = config_yaml_with(
+            std::path::Path::new("/tmp/x.db"),
+            SOURCES,
+            &format!("{ROOMS}plugins:\n  chaos: {{path: chaos.wasm{extra}}}\n"),
+        );
+        tocsin::config::Config::from_yaml(&yaml, std::path::Path::new("t.yaml"))
+    };
+    let ok =
+        config(", disable_after: 0, alert_room: ops, breaker: {after: 5, cooldown: 1h}").unwrap();
+    assert_eq!(ok.plugins["chaos"].disable_after, 0);
+    let bad = config(", alert_room: dbx, breaker: {cooldown: 0s}").unwrap_err();
+    let problems: Vec<String> = bad
+        .problems
+        .iter()
+        .map(|p| format!("{}: {}", p.path, p.message))
+        .collect();
+    assert!(
+        problems
+            .iter()
+            .any(|p| p.starts_with("plugins.chaos.alert_room: `dbx` is not a room")),
+        "{problems:?}"
+    );
+    assert!(
+        problems
+            .iter()
+            .any(|p| p.starts_with("plugins.chaos.breaker.cooldown")),
+        "{problems:?}"
+    );
+}

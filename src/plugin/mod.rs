@@ -17,6 +17,7 @@ mod chain;
 pub mod fixtures;
 mod host;
 mod kv;
+mod status;
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -37,6 +38,7 @@ use bindings::tocsin::plugin::types as wit;
 pub use chain::ChainResult;
 pub use host::{LogLine, PluginClock};
 pub use kv::{Change as KvChange, Kv};
+pub use status::{LoadFailure, LoadFailures};
 
 /// A warm instance is replaced after this many calls, so whatever a plugin leaks stays bounded.
 pub const RECYCLE_AFTER: u64 = 10_000;
@@ -224,10 +226,18 @@ impl Engine {
             path: path.to_path_buf(),
             source,
         })?;
+        // One line, without wasmtime's dumps of header bytes: it goes into logs and API answers.
         let invalid = |e: wasmtime::Error| LoadError::Invalid {
             path: path.to_path_buf(),
-            message: format!("{e:#}"),
+            message: status::one_line(&format!("{e:#}")),
         };
+        if let Some(problem) = status::header_problem(&bytes) {
+            return Err(LoadError::Invalid {
+                path: path.to_path_buf(),
+                message: problem,
+            });
+        }
+        let mtime = status::mtime(path);
         let sha256 = hex::encode(Sha256::digest(&bytes));
         let component = Component::new(&self.engine, &bytes).map_err(invalid)?;
         let mut linker: Linker<host::HostState> = Linker::new(&self.engine);
@@ -254,6 +264,7 @@ impl Engine {
             pre,
             sha256,
             path: path.to_path_buf(),
+            mtime,
         })
     }
 }
@@ -265,6 +276,8 @@ pub struct Compiled {
     pre: bindings::PluginPre<host::HostState>,
     pub sha256: String,
     pub path: PathBuf,
+    /// The file's modification time when it was read.
+    pub mtime: Option<std::time::SystemTime>,
 }
 
 impl Compiled {
@@ -281,6 +294,7 @@ impl Compiled {
             limits: settings.limits,
             sha256: self.sha256.clone(),
             path: self.path.clone(),
+            mtime: self.mtime,
             warm: Mutex::new(None),
             policy: BreakerPolicy {
                 disable_after: settings.disable_after,
@@ -343,6 +357,8 @@ pub struct Plugin {
     pub limits: Limits,
     pub sha256: String,
     pub path: PathBuf,
+    /// The file's modification time when it was loaded (to tell that the file changed since).
+    pub mtime: Option<std::time::SystemTime>,
     /// One warm instance; calls for this plugin are serialised on it.
     warm: Mutex<Option<Warm>>,
     /// When it skips an alert key, and when it is switched off.
@@ -393,6 +409,17 @@ impl Plugin {
     }
 
     /// Sets the breaker's rules from the config (`breaker:`, `disable_after`, `alert_room`).
+    /// Whether the file on disk is not the one running (`None`: cannot tell, e.g. it is gone). Its
+    /// modification time first; only when that differs is the file read and hashed, so a copy of
+    /// the same bytes is not reported as changed.
+    pub fn changed_on_disk(&self) -> Option<bool> {
+        if !status::changed_on_disk(&self.path, self.mtime)? {
+            return Some(false);
+        }
+        let bytes = std::fs::read(&self.path).ok()?;
+        Some(hex::encode(Sha256::digest(&bytes)) != self.sha256)
+    }
+
     pub fn configure(&mut self, c: &PluginConfig) {
         self.policy = breaker_policy(c);
         self.alert_room = c.alert_room.clone();
@@ -627,10 +654,24 @@ pub struct ReloadReport {
     pub loaded: Vec<String>,
     /// Plugins whose file did not change (kept as they were, warm).
     pub unchanged: Vec<String>,
-    /// Plugins that failed to load; the previous version (if any) keeps running.
+    /// Plugins that failed to load, with why; the previous version (if any) keeps running.
+    #[serde(serialize_with = "failed_as_objects")]
     pub failed: Vec<(String, String)>,
     /// Plugins that were switched off and are on again.
     pub re_enabled: Vec<String>,
+}
+
+/// `[{"plugin": ..., "reason": ...}]`: named fields for API clients.
+fn failed_as_objects<S: serde::Serializer>(
+    failed: &[(String, String)],
+    s: S,
+) -> Result<S::Ok, S::Error> {
+    use serde::ser::SerializeSeq;
+    let mut seq = s.serialize_seq(Some(failed.len()))?;
+    for (plugin, reason) in failed {
+        seq.serialize_element(&serde_json::json!({"plugin": plugin, "reason": reason}))?;
+    }
+    seq.end()
 }
 
 /// The current registry, swapped atomically on reload.
@@ -640,6 +681,8 @@ pub struct Plugins {
     current: RwLock<Arc<Registry>>,
     /// Serialises reloads.
     reloading: tokio::sync::Mutex<()>,
+    /// Each plugin's last failed load, while its latest load failed (in memory, per instance).
+    pub load_failures: LoadFailures,
 }
 
 impl Plugins {
@@ -649,6 +692,7 @@ impl Plugins {
             engine: Engine::new(cache_dir)?,
             current: RwLock::new(Arc::new(Registry::default())),
             reloading: tokio::sync::Mutex::new(()),
+            load_failures: LoadFailures::default(),
         })
     }
 
@@ -720,6 +764,7 @@ impl Plugins {
                 if let Some(p) = previous {
                     plugins.insert(name.clone(), Arc::clone(p));
                     report.unchanged.push(name.clone());
+                    self.load_failures.loaded(name);
                     continue;
                 }
             }
@@ -731,9 +776,11 @@ impl Plugins {
                     }
                     plugins.insert(name.clone(), Arc::new(p));
                     report.loaded.push(name.clone());
+                    self.load_failures.loaded(name);
                 }
                 Err(e) => {
                     tracing::error!(plugin = %name, error = %e, "Plugin failed to load; keeping the previous version if any.");
+                    self.load_failures.failed(name, &e.to_string());
                     report.failed.push((name.clone(), e.to_string()));
                     if let Some(p) = previous {
                         plugins.insert(name.clone(), Arc::clone(p));
@@ -741,6 +788,8 @@ impl Plugins {
                 }
             }
         }
+        self.load_failures
+            .retain(|name| config.plugins.contains_key(name));
         let chains = config
             .sources
             .iter()
