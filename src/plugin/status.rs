@@ -14,7 +14,10 @@ const MAX_REASON: usize = 400;
 pub fn header_problem(bytes: &[u8]) -> Option<String> {
     const MAGIC: &[u8] = b"\0asm";
     if !bytes.starts_with(MAGIC) {
-        let text = bytes.iter().take(64).all(|b| b.is_ascii() && *b != 0);
+        let text = bytes
+            .iter()
+            .take(64)
+            .all(|b| b.is_ascii_graphic() || b.is_ascii_whitespace());
         return Some(if bytes.is_empty() {
             "the file is empty".to_string()
         } else if text {
