@@ -9,7 +9,7 @@ use crate::domain::decision::{self, PluginDecision};
 use crate::domain::plugin::{self as verdicts, FailureKind, PluginFailure, Verdict};
 use crate::domain::time::Timestamp;
 
-use super::{LogLine, Plugin, PluginClock, Registry};
+use super::{LogLine, PluginClock, Registry};
 
 /// The `RUST_LOG` target of plugins' own log lines (`RUST_LOG=info,tocsin::plugin::log=debug` shows
 /// their debug lines too).
@@ -89,7 +89,7 @@ impl Registry {
                 }
             }
             let report = plugin.call(alert, kind, id, PluginClock::System);
-            log_lines(plugin, alert, id, &report.logs);
+            log_lines(name, alert, id, &report.logs);
             match report.result {
                 Ok(verdict) => {
                     plugin.breaker().record(&key, true, now, plugin.policy);
@@ -167,8 +167,7 @@ fn failure(plugin: &str, kind: FailureKind, message: String, logs: &[LogLine]) -
 
 /// Writes a call's log lines to tocsin's log at their own levels, tagged with the plugin, the alert's
 /// source and fingerprint and its journal id; at most [`MAX_LOGGED_PER_CALL`] of them.
-fn log_lines(plugin: &Plugin, alert: &Alert, id: &str, logs: &[LogLine]) {
-    let name = plugin.name();
+fn log_lines(name: &str, alert: &Alert, id: &str, logs: &[LogLine]) {
     let (source, fp) = (alert.source.as_str(), alert.fingerprint.as_str());
     for line in logs.iter().take(MAX_LOGGED_PER_CALL) {
         let m = line.message.as_str();
@@ -196,6 +195,86 @@ fn log_lines(plugin: &Plugin, alert: &Alert, id: &str, logs: &[LogLine]) {
             journal_id = id,
             "{} more log lines from this call not written (at most {MAX_LOGGED_PER_CALL} per alert).",
             logs.len() - MAX_LOGGED_PER_CALL
+        );
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::{Arc, Mutex};
+
+    /// Writes each formatted log line into a shared buffer.
+    #[derive(Clone, Default)]
+    struct Buffer(Arc<Mutex<Vec<u8>>>);
+
+    impl std::io::Write for Buffer {
+        fn write(&mut self, b: &[u8]) -> std::io::Result<usize> {
+            self.0.lock().unwrap().extend_from_slice(b);
+            Ok(b.len())
+        }
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+
+    fn alert() -> Alert {
+        let mut a: Alert = serde_json::from_value(serde_json::json!({
+            "source": "hooks", "fingerprint": "fp1", "status": "firing", "title": "t",
+            "severity": "warning", "labels": {}, "annotations": {}, "received_at": "2026-11-22T12:00:00Z"
+        }))
+        .unwrap();
+        a.raw = None;
+        a
+    }
+
+    #[test]
+    fn plugin_lines_are_logged_at_their_level_tagged_and_capped() {
+        let buf = Buffer::default();
+        let writer = buf.clone();
+        let subscriber = tracing_subscriber::fmt()
+            .with_writer(move || writer.clone())
+            .with_ansi(false)
+            .with_max_level(tracing::Level::DEBUG)
+            .finish();
+        let line = |level, message: &str| LogLine {
+            level,
+            message: message.to_string(),
+        };
+        let mut logs = vec![
+            line("error", "boom"),
+            line("warn", "careful"),
+            line("info", "fyi"),
+            line("debug", "details"),
+        ];
+        logs.extend((0..10).map(|i| line("info", &format!("spam {i}"))));
+        tracing::subscriber::with_default(subscriber, || {
+            log_lines("router", &alert(), "42", &logs)
+        });
+        let out = String::from_utf8(buf.0.lock().unwrap().clone()).unwrap();
+        let lines: Vec<&str> = out.lines().collect();
+        assert_eq!(lines.len(), MAX_LOGGED_PER_CALL + 1, "{out}");
+        for (level, text) in [
+            ("ERROR", "boom"),
+            ("WARN", "careful"),
+            ("INFO", "fyi"),
+            ("DEBUG", "details"),
+        ] {
+            let l = lines.iter().find(|l| l.contains(text)).unwrap();
+            assert!(l.contains(level) && l.contains(LOG_TARGET), "{l}");
+            assert!(
+                l.contains("plugin=\"router\"") || l.contains("plugin=router"),
+                "{l}"
+            );
+            assert!(
+                l.contains("fp1") && l.contains("hooks") && l.contains("42"),
+                "{l}"
+            );
+        }
+        assert!(!out.contains("spam 9"), "{out}");
+        assert!(
+            lines[MAX_LOGGED_PER_CALL].contains("6 more log lines"),
+            "{out}"
         );
     }
 }
