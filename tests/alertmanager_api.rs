@@ -29,16 +29,31 @@ fn validate(definition: &str, value: &Value) {
 
 /// What is wrong with `value` as the document's `definition`.
 fn schema_errors(definition: &str, value: &Value) -> Vec<String> {
+    schema_errors_at(&format!("/definitions/{definition}"), value)
+}
+
+/// Checks `value` against the schema at a JSON pointer into the document (a response of a path).
+fn validate_at(pointer: &str, value: &Value) {
+    let errors = schema_errors_at(pointer, value);
+    assert!(
+        errors.is_empty(),
+        "not valid at {pointer}: {errors:#?}\n{value:#}"
+    );
+}
+
+/// What is wrong with `value` as the schema at `pointer` in the document.
+fn schema_errors_at(pointer: &str, value: &Value) -> Vec<String> {
     let text = std::fs::read_to_string(
         std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
             .join("tests/fixtures/alertmanager/openapi.yaml"),
     )
     .unwrap();
     let doc: Value = serde_yaml::from_str(&text).unwrap();
-    let schema = json!({
-        "$ref": format!("#/definitions/{definition}"),
-        "definitions": doc["definitions"],
-    });
+    let mut schema = doc
+        .pointer(pointer)
+        .unwrap_or_else(|| panic!("{pointer} is not in the document"))
+        .clone();
+    schema["definitions"] = doc["definitions"].clone();
     let validator = jsonschema::options()
         .with_draft(jsonschema::Draft::Draft4)
         .should_validate_formats(true)
@@ -108,6 +123,7 @@ async fn three_alerts(app: &TestApp) -> String {
         200,
     )
     .await;
+    validate_at("/paths/~1silences/post/responses/200/schema", &r);
     r["silenceID"].as_str().unwrap().to_string()
 }
 
@@ -251,7 +267,7 @@ async fn filters_and_flags_choose_alerts_as_alertmanager_does() {
         let r = get(&app, &format!("/api/v2/alerts?{bad}"), Some(VIEWER)).await;
         assert_eq!(r.status(), 400, "{bad}");
         let body: Value = r.json().await.unwrap();
-        assert!(body.is_string(), "{bad}: {body}");
+        validate_at("/responses/BadRequest/schema", &body);
     }
 }
 

@@ -78,7 +78,10 @@ fn plugin_test_reports_decision_costs_and_mismatches() {
     let stdout = String::from_utf8_lossy(&out.stdout);
     assert_eq!(out.status.code(), Some(1), "{stdout}");
     assert!(stdout.contains("FAIL wrong.yaml"), "{stdout}");
-    assert!(stdout.contains("-       \"nowhere\""), "{stdout}");
+    assert!(
+        stdout.contains("route.rooms: expected [\"nowhere\"], got []"),
+        "{stdout}"
+    );
 }
 
 fn chain_sources() -> String {
@@ -404,7 +407,13 @@ fn plugin_new_builds_anywhere_and_passes_its_fixtures() {
     );
     let project = dir.path().join("demo");
     let build = Command::new("cargo")
-        .args(["build", "--release", "--target", "wasm32-wasip2"])
+        .args([
+            "build",
+            "--release",
+            "--locked",
+            "--target",
+            "wasm32-wasip2",
+        ])
         .current_dir(&project)
         .env_remove("CARGO_TARGET_DIR")
         .env_remove("RUSTFLAGS")

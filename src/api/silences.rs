@@ -71,7 +71,9 @@ fn invalid(e: SilenceError) -> ApiError {
     ApiError::bad_request(e.code(), e.to_string())
 }
 
-fn time_field(name: &str, text: &str) -> Result<Timestamp, ApiError> {
+/// An RFC 3339 time from a request field, or 400 naming the field (the Alertmanager API reads
+/// its silences' times with it too).
+pub(super) fn time_field(name: &str, text: &str) -> Result<Timestamp, ApiError> {
     Timestamp::parse_optional(text)
         .ok()
         .flatten()

@@ -2,6 +2,7 @@
 
 mod migrate;
 mod plugin;
+mod plugin_test;
 
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;

@@ -5,7 +5,9 @@ use std::process::ExitCode;
 
 use crate::config::{ByteSize, HumanDuration};
 use crate::plugin::fixtures::{self, Case};
-use crate::plugin::{Engine, Limits};
+use crate::plugin::Limits;
+
+use super::plugin_test::{self, TestOptions};
 
 /// Files of a new plugin project: the template, then the SDK and the WIT, embedded at build time so
 /// `tocsin plugin new` works anywhere, from an installed binary.
@@ -13,6 +15,10 @@ const TEMPLATE: &[(&str, &str)] = &[
     (
         "Cargo.toml",
         include_str!("../../plugins/template/Cargo.toml"),
+    ),
+    (
+        "Cargo.lock",
+        include_str!("../../plugins/template/Cargo.lock"),
     ),
     (
         "README.md",
@@ -86,13 +92,19 @@ pub enum PluginCommand {
         /// Wall-clock limit per call (default 50ms).
         #[arg(long)]
         timeout: Option<HumanDuration>,
-        /// Memory limit (default 16MiB).
+        /// Memory limit (default 16MiB, at most 256MiB as in the config).
         #[arg(long)]
         memory: Option<ByteSize>,
+        #[command(flatten)]
+        options: TestOptions,
     },
     /// Create `./NAME`, a plugin project that builds with
     /// `cargo build --release --target wasm32-wasip2` and passes its own fixtures.
-    New { name: String },
+    New {
+        /// The plugin's name: the new directory and the crate's name (lowercase letters, digits,
+        /// `-` and `_`, starting with a letter; the component is NAME with `-` as `_`, `.wasm`).
+        name: String,
+    },
 }
 
 pub fn run(cmd: PluginCommand) -> ExitCode {
@@ -105,16 +117,18 @@ pub fn run(cmd: PluginCommand) -> ExitCode {
             fuel,
             timeout,
             memory,
+            options,
         } => {
-            let d = Limits::default();
-            let limits = Limits {
-                fuel: fuel.unwrap_or(d.fuel),
-                timeout: timeout.map_or(d.timeout, |t| t.0),
-                memory: memory.map_or(d.memory, |m| m.0 as usize),
+            let limits = match plugin_test::limits(fuel, timeout, memory) {
+                Ok(l) => l,
+                Err(e) => {
+                    eprintln!("error: {e}");
+                    return ExitCode::from(2);
+                }
             };
             match (event, fixtures) {
-                (Some(e), None) => test_event(&plugin, &e, limits),
-                (None, Some(dir)) => test_fixtures(&plugin, &dir, limits),
+                (Some(e), None) => test_event(&plugin, &e, limits, &options),
+                (None, Some(dir)) => plugin_test::run_fixtures(&plugin, &dir, limits, &options),
                 _ => {
                     eprintln!("give --event FILE or --fixtures DIR");
                     ExitCode::from(2)
@@ -124,14 +138,10 @@ pub fn run(cmd: PluginCommand) -> ExitCode {
     }
 }
 
-fn compile(plugin: &Path) -> Result<crate::plugin::Compiled, String> {
-    let engine = Engine::new(None).map_err(|e| e.to_string())?;
-    engine.compile(plugin).map_err(|e| e.to_string())
-}
-
-fn test_event(plugin: &Path, event: &Path, limits: Limits) -> ExitCode {
-    let run = || -> Result<serde_json::Value, String> {
-        let compiled = compile(plugin)?;
+/// Runs one event and prints the report; exit 1 when the plugin failed (the report still says how).
+fn test_event(plugin: &Path, event: &Path, limits: Limits, options: &TestOptions) -> ExitCode {
+    let run = || -> Result<(serde_json::Value, bool), String> {
+        let compiled = plugin_test::compile(plugin, options)?;
         let text =
             std::fs::read_to_string(event).map_err(|e| format!("{}: {e}", event.display()))?;
         let value: serde_yaml::Value =
@@ -153,69 +163,27 @@ fn test_event(plugin: &Path, event: &Path, limits: Limits) -> ExitCode {
         }
         .map_err(|e| format!("{}: {e}", event.display()))?;
         let (report, _) = fixtures::run_case(&compiled, &case, limits);
-        Ok(fixtures::report_json(&report, limits))
+        Ok((
+            fixtures::report_json(&report, limits),
+            report.result.is_ok(),
+        ))
     };
     match run() {
-        Ok(json) => {
+        Ok((json, ok)) => {
             println!(
                 "{}",
                 serde_json::to_string_pretty(&json).unwrap_or_default()
             );
-            ExitCode::SUCCESS
+            if ok {
+                ExitCode::SUCCESS
+            } else {
+                ExitCode::FAILURE
+            }
         }
         Err(e) => {
             eprintln!("error: {e}");
             ExitCode::FAILURE
         }
-    }
-}
-
-fn test_fixtures(plugin: &Path, dir: &Path, limits: Limits) -> ExitCode {
-    let compiled = match compile(plugin) {
-        Ok(c) => c,
-        Err(e) => {
-            eprintln!("error: {e}");
-            return ExitCode::FAILURE;
-        }
-    };
-    let cases = match fixtures::load_cases(dir) {
-        Ok(c) => c,
-        Err(e) => {
-            eprintln!("error: {e}");
-            return ExitCode::FAILURE;
-        }
-    };
-    let mut failed = 0;
-    for (file, case) in &cases {
-        let (report, kv) = fixtures::run_case(&compiled, case, limits);
-        let file = file
-            .file_name()
-            .map_or_else(String::new, |f| f.to_string_lossy().into_owned());
-        let cost = format!(
-            "fuel {}, memory {} KiB, {} µs",
-            report.fuel_used,
-            report.peak_memory / 1024,
-            report.elapsed.as_micros()
-        );
-        match fixtures::check(case, &report, &kv) {
-            Ok(()) => println!("ok   {file}: {} ({cost})", case.name),
-            Err(diff) => {
-                failed += 1;
-                println!("FAIL {file}: {} ({cost})", case.name);
-                for line in diff.lines() {
-                    println!("     {line}");
-                }
-                for log in &report.logs {
-                    println!("     log {}: {}", log.level, log.message);
-                }
-            }
-        }
-    }
-    println!("{} passed, {failed} failed", cases.len() - failed);
-    if failed == 0 {
-        ExitCode::SUCCESS
-    } else {
-        ExitCode::FAILURE
     }
 }
 

@@ -1,9 +1,13 @@
 //! `tocsin plugin test`: runs a plugin on one event, or on a folder of YAML cases with expected decisions.
 //!
 //! A case names an event (every field optional but `title`), optional plugin config, lookup tables, kv
-//! contents and a frozen clock, and what it expects: `pass`, `drop`, `{drop: reason}`,
-//! `{drop_prefix: text}`, `route`, `{route: SUBSET}` or `error`, plus optionally `expect_kv`. The format
-//! is documented in `plugins/README.md`.
+//! contents and a frozen clock, and what it expects (see [`expect`]), plus optionally `expect_kv`. The
+//! format is documented in `plugins/README.md`.
+//!
+//! Cases run twice: each on a fresh instance, and all in order on warm instances as the server runs
+//! them ([`WarmRunner`]), so a plugin whose globals carry state from one alert to the next fails.
+
+mod expect;
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -12,9 +16,10 @@ use std::sync::{Arc, Mutex};
 use serde::Deserialize;
 use serde_json::{json, Value};
 
-use super::{CallReport, Compiled, Kv, Limits, PluginClock, Settings};
+pub use expect::{describe, Expect, Outcome};
+
+use super::{CallReport, Compiled, Kv, Limits, Plugin, PluginClock, Settings};
 use crate::domain::alert::{labels_fingerprint, Alert, Labels, Routing, Severity, Status};
-use crate::domain::plugin::Verdict;
 use crate::domain::time::Timestamp;
 
 /// The clock fixtures see unless they set `now_ms`.
@@ -105,7 +110,7 @@ pub struct Case {
     #[serde(default)]
     pub now_ms: Option<u64>,
     #[serde(default)]
-    pub expect: Option<serde_yaml::Value>,
+    pub expect: Option<Expect>,
     #[serde(default)]
     pub expect_kv: Option<BTreeMap<String, Option<String>>>,
 }
@@ -127,10 +132,12 @@ pub fn report_json(report: &CallReport, limits: Limits) -> Value {
         Ok(v) => (serde_json::to_value(v).unwrap_or(Value::Null), Value::Null),
         Err((kind, message)) => (Value::Null, json!({"kind": kind, "message": message})),
     };
+    let (fuel_used, at_least) = fuel_counted(report);
     json!({
         "decision": decision,
         "error": error,
-        "fuel_used": report.fuel_used,
+        "fuel_used": fuel_used,
+        "fuel_used_at_least": at_least,
         "fuel_limit": limits.fuel,
         "peak_memory_bytes": report.peak_memory,
         "memory_limit_bytes": limits.memory,
@@ -139,14 +146,25 @@ pub fn report_json(report: &CallReport, limits: Limits) -> Value {
     })
 }
 
-/// Runs one case on a fresh plugin instance. Returns the report and the kv contents afterwards.
-pub fn run_case(
-    compiled: &Compiled,
-    case: &Case,
-    limits: Limits,
-) -> (CallReport, BTreeMap<String, String>) {
-    let now = case.now_ms.unwrap_or(DEFAULT_NOW_MS);
-    let settings = Settings {
+/// The fuel a call used, when it is known: `(Some(exact), None)`, or `(None, Some(lower bound))`.
+///
+/// Why: wasmtime keeps the fuel count in a register while wasm runs and writes it back only at calls
+/// and returns, so a call stopped by a trap (the deadline, a panic, the memory limit) reports only the
+/// fuel counted up to its last write-back: a loop stopped after 50 ms showed 1,667. Running out of
+/// fuel is exact (the whole budget).
+pub fn fuel_counted(report: &CallReport) -> (Option<u64>, Option<u64>) {
+    match &report.result {
+        Ok(_) | Err((crate::domain::plugin::FailureKind::Error, _)) => {
+            (Some(report.fuel_used), None)
+        }
+        Err((crate::domain::plugin::FailureKind::OutOfFuel, _)) => (Some(report.fuel_used), None),
+        Err(_) => (None, Some(report.fuel_used)),
+    }
+}
+
+/// A case's plugin settings.
+fn settings(case: &Case, limits: Limits) -> Settings {
+    Settings {
         config: case
             .config
             .iter()
@@ -166,9 +184,95 @@ pub fn run_case(
         disable_after: u32::MAX,
         // A fixture's event carries raw JSON only when the case gives it.
         raw: true,
+    }
+}
+
+/// Runs one case on a fresh plugin instance. Returns the report and the kv contents afterwards.
+pub fn run_case(
+    compiled: &Compiled,
+    case: &Case,
+    limits: Limits,
+) -> (CallReport, BTreeMap<String, String>) {
+    let kv = Arc::new(Mutex::new(Kv::default()));
+    let plugin = compiled.plugin("fixture", settings(case, limits), kv);
+    call(&plugin, case)
+}
+
+/// Runs cases in order on warm instances, the way the server does: one instance per plugin
+/// configuration (a server has one per configured plugin), reused from call to call, thrown away
+/// only after a trap. Each case still starts from its own `kv:`.
+pub struct WarmRunner<'a> {
+    compiled: &'a Compiled,
+    limits: Limits,
+    plugins: Vec<(Settings, Plugin)>,
+}
+
+impl<'a> WarmRunner<'a> {
+    pub fn new(compiled: &'a Compiled, limits: Limits) -> Self {
+        WarmRunner {
+            compiled,
+            limits,
+            plugins: Vec::new(),
+        }
+    }
+
+    /// Runs the next case on the warm instance for its configuration.
+    pub fn run(&mut self, case: &Case) -> (CallReport, BTreeMap<String, String>) {
+        let wanted = settings(case, self.limits);
+        let same = |s: &Settings| s.config == wanted.config && s.tables == wanted.tables;
+        let index = match self.plugins.iter().position(|(s, _)| same(s)) {
+            Some(i) => i,
+            None => {
+                let kv = Arc::new(Mutex::new(Kv::default()));
+                let plugin = self.compiled.plugin("fixture", wanted.clone(), kv);
+                self.plugins.push((wanted, plugin));
+                self.plugins.len() - 1
+            }
+        };
+        call(&self.plugins[index].1, case)
+    }
+}
+
+/// Why a warm run differs from a fresh one, if it does: the plugin kept state in its globals.
+pub fn leak(
+    fresh: &(CallReport, BTreeMap<String, String>),
+    warm: &(CallReport, BTreeMap<String, String>),
+) -> Option<String> {
+    let same_result = match (&fresh.0.result, &warm.0.result) {
+        (Ok(a), Ok(b)) => a == b,
+        (Err(a), Err(b)) => a == b,
+        _ => false,
     };
-    let kv = Arc::new(Mutex::new(Kv::from_pairs(case.kv.clone())));
-    let plugin = compiled.plugin("fixture", settings, Arc::clone(&kv));
+    if same_result && fresh.1 == warm.1 {
+        return None;
+    }
+    let mut out = format!(
+        "state leaked from earlier cases: on a fresh instance: {}
+           after the earlier cases on the same warm instance (as the server runs them): {}",
+        describe(&fresh.0.result),
+        describe(&warm.0.result)
+    );
+    if fresh.1 != warm.1 {
+        out.push_str(&format!(
+            "
+  kv afterwards: fresh {:?}, warm {:?}",
+            fresh.1, warm.1
+        ));
+    }
+    out.push_str(
+        "
+  (keep state in the kv store, not in globals: the server reuses instances)",
+    );
+    Some(out)
+}
+
+/// Calls `plugin` with the case's event, kv contents and clock.
+fn call(plugin: &Plugin, case: &Case) -> (CallReport, BTreeMap<String, String>) {
+    let now = case.now_ms.unwrap_or(DEFAULT_NOW_MS);
+    let kv = plugin.kv();
+    if let Ok(mut k) = kv.lock() {
+        *k = Kv::from_pairs(case.kv.clone());
+    }
     let alert = case.event.to_alert(now);
     let kind = case
         .event
@@ -190,28 +294,9 @@ pub fn check(
     report: &CallReport,
     kv_after: &BTreeMap<String, String>,
 ) -> Result<(), String> {
-    let actual = match &report.result {
-        Ok(v) => serde_json::to_value(v).unwrap_or(Value::Null),
-        Err((kind, message)) => json!({"error": {"kind": kind, "message": message}}),
-    };
     let mut problems = Vec::new();
     if let Some(expect) = &case.expect {
-        let expect = serde_json::to_value(expect).unwrap_or(Value::Null);
-        let ok = match (&expect, &report.result) {
-            (Value::String(s), Ok(Verdict::Pass)) => s == "pass",
-            (Value::String(s), Ok(Verdict::Drop(_))) => s == "drop",
-            (Value::String(s), Ok(Verdict::Route(_))) => s == "route",
-            (Value::String(s), Err((crate::domain::plugin::FailureKind::Error, _))) => s == "error",
-            (Value::Object(m), Ok(Verdict::Drop(reason))) if m.contains_key("drop_prefix") => m
-                ["drop_prefix"]
-                .as_str()
-                .is_some_and(|p| reason.starts_with(p)),
-            (Value::Object(_), Ok(_)) => subset(&expect, &actual),
-            _ => false,
-        };
-        if !ok {
-            problems.push(diff(&expect, &actual));
-        }
+        problems.extend(expect.mismatches(&report.result));
     }
     if let Some(expect_kv) = &case.expect_kv {
         for (k, want) in expect_kv {
@@ -233,52 +318,6 @@ pub fn check(
     }
 }
 
-/// True if every key in `expected` matches `actual`, recursively; arrays and scalars must be equal.
-pub fn subset(expected: &Value, actual: &Value) -> bool {
-    match (expected, actual) {
-        (Value::Object(e), Value::Object(a)) => e.iter().all(|(k, v)| {
-            a.get(k).is_some_and(|av| subset(v, av)) || (v.is_null() && a.get(k).is_none())
-        }),
-        (Value::Number(e), Value::String(a)) => e.to_string() == *a,
-        _ => expected == actual,
-    }
-}
-
-/// A line diff of two pretty-printed JSON values (`-` expected only, `+` actual only).
-fn diff(expected: &Value, actual: &Value) -> String {
-    let e = serde_json::to_string_pretty(expected).unwrap_or_default();
-    let a = serde_json::to_string_pretty(actual).unwrap_or_default();
-    let el: Vec<&str> = e.lines().collect();
-    let al: Vec<&str> = a.lines().collect();
-    // Longest common subsequence table, then walk it.
-    let mut lcs = vec![vec![0usize; al.len() + 1]; el.len() + 1];
-    for i in (0..el.len()).rev() {
-        for j in (0..al.len()).rev() {
-            lcs[i][j] = if el[i] == al[j] {
-                lcs[i + 1][j + 1] + 1
-            } else {
-                lcs[i + 1][j].max(lcs[i][j + 1])
-            };
-        }
-    }
-    let (mut i, mut j) = (0, 0);
-    let mut out = vec!["--- expected".to_string(), "+++ actual".to_string()];
-    while i < el.len() || j < al.len() {
-        if i < el.len() && j < al.len() && el[i] == al[j] {
-            out.push(format!("  {}", el[i]));
-            i += 1;
-            j += 1;
-        } else if j < al.len() && (i == el.len() || lcs[i][j + 1] >= lcs[i + 1][j]) {
-            out.push(format!("+ {}", al[j]));
-            j += 1;
-        } else {
-            out.push(format!("- {}", el[i]));
-            i += 1;
-        }
-    }
-    out.join("\n")
-}
-
 /// Reads every `*.yaml` / `*.yml` file in `dir` (sorted), each holding a case or a list of cases.
 pub fn load_cases(dir: &Path) -> Result<Vec<(PathBuf, Case)>, String> {
     let mut files: Vec<PathBuf> = std::fs::read_dir(dir)
@@ -294,13 +333,7 @@ pub fn load_cases(dir: &Path) -> Result<Vec<(PathBuf, Case)>, String> {
     for file in files {
         let text =
             std::fs::read_to_string(&file).map_err(|e| format!("{}: {e}", file.display()))?;
-        let value: serde_yaml::Value =
-            serde_yaml::from_str(&text).map_err(|e| format!("{}: {e}", file.display()))?;
-        let cases: Vec<Case> = match value {
-            serde_yaml::Value::Sequence(_) => serde_yaml::from_value(value),
-            other => serde_yaml::from_value(other).map(|c| vec![c]),
-        }
-        .map_err(|e| format!("{}: {e}", file.display()))?;
+        let cases = parse_cases(&text).map_err(|e| format!("{}: {e}", file.display()))?;
         for (i, mut case) in cases.into_iter().enumerate() {
             if case.name.is_empty() {
                 case.name = format!("case {}", i + 1);
@@ -311,29 +344,61 @@ pub fn load_cases(dir: &Path) -> Result<Vec<(PathBuf, Case)>, String> {
     Ok(out)
 }
 
+/// Parses a fixture file: one case or a list. Parsed straight from the text (not through a
+/// `Value`) so that errors keep their line and column.
+pub fn parse_cases(text: &str) -> Result<Vec<Case>, serde_yaml::Error> {
+    let value: serde_yaml::Value = serde_yaml::from_str(text)?;
+    if value.is_sequence() {
+        serde_yaml::from_str(text)
+    } else {
+        serde_yaml::from_str(text).map(|c| vec![c])
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::domain::plugin::Verdict;
 
     #[test]
-    fn subset_matching() {
-        let actual = json!({"route": {"rooms": ["ops"], "mentions": ["alice"], "ticket": {"title": null, "tags": []}}});
-        assert!(subset(&json!({"route": {"rooms": ["ops"]}}), &actual));
-        assert!(subset(
-            &json!({"route": {"ticket": {"title": null}}}),
-            &actual
-        ));
-        assert!(!subset(
-            &json!({"route": {"rooms": ["ops", "dev"]}}),
-            &actual
-        ));
-        assert!(!subset(&json!({"route": {"missing": 1}}), &actual));
+    fn parse_errors_name_the_line() {
+        let text = "- name: ok\n  event: {title: a}\n  expect: pass\n\
+                    - name: typo\n  event: {title: b}\n  expct: pass\n";
+        let e = parse_cases(text).unwrap_err().to_string();
+        assert!(e.contains("line 6"), "{e}");
+        assert!(e.contains("expct"), "{e}");
+        let text = "name: bad expectation\nevent: {title: a}\nexpect: {error: {kind: slow}}\n";
+        let e = parse_cases(text).unwrap_err().to_string();
+        assert!(
+            e.contains("line 3") && e.contains("unknown error kind `slow`"),
+            "{e}"
+        );
+        assert_eq!(
+            parse_cases("name: a\nevent: {title: a}\n").unwrap().len(),
+            1
+        );
     }
 
     #[test]
-    fn diff_marks_changed_lines() {
-        let d = diff(&json!({"drop": "a"}), &json!({"drop": "b"}));
-        assert!(d.contains("-   \"drop\": \"a\""), "{d}");
-        assert!(d.contains("+   \"drop\": \"b\""), "{d}");
+    fn fuel_is_a_lower_bound_after_a_trap_but_exact_otherwise() {
+        let report = |result| CallReport {
+            result,
+            fuel_used: 1667,
+            peak_memory: 0,
+            elapsed: std::time::Duration::ZERO,
+            logs: vec![],
+        };
+        use crate::domain::plugin::FailureKind as K;
+        assert_eq!(fuel_counted(&report(Ok(Verdict::Pass))), (Some(1667), None));
+        assert_eq!(
+            fuel_counted(&report(Err((K::Error, String::new())))),
+            (Some(1667), None)
+        );
+        for k in [K::Deadline, K::Trap, K::MemoryLimit] {
+            assert_eq!(
+                fuel_counted(&report(Err((k, String::new())))),
+                (None, Some(1667))
+            );
+        }
     }
 }

@@ -7,6 +7,7 @@ use std::time::Duration;
 use regex::Regex;
 use serde::{Deserialize, Serialize};
 
+use crate::api::silences::time_field;
 use crate::domain::alert::Labels;
 use crate::domain::silence::{MatchOp, Matcher, Silence, SilenceDraft, SilenceState};
 use crate::domain::ticket::Ticket;
@@ -172,18 +173,6 @@ pub fn silence(s: &Silence, now: Timestamp) -> GettableSilence {
         created_by: s.author.clone(),
         comment: s.comment.clone(),
     }
-}
-
-fn time_field(name: &str, text: &str) -> Result<Timestamp, ApiError> {
-    Timestamp::parse_optional(text)
-        .ok()
-        .flatten()
-        .ok_or_else(|| {
-            ApiError::bad_request(
-                "invalid_time",
-                format!("{name}: `{text}` is not an RFC 3339 time like 2026-11-30T12:00:00Z"),
-            )
-        })
 }
 
 /// A posted silence as tocsin's draft. The author is the member whose credentials came with it,
