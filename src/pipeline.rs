@@ -185,17 +185,21 @@ impl Processor {
         if registry.chains.is_empty() {
             return Ok((entries, Vec::new()));
         }
+        let now = self.clock.now();
+        let run_registry = Arc::clone(&registry);
         let (entries, results, panicked) = tokio::task::spawn_blocking(move || {
+            let registry = run_registry;
             let mut kept = Vec::with_capacity(entries.len());
             let mut results = Vec::new();
             let mut panicked = Vec::new();
             for mut e in entries {
                 let run = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-                    registry.run(&mut e.alert, &e.id.to_string())
+                    registry.run_at(&mut e.alert, &e.id.to_string(), now)
                 }));
                 match run {
-                    Ok(r) => {
+                    Ok(mut r) => {
                         e.failures = r.failures.clone();
+                        e.decisions = std::mem::take(&mut r.decisions);
                         e.dropped = r.dropped.clone();
                         results.push(r);
                         kept.push(e);
@@ -207,7 +211,6 @@ impl Processor {
         })
         .await
         .map_err(|e| StoreError::Other(format!("plugin task failed: {e}")))?;
-        let now = self.clock.now();
         let mut system = Vec::new();
         for r in results {
             for (plugin, outcome, elapsed) in &r.calls {
@@ -218,7 +221,16 @@ impl Processor {
             }
             for (plugin, last_error) in r.disabled {
                 tracing::error!(%plugin, %last_error, "Plugin switched off after repeated failures.");
-                system.push(plugin_alert(&plugin, true, &format!("Last failure: {last_error}. Alerts go on without it until the next reload."), now));
+                let mut alert = plugin_alert(&plugin, true, &format!("Last failure: {last_error}. Alerts go on without it until the next reload."), now);
+                // Routed like any `tocsin` ticket, and to the plugin's `alert_room` if it has one.
+                if let Some(room) = registry
+                    .plugins
+                    .get(&plugin)
+                    .and_then(|p| p.alert_room.clone())
+                {
+                    alert.routing.rooms.push(room);
+                }
+                system.push(alert);
             }
         }
         if !system.is_empty() {

@@ -366,9 +366,9 @@ async fn reload_under_load_loses_nothing_and_a_broken_plugin_keeps_the_old_one()
         ),
     )
     .unwrap();
-    let r = expect(app.api_post("/-/reload", ADMIN, None).await, 500).await;
+    let r = expect(app.api_post("/-/reload", ADMIN, None).await, 422).await;
     assert_eq!(r["error"], "plugin_load_failed");
-    assert_eq!(r["failed"][0][0], "route");
+    assert_eq!(r["failed"][0]["plugin"], "route");
     expect(
         app.post(
             "/ingest/hooks",

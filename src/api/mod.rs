@@ -569,8 +569,15 @@ async fn plugins(State(state): State<AppState>, _member: Member) -> Json<serde_j
                 "name": name,
                 "path": p.path,
                 "sha256": p.sha256,
+                "file_modified": p.mtime.map(rfc3339),
+                // The file on disk is not the one running (a reload would load it, or failed to).
+                "changed_on_disk": p.changed_on_disk(),
+                "last_reload_failure": state.plugins.load_failures.get(name),
                 "disabled": p.is_disabled(),
-                "consecutive_failures": p.consecutive_failures(),
+                "failing_keys": p.breaker().failing_keys(),
+                "skipped_keys": p.breaker().open_keys(state.clock.now()).into_iter()
+                    .map(|(key, until)| json!({"key": key, "until": until}))
+                    .collect::<Vec<_>>(),
                 "limits": {
                     "fuel": p.limits.fuel,
                     "timeout_ms": p.limits.timeout.as_millis() as u64,
@@ -581,9 +588,19 @@ async fn plugins(State(state): State<AppState>, _member: Member) -> Json<serde_j
         .collect();
     Json(json!({
         "plugins": plugins,
+        // Every plugin whose latest load failed, running an older version or not running at all.
+        "reload_failures": state.plugins.load_failures.all(),
         "chains": registry.chains,
         "instance_pool": state.plugins.pooling(),
     }))
+}
+
+/// A file time as RFC 3339 (UTC, milliseconds).
+fn rfc3339(t: std::time::SystemTime) -> String {
+    let ms = t
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis().min(i64::MAX as u128) as i64);
+    Timestamp::from_millis(ms).to_rfc3339()
 }
 
 /// Re-reads the config file and reloads plugins and chains (admins only).
@@ -595,6 +612,8 @@ async fn reload(State(state): State<AppState>, member: Member) -> Result<Respons
             body["members"] = json!(crate::reload::MEMBERS_NOTE);
             Ok(Json(body).into_response())
         }
+        // A plugin file that does not load is the caller's to fix, not a server error: 422, naming
+        // each plugin and why; their previous versions keep running.
         Ok(report) => {
             let detail = report
                 .failed
@@ -606,7 +625,7 @@ async fn reload(State(state): State<AppState>, member: Member) -> Result<Respons
             body["members"] = json!(crate::reload::MEMBERS_NOTE);
             body["error"] = json!("plugin_load_failed");
             body["detail"] = json!(format!("the previous versions keep running: {detail}"));
-            Ok((StatusCode::INTERNAL_SERVER_ERROR, Json(body)).into_response())
+            Ok((StatusCode::UNPROCESSABLE_ENTITY, Json(body)).into_response())
         }
         Err(crate::reload::ReloadError::Config(e)) => {
             Err(ApiError::bad_request("invalid_config", e.to_string()))

@@ -235,9 +235,29 @@ pub struct PluginConfig {
     /// sources whose chain has such a plugin.
     #[serde(default)]
     pub raw: bool,
-    /// Consecutive failures after which the plugin is switched off until the next reload.
+    /// Different alert keys failing in a row (no success between) after which the plugin is
+    /// switched off until the next reload; 0 never switches it off.
     #[serde(default = "default_disable_after")]
     pub disable_after: u32,
+    /// When one alert key (label set) keeps failing, the plugin skips it for a while.
+    #[serde(default)]
+    pub breaker: PluginBreakerConfig,
+    /// The room told when the plugin is switched off (its system ticket is routed there, besides
+    /// any route matching `source: tocsin`).
+    #[serde(default)]
+    pub alert_room: Option<String>,
+}
+
+/// `plugins.<name>.breaker`: the per-key breaker (see `domain::breaker`).
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PluginBreakerConfig {
+    /// Failures in a row on one alert key before the plugin skips that key. Default 3; 0 never skips.
+    #[serde(default)]
+    pub after: Option<u32>,
+    /// How long a key is skipped. Default 10m.
+    #[serde(default)]
+    pub cooldown: Option<Env<HumanDuration>>,
 }
 
 fn default_disable_after() -> u32 {
@@ -904,11 +924,21 @@ impl Config {
                     );
                 }
             }
-            if plugin.disable_after == 0 {
-                problem(
-                    format!("plugins.{name}.disable_after"),
-                    "must be at least 1".into(),
-                );
+            if let Some(room) = &plugin.alert_room {
+                if !self.rooms.contains_key(room) {
+                    problem(
+                        format!("plugins.{name}.alert_room"),
+                        format!("`{room}` is not a room under rooms:"),
+                    );
+                }
+            }
+            if let Some(Env(HumanDuration(d))) = plugin.breaker.cooldown {
+                if d.is_zero() || d > Duration::from_secs(7 * 24 * 3600) {
+                    problem(
+                        format!("plugins.{name}.breaker.cooldown"),
+                        "must be between 1ms and 7d".into(),
+                    );
+                }
             }
         }
         let mut tokens: BTreeMap<&str, &str> = BTreeMap::new();

@@ -7,8 +7,9 @@
 
 use serde_json::json;
 
+use super::decision::{self, PluginDecision};
 use super::mail::MailReason;
-use super::plugin::PluginFailure;
+use super::plugin::{FailureKind, PluginFailure};
 use super::presence::PresenceState;
 use super::routing::DeliveryKind;
 use super::silence::{self, Silence};
@@ -21,13 +22,39 @@ pub fn plugin_failed(at: Timestamp, f: &PluginFailure) -> EntryDraft {
         at,
         EntryKind::PluginFailed,
         format!("plugin:{}", f.plugin),
-        format!(
-            "Plugin {} failed ({}): {}. The alert went on without its decision.",
-            f.plugin,
-            f.kind.as_str(),
-            f.message
-        ),
-        json!({"plugin": f.plugin, "kind": f.kind, "message": f.message}),
+        match f.kind {
+            FailureKind::BreakerOpen => format!("Plugin {}: {}.", f.plugin, f.message),
+            _ => format!(
+                "Plugin {} failed ({}): {}. The alert went on without its decision.",
+                f.plugin,
+                f.kind.as_str(),
+                f.message
+            ),
+        },
+        json!({"plugin": f.plugin, "kind": f.kind, "message": f.message, "logs": f.logs}),
+    )
+}
+
+/// One change a plugin made to the alert that changed the ticket.
+pub fn plugin_decided(at: Timestamp, d: &PluginDecision) -> EntryDraft {
+    EntryDraft::system(
+        at,
+        EntryKind::PluginDecided,
+        format!("plugin:{}", d.plugin),
+        decision::describe(d),
+        json!({"plugin": d.plugin, "field": d.field, "key": d.key, "before": d.before, "after": d.after}),
+    )
+}
+
+/// A plugin routed the ticket to a room the config does not have: nothing goes there.
+pub fn unknown_room(at: Timestamp, plugin: Option<&str>, room: &str) -> EntryDraft {
+    let by = plugin.map_or_else(|| "A plugin".to_string(), |p| format!("Plugin {p}"));
+    EntryDraft::system(
+        at,
+        EntryKind::UnknownRoom,
+        plugin.map_or_else(|| "system".to_string(), |p| format!("plugin:{p}")),
+        format!("{by} routed the ticket to room {room}, which is not configured: nothing was sent there."),
+        json!({"plugin": plugin, "room": room}),
     )
 }
 

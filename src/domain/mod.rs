@@ -4,8 +4,10 @@
 //! what lets the state machine be tested by properties and shared verbatim by every store backend.
 
 pub mod alert;
+pub mod breaker;
 pub mod change;
 pub mod command;
+pub mod decision;
 pub mod delivery;
 pub mod entries;
 pub mod hours;

@@ -59,6 +59,11 @@ pub enum FailureKind {
     Instantiate,
     /// It is switched off after repeated failures.
     Disabled,
+    /// It skips this alert's key for a while, after repeated failures on it (the per-key breaker).
+    Skipped,
+    /// This alert's failure made it skip the alert's key from now on, for a while: recorded on the
+    /// ticket even for a resend, since it says why the plugin stops deciding about it.
+    BreakerOpen,
 }
 
 impl FailureKind {
@@ -71,6 +76,8 @@ impl FailureKind {
             FailureKind::MemoryLimit => "memory_limit",
             FailureKind::Instantiate => "instantiate",
             FailureKind::Disabled => "disabled",
+            FailureKind::Skipped => "skipped",
+            FailureKind::BreakerOpen => "breaker_open",
         }
     }
 }
@@ -81,6 +88,9 @@ pub struct PluginFailure {
     pub plugin: String,
     pub kind: FailureKind,
     pub message: String,
+    /// The plugin's last log lines before it failed (`level: message`), oldest first.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub logs: Vec<String>,
 }
 
 /// An alert a plugin dropped.

@@ -369,3 +369,18 @@ proptest! {
         }
     }
 }
+
+#[test]
+fn what_plugins_did_is_not_news_for_rooms() {
+    let r = router(Vec::new());
+    let (ticket, mut entry) = opened(Severity::Critical);
+    assert!(!r.plan_full(&ticket, &entry).deliveries.is_empty());
+    for kind in [
+        EntryKind::PluginDecided,
+        EntryKind::UnknownRoom,
+        EntryKind::PluginFailed,
+    ] {
+        entry.kind = kind;
+        assert_eq!(r.plan_full(&ticket, &entry), Plan::default(), "{kind:?}");
+    }
+}

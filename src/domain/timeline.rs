@@ -74,10 +74,14 @@ pub enum EntryKind {
     SeverityChanged,
     /// A change event (a deploy, a config push) on the same system, near when the ticket was open.
     Change,
+    /// A plugin changed something about the alert (severity, a room, a label...), with before and after.
+    PluginDecided,
+    /// A plugin routed the ticket to a room that is not configured.
+    UnknownRoom,
 }
 
 impl EntryKind {
-    pub const ALL: [EntryKind; 20] = [
+    pub const ALL: [EntryKind; 22] = [
         EntryKind::Opened,
         EntryKind::Refired,
         EntryKind::Resolved,
@@ -98,6 +102,8 @@ impl EntryKind {
         EntryKind::OffHours,
         EntryKind::SeverityChanged,
         EntryKind::Change,
+        EntryKind::PluginDecided,
+        EntryKind::UnknownRoom,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -122,6 +128,8 @@ impl EntryKind {
             EntryKind::OffHours => "off_hours",
             EntryKind::SeverityChanged => "severity_changed",
             EntryKind::Change => "change",
+            EntryKind::PluginDecided => "plugin_decided",
+            EntryKind::UnknownRoom => "unknown_room",
         }
     }
 

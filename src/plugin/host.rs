@@ -148,7 +148,8 @@ impl Host for HostState {
             Level::Warn => "warn",
             Level::Error => "error",
         };
-        tracing::debug!(plugin = %self.shared.name, level, %message, "Plugin log.");
+        // Written to tocsin's log after the call, at its level, with the alert's source and
+        // fingerprint (`chain::log_lines`).
         self.logs.push(LogLine { level, message });
     }
 

@@ -13,13 +13,15 @@
 //! Failures never lose an alert: [`Registry::run`] reports them and the alert goes on (fail open).
 
 mod bindings;
+mod chain;
 pub mod fixtures;
 mod host;
 mod kv;
+mod status;
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
+use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex, RwLock};
 use std::time::{Duration, Instant};
 
@@ -29,13 +31,14 @@ use wasmtime::{Store, Trap, UpdateDeadline};
 
 use crate::config::{Config, PluginConfig};
 use crate::domain::alert::{Alert, Severity, Status};
-use crate::domain::plugin::{
-    self as verdicts, FailureKind, PluginFailure, RouteFields, TicketFields, Verdict,
-};
+use crate::domain::breaker::{Breaker, BreakerPolicy};
+use crate::domain::plugin::{FailureKind, RouteFields, TicketFields, Verdict};
 
 use bindings::tocsin::plugin::types as wit;
+pub use chain::ChainResult;
 pub use host::{LogLine, PluginClock};
 pub use kv::{Change as KvChange, Kv};
+pub use status::{LoadFailure, LoadFailures};
 
 /// A warm instance is replaced after this many calls, so whatever a plugin leaks stays bounded.
 pub const RECYCLE_AFTER: u64 = 10_000;
@@ -223,10 +226,18 @@ impl Engine {
             path: path.to_path_buf(),
             source,
         })?;
+        // One line, without wasmtime's dumps of header bytes: it goes into logs and API answers.
         let invalid = |e: wasmtime::Error| LoadError::Invalid {
             path: path.to_path_buf(),
-            message: format!("{e:#}"),
+            message: status::one_line(&format!("{e:#}")),
         };
+        if let Some(problem) = status::header_problem(&bytes) {
+            return Err(LoadError::Invalid {
+                path: path.to_path_buf(),
+                message: problem,
+            });
+        }
+        let mtime = status::mtime(path);
         let sha256 = hex::encode(Sha256::digest(&bytes));
         let component = Component::new(&self.engine, &bytes).map_err(invalid)?;
         let mut linker: Linker<host::HostState> = Linker::new(&self.engine);
@@ -253,6 +264,7 @@ impl Engine {
             pre,
             sha256,
             path: path.to_path_buf(),
+            mtime,
         })
     }
 }
@@ -264,6 +276,8 @@ pub struct Compiled {
     pre: bindings::PluginPre<host::HostState>,
     pub sha256: String,
     pub path: PathBuf,
+    /// The file's modification time when it was read.
+    pub mtime: Option<std::time::SystemTime>,
 }
 
 impl Compiled {
@@ -280,11 +294,15 @@ impl Compiled {
             limits: settings.limits,
             sha256: self.sha256.clone(),
             path: self.path.clone(),
+            mtime: self.mtime,
             warm: Mutex::new(None),
-            disable_after: settings.disable_after.max(1),
+            policy: BreakerPolicy {
+                disable_after: settings.disable_after,
+                ..BreakerPolicy::default()
+            },
+            alert_room: None,
             raw: settings.raw,
-            consecutive_failures: AtomicU32::new(0),
-            disabled: AtomicBool::new(false),
+            breaker: Mutex::new(Breaker::default()),
         }
     }
 }
@@ -339,13 +357,19 @@ pub struct Plugin {
     pub limits: Limits,
     pub sha256: String,
     pub path: PathBuf,
+    /// The file's modification time when it was loaded (to tell that the file changed since).
+    pub mtime: Option<std::time::SystemTime>,
     /// One warm instance; calls for this plugin are serialised on it.
     warm: Mutex<Option<Warm>>,
-    disable_after: u32,
+    /// When it skips an alert key, and when it is switched off.
+    pub policy: BreakerPolicy,
+    /// The room its switch-off system ticket goes to (`plugins.<name>.alert_room`).
+    pub alert_room: Option<String>,
     /// Whether the plugin gets the sender's raw JSON.
     raw: bool,
-    consecutive_failures: AtomicU32,
-    disabled: AtomicBool,
+    /// Which keys it skips and whether it is switched off: in memory, per instance (see
+    /// `domain::breaker`). Kept while the plugin's file and settings do not change across reloads.
+    breaker: Mutex<Breaker>,
 }
 
 impl std::fmt::Debug for Plugin {
@@ -374,11 +398,31 @@ impl Plugin {
     }
 
     pub fn is_disabled(&self) -> bool {
-        self.disabled.load(Ordering::Relaxed)
+        self.breaker().is_disabled()
     }
 
-    pub fn consecutive_failures(&self) -> u32 {
-        self.consecutive_failures.load(Ordering::Relaxed)
+    /// The breaker's state (a poisoned lock still holds a usable one: it is only counts).
+    pub fn breaker(&self) -> std::sync::MutexGuard<'_, Breaker> {
+        self.breaker
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    /// Sets the breaker's rules from the config (`breaker:`, `disable_after`, `alert_room`).
+    /// Whether the file on disk is not the one running (`None`: cannot tell, e.g. it is gone). Its
+    /// modification time first; only when that differs is the file read and hashed, so a copy of
+    /// the same bytes is not reported as changed.
+    pub fn changed_on_disk(&self) -> Option<bool> {
+        if !status::changed_on_disk(&self.path, self.mtime)? {
+            return Some(false);
+        }
+        let bytes = std::fs::read(&self.path).ok()?;
+        Some(hex::encode(Sha256::digest(&bytes)) != self.sha256)
+    }
+
+    pub fn configure(&mut self, c: &PluginConfig) {
+        self.policy = breaker_policy(c);
+        self.alert_room = c.alert_room.clone();
     }
 
     /// The plugin's key-value store (fixtures read it back).
@@ -480,15 +524,15 @@ impl Plugin {
             logs,
         }
     }
+}
 
-    /// Counts a call's result towards switching the plugin off. Returns true when this call switched it off.
-    fn record(&self, ok: bool) -> bool {
-        if ok {
-            self.consecutive_failures.store(0, Ordering::Relaxed);
-            return false;
-        }
-        let n = self.consecutive_failures.fetch_add(1, Ordering::Relaxed) + 1;
-        n >= self.disable_after && !self.disabled.swap(true, Ordering::Relaxed)
+/// The breaker's rules in a plugin's config.
+fn breaker_policy(c: &PluginConfig) -> BreakerPolicy {
+    let d = BreakerPolicy::default();
+    BreakerPolicy {
+        key_after: c.breaker.after.unwrap_or(d.key_after),
+        cooldown: c.breaker.cooldown.as_ref().map_or(d.cooldown, |e| e.0 .0),
+        disable_after: c.disable_after,
     }
 }
 
@@ -603,75 +647,6 @@ impl Registry {
     }
 }
 
-/// What running a chain did to one alert.
-#[derive(Debug, Clone, Default)]
-pub struct ChainResult {
-    pub failures: Vec<PluginFailure>,
-    pub dropped: Option<verdicts::DropInfo>,
-    /// Plugins this alert's failure switched off.
-    pub disabled: Vec<(String, String)>,
-    /// (plugin, outcome, elapsed) per call, for metrics.
-    pub calls: Vec<(String, &'static str, Duration)>,
-}
-
-impl Registry {
-    /// Runs the source's chain on `alert`, changing it in place. Blocking.
-    pub fn run(&self, alert: &mut Alert, id: &str) -> ChainResult {
-        let mut out = ChainResult::default();
-        let Some(chain) = self.chains.get(&alert.source) else {
-            return out;
-        };
-        let kind = self.kinds.get(&alert.source).map_or("", String::as_str);
-        for name in chain {
-            let Some(plugin) = self.plugins.get(name) else {
-                continue;
-            };
-            if plugin.is_disabled() {
-                out.failures.push(PluginFailure {
-                    plugin: name.clone(),
-                    kind: FailureKind::Disabled,
-                    message: "switched off after repeated failures; reload to switch it on".into(),
-                });
-                out.calls.push((name.clone(), "disabled", Duration::ZERO));
-                continue;
-            }
-            let report = plugin.call(alert, kind, id, PluginClock::System);
-            match report.result {
-                Ok(verdict) => {
-                    plugin.record(true);
-                    let outcome = match &verdict {
-                        Verdict::Pass => "pass",
-                        Verdict::Drop(_) => "drop",
-                        Verdict::Route(_) => "route",
-                    };
-                    out.calls.push((name.clone(), outcome, report.elapsed));
-                    if let Some(reason) = verdicts::apply(alert, &verdict) {
-                        out.dropped = Some(verdicts::DropInfo {
-                            plugin: name.clone(),
-                            reason,
-                        });
-                        return out;
-                    }
-                }
-                Err((kind, message)) => {
-                    tracing::warn!(plugin = %name, kind = kind.as_str(), %message, "Plugin failed; going on without it.");
-                    out.calls
-                        .push((name.clone(), kind.as_str(), report.elapsed));
-                    if plugin.record(false) {
-                        out.disabled.push((name.clone(), message.clone()));
-                    }
-                    out.failures.push(PluginFailure {
-                        plugin: name.clone(),
-                        kind,
-                        message,
-                    });
-                }
-            }
-        }
-        out
-    }
-}
-
 /// Outcome of loading a config's plugins.
 #[derive(Debug, Default, serde::Serialize)]
 pub struct ReloadReport {
@@ -679,10 +654,24 @@ pub struct ReloadReport {
     pub loaded: Vec<String>,
     /// Plugins whose file did not change (kept as they were, warm).
     pub unchanged: Vec<String>,
-    /// Plugins that failed to load; the previous version (if any) keeps running.
+    /// Plugins that failed to load, with why; the previous version (if any) keeps running.
+    #[serde(serialize_with = "failed_as_objects")]
     pub failed: Vec<(String, String)>,
     /// Plugins that were switched off and are on again.
     pub re_enabled: Vec<String>,
+}
+
+/// `[{"plugin": ..., "reason": ...}]`: named fields for API clients.
+fn failed_as_objects<S: serde::Serializer>(
+    failed: &[(String, String)],
+    s: S,
+) -> Result<S::Ok, S::Error> {
+    use serde::ser::SerializeSeq;
+    let mut seq = s.serialize_seq(Some(failed.len()))?;
+    for (plugin, reason) in failed {
+        seq.serialize_element(&serde_json::json!({"plugin": plugin, "reason": reason}))?;
+    }
+    seq.end()
 }
 
 /// The current registry, swapped atomically on reload.
@@ -692,6 +681,8 @@ pub struct Plugins {
     current: RwLock<Arc<Registry>>,
     /// Serialises reloads.
     reloading: tokio::sync::Mutex<()>,
+    /// Each plugin's last failed load, while its latest load failed (in memory, per instance).
+    pub load_failures: LoadFailures,
 }
 
 impl Plugins {
@@ -701,6 +692,7 @@ impl Plugins {
             engine: Engine::new(cache_dir)?,
             current: RwLock::new(Arc::new(Registry::default())),
             reloading: tokio::sync::Mutex::new(()),
+            load_failures: LoadFailures::default(),
         })
     }
 
@@ -765,24 +757,30 @@ impl Plugins {
                     && p.shared.tables == settings.tables
                     && p.raw == settings.raw
                     && p.path == path
+                    && p.policy == breaker_policy(pc)
+                    && p.alert_room == pc.alert_room
             });
             if same_file && !previous.is_some_and(|p| p.is_disabled()) {
                 if let Some(p) = previous {
                     plugins.insert(name.clone(), Arc::clone(p));
                     report.unchanged.push(name.clone());
+                    self.load_failures.loaded(name);
                     continue;
                 }
             }
             match self.engine.load(name, &path, settings, kv) {
-                Ok(p) => {
+                Ok(mut p) => {
+                    p.configure(pc);
                     if previous.is_some_and(|p| p.is_disabled()) {
                         report.re_enabled.push(name.clone());
                     }
                     plugins.insert(name.clone(), Arc::new(p));
                     report.loaded.push(name.clone());
+                    self.load_failures.loaded(name);
                 }
                 Err(e) => {
                     tracing::error!(plugin = %name, error = %e, "Plugin failed to load; keeping the previous version if any.");
+                    self.load_failures.failed(name, &e.to_string());
                     report.failed.push((name.clone(), e.to_string()));
                     if let Some(p) = previous {
                         plugins.insert(name.clone(), Arc::clone(p));
@@ -790,6 +788,8 @@ impl Plugins {
                 }
             }
         }
+        self.load_failures
+            .retain(|name| config.plugins.contains_key(name));
         let chains = config
             .sources
             .iter()

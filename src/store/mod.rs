@@ -21,6 +21,7 @@ use crate::config::StorageUrl;
 use crate::domain::alert::Alert;
 use crate::domain::alert::Severity;
 use crate::domain::change::{Change, ChangeDraft};
+use crate::domain::decision::PluginDecision;
 use crate::domain::lease::Lease;
 use crate::domain::mail::MailReason;
 use crate::domain::message::Content;
@@ -83,6 +84,8 @@ pub struct JournalEntry {
     pub alert: Alert,
     /// Plugins that failed on this alert (recorded on the ticket's timeline).
     pub failures: Vec<PluginFailure>,
+    /// What the plugins changed, change by change (recorded on the timeline when it is news).
+    pub decisions: Vec<PluginDecision>,
     /// Set if a plugin dropped the alert: it makes no ticket and is kept in the dropped list instead.
     pub dropped: Option<DropInfo>,
     /// The silences that may apply to this alert's ticket changes ([`Silence::may_silence`]), found by
@@ -97,6 +100,7 @@ impl JournalEntry {
             id,
             alert,
             failures: Vec::new(),
+            decisions: Vec::new(),
             dropped: None,
             silences: None,
         }

@@ -12,6 +12,7 @@ mod admin;
 mod changes;
 mod html;
 mod pages;
+mod plugin_entries;
 pub mod session;
 
 use std::sync::OnceLock;

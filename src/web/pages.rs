@@ -538,7 +538,10 @@ fn render_entries(entries: &[Entry], me: &str) -> String {
             .iter()
             .take_while(|e| e.kind == EntryKind::Refired)
             .count();
-        if run > 1 {
+        if let Some((n, html)) = super::plugin_entries::decided_run(&entries[i..]) {
+            out.push_str(&html);
+            i += n;
+        } else if run > 1 {
             let group = &entries[i..i + run];
             let last = &group[run - 1];
             let seqs: Vec<String> = group.iter().map(|e| e.seq.to_string()).collect();
@@ -585,11 +588,12 @@ fn render_entry(e: &Entry, me: &str) -> String {
     } else {
         format!(
             "<li class=\"entry sys kind-{kind}\" data-seqs=\"{seq}\">\
-             {label}<span class=\"text\">{text}</span>{at}</li>",
+             {label}<span class=\"text\">{text}{logs}</span>{at}</li>",
             kind = e.kind.as_str(),
             label = what(e.kind, &e.text),
             seq = e.seq,
             text = esc(&e.text),
+            logs = super::plugin_entries::failure_logs(e),
             at = time(e.at),
         )
     }

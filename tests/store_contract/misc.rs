@@ -90,6 +90,7 @@ pub async fn plugin_failures(store: Arc<dyn Store>) {
             plugin: "enrich".into(),
             kind: FailureKind::Trap,
             message: "unreachable".into(),
+            logs: Vec::new(),
         }],
         ..e
     };

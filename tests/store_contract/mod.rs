@@ -15,6 +15,7 @@ pub mod journal;
 pub mod misc;
 pub mod outbox;
 pub mod people;
+pub mod plugin_decisions;
 pub mod plugin_kv;
 pub mod stories;
 pub mod views;
@@ -70,6 +71,7 @@ macro_rules! contract {
             misc::dropped_alerts,
             misc::dropped_keeps_the_last_thousand,
             misc::plugin_failures,
+            plugin_decisions::plugin_decisions_are_recorded_when_news,
             misc::dead_journal_delete_and_retry,
             misc::dead_journal_notice_not_renoticed,
             misc::purge_resolved_tickets,

@@ -5,11 +5,12 @@ use std::collections::{BTreeMap, BTreeSet, HashMap};
 use super::changes::Attachable;
 use super::enqueue::enqueue;
 use super::{append_entry, Tx};
-use crate::domain::entries;
+use crate::domain::plugin::FailureKind;
 use crate::domain::routing::Router;
 use crate::domain::ticket::{self, Action, Actor, AlertDecision, Heartbeat, Policy, Ticket};
 use crate::domain::time::Timestamp;
 use crate::domain::timeline::Entry;
+use crate::domain::{decision, entries};
 use crate::store::{Applied, EmailReply, JournalEntry, Result, StoreError, TicketRef};
 
 /// `Store::apply_journal`: the entries still pending are taken out of the journal and applied, in order;
@@ -106,7 +107,8 @@ fn one(
             let opened = draft.with_seq(1);
             tx.insert_opened(&new, &opened)?;
             enqueue(tx, router, &mut new, &opened, entry.silences.as_deref())?;
-            record_failures(tx, &mut new, entry)?;
+            record_decisions(tx, &mut new, entry, None, router)?;
+            record_failures(tx, &mut new, entry, true)?;
             batch.changes.attach(tx, &mut new)?;
             if new.last_seq > 1 {
                 tx.update_ticket(&new)?;
@@ -119,16 +121,24 @@ fn one(
             let mut cur =
                 current.ok_or_else(|| StoreError::Other("decision without ticket".into()))?;
             let heartbeat = ticket::is_heartbeat(&cur, &d, alert);
+            // Only alerts a plugin changed or routed can make decision entries: copy the ticket
+            // for comparison just for those (most alerts, resends above all, have neither).
+            let before = (!entry.decisions.is_empty() || !alert.routing.rooms.is_empty())
+                .then(|| cur.clone());
             let drafts = ticket::apply_alert(&mut cur, &d, alert);
             let changed = !drafts.is_empty();
             for draft in drafts {
                 let e = append_entry(tx, &mut cur, draft)?;
                 enqueue(tx, router, &mut cur, &e, entry.silences.as_deref())?;
             }
-            if changed {
-                record_failures(tx, &mut cur, entry)?;
-            }
-            if heartbeat {
+            let decided = match &before {
+                Some(b) => record_decisions(tx, &mut cur, entry, Some(b), router)?,
+                None => 0,
+            };
+            let failed = record_failures(tx, &mut cur, entry, changed)?;
+            // A heartbeat shows nothing new by definition; should a decision still be news, or a
+            // breaker open on it, the ticket (its `last_seq`) is saved whole.
+            if heartbeat && decided == 0 && failed == 0 {
                 batch.beats.insert(cur.id.clone(), cur.heartbeat());
             } else {
                 batch.beats.remove(&cur.id);
@@ -146,17 +156,77 @@ fn one(
     })
 }
 
-/// Plugin failures go on the timeline only when the alert changed the ticket (opened, refired, reopened,
-/// resolved): a failing plugin must not add an entry for every heartbeat.
-fn record_failures(tx: &mut dyn Tx, ticket: &mut Ticket, entry: &JournalEntry) -> Result<()> {
-    for f in &entry.failures {
-        append_entry(
-            tx,
-            ticket,
-            entries::plugin_failed(entry.alert.received_at, f),
-        )?;
+/// One `plugin_decided` entry per change a plugin made that is news for the ticket (all of them on a
+/// new ticket; on an existing one, those it did not show before the alert), then an `unknown_room`
+/// entry (and a warning) per room the plugins added that the config does not have and the ticket did
+/// not have before: once per ticket and room, not per resend. Returns how many entries it wrote.
+fn record_decisions(
+    tx: &mut dyn Tx,
+    ticket: &mut Ticket,
+    entry: &JournalEntry,
+    before: Option<&Ticket>,
+    router: Option<&Router>,
+) -> Result<usize> {
+    let at = entry.alert.received_at;
+    let mut n = 0;
+    for d in &entry.decisions {
+        if before.is_none_or(|b| decision::is_news(b, d)) {
+            append_entry(tx, ticket, entries::plugin_decided(at, d))?;
+            n += 1;
+        }
     }
-    Ok(())
+    let Some(router) = router else {
+        return Ok(n);
+    };
+    let unknown: Vec<String> = ticket
+        .routing
+        .rooms
+        .iter()
+        .filter(|r| !router.rooms.contains_key(*r))
+        .filter(|r| before.is_none_or(|b| !b.routing.rooms.contains(r)))
+        .cloned()
+        .collect();
+    for room in unknown {
+        let plugin = entry
+            .decisions
+            .iter()
+            .find(|d| d.field == decision::Field::Room && d.after.as_deref() == Some(&room))
+            .map(|d| d.plugin.as_str());
+        tracing::warn!(
+            plugin = plugin.unwrap_or("?"),
+            room = %room,
+            ticket = %ticket.id,
+            source = %ticket.source,
+            "A plugin routed a ticket to a room that is not configured; nothing is sent there."
+        );
+        append_entry(tx, ticket, entries::unknown_room(at, plugin, &room))?;
+        n += 1;
+    }
+    Ok(n)
+}
+
+/// Plugin failures go on the timeline only when the alert changed the ticket (opened, refired, reopened,
+/// resolved): a failing plugin must not add an entry for every heartbeat. Except a breaker opening
+/// (rare: once per key and cooldown), which says why the plugin stops deciding about the ticket's
+/// alerts, and mostly happens on resends. Returns how many entries it wrote.
+fn record_failures(
+    tx: &mut dyn Tx,
+    ticket: &mut Ticket,
+    entry: &JournalEntry,
+    changed: bool,
+) -> Result<usize> {
+    let mut n = 0;
+    for f in &entry.failures {
+        if changed || f.kind == FailureKind::BreakerOpen {
+            append_entry(
+                tx,
+                ticket,
+                entries::plugin_failed(entry.alert.received_at, f),
+            )?;
+            n += 1;
+        }
+    }
+    Ok(n)
 }
 
 /// `Store::expire_leases`: tickets whose lease ended resolve, with their messages.

@@ -82,11 +82,31 @@
           timeEl(e.at));
         bubble.append(meta, el('div', 'text', e.text));
         li.append(bubble);
+      } else if (e.kind === 'plugin_decided') {
+        // What plugins changed, folded as on the server-rendered page (web/plugin_entries.rs).
+        li = el('li', 'entry sys kind-plugin_decided');
+        li.dataset.count = '1';
+        li.dataset.plugins = (e.data && e.data.plugin) || '?';
+        const details = el('details');
+        const summary = el('summary');
+        summary.append(el('span', 'what', 'plugin decided'),
+          el('span', 'text', '1 change by ' + ((e.data && e.data.plugin) || '?')));
+        const ul = el('ul', 'decisions');
+        ul.append(el('li', null, e.text));
+        details.append(summary, ul);
+        li.append(details, timeEl(e.at));
       } else {
         li = el('li', 'entry sys kind-' + e.kind);
         // The kind's label, unless the text already starts with it ("Opened by ...").
         if (!e.text.toLowerCase().startsWith(kindLabel(e.kind))) li.append(el('span', 'what', kindLabel(e.kind)));
-        li.append(el('span', 'text', e.text), timeEl(e.at));
+        const text = el('span', 'text', e.text);
+        const logs = e.kind === 'plugin_failed' && e.data && Array.isArray(e.data.logs) ? e.data.logs : [];
+        if (logs.length) {
+          const details = el('details', 'logs');
+          details.append(el('summary', null, 'last log lines'), el('pre', null, logs.join('\n')));
+          text.append(details);
+        }
+        li.append(text, timeEl(e.at));
       }
       li.dataset.seqs = String(e.seq);
       return li;
@@ -115,6 +135,22 @@
       return true;
     };
 
+    // Folds a plugin_decided entry into the folded line just before it ("N changes by ...").
+    const foldDecided = (e) => {
+      const last = list.lastElementChild;
+      if (e.kind !== 'plugin_decided' || !last || !last.classList.contains('kind-plugin_decided')) return false;
+      const count = Number(last.dataset.count || '1') + 1;
+      last.dataset.count = String(count);
+      last.dataset.seqs += ' ' + e.seq;
+      last.querySelector('ul.decisions').append(el('li', null, e.text));
+      const plugins = new Set((last.dataset.plugins || '').split(',').filter(Boolean));
+      plugins.add((e.data && e.data.plugin) || '?');
+      last.dataset.plugins = Array.from(plugins).join(',');
+      last.querySelector('summary .text').textContent = count + ' changes by ' + Array.from(plugins).join(', ');
+      last.querySelector('time').replaceWith(timeEl(e.at));
+      return true;
+    };
+
     const stateChip = document.querySelector('#state .chip');
     const setState = (state) => {
       if (!stateChip) return;
@@ -136,7 +172,7 @@
       if (seen.has(e.seq)) return;
       seen.add(e.seq);
       const nearBottom = window.innerHeight + window.scrollY >= document.body.scrollHeight - 80;
-      if (!foldRefired(e)) list.append(renderEntry(e));
+      if (!foldRefired(e) && !foldDecided(e)) list.append(renderEntry(e));
       if (e.kind === 'acked') setState('acked');
       if (e.kind === 'resolved') setState('resolved');
       if (e.kind === 'reopened' || e.kind === 'opened') setState('open');
