@@ -2,6 +2,7 @@
 
 mod migrate;
 mod plugin;
+mod plugin_chain;
 
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;

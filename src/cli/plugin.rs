@@ -72,8 +72,9 @@ const TEMPLATE: &[(&str, &str)] = &[
 pub enum PluginCommand {
     /// Run a plugin on one event (`--event`) or on a folder of YAML cases (`--fixtures`).
     Test {
-        /// The plugin component (`.wasm`).
-        plugin: PathBuf,
+        /// The plugin component (`.wasm`); not with `--config`, which tests the source's whole chain.
+        #[arg(required_unless_present = "config", conflicts_with = "config")]
+        plugin: Option<PathBuf>,
         /// A JSON (or YAML) event, or a case with `event`, `config`, `tables`, `kv`, `now_ms`.
         #[arg(long, conflicts_with = "fixtures")]
         event: Option<PathBuf>,
@@ -89,6 +90,13 @@ pub enum PluginCommand {
         /// Memory limit (default 16MiB).
         #[arg(long)]
         memory: Option<ByteSize>,
+        /// Test a source's whole chain as the server runs it from this config file (with `--source`
+        /// and `--fixtures`: chain cases, see plugins/README.md).
+        #[arg(long, requires = "source", requires = "fixtures")]
+        config: Option<PathBuf>,
+        /// The source whose chain `--config` tests.
+        #[arg(long, requires = "config")]
+        source: Option<String>,
     },
     /// Create `./NAME`, a plugin project that builds with
     /// `cargo build --release --target wasm32-wasip2` and passes its own fixtures.
@@ -99,12 +107,19 @@ pub fn run(cmd: PluginCommand) -> ExitCode {
     match cmd {
         PluginCommand::New { name } => new(&name),
         PluginCommand::Test {
-            plugin,
+            config: Some(config),
+            source: Some(source),
+            fixtures: Some(dir),
+            ..
+        } => super::plugin_chain::test_chain(&config, &source, &dir),
+        PluginCommand::Test {
+            plugin: Some(plugin),
             event,
             fixtures,
             fuel,
             timeout,
             memory,
+            ..
         } => {
             let d = Limits::default();
             let limits = Limits {
@@ -120,6 +135,10 @@ pub fn run(cmd: PluginCommand) -> ExitCode {
                     ExitCode::from(2)
                 }
             }
+        }
+        PluginCommand::Test { .. } => {
+            eprintln!("give a plugin, or --config FILE --source S --fixtures DIR");
+            ExitCode::from(2)
         }
     }
 }

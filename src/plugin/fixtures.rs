@@ -61,7 +61,7 @@ fn firing() -> Status {
 }
 
 impl FixtureEvent {
-    fn to_alert(&self, now_ms: u64) -> Alert {
+    pub fn to_alert(&self, now_ms: u64) -> Alert {
         let severity = self.severity.unwrap_or_else(|| {
             self.labels
                 .get("severity")
