@@ -10,6 +10,7 @@ pub mod cluster;
 mod journal;
 mod silences;
 mod stream;
+mod ticket_alerts;
 mod unsubscribe;
 
 use axum::extract::rejection::JsonRejection;
@@ -60,6 +61,7 @@ pub fn router() -> Router<AppState> {
         .merge(cluster::router())
         .merge(alertmanager::router())
         .merge(changes::router())
+        .merge(ticket_alerts::router())
         .layer(axum::extract::DefaultBodyLimit::max(MAX_BODY))
 }
 

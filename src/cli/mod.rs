@@ -1,5 +1,6 @@
 //! Command-line interface: `tocsin serve`, `tocsin check` and `tocsin plugin ...`.
 
+mod event_input;
 mod migrate;
 mod plugin;
 mod plugin_chain;

@@ -155,6 +155,9 @@ fn test_event(plugin: &Path, event: &Path, limits: Limits) -> ExitCode {
             std::fs::read_to_string(event).map_err(|e| format!("{}: {e}", event.display()))?;
         let value: serde_yaml::Value =
             serde_yaml::from_str(&text).map_err(|e| format!("{}: {e}", event.display()))?;
+        // An /api/dropped entry or a stored alert becomes an event.
+        let value = super::event_input::normalise(value)
+            .map_err(|e| format!("{}: {e}", event.display()))?;
         // Either a whole case or just its event.
         let case: Case = if value.get("event").is_some() {
             serde_yaml::from_value(value)
