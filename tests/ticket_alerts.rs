@@ -133,3 +133,99 @@ async fn ticket_alerts_need_a_member_and_a_known_format() {
     );
     expect(app.api_get("/api/tickets/T-99/alerts", VIEWER).await, 404).await;
 }
+
+/// `/api/replay` gives what a source received with what happened then; `plugin test --replay` runs a
+/// changed chain over it (from a saved answer and straight from the server) and shows the difference.
+#[tokio::test]
+async fn replay_shows_what_a_changed_chain_would_do_differently() {
+    let (sources, plugins) = config();
+    let app = spawn_app_sources(&sources, &plugins).await;
+    let alerts = json!([
+        {"labels": {"alertname": "DiskFull", "service": "checkout", "severity": "critical"}},
+        {"labels": {"alertname": "Watchdog", "severity": "none"}},
+    ]);
+    expect(app.prom(alerts).await, 200).await;
+    assert_eq!(app.process().await, 2);
+
+    let answer = expect(
+        app.api_get("/api/replay?source=prom&since=1h", VIEWER)
+            .await,
+        200,
+    )
+    .await;
+    let got = answer["alerts"].as_array().unwrap();
+    assert_eq!(got.len(), 2, "{answer:#}");
+    assert_eq!(got[0]["ticket"], "T-1");
+    assert_eq!(got[0]["then"]["labels"]["team"], "payments");
+    assert_eq!(got[1]["then"]["dropped"]["plugin"], "suppress");
+    assert_eq!(got[1]["event"]["labels"]["alertname"], "Watchdog");
+    let body = expect(app.api_get("/api/replay?source=nope", VIEWER).await, 400).await;
+    assert!(body.to_string().contains("no source `nope`"), "{body}");
+    expect(
+        app.api_get("/api/replay?source=prom&since=soon", VIEWER)
+            .await,
+        400,
+    )
+    .await;
+
+    // The new chain drops nothing and owns checkout for another team.
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = dir.path().join("tocsin.yaml");
+    std::fs::write(
+        &cfg,
+        format!(
+            "storage: sqlite://{}\nplugin_cache: {}\n\
+             sources:\n  prom: {{kind: prometheus, plugins: [suppress, enrich]}}\n\
+             plugins:\n  suppress: {{path: '{}'}}\n  \
+             enrich: {{path: '{}', tables: {{owners: {{checkout: shop}}}}}}\n",
+            dir.path().join("t.db").display(),
+            dir.path().join("cache").display(),
+            dist("suppress-noise"),
+            dist("enrich"),
+        ),
+    )
+    .unwrap();
+    let saved = dir.path().join("replay.json");
+    std::fs::write(&saved, answer.to_string()).unwrap();
+    let run = |from: String, token: &'static str| {
+        let cfg = cfg.clone();
+        tokio::task::spawn_blocking(move || {
+            Command::new(BIN)
+                .args([
+                    "plugin", "test", "--replay", &from, "--source", "prom", "--config",
+                ])
+                .arg(&cfg)
+                .env("TOCSIN_TOKEN", token)
+                .output()
+                .unwrap()
+        })
+    };
+    for from in [saved.display().to_string(), app.base.clone()] {
+        let out = run(from.clone(), VIEWER).await.unwrap();
+        let stdout = String::from_utf8_lossy(&out.stdout);
+        assert!(
+            out.status.success(),
+            "{from}: {stdout}{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        // The ticket's labels were enriched then: enrich keeps a team the alert already has, so
+        // only the drop changes.
+        assert!(
+            stdout.contains("dropped alert \"Watchdog\""),
+            "{from}: {stdout}"
+        );
+        assert!(
+            stdout.contains("dropped: {\"plugin\":\"suppress\""),
+            "{stdout}"
+        );
+        assert!(stdout.contains("→ null"), "{stdout}");
+        assert!(
+            stdout.contains("2 alerts replayed: 1 would change"),
+            "{stdout}"
+        );
+    }
+    // A wrong token is refused, by the server, and said so.
+    let out = run(app.base.clone(), "nobody-token-0000000").await.unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("401"));
+}

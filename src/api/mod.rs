@@ -8,6 +8,7 @@ mod alertmanager;
 mod changes;
 pub mod cluster;
 mod journal;
+mod replay;
 mod silences;
 mod stream;
 mod ticket_alerts;
@@ -62,6 +63,7 @@ pub fn router() -> Router<AppState> {
         .merge(alertmanager::router())
         .merge(changes::router())
         .merge(ticket_alerts::router())
+        .merge(replay::router())
         .layer(axum::extract::DefaultBodyLimit::max(MAX_BODY))
 }
 

@@ -2,9 +2,10 @@
 //! `GET /api/dropped` (`{id, at, plugin, reason, alert}`), that answer whole when it holds one entry,
 //! or a bare alert as tocsin stores it. Each becomes a fixture event.
 
-use serde_json::{json, Value};
+use serde_json::Value;
 
 use crate::domain::alert::Alert;
+use crate::domain::plugin_event::event_of;
 
 /// Turns a dropped entry or a stored alert into a fixture event; anything else is returned as it was.
 pub fn normalise(value: serde_yaml::Value) -> Result<serde_yaml::Value, String> {
@@ -32,33 +33,6 @@ pub fn normalise(value: serde_yaml::Value) -> Result<serde_yaml::Value, String> 
     let alert: Alert =
         serde_json::from_value(alert).map_err(|e| format!("not a tocsin alert: {e}"))?;
     serde_yaml::to_value(event_of(&alert)).map_err(|e| e.to_string())
-}
-
-/// A stored alert in the fixture event format. Pure.
-pub fn event_of(a: &Alert) -> Value {
-    let mut e = json!({
-        "title": a.title,
-        "source": a.source,
-        "fingerprint": a.routing.original_fingerprint.as_ref().unwrap_or(&a.fingerprint),
-        "status": a.status,
-        "severity": a.severity,
-        "labels": a.labels,
-        "annotations": a.annotations,
-        "received_at_ms": a.received_at.as_millis(),
-    });
-    let opt = [
-        ("description", a.description.as_ref().map(|d| json!(d))),
-        ("generator_url", a.url.as_ref().map(|u| json!(u))),
-        ("starts_at_ms", a.starts_at.map(|t| json!(t.as_millis()))),
-        ("ends_at_ms", a.ends_at.map(|t| json!(t.as_millis()))),
-        ("raw_json", a.raw.as_ref().map(|r| json!(r))),
-    ];
-    for (k, v) in opt {
-        if let Some(v) = v {
-            e[k] = v;
-        }
-    }
-    e
 }
 
 #[cfg(test)]

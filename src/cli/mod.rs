@@ -4,6 +4,7 @@ mod event_input;
 mod migrate;
 mod plugin;
 mod plugin_chain;
+mod replay;
 
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;

@@ -92,11 +92,18 @@ pub enum PluginCommand {
         memory: Option<ByteSize>,
         /// Test a source's whole chain as the server runs it from this config file (with `--source`
         /// and `--fixtures`: chain cases, see plugins/README.md).
-        #[arg(long, requires = "source", requires = "fixtures")]
+        #[arg(long)]
         config: Option<PathBuf>,
-        /// The source whose chain `--config` tests.
-        #[arg(long, requires = "config")]
+        /// The source whose chain `--config` tests, or whose alerts `--replay` reads.
+        #[arg(long)]
         source: Option<String>,
+        /// Replay what the server received (its base URL, with TOCSIN_TOKEN, or a saved
+        /// `/api/replay` answer) through the plugin, or the chain with `--config`; shows what would change.
+        #[arg(long, conflicts_with_all = ["event", "fixtures"])]
+        replay: Option<String>,
+        /// How far back `--replay` reads from a server (default 24h).
+        #[arg(long, requires = "replay", default_value = "24h")]
+        since: String,
     },
     /// Create `./NAME`, a plugin project that builds with
     /// `cargo build --release --target wasm32-wasip2` and passes its own fixtures.
@@ -106,6 +113,20 @@ pub enum PluginCommand {
 pub fn run(cmd: PluginCommand) -> ExitCode {
     match cmd {
         PluginCommand::New { name } => new(&name),
+        PluginCommand::Test {
+            replay: Some(from),
+            plugin,
+            config,
+            source,
+            since,
+            ..
+        } => super::replay::run(super::replay::Replay {
+            from,
+            plugin,
+            config,
+            source,
+            since,
+        }),
         PluginCommand::Test {
             config: Some(config),
             source: Some(source),
@@ -137,7 +158,7 @@ pub fn run(cmd: PluginCommand) -> ExitCode {
             }
         }
         PluginCommand::Test { .. } => {
-            eprintln!("give a plugin, or --config FILE --source S --fixtures DIR");
+            eprintln!("give a plugin, or --config FILE --source S with --fixtures DIR or --replay");
             ExitCode::from(2)
         }
     }

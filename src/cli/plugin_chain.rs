@@ -14,8 +14,8 @@ use std::sync::{Arc, Mutex};
 use serde::Deserialize;
 use serde_json::{json, Value};
 
+use crate::config;
 use crate::config::plugin_manifest::Names;
-use crate::config::{self, Config};
 use crate::domain::alert::Alert;
 use crate::plugin::fixtures::{self, FixtureEvent, DEFAULT_NOW_MS};
 use crate::plugin::{Compiled, Engine, Kv, Registry, Settings};
@@ -37,11 +37,13 @@ pub struct ChainCase {
 
 /// A source's chain, compiled once, from a config loaded as the server loads it.
 pub struct Chain {
-    pub config: Config,
-    pub source: String,
+    /// The source whose chain this is; `None` for one plugin on its own (`--replay` without
+    /// `--config`), which sees each alert's own source.
+    pub source: Option<String>,
     kind: String,
     plugins: Vec<(String, Compiled, Settings)>,
-    pub names: Names,
+    /// The config's rooms and members; `None` for one plugin on its own (nothing to check against).
+    pub names: Option<Names>,
 }
 
 impl Chain {
@@ -71,11 +73,27 @@ impl Chain {
             plugins.push((name.clone(), compiled, Settings::from_config(pc)));
         }
         Ok(Chain {
-            names: Names::of(&config),
+            names: Some(Names::of(&config)),
             kind: src.kind.as_str().to_string(),
-            source: source.to_string(),
+            source: Some(source.to_string()),
             plugins,
-            config,
+        })
+    }
+
+    /// One plugin on its own, with no config (as `plugin test --event` runs it).
+    pub fn single(plugin: &Path) -> Result<Chain, String> {
+        let engine = Engine::new(None).map_err(|e| e.to_string())?;
+        let compiled = engine.compile(plugin).map_err(|e| e.to_string())?;
+        let settings = Settings {
+            disable_after: u32::MAX,
+            raw: true,
+            ..Settings::default()
+        };
+        Ok(Chain {
+            source: None,
+            kind: String::new(),
+            plugins: vec![("plugin".into(), compiled, settings)],
+            names: None,
         })
     }
 
@@ -88,10 +106,18 @@ impl Chain {
     pub fn run(
         &self,
         mut alert: Alert,
+        kind: Option<&str>,
         id: &str,
         kv: &BTreeMap<String, BTreeMap<String, String>>,
     ) -> Outcome {
-        alert.source = self.source.clone();
+        if let Some(source) = &self.source {
+            alert.source = source.clone();
+        }
+        let kind = match kind {
+            Some(k) if self.source.is_none() => k.to_string(),
+            _ if self.kind.is_empty() => "generic".to_string(),
+            _ => self.kind.clone(),
+        };
         let mut registry = Registry::default();
         for (name, compiled, settings) in &self.plugins {
             let seed = kv.get(name).cloned().unwrap_or_default();
@@ -102,12 +128,10 @@ impl Chain {
             );
         }
         registry.chains.insert(
-            self.source.clone(),
+            alert.source.clone(),
             self.plugins.iter().map(|(n, _, _)| n.clone()).collect(),
         );
-        registry
-            .kinds
-            .insert(self.source.clone(), self.kind.clone());
+        registry.kinds.insert(alert.source.clone(), kind);
         let result = registry.run(&mut alert, id);
         let json = outcome_json(&alert, &result.dropped, &result.failures);
         let unknown = if result.dropped.is_some() {
@@ -121,16 +145,19 @@ impl Chain {
     /// Rooms and mentions the chain decided that this config does not have. Schedules do not exist in
     /// tocsin yet; when they do, a decision naming one is checked here too.
     fn unknown_names(&self, alert: &Alert) -> Vec<String> {
+        let Some(names) = &self.names else {
+            return Vec::new();
+        };
         let rooms = alert
             .routing
             .rooms
             .iter()
-            .filter_map(|r| self.names.room_problem(r).map(|p| format!("room: {p}")));
-        let mentions = alert.routing.mentions.iter().filter_map(|m| {
-            self.names
-                .mention_problem(m)
-                .map(|p| format!("mention: {p}"))
-        });
+            .filter_map(|r| names.room_problem(r).map(|p| format!("room: {p}")));
+        let mentions = alert
+            .routing
+            .mentions
+            .iter()
+            .filter_map(|m| names.mention_problem(m).map(|p| format!("mention: {p}")));
         rooms.chain(mentions).collect()
     }
 }
@@ -270,7 +297,7 @@ pub fn test_chain(config_path: &Path, source: &str, dir: &Path) -> ExitCode {
         for (file, case) in &cases {
             let alert = case.event.to_alert(DEFAULT_NOW_MS);
             let id = case.event.id.clone().unwrap_or_else(|| "1".into());
-            let outcome = chain.run(alert, &id, &case.kv);
+            let outcome = chain.run(alert, None, &id, &case.kv);
             match check(case, &outcome) {
                 Ok(()) => println!("ok   {file}: {}", case.name),
                 Err(why) => {
