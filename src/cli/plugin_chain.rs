@@ -215,34 +215,29 @@ pub fn check(case: &ChainCase, outcome: &Outcome) -> Result<(), String> {
         }
     }
     let dropped = !outcome.json["dropped"].is_null();
-    match &expect {
-        None => {}
+    let wrong = match &expect {
+        None => None,
         Some(Value::String(s)) if s == "dropped" => {
-            if !dropped {
-                problems.push("expected the alert dropped; it was kept".into());
-            }
+            (!dropped).then(|| "expected the alert dropped; it was kept".to_string())
         }
-        Some(Value::String(s)) if s == "kept" => {
-            if dropped {
-                problems.push(format!(
-                    "expected the alert kept; dropped by {}",
-                    outcome.json["dropped"]
-                ));
-            }
-        }
-        Some(e @ Value::Object(_)) => {
-            if !fixtures::subset(e, &outcome.json) {
-                problems.push(format!(
-                    "expected (a subset of):\n{}\ngot:\n{}",
-                    serde_json::to_string_pretty(e).unwrap_or_default(),
-                    serde_json::to_string_pretty(&outcome.json).unwrap_or_default()
-                ));
-            }
-        }
-        Some(other) => problems.push(format!(
+        Some(Value::String(s)) if s == "kept" => dropped.then(|| {
+            format!(
+                "expected the alert kept; dropped by {}",
+                outcome.json["dropped"]
+            )
+        }),
+        Some(e @ Value::Object(_)) => (!fixtures::subset(e, &outcome.json)).then(|| {
+            format!(
+                "expected (a subset of):\n{}\ngot:\n{}",
+                serde_json::to_string_pretty(e).unwrap_or_default(),
+                serde_json::to_string_pretty(&outcome.json).unwrap_or_default()
+            )
+        }),
+        Some(other) => Some(format!(
             "expect must be `dropped`, `kept` or a map, not {other}"
         )),
-    }
+    };
+    problems.extend(wrong);
     if problems.is_empty() {
         Ok(())
     } else {

@@ -107,16 +107,14 @@ fn fetch(r: &Replay) -> Result<Value, String> {
         .build()
         .map_err(|e| e.to_string())?;
     rt.block_on(async {
-        let resp = reqwest::Client::new()
-            .get(&url)
-            .query(&[("source", source), ("since", r.since.as_str())])
-            .bearer_auth(token)
-            .send()
-            .await
-            .map_err(|e| format!("{url}: {e}"))?;
-        let status = resp.status();
-        let body = resp.text().await.map_err(|e| format!("{url}: {e}"))?;
-        if !status.is_success() {
+        let (status, body) = crate::sinks::http::Client::new()
+            .get_bearer(
+                &url,
+                &[("source", source), ("since", r.since.as_str())],
+                &token,
+            )
+            .await?;
+        if status != 200 {
             return Err(format!("{url}: {status}: {body}"));
         }
         serde_json::from_str(&body).map_err(|e| format!("{url}: {e}"))
