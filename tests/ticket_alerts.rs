@@ -167,6 +167,13 @@ async fn replay_shows_what_a_changed_chain_would_do_differently() {
         400,
     )
     .await;
+    let all = expect(
+        app.api_get("/api/replay?source=prom&since=500000000y", VIEWER)
+            .await,
+        200,
+    )
+    .await;
+    assert_eq!(all["alerts"].as_array().unwrap().len(), 2, "{all}");
 
     // The new chain drops nothing and owns checkout for another team.
     let dir = tempfile::tempdir().unwrap();

@@ -54,7 +54,9 @@ async fn replay(
         .parse()
         .map_err(|e: String| ApiError::bad_request("invalid_query", format!("since: {e}")))?;
     let now = state.clock.now();
-    let from = now.as_millis() - since.0.as_millis() as i64;
+    // Saturating: a `since` longer than time itself means "everything", not an overflow.
+    let back = i64::try_from(since.0.as_millis()).unwrap_or(i64::MAX);
+    let from = now.as_millis().saturating_sub(back);
     let kind = source.kind.as_str();
 
     let filter = TicketFilter {
