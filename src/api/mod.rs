@@ -8,8 +8,10 @@ mod alertmanager;
 mod changes;
 pub mod cluster;
 mod journal;
+mod replay;
 mod silences;
 mod stream;
+mod ticket_alerts;
 mod unsubscribe;
 
 use axum::extract::rejection::JsonRejection;
@@ -60,6 +62,8 @@ pub fn router() -> Router<AppState> {
         .merge(cluster::router())
         .merge(alertmanager::router())
         .merge(changes::router())
+        .merge(ticket_alerts::router())
+        .merge(replay::router())
         .layer(axum::extract::DefaultBodyLimit::max(MAX_BODY))
 }
 

@@ -1,9 +1,12 @@
 //! Command-line interface: `tocsin serve`, `tocsin check` and `tocsin plugin ...`.
 
+mod event_input;
 mod migrate;
 mod plugin;
 mod plugin_test;
 mod plugin_lang;
+mod plugin_chain;
+mod replay;
 
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;

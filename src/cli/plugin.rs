@@ -79,8 +79,9 @@ const TEMPLATE: &[(&str, &str)] = &[
 pub enum PluginCommand {
     /// Run a plugin on one event (`--event`) or on a folder of YAML cases (`--fixtures`).
     Test {
-        /// The plugin component (`.wasm`).
-        plugin: PathBuf,
+        /// The plugin component (`.wasm`); not with `--config`, which tests the source's whole chain.
+        #[arg(required_unless_present = "config", conflicts_with = "config")]
+        plugin: Option<PathBuf>,
         /// A JSON (or YAML) event, or a case with `event`, `config`, `tables`, `kv`, `now_ms`.
         #[arg(long, conflicts_with = "fixtures")]
         event: Option<PathBuf>,
@@ -96,6 +97,20 @@ pub enum PluginCommand {
         /// Memory limit (default 16MiB, at most 256MiB as in the config).
         #[arg(long)]
         memory: Option<ByteSize>,
+        /// Test a source's whole chain as the server runs it from this config file (with `--source`
+        /// and `--fixtures`: chain cases, see plugins/README.md).
+        #[arg(long)]
+        config: Option<PathBuf>,
+        /// The source whose chain `--config` tests, or whose alerts `--replay` reads.
+        #[arg(long)]
+        source: Option<String>,
+        /// Replay what the server received (its base URL, with TOCSIN_TOKEN, or a saved
+        /// `/api/replay` answer) through the plugin, or the chain with `--config`; shows what would change.
+        #[arg(long, conflicts_with_all = ["event", "fixtures"])]
+        replay: Option<String>,
+        /// How far back `--replay` reads from a server (default 24h).
+        #[arg(long, requires = "replay", default_value = "24h")]
+        since: String,
         #[command(flatten)]
         options: TestOptions,
     },
@@ -116,13 +131,34 @@ pub fn run(cmd: PluginCommand) -> ExitCode {
     match cmd {
         PluginCommand::New { name, lang } => new(&name, lang),
         PluginCommand::Test {
+            replay: Some(from),
             plugin,
+            config,
+            source,
+            since,
+            ..
+        } => super::replay::run(super::replay::Replay {
+            from,
+            plugin,
+            config,
+            source,
+            since,
+        }),
+        PluginCommand::Test {
+            config: Some(config),
+            source: Some(source),
+            fixtures: Some(dir),
+            ..
+        } => super::plugin_chain::test_chain(&config, &source, &dir),
+        PluginCommand::Test {
+            plugin: Some(plugin),
             event,
             fixtures,
             fuel,
             timeout,
             memory,
             options,
+            ..
         } => {
             let limits = match plugin_test::limits(fuel, timeout, memory) {
                 Ok(l) => l,
@@ -140,6 +176,10 @@ pub fn run(cmd: PluginCommand) -> ExitCode {
                 }
             }
         }
+        PluginCommand::Test { .. } => {
+            eprintln!("give a plugin, or --config FILE --source S with --fixtures DIR or --replay");
+            ExitCode::from(2)
+        }
     }
 }
 
@@ -151,6 +191,9 @@ fn test_event(plugin: &Path, event: &Path, limits: Limits, options: &TestOptions
             std::fs::read_to_string(event).map_err(|e| format!("{}: {e}", event.display()))?;
         let value: serde_yaml::Value =
             serde_yaml::from_str(&text).map_err(|e| format!("{}: {e}", event.display()))?;
+        // An /api/dropped entry or a stored alert becomes an event.
+        let value = super::event_input::normalise(value)
+            .map_err(|e| format!("{}: {e}", event.display()))?;
         // Either a whole case or just its event.
         let case: Case = if value.get("event").is_some() {
             serde_yaml::from_value(value)

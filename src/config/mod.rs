@@ -12,6 +12,7 @@ mod cluster;
 mod email;
 mod http;
 mod mapping;
+pub mod plugin_manifest;
 mod rooms;
 pub mod secrets;
 mod values;
@@ -1178,7 +1179,24 @@ pub fn load(path: &Path) -> Result<Config, ConfigError> {
             message: format!("cannot read the file: {e}"),
         }],
     })?;
-    Config::from_yaml(&text, path)
+    let mut config = Config::from_yaml(&text, path)?;
+    // Plugins' manifests are files beside their components: read here, not in the pure `validate`.
+    let problems = plugin_manifest::apply(&mut config, plugin_manifest::read_manifest);
+    if problems.is_empty() {
+        Ok(config)
+    } else {
+        Err(ConfigError {
+            file: path.to_path_buf(),
+            problems: problems
+                .into_iter()
+                .map(|(key, message)| Problem {
+                    line: line_of_path(&text, &key),
+                    path: key,
+                    message,
+                })
+                .collect(),
+        })
+    }
 }
 
 /// Platforms a member can have a handle on.

@@ -16,6 +16,7 @@ pub mod mail;
 pub mod message;
 pub mod pattern;
 pub mod plugin;
+pub mod plugin_event;
 pub mod presence;
 pub mod reply;
 pub mod routing;

@@ -16,7 +16,7 @@ use std::sync::{Arc, Mutex};
 use serde::Deserialize;
 use serde_json::{json, Value};
 
-pub use expect::{describe, Expect, Outcome};
+pub use expect::{describe, paths, Expect, Outcome};
 
 use super::{CallReport, Compiled, Kv, Limits, Plugin, PluginClock, Settings};
 use crate::domain::alert::{labels_fingerprint, Alert, Labels, Routing, Severity, Status};
@@ -66,7 +66,7 @@ fn firing() -> Status {
 }
 
 impl FixtureEvent {
-    fn to_alert(&self, now_ms: u64) -> Alert {
+    pub fn to_alert(&self, now_ms: u64) -> Alert {
         let severity = self.severity.unwrap_or_else(|| {
             self.labels
                 .get("severity")

@@ -30,6 +30,27 @@ impl Client {
     pub fn reqwest(&self) -> &reqwest::Client {
         &self.inner
     }
+
+    /// `GET url?query` with a bearer token: the status and body, or why there is none. For the
+    /// CLI reading tocsin's own API (`plugin test --replay`), so only `sinks/` names reqwest.
+    pub async fn get_bearer(
+        &self,
+        url: &str,
+        query: &[(&str, &str)],
+        token: &str,
+    ) -> Result<(u16, String), String> {
+        let resp = self
+            .inner
+            .get(url)
+            .query(query)
+            .bearer_auth(token)
+            .send()
+            .await
+            .map_err(|e| format!("{url}: {e}"))?;
+        let status = resp.status().as_u16();
+        let body = resp.text().await.map_err(|e| format!("{url}: {e}"))?;
+        Ok((status, body))
+    }
 }
 
 impl Default for Client {

@@ -497,7 +497,9 @@ fn render_ticket(
          <div class=\"facts\"><span id=\"state\">{state}</span>{sev}\
          <span class=\"fact\">source <b>{source}</b></span>\
          <span class=\"fact\">assignee <b id=\"assignee\">{assignee}</b></span>{acked}\
-         <span class=\"fact\">opened {opened}</span></div>\
+         <span class=\"fact\">opened {opened}</span>\
+         <a class=\"fact link\" id=\"fixture\" href=\"/api/tickets/{id}/alerts?format=fixture\" download=\"{key}.yaml\" \
+         title=\"This alert as a plugin test case (tocsin plugin test --fixtures)\">Plugin fixture</a></div>\
          {labels}{description}{link}{actions}</header>{changes}\
          <section class=\"card chat\"><h2>Timeline</h2>\
          <ol class=\"timeline\" id=\"timeline\">{entries}</ol>{composer}</section></article>",
