@@ -3,9 +3,9 @@
 mod event_input;
 mod migrate;
 mod plugin;
-mod plugin_test;
-mod plugin_lang;
 mod plugin_chain;
+mod plugin_lang;
+mod plugin_test;
 mod replay;
 
 use std::path::{Path, PathBuf};

@@ -75,6 +75,9 @@ const TEMPLATE: &[(&str, &str)] = &[
     ),
 ];
 
+// `Test` carries every flag of `plugin test` and `New` two: the command is parsed once per process, so
+// the size difference costs nothing worth boxing clap's fields for.
+#[allow(clippy::large_enum_variant)]
 #[derive(Debug, clap::Subcommand)]
 pub enum PluginCommand {
     /// Run a plugin on one event (`--event`) or on a folder of YAML cases (`--fixtures`).
