@@ -251,6 +251,8 @@ async fn sighup_reloads_plugins_and_compiled_plugins_are_cached() {
             "listen: 127.0.0.1:0\nstorage: sqlite://{d}/t.db\nplugin_cache: {d}/cache\nlog: {{format: json}}\n\
              sources:\n  g: {{kind: generic, plugins: [route]}}\n\
              plugins:\n  route: {{path: '{router}', config: {{default_room: {room}}}}}\n\
+             rooms:\n  before: {{sink: {{kind: webhook, url: 'http://127.0.0.1:9/before'}}}}\n  \
+             after: {{sink: {{kind: webhook, url: 'http://127.0.0.1:9/after'}}}}\n\
              members:\n  a: {{role: admin, token: admin-token-0001}}\n",
             d = dir.path().display()
         )

@@ -303,7 +303,12 @@ async fn a_plugin_that_keeps_failing_is_switched_off_until_reload() {
 async fn reload_under_load_loses_nothing_and_a_broken_plugin_keeps_the_old_one() {
     let sources = "sources:\n  hooks: {kind: generic, plugins: [route]}\n";
     let route = |room: &str, path: &str| {
-        format!("plugins:\n  route: {{path: '{path}', config: {{default_room: {room}}}}}\n")
+        // Both rooms exist: severity-router's manifest types `default_room` as a room.
+        format!(
+            "plugins:\n  route: {{path: '{path}', config: {{default_room: {room}}}}}\n\
+             rooms:\n  before: {{sink: {{kind: webhook, url: 'http://127.0.0.1:9/before'}}}}\n  \
+             after: {{sink: {{kind: webhook, url: 'http://127.0.0.1:9/after'}}}}\n"
+        )
     };
     let router = dist("severity-router");
     let app = Arc::new(spawn_app_sources(sources, &route("before", &router)).await);
