@@ -246,17 +246,8 @@ pub fn check(case: &ChainCase, outcome: &Outcome) -> Result<(), String> {
 
 /// Reads the `*.yaml` chain cases of `dir` (sorted), each file a case or a list of cases.
 pub fn load_cases(dir: &Path) -> Result<Vec<(String, ChainCase)>, String> {
-    let mut files: Vec<PathBuf> = std::fs::read_dir(dir)
-        .map_err(|e| format!("cannot read {}: {e}", dir.display()))?
-        .filter_map(|e| e.ok().map(|e| e.path()))
-        .filter(|p| p.extension().is_some_and(|x| x == "yaml" || x == "yml"))
-        .collect();
-    files.sort();
-    if files.is_empty() {
-        return Err(format!("no *.yaml cases in {}", dir.display()));
-    }
     let mut out = Vec::new();
-    for file in files {
+    for file in fixtures::yaml_files(dir, "cases")? {
         let text =
             std::fs::read_to_string(&file).map_err(|e| format!("{}: {e}", file.display()))?;
         let value: serde_yaml::Value =

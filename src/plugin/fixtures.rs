@@ -318,8 +318,9 @@ pub fn check(
     }
 }
 
-/// Reads every `*.yaml` / `*.yml` file in `dir` (sorted), each holding a case or a list of cases.
-pub fn load_cases(dir: &Path) -> Result<Vec<(PathBuf, Case)>, String> {
+/// The `*.yaml` / `*.yml` files of `dir`, sorted; an error naming `what` (fixtures, cases) when
+/// there are none. Single-plugin fixtures and chain cases are found the same way.
+pub fn yaml_files(dir: &Path, what: &str) -> Result<Vec<PathBuf>, String> {
     let mut files: Vec<PathBuf> = std::fs::read_dir(dir)
         .map_err(|e| format!("cannot read {}: {e}", dir.display()))?
         .filter_map(|e| e.ok().map(|e| e.path()))
@@ -327,10 +328,15 @@ pub fn load_cases(dir: &Path) -> Result<Vec<(PathBuf, Case)>, String> {
         .collect();
     files.sort();
     if files.is_empty() {
-        return Err(format!("no *.yaml fixtures in {}", dir.display()));
+        return Err(format!("no *.yaml {what} in {}", dir.display()));
     }
+    Ok(files)
+}
+
+/// Reads every `*.yaml` / `*.yml` file in `dir` (sorted), each holding a case or a list of cases.
+pub fn load_cases(dir: &Path) -> Result<Vec<(PathBuf, Case)>, String> {
     let mut out = Vec::new();
-    for file in files {
+    for file in yaml_files(dir, "fixtures")? {
         let text =
             std::fs::read_to_string(&file).map_err(|e| format!("{}: {e}", file.display()))?;
         let cases = parse_cases(&text).map_err(|e| format!("{}: {e}", file.display()))?;
