@@ -232,43 +232,59 @@ fn walk(dir: &Path) -> usize {
 
 #[test]
 fn the_templates_install_snippet_passes_check() {
-    let dir = tempfile::tempdir().unwrap();
-    let out = Command::new(BIN)
-        .args(["plugin", "new", "demo-rule"])
-        .current_dir(dir.path())
-        .output()
+    for lang in ["rust", "python", "js"] {
+        let dir = tempfile::tempdir().unwrap();
+        let out = Command::new(BIN)
+            .args(["plugin", "new", "--lang", lang, "demo-rule"])
+            .current_dir(dir.path())
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "{lang}");
+        let project = dir.path().join("demo-rule");
+        if lang == "rust" {
+            assert!(
+                project.join("Cargo.lock").exists(),
+                "the template has a Cargo.lock"
+            );
+        }
+        let readme = std::fs::read_to_string(project.join("README.md")).unwrap();
+        let install = readme.split("## Install").nth(1).unwrap();
+        let snippet = install
+            .split("```yaml\n")
+            .nth(1)
+            .and_then(|s| s.split("```").next())
+            .unwrap();
+        // Installed as the README says: the component where `path:` points, any real component
+        // standing in for the built plugin, and the project's manifest beside it, so `check` also
+        // holds the snippet's config against the manifest.
+        let path = snippet
+            .lines()
+            .find_map(|l| l.trim().strip_prefix("path: "))
+            .unwrap();
+        let installed = dir.path().join(path);
+        std::fs::create_dir_all(installed.parent().unwrap()).unwrap();
+        std::fs::copy(dist("returns-err"), &installed).unwrap();
+        std::fs::copy(
+            project.join("plugin.yaml"),
+            installed.with_extension("yaml"),
+        )
         .unwrap();
-    assert!(out.status.success());
-    let project = dir.path().join("demo-rule");
-    assert!(
-        project.join("Cargo.lock").exists(),
-        "the template has a Cargo.lock"
-    );
-    let readme = std::fs::read_to_string(project.join("README.md")).unwrap();
-    let install = readme.split("## Install").nth(1).unwrap();
-    let snippet = install
-        .split("```yaml\n")
-        .nth(1)
-        .and_then(|s| s.split("```").next())
-        .unwrap();
-    std::fs::write(dir.path().join("tocsin.yaml"), snippet).unwrap();
-    // Any real component stands in for the built plugin.
-    std::fs::create_dir(dir.path().join("plugins")).unwrap();
-    std::fs::copy(
-        dist("returns-err"),
-        dir.path().join("plugins/demo_rule.wasm"),
-    )
-    .unwrap();
-    let out = Command::new(BIN)
-        .args(["check", "--config", "tocsin.yaml"])
-        .current_dir(dir.path())
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{snippet}\n{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+        // The snippet routes to a room its config must declare for the manifest's `type: room`.
+        let config = format!(
+            "{snippet}rooms:\n  ops: {{sink: {{kind: webhook, url: \"http://127.0.0.1:9/\"}}}}\n"
+        );
+        std::fs::write(dir.path().join("tocsin.yaml"), &config).unwrap();
+        let out = Command::new(BIN)
+            .args(["check", "--config", "tocsin.yaml"])
+            .current_dir(dir.path())
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{lang}: {config}\n{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
 
     let help = Command::new(BIN)
         .args(["plugin", "new", "--help"])
@@ -334,5 +350,65 @@ fn the_server_reuses_one_warm_instance_per_plugin_across_sources() {
         seen,
         ["0", "1", "2", "3"],
         "globals survive across alerts and sources"
+    );
+}
+
+/// Single-plugin fixtures run with what the server would give the plugin: the manifest's defaults
+/// filled in, and a config the server would refuse noted beside the case, naming the key.
+#[test]
+fn fixtures_are_fitted_to_the_plugins_manifest() {
+    let dir = tempfile::tempdir().unwrap();
+    let manifest = dir.path().join("manifest.yaml");
+    std::fs::write(
+        &manifest,
+        "config:\n  default_room: {type: room, default: ops}\n  \
+         mention_here_on_critical: {type: bool, default: false}\n",
+    )
+    .unwrap();
+    let defaulted = "- name: no config, the manifest's default room
+  event: {title: Queue backlog, severity: error, labels: {team: payments}}
+  expect: {route: {rooms: [ops]}}
+";
+    let with = ["--manifest", manifest.to_str().unwrap()];
+    let (code, out) = fixtures("severity-router", defaulted, &with);
+    assert_eq!(code, Some(0), "{out}");
+    // Without the manifest the same case passes unrouted: the default came from the manifest.
+    let bare = dir.path().join("bare.yaml");
+    std::fs::write(&bare, "config:\n  default_room: {type: room}\n").unwrap();
+    let (code, out) = fixtures(
+        "severity-router",
+        defaulted,
+        &["--manifest", bare.to_str().unwrap()],
+    );
+    assert_eq!(code, Some(1), "{out}");
+
+    // A typo in a case's key: the case fails (the key never reaches the plugin) and the note says
+    // why; the same note comes without --manifest, from the manifest installed beside the component.
+    let typo = "- name: a typo in a key
+  event: {title: x}
+  config: {default_rom: db}
+  expect: {route: {rooms: [db]}}
+";
+    let (code, out) = fixtures("severity-router", typo, &with);
+    assert_eq!(code, Some(1), "{out}");
+    assert!(
+        out.contains("note: config.default_rom: unknown key; did you mean default_room?"),
+        "{out}"
+    );
+    // The manifest installed beside the component (plugins/dist) is found without --manifest.
+    let (code, out) = fixtures("severity-router", typo, &[]);
+    assert_eq!(code, Some(1), "{out}");
+    assert!(out.contains("did you mean default_room?"), "{out}");
+    // A case may test a config the server would refuse: it passes on its expectation, with the note.
+    let refused = "- name: a flag that is not true or false
+  event: {title: x}
+  config: {default_room: ops, mention_here_on_critical: maybe}
+  expect: {route: {rooms: [ops]}}
+";
+    let (code, out) = fixtures("severity-router", refused, &with);
+    assert_eq!(code, Some(0), "{out}");
+    assert!(
+        out.contains("note: config.mention_here_on_critical:"),
+        "{out}"
     );
 }

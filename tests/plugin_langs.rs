@@ -69,7 +69,15 @@ fn walk(dir: &Path) -> Vec<PathBuf> {
 
 fn passes_its_fixtures(project: &Path, wasm: &str) {
     let out = Command::new(BIN)
-        .args(["plugin", "test", wasm, "--fixtures", "fixtures"])
+        .args([
+            "plugin",
+            "test",
+            wasm,
+            "--manifest",
+            "plugin.yaml",
+            "--fixtures",
+            "fixtures",
+        ])
         .current_dir(project)
         .output()
         .unwrap();
@@ -93,6 +101,7 @@ fn plugin_new_lang_js_builds_with_componentize_js_and_passes_its_fixtures() {
             "fixtures/basic.yaml",
             "package.json",
             "plugin.js",
+            "plugin.yaml",
             "wit/tocsin-plugin.wit"
         ]
     );

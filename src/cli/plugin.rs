@@ -37,6 +37,7 @@ const TEMPLATE: &[(&str, &str)] = &[
         "fixtures/basic.yaml",
         include_str!("../../plugins/template/fixtures/basic.yaml"),
     ),
+    plugin_lang::MANIFEST,
     (
         "sdk/Cargo.toml",
         include_str!("../../plugins/sdk/Cargo.toml"),
@@ -213,6 +214,11 @@ fn test_event(plugin: &Path, event: &Path, limits: Limits, options: &TestOptions
             })
         }
         .map_err(|e| format!("{}: {e}", event.display()))?;
+        let mut case = case;
+        let refused = plugin_test::fit(&mut case, plugin_test::manifest(plugin, options)?.as_ref());
+        for note in refused {
+            eprintln!("note: {note}");
+        }
         let (report, _) = fixtures::run_case(&compiled, &case, limits);
         Ok((
             fixtures::report_json(&report, limits),

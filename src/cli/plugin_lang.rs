@@ -17,6 +17,11 @@ const FIXTURES: (&str, &str) = (
     "fixtures/basic.yaml",
     include_str!("../../plugins/template/fixtures/basic.yaml"),
 );
+/// The manifest: the same config keys in every language.
+pub const MANIFEST: (&str, &str) = (
+    "plugin.yaml",
+    include_str!("../../plugins/template/plugin.yaml"),
+);
 const WIT: (&str, &str) = (
     "wit/tocsin-plugin.wit",
     include_str!("../../plugins/wit/tocsin-plugin.wit"),
@@ -36,6 +41,7 @@ const PYTHON: &[(&str, &str)] = &[
         include_str!("../../plugins/template-python/.gitignore"),
     ),
     FIXTURES,
+    MANIFEST,
     WIT,
 ];
 
@@ -57,6 +63,7 @@ const JS: &[(&str, &str)] = &[
         include_str!("../../plugins/template-js/.gitignore"),
     ),
     FIXTURES,
+    MANIFEST,
     WIT,
 ];
 
@@ -76,17 +83,17 @@ pub fn next_steps(lang: Lang, name: &str) -> Vec<String> {
             let underscored = name.replace('-', "_");
             vec![
                 "cargo build --release --target wasm32-wasip2".into(),
-                format!("tocsin plugin test target/wasm32-wasip2/release/{underscored}.wasm --fixtures fixtures"),
+                format!("tocsin plugin test target/wasm32-wasip2/release/{underscored}.wasm --manifest plugin.yaml --fixtures fixtures"),
             ]
         }
         Lang::Python => vec![
             "python3 -m venv .venv && .venv/bin/pip install componentize-py==0.25.1".into(),
             format!(".venv/bin/componentize-py -d wit -w plugin componentize app -o {name}.wasm"),
-            format!("tocsin plugin test {name}.wasm --fixtures fixtures"),
+            format!("tocsin plugin test {name}.wasm --manifest plugin.yaml --fixtures fixtures"),
         ],
         Lang::Js => vec![
             "npm install && npm run build".into(),
-            format!("tocsin plugin test {name}.wasm --fixtures fixtures"),
+            format!("tocsin plugin test {name}.wasm --manifest plugin.yaml --fixtures fixtures"),
         ],
     }
 }

@@ -4,8 +4,9 @@
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
+use crate::config::plugin_manifest::{self, Manifest};
 use crate::config::{ByteSize, HumanDuration, MAX_PLUGIN_MEMORY};
-use crate::plugin::fixtures::{self, WarmRunner};
+use crate::plugin::fixtures::{self, Case, WarmRunner};
 use crate::plugin::{CallReport, Compiled, Engine, Limits};
 
 /// Flags of `plugin test` beyond the plugin, the input and the limits.
@@ -18,6 +19,57 @@ pub struct TestOptions {
     /// Compile the plugin every time, without the cache.
     #[arg(long, conflicts_with = "cache")]
     pub no_cache: bool,
+    /// The plugin's manifest (its config keys, types and defaults); default: the `.yaml` beside the
+    /// component, if there is one. Each case's config is checked against it and its defaults are
+    /// filled in, as the server does.
+    #[arg(long, value_name = "FILE")]
+    pub manifest: Option<PathBuf>,
+}
+
+/// The manifest a run checks cases against: `--manifest`, else the one beside the component.
+pub fn manifest(plugin: &Path, opts: &TestOptions) -> Result<Option<Manifest>, String> {
+    match &opts.manifest {
+        Some(file) => {
+            let text = std::fs::read_to_string(file)
+                .map_err(|e| format!("cannot read the manifest {}: {e}", file.display()))?;
+            plugin_manifest::parse_manifest(&text)
+                .map_err(|e| format!("manifest {}: {e}", file.display()))
+        }
+        None => plugin_manifest::read_manifest(plugin),
+    }
+}
+
+/// Fits a case's config to the manifest as the server fits `plugins.<name>`: its defaults filled
+/// in. Returns what the server would refuse, one line each: notes beside the case's result, not
+/// failures, since a case may test how the plugin copes with a config the server would refuse.
+pub fn fit(case: &mut Case, manifest: Option<&Manifest>) -> Vec<String> {
+    let Some(m) = manifest else {
+        return Vec::new();
+    };
+    let mut config = case
+        .config
+        .iter()
+        .map(|(k, v)| (k.clone(), plugin_manifest::scalar(v)))
+        .collect();
+    let tables = case
+        .tables
+        .iter()
+        .map(|(t, entries)| {
+            let entries = entries
+                .iter()
+                .map(|(k, v)| (k.clone(), plugin_manifest::scalar(v)));
+            (t.clone(), entries.collect())
+        })
+        .collect();
+    let problems = plugin_manifest::fit_case(m, &mut config, &tables);
+    case.config = config
+        .into_iter()
+        .map(|(k, v)| (k, serde_yaml::Value::String(v)))
+        .collect();
+    problems
+        .into_iter()
+        .map(|(path, why)| format!("{path}: {why} (the server would refuse this config)"))
+        .collect()
 }
 
 /// The limits for a run: the defaults, changed by the flags, refused beyond what the config allows.
@@ -102,16 +154,20 @@ pub fn run_fixtures(plugin: &Path, dir: &Path, limits: Limits, opts: &TestOption
             return ExitCode::FAILURE;
         }
     };
-    let cases = match fixtures::load_cases(dir) {
-        Ok(c) => c,
-        Err(e) => {
-            eprintln!("error: {e}");
-            return ExitCode::FAILURE;
-        }
-    };
+    let (cases, manifest) =
+        match fixtures::load_cases(dir).and_then(|c| Ok((c, manifest(plugin, opts)?))) {
+            Ok(c) => c,
+            Err(e) => {
+                eprintln!("error: {e}");
+                return ExitCode::FAILURE;
+            }
+        };
     let mut warm = WarmRunner::new(&compiled, limits);
     let mut failed = 0;
     for (file, case) in &cases {
+        let mut case = case.clone();
+        let refused = fit(&mut case, manifest.as_ref());
+        let case = &case;
         let fresh = fixtures::run_case(&compiled, case, limits);
         let warm_run = warm.run(case);
         let file = file
@@ -127,11 +183,17 @@ pub fn run_fixtures(plugin: &Path, dir: &Path, limits: Limits, opts: &TestOption
         let cost = cost(&fresh.0);
         if problems.is_empty() {
             println!("ok   {file}: {} ({cost})", case.name);
+            for note in refused {
+                println!("     note: {note}");
+            }
         } else {
             failed += 1;
             println!("FAIL {file}: {} ({cost})", case.name);
             for line in problems {
                 println!("     {line}");
+            }
+            for note in refused {
+                println!("     note: {note}");
             }
             for log in &fresh.0.logs {
                 println!("     log {}: {}", log.level, log.message);
@@ -182,12 +244,12 @@ mod tests {
         assert_eq!(cache_dir(&default, env(&[])), None);
         let given = TestOptions {
             cache: Some("/c".into()),
-            no_cache: false,
+            ..TestOptions::default()
         };
         assert_eq!(cache_dir(&given, env(&[])), Some(PathBuf::from("/c")));
         let off = TestOptions {
-            cache: None,
             no_cache: true,
+            ..TestOptions::default()
         };
         assert_eq!(cache_dir(&off, env(&[("HOME", "/h")])), None);
     }

@@ -86,6 +86,9 @@ pub struct Names {
     pub rooms: BTreeSet<String>,
     pub members: BTreeSet<String>,
     pub groups: BTreeSet<String>,
+    /// Any name is taken for a room or a member (only its shape is checked): there is no config
+    /// to look names up in (a fixture case).
+    pub any: bool,
 }
 
 impl Names {
@@ -94,11 +97,15 @@ impl Names {
             rooms: config.rooms.keys().cloned().collect(),
             members: config.members.keys().cloned().collect(),
             groups: config.groups.keys().cloned().collect(),
+            any: false,
         }
     }
 
     /// Why `room` is not a room of this config, if it is not.
     pub fn room_problem(&self, room: &str) -> Option<String> {
+        if self.any {
+            return type_problem(ValueType::Room, room);
+        }
         if self.rooms.contains(room) {
             return None;
         }
@@ -110,6 +117,9 @@ impl Names {
 
     /// Why `who` cannot be mentioned in this config, if it cannot.
     pub fn mention_problem(&self, who: &str) -> Option<String> {
+        if self.any {
+            return type_problem(ValueType::Member, who);
+        }
         if who == "here" || who == "all" || self.members.contains(who) || self.groups.contains(who)
         {
             return None;
@@ -163,9 +173,61 @@ pub type Found = (String, String);
 /// Checks `plugins.<name>` against its manifest and fills in defaults. Pure. Returns the problems,
 /// each a dotted key path and a message.
 pub fn check(name: &str, pc: &mut PluginConfig, m: &Manifest, names: &Names) -> Vec<Found> {
+    let mut config: BTreeMap<String, String> = pc
+        .config
+        .iter()
+        .map(|(k, v)| (k.clone(), v.0.clone()))
+        .collect();
+    let tables: Tables = pc
+        .tables
+        .iter()
+        .map(|(t, entries)| {
+            let entries = entries.iter().map(|(k, v)| (k.clone(), v.0.clone()));
+            (t.clone(), entries.collect())
+        })
+        .collect();
+    let out = check_values(&format!("plugins.{name}"), &mut config, &tables, m, names);
+    for (key, value) in config {
+        pc.config.entry(key).or_insert(Env(value));
+    }
+    out
+}
+
+/// A plugin's lookup tables as plain strings.
+pub type Tables = BTreeMap<String, BTreeMap<String, String>>;
+
+/// Checks a fixture case's plugin config and tables against the manifest and fills in the
+/// manifest's defaults, as the server does for `plugins.<name>`, so a case runs the plugin with
+/// what the server would give it. Pure. Rooms and members are only checked for shape: a case has
+/// no config declaring them (chain tests, `plugin test --config`, check them by name). Problems'
+/// paths start at `config.` or `tables.`.
+pub fn fit_case(
+    m: &Manifest,
+    config: &mut BTreeMap<String, String>,
+    tables: &Tables,
+) -> Vec<Found> {
+    let names = Names {
+        any: true,
+        ..Names::default()
+    };
+    let mut out = check_values("", config, tables, m, &names);
+    for (path, _) in &mut out {
+        *path = path.trim_start_matches('.').to_string();
+    }
+    out
+}
+
+/// The rule behind [`check`] and [`fit_case`], on plain strings; `at` prefixes the key paths.
+fn check_values(
+    at: &str,
+    config: &mut BTreeMap<String, String>,
+    tables: &Tables,
+    m: &Manifest,
+    names: &Names,
+) -> Vec<Found> {
     let mut out = Vec::new();
-    let at = |rest: &str| format!("plugins.{name}.{rest}");
-    for key in pc.config.keys() {
+    let at = |rest: &str| format!("{at}.{rest}");
+    for key in config.keys() {
         if !m.config.contains_key(key) {
             out.push((
                 at(&format!("config.{key}")),
@@ -177,9 +239,9 @@ pub fn check(name: &str, pc: &mut PluginConfig, m: &Manifest, names: &Names) -> 
         }
     }
     for (key, spec) in &m.config {
-        match pc.config.get(key) {
+        match config.get(key) {
             Some(v) => {
-                if let Some(why) = value_problem(spec.ty, &v.0, names) {
+                if let Some(why) = value_problem(spec.ty, v, names) {
                     out.push((at(&format!("config.{key}")), why));
                 }
             }
@@ -196,28 +258,28 @@ pub fn check(name: &str, pc: &mut PluginConfig, m: &Manifest, names: &Names) -> 
                             format!("the manifest's default does not fit this config: {why}"),
                         ));
                     }
-                    pc.config.insert(key.clone(), Env(d));
+                    config.insert(key.clone(), d);
                 }
             }
         }
     }
-    if let Some(tables) = &m.tables {
-        for table in pc.tables.keys() {
-            if !tables.contains_key(table) {
+    if let Some(specs) = &m.tables {
+        for table in tables.keys() {
+            if !specs.contains_key(table) {
                 out.push((
                     at(&format!("tables.{table}")),
                     format!(
                         "unknown table{}",
-                        hint_or_list(table, tables.keys(), "the plugin's tables")
+                        hint_or_list(table, specs.keys(), "the plugin's tables")
                     ),
                 ));
             }
         }
-        for (table, spec) in tables {
-            match pc.tables.get(table) {
+        for (table, spec) in specs {
+            match tables.get(table) {
                 Some(entries) => {
                     for (k, v) in entries {
-                        if let Some(why) = value_problem(spec.value, &v.0, names) {
+                        if let Some(why) = value_problem(spec.value, v, names) {
                             out.push((at(&format!("tables.{table}.{k}")), why));
                         }
                     }
@@ -279,8 +341,8 @@ fn type_problem(ty: ValueType, value: &str) -> Option<String> {
     }
 }
 
-/// Numbers and booleans in YAML become strings, as in `plugins.<name>.config`.
-fn scalar(v: &serde_yaml::Value) -> String {
+/// Numbers and booleans in YAML become strings, as in `plugins.<name>.config` (and in fixtures).
+pub fn scalar(v: &serde_yaml::Value) -> String {
     match v {
         serde_yaml::Value::String(s) => s.clone(),
         serde_yaml::Value::Bool(b) => b.to_string(),

@@ -195,3 +195,47 @@ fn the_shipped_configs_fit_the_example_manifests() {
         }
     }
 }
+
+/// A fixture case gets the manifest's defaults and the server's refusals, with rooms and members
+/// checked only for shape (a case has no config declaring them).
+#[test]
+fn a_case_is_fitted_as_the_server_fits_a_config() {
+    let m = parse_manifest(
+        "config:\n  hold_for: {type: duration, default: \"5m\"}\n  room: {type: room}\n  \
+         need: {required: true}\ntables:\n  owners: {value: member}\n",
+    )
+    .unwrap()
+    .unwrap();
+    let mut config = BTreeMap::from([
+        ("room".to_string(), "anything".to_string()),
+        ("need".to_string(), "x".to_string()),
+    ]);
+    let tables = Tables::from([(
+        "owners".to_string(),
+        BTreeMap::from([("db".to_string(), "alice".to_string())]),
+    )]);
+    assert_eq!(fit_case(&m, &mut config, &tables), vec![]);
+    assert_eq!(config["hold_for"], "5m");
+
+    let mut bad = BTreeMap::from([
+        ("hold_fro".to_string(), "5m".to_string()),
+        ("room".to_string(), String::new()),
+    ]);
+    let found = fit_case(
+        &m,
+        &mut bad,
+        &Tables::from([("owner".to_string(), BTreeMap::new())]),
+    );
+    let paths: Vec<&str> = found.iter().map(|(p, _)| p.as_str()).collect();
+    assert_eq!(
+        paths,
+        [
+            "config.hold_fro",
+            "config.need",
+            "config.room",
+            "tables.owner"
+        ]
+    );
+    assert!(found[0].1.contains("did you mean hold_for?"), "{found:?}");
+    assert_eq!(found[1].1, "is required by the plugin's manifest");
+}

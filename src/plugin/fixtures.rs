@@ -19,6 +19,7 @@ use serde_json::{json, Value};
 pub use expect::{describe, paths, Expect, Outcome};
 
 use super::{CallReport, Compiled, Kv, Limits, Plugin, PluginClock, Settings};
+use crate::config::plugin_manifest::scalar;
 use crate::domain::alert::{labels_fingerprint, Alert, Labels, Routing, Severity, Status};
 use crate::domain::time::Timestamp;
 
@@ -113,17 +114,6 @@ pub struct Case {
     pub expect: Option<Expect>,
     #[serde(default)]
     pub expect_kv: Option<BTreeMap<String, Option<String>>>,
-}
-
-fn scalar(v: &serde_yaml::Value) -> String {
-    match v {
-        serde_yaml::Value::String(s) => s.clone(),
-        serde_yaml::Value::Null => String::new(),
-        other => serde_yaml::to_string(other)
-            .unwrap_or_default()
-            .trim()
-            .to_string(),
-    }
 }
 
 /// The JSON `tocsin plugin test` prints for one run.
