@@ -194,7 +194,7 @@ impl Processor {
             let mut panicked = Vec::new();
             for mut e in entries {
                 let run = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-                    registry.run_at(&mut e.alert, &e.id.to_string(), now)
+                    registry.run_at(&mut e.alert, &e.id.to_string(), now, PluginClock::System)
                 }));
                 match run {
                     Ok(mut r) => {

@@ -247,3 +247,53 @@ fn a_chain_test_names_an_unknown_source() {
     assert_eq!(out.status.code(), Some(1), "{all}");
     assert!(all.contains("no source `promm` (sources: prom)"), "{all}");
 }
+
+/// A chain case runs at its `now_ms` (the plugins' `now-ms`), so a hold is repeatable: the same kv
+/// state is still held 200 s in and let through at 5 minutes.
+#[test]
+fn a_chain_case_runs_at_its_own_time() {
+    let dir = tempfile::tempdir().unwrap();
+    let hold = plugin(dir.path(), "suppress-noise", "hold", true);
+    let cfg = dir.path().join("tocsin.yaml");
+    std::fs::write(
+        &cfg,
+        format!(
+            "listen: 127.0.0.1:9077\nstorage: sqlite://{db}\nplugin_cache: {cache}\n\
+             sources:\n  prom: {{kind: prometheus, plugins: [hold]}}\n\
+             plugins:\n  hold: {{path: {hold}, config: {{hold_for: 5m}}}}\n",
+            db = dir.path().join("t.db").display(),
+            cache = dir.path().join("cache").display(),
+            hold = hold.display(),
+        ),
+    )
+    .unwrap();
+    let cases = case(
+        dir.path(),
+        "hold.yaml",
+        "\
+- name: first seen 200 s ago, still held
+  event: {title: Link flapping, fingerprint: abc, labels: {alertname: LinkDown}}
+  kv: {hold: {\"hold:prom/abc\": \"pending:1789999800000\"}}
+  now_ms: 1790000000000
+  expect: {dropped: {plugin: hold, reason: \"held: firing for 200s of hold_for 300s\"}}
+- name: the same state at 5 minutes is let through
+  event: {title: Link flapping, fingerprint: abc, labels: {alertname: LinkDown}}
+  kv: {hold: {\"hold:prom/abc\": \"pending:1789999800000\"}}
+  now_ms: 1790000100000
+  expect: kept
+",
+    );
+    let out = tocsin(&[
+        "plugin",
+        "test",
+        "--config",
+        cfg.to_str().unwrap(),
+        "--source",
+        "prom",
+        "--fixtures",
+        cases.to_str().unwrap(),
+    ]);
+    let all = text(&out);
+    assert!(out.status.success(), "{all}");
+    assert!(all.contains("2 passed, 0 failed"), "{all}");
+}

@@ -17,8 +17,9 @@ use serde_json::{json, Value};
 use crate::config;
 use crate::config::plugin_manifest::Names;
 use crate::domain::alert::Alert;
+use crate::domain::time::Timestamp;
 use crate::plugin::fixtures::{self, FixtureEvent, DEFAULT_NOW_MS};
-use crate::plugin::{Compiled, Engine, Kv, Registry, Settings};
+use crate::plugin::{Compiled, Engine, Kv, PluginClock, Registry, Settings};
 
 /// One chain case: an event, kv contents per plugin, and what the chain should make of it.
 #[derive(Debug, Clone, Deserialize)]
@@ -30,6 +31,10 @@ pub struct ChainCase {
     /// `plugin name → {key: value}`: what each plugin's kv holds before the run.
     #[serde(default)]
     pub kv: BTreeMap<String, BTreeMap<String, String>>,
+    /// The time the plugins read (`now-ms`) and the alert's arrival, unless the event gives one
+    /// (default: the fixtures' fixed time, so cases that hold or expire things are repeatable).
+    #[serde(default)]
+    pub now_ms: Option<u64>,
     /// `dropped`, `kept`, or a subset of the outcome (see [`outcome_json`]).
     #[serde(default)]
     pub expect: Option<serde_yaml::Value>,
@@ -101,14 +106,15 @@ impl Chain {
         self.plugins.is_empty()
     }
 
-    /// Runs the chain on `alert` with fresh instances and kv stores (seeded from `kv`), through the
-    /// server's [`Registry::run`].
+    /// Runs the chain on `alert` at `now` with fresh instances and kv stores (seeded from `kv`),
+    /// through the server's [`Registry::run_at`].
     pub fn run(
         &self,
         mut alert: Alert,
         kind: Option<&str>,
         id: &str,
         kv: &BTreeMap<String, BTreeMap<String, String>>,
+        now: Timestamp,
     ) -> Outcome {
         if let Some(source) = &self.source {
             alert.source = source.clone();
@@ -132,7 +138,8 @@ impl Chain {
             self.plugins.iter().map(|(n, _, _)| n.clone()).collect(),
         );
         registry.kinds.insert(alert.source.clone(), kind);
-        let result = registry.run(&mut alert, id);
+        let clock = PluginClock::Frozen(u64::try_from(now.as_millis()).unwrap_or(0));
+        let result = registry.run_at(&mut alert, id, now, clock);
         let json = outcome_json(&alert, &result.dropped, &result.failures);
         let unknown = if result.dropped.is_some() {
             Vec::new()
@@ -280,9 +287,11 @@ pub fn test_chain(config_path: &Path, source: &str, dir: &Path) -> ExitCode {
         }
         let mut failed = 0;
         for (file, case) in &cases {
-            let alert = case.event.to_alert(DEFAULT_NOW_MS);
+            let now = case.now_ms.unwrap_or(DEFAULT_NOW_MS);
+            let alert = case.event.to_alert(now);
             let id = case.event.id.clone().unwrap_or_else(|| "1".into());
-            let outcome = chain.run(alert, None, &id, &case.kv);
+            let at = Timestamp::from_millis(i64::try_from(now).unwrap_or(i64::MAX));
+            let outcome = chain.run(alert, None, &id, &case.kv, at);
             match check(case, &outcome) {
                 Ok(()) => println!("ok   {file}: {}", case.name),
                 Err(why) => {

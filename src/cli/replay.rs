@@ -55,7 +55,9 @@ fn replay(r: &Replay) -> Result<(), String> {
             .map_err(|e| format!("alerts[{i}].event: {e}"))?;
         let kind = event.source_kind.clone();
         let alert = event.to_alert(DEFAULT_NOW_MS);
-        let outcome = chain.run(alert, kind.as_deref(), "replay", &Default::default());
+        // The plugins see the time the server received the alert, as they did then.
+        let at = alert.received_at;
+        let outcome = chain.run(alert, kind.as_deref(), "replay", &Default::default(), at);
         let lines = diff(&a["then"], &outcome.json);
         if lines.is_empty() && outcome.unknown.is_empty() {
             continue;

@@ -44,12 +44,20 @@ impl Registry {
     /// Runs the source's chain on `alert`, changing it in place, at the system clock's now. Blocking.
     pub fn run(&self, alert: &mut Alert, id: &str) -> ChainResult {
         let now = Timestamp::from_millis(PluginClock::System.now_ms() as i64);
-        self.run_at(alert, id, now)
+        self.run_at(alert, id, now, PluginClock::System)
     }
 
     /// [`Registry::run`] at `now` (the processor's clock, which decides when a skipped key is tried
-    /// again).
-    pub fn run_at(&self, alert: &mut Alert, id: &str, now: Timestamp) -> ChainResult {
+    /// again), with plugins reading `clock` (`now-ms`, and their kv entries' expiry): the system
+    /// clock in the server, where kv state is kept by the real time; a case's fixed time in chain
+    /// tests.
+    pub fn run_at(
+        &self,
+        alert: &mut Alert,
+        id: &str,
+        now: Timestamp,
+        clock: PluginClock,
+    ) -> ChainResult {
         let mut out = ChainResult::default();
         let Some(chain) = self.chains.get(&alert.source) else {
             return out;
@@ -88,7 +96,7 @@ impl Registry {
                     continue;
                 }
             }
-            let report = plugin.call(alert, kind, id, PluginClock::System);
+            let report = plugin.call(alert, kind, id, clock);
             log_lines(name, alert, id, &report.logs);
             match report.result {
                 Ok(verdict) => {
