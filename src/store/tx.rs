@@ -86,6 +86,13 @@ pub trait TicketRows {
     fn retire_ticket(&mut self, id: &str) -> Result<()>;
     /// A number above every ticket there is and ever was.
     fn next_ticket_number(&mut self) -> Result<i64>;
+    /// Takes `n` ticket numbers at once for the next calls of [`TicketRows::next_ticket_number`] in
+    /// this transaction, where a number costs a round trip (PostgreSQL); numbers not used are gaps,
+    /// as after a rollback. A no-op where numbers are cheap (SQLite).
+    fn reserve_ticket_numbers(&mut self, n: usize) -> Result<()> {
+        let _ = n;
+        Ok(())
+    }
     /// Inserts a ticket as its key's current one, with its title searchable.
     fn insert_ticket(&mut self, ticket: &Ticket) -> Result<()>;
     /// Inserts a new ticket and its first entry: [`TicketRows::insert_ticket`] then

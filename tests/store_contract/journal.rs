@@ -474,3 +474,43 @@ pub async fn sender_updates_change_severity_and_add_notes(store: Arc<dyn Store>)
     );
     assert_eq!(kinds(&store, 1).await.len(), 4);
 }
+
+/// Ticket numbers follow the order tickets open in, without gaps, within a batch and across batches:
+/// a key that opens twice in one batch, resends and a resolve among them. (PostgreSQL takes a batch's
+/// numbers ahead in one statement; they must come out as if taken one by one.)
+pub async fn ticket_numbers_follow_openings(store: Arc<dyn Store>) {
+    let out: Vec<_> = ingest(
+        &store,
+        &[
+            firing("a", T0),
+            firing("b", T0),
+            firing("a", T0 + MIN),
+            resolved("b", T0, T0 + 2 * MIN),
+            firing("b", T0 + 600 * MIN),
+            firing("c", T0 + 600 * MIN),
+        ],
+    )
+    .await
+    .iter()
+    .map(|a| a.outcome)
+    .collect();
+    assert_eq!(
+        out,
+        ["opened", "opened", "refired", "resolved", "opened", "opened"]
+    );
+    ingest(&store, &[firing("d", T0 + 601 * MIN)]).await;
+    let mut numbered = Vec::new();
+    for n in 1..=5 {
+        numbered.push((n, ticket(&store, n).await.fingerprint));
+    }
+    assert_eq!(
+        numbered,
+        [
+            (1, "a".to_string()),
+            (2, "b".to_string()),
+            (3, "b".to_string()),
+            (4, "c".to_string()),
+            (5, "d".to_string())
+        ]
+    );
+}

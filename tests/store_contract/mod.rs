@@ -41,6 +41,7 @@ macro_rules! contract {
             journal::apply_takes_effect_once,
             journal::alerts_resend_refire_ack_resolve,
             journal::one_batch_many_alerts_per_key,
+            journal::ticket_numbers_follow_openings,
             journal::reopen_within_window_new_ticket_after,
             journal::lease_expiry,
             journal::sender_updates_change_severity_and_add_notes,

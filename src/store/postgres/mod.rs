@@ -24,6 +24,7 @@ mod journal;
 mod leases;
 mod listen;
 mod members;
+mod openings;
 #[cfg(test)]
 mod order_tests;
 mod outbox;
@@ -189,6 +190,7 @@ impl PgBackend {
                     .map_err(err)?;
                 let mut tx = PgTx::new(t, &mut conn.stmts, !write);
                 let out = f(&mut tx)?;
+                tx.flush_openings()?;
                 if let Some(last) = tx.last_feed {
                     tx.exec(
                         "SELECT pg_notify($1, $2)",
@@ -369,6 +371,10 @@ pub struct PgTx<'a> {
     feed_locked: bool,
     /// The highest feed id this transaction wrote.
     last_feed: Option<i64>,
+    /// Ticket numbers taken ahead (`reserve_ticket_numbers`), lowest first.
+    numbers: std::collections::VecDeque<i64>,
+    /// New tickets not written yet (see openings.rs): flushed before the next statement or commit.
+    openings: Vec<openings::Opening>,
 }
 
 type Params<'p> = &'p [&'p (dyn ToSql + Sync)];
@@ -399,6 +405,8 @@ impl<'a> PgTx<'a> {
             read_only,
             feed_locked: false,
             last_feed: None,
+            numbers: std::collections::VecDeque::new(),
+            openings: Vec::new(),
         }
     }
 
@@ -408,21 +416,25 @@ impl<'a> PgTx<'a> {
     }
 
     fn query(&mut self, sql: &str, params: Params<'_>) -> Result<Vec<Row>> {
+        self.flush_openings()?;
         let s = self.stmt(sql)?;
         self.t.query(&s, params).map_err(err)
     }
 
     fn query_opt(&mut self, sql: &str, params: Params<'_>) -> Result<Option<Row>> {
+        self.flush_openings()?;
         let s = self.stmt(sql)?;
         self.t.query_opt(&s, params).map_err(err)
     }
 
     fn query_one(&mut self, sql: &str, params: Params<'_>) -> Result<Row> {
+        self.flush_openings()?;
         let s = self.stmt(sql)?;
         self.t.query_one(&s, params).map_err(err)
     }
 
     fn exec(&mut self, sql: &str, params: Params<'_>) -> Result<u64> {
+        self.flush_openings()?;
         let s = self.stmt(sql)?;
         self.t.execute(&s, params).map_err(err)
     }

@@ -32,25 +32,25 @@ fn new_ticket() -> String {
 }
 
 /// A new ticket's values as the database takes them: its columns, then its title's search document.
-struct NewTicket<'a> {
-    t: &'a Ticket,
-    severity: &'static str,
-    state: &'static str,
-    resolution: Option<String>,
-    labels: String,
-    annotations: String,
-    starts_at: Option<i64>,
-    ends_at: Option<i64>,
-    created_at: i64,
-    updated_at: i64,
-    last_seen: i64,
-    resolved_at: Option<i64>,
-    routing: String,
-    document: String,
+pub(super) struct NewTicket<'a> {
+    pub(super) t: &'a Ticket,
+    pub(super) severity: &'static str,
+    pub(super) state: &'static str,
+    pub(super) resolution: Option<String>,
+    pub(super) labels: String,
+    pub(super) annotations: String,
+    pub(super) starts_at: Option<i64>,
+    pub(super) ends_at: Option<i64>,
+    pub(super) created_at: i64,
+    pub(super) updated_at: i64,
+    pub(super) last_seen: i64,
+    pub(super) resolved_at: Option<i64>,
+    pub(super) routing: String,
+    pub(super) document: String,
 }
 
 impl<'a> NewTicket<'a> {
-    fn new(t: &'a Ticket) -> Result<Self> {
+    pub(super) fn new(t: &'a Ticket) -> Result<Self> {
         Ok(NewTicket {
             t,
             severity: t.severity.as_str(),
@@ -162,7 +162,28 @@ impl TicketRows for PgTx<'_> {
     }
 
     fn next_ticket_number(&mut self) -> Result<i64> {
-        get(&self.query_one("SELECT nextval('ticket_numbers')", &[])?, 0)
+        match self.numbers.pop_front() {
+            Some(n) => Ok(n),
+            None => get(&self.query_one("SELECT nextval('ticket_numbers')", &[])?, 0),
+        }
+    }
+
+    fn reserve_ticket_numbers(&mut self, n: usize) -> Result<()> {
+        let want = i64::try_from(n.saturating_sub(self.numbers.len())).unwrap_or(0);
+        if want == 0 {
+            return Ok(());
+        }
+        let rows = self.query(
+            "SELECT nextval('ticket_numbers') FROM generate_series(1, $1::bigint)",
+            &[&want],
+        )?;
+        let mut taken = rows
+            .iter()
+            .map(|r| get(r, 0))
+            .collect::<Result<Vec<i64>>>()?;
+        taken.sort_unstable();
+        self.numbers.extend(taken);
+        Ok(())
     }
 
     fn insert_ticket(&mut self, t: &Ticket) -> Result<()> {
@@ -172,42 +193,8 @@ impl TicketRows for PgTx<'_> {
     }
 
     fn insert_opened(&mut self, t: &Ticket, e: &Entry) -> Result<()> {
-        self.lock_feed()?;
-        // The ticket with its title's search row, and the entry with its feed and search rows, in one
-        // statement. The foreign keys are checked at its end, when the ticket is there.
-        let values = NewTicket::new(t)?;
-        let data = serde_json::to_string(&e.data).map_err(json_err)?;
-        let (at, kind, visibility) = (e.at.as_millis(), e.kind.as_str(), e.visibility.as_str());
-        let document = search::document(&e.text);
-        let mut params = values.params();
-        params.extend_from_slice(&[
-            &e.seq,
-            &at,
-            &kind,
-            &visibility,
-            &e.actor,
-            &e.text,
-            &data,
-            &document,
-        ]);
-        let feed_id: i64 = get(
-            &self.query_one(
-                &format!(
-                    "WITH {}, \
-                     entry AS (INSERT INTO timeline (ticket_id, seq, at, kind, visibility, actor, text, data) \
-                         VALUES ($1, $27, $28, $29, $30, $31, $32, $33)), \
-                     feed_row AS (INSERT INTO feed (ticket_id, seq) VALUES ($1, $27) RETURNING id), \
-                     search_row AS (INSERT INTO search (ticket_id, feed_id, visibility, body) \
-                         SELECT $1, id, $30, $34::text::tsvector FROM feed_row) \
-                     SELECT id FROM feed_row",
-                    new_ticket()
-                ),
-                &params,
-            )?,
-            0,
-        )?;
-        self.last_feed = Some(feed_id);
-        Ok(())
+        // Kept and written with the transaction's other openings in one statement (openings.rs).
+        self.defer_opening(t, e)
     }
 
     fn update_ticket(&mut self, t: &Ticket) -> Result<()> {

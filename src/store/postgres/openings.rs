@@ -1,0 +1,171 @@
+//! Write-behind for new tickets on PostgreSQL: a transaction keeps its openings (a new ticket with
+//! its first entry, `TicketRows::insert_opened`) and writes them together, in one statement, just
+//! before its next statement or its commit, whichever comes first.
+//!
+//! Why: every statement is a round trip, and applying a storm of new alerts made one per alert (the
+//! profile showed sessions idle in transaction, waiting for tocsin, and half the CPU idle). Kept
+//! openings are flushed before *any* other statement of the transaction, so whatever it reads or
+//! writes next sees them exactly as if each had been written at once: a later entry on the same
+//! ticket, an outbox row referencing it, a read of the key. A failure in the flush fails the
+//! transaction like the insert would have; the processor then applies the batch's alerts one by one,
+//! so a bad alert is still told apart from the others.
+
+use tokio_postgres::types::ToSql;
+
+use super::rows::TICKET_COLUMNS;
+use super::tickets::NewTicket;
+use super::{err, get, json_err, search, PgTx};
+use crate::domain::ticket::Ticket;
+use crate::domain::timeline::Entry;
+use crate::store::Result;
+
+/// A new ticket and its first entry, not written yet.
+pub(super) struct Opening {
+    ticket: Ticket,
+    entry: Entry,
+}
+
+/// The kept openings as columns, one array per `unnest` argument ($1 to $34).
+fn statement() -> String {
+    let ticket: Vec<String> = (1..=25).map(|i| format!("c{i}")).collect();
+    let ticket = ticket.join(", ");
+    format!(
+        "WITH r AS (SELECT * FROM unnest($1::text[], $2::int8[], $3::text[], $4::text[], \
+             $5::text[], $6::text[], $7::text[], $8::text[], $9::text[], $10::text[], $11::text[], \
+             $12::text[], $13::int8[], $14::int8[], $15::int8[], $16::int8[], $17::int8[], \
+             $18::int8[], $19::text[], $20::int8[], $21::int8[], $22::text[], $23::int8[], \
+             $24::text[], $25::text[], $26::text[], $27::int8[], $28::int8[], $29::text[], \
+             $30::text[], $31::text[], $32::text[], $33::text[], $34::text[]) WITH ORDINALITY \
+             AS r({ticket}, title_doc, e_seq, e_at, e_kind, e_vis, e_actor, e_text, e_data, e_doc, ord)), \
+         ticket AS (INSERT INTO tickets ({TICKET_COLUMNS}, is_latest) SELECT {ticket}, true FROM r), \
+         title AS (INSERT INTO search (ticket_id, feed_id, visibility, body) \
+             SELECT c1, NULL, 'public', title_doc::tsvector FROM r), \
+         entry AS (INSERT INTO timeline (ticket_id, seq, at, kind, visibility, actor, text, data) \
+             SELECT c1, e_seq, e_at, e_kind, e_vis, e_actor, e_text, e_data FROM r), \
+         feed_row AS (INSERT INTO feed (ticket_id, seq) SELECT c1, e_seq FROM r ORDER BY ord \
+             RETURNING id, ticket_id), \
+         search_row AS (INSERT INTO search (ticket_id, feed_id, visibility, body) \
+             SELECT f.ticket_id, f.id, r.e_vis, r.e_doc::tsvector FROM feed_row f JOIN r ON r.c1 = f.ticket_id) \
+         SELECT max(id) FROM feed_row"
+    )
+}
+
+/// One column of the kept tickets.
+fn col<'a, 'b, T>(tickets: &'a [NewTicket<'b>], f: impl Fn(&'a NewTicket<'b>) -> T) -> Vec<T> {
+    tickets.iter().map(f).collect()
+}
+
+impl PgTx<'_> {
+    /// Keeps a new ticket and its first entry, to be written with the transaction's other openings.
+    pub(super) fn defer_opening(&mut self, t: &Ticket, e: &Entry) -> Result<()> {
+        // Feed ids are taken under the feed lock (see tickets.rs): take it now, as the insert would.
+        self.lock_feed()?;
+        self.openings.push(Opening {
+            ticket: t.clone(),
+            entry: e.clone(),
+        });
+        Ok(())
+    }
+
+    /// Writes the kept openings, if any, in one statement, in the order they were kept.
+    pub(super) fn flush_openings(&mut self) -> Result<()> {
+        if self.openings.is_empty() {
+            return Ok(());
+        }
+        let openings = std::mem::take(&mut self.openings);
+        let tickets = openings
+            .iter()
+            .map(|o| NewTicket::new(&o.ticket))
+            .collect::<Result<Vec<_>>>()?;
+        let entries = openings
+            .iter()
+            .map(|o| {
+                let data = serde_json::to_string(&o.entry.data).map_err(json_err)?;
+                Ok((data, search::document(&o.entry.text)))
+            })
+            .collect::<Result<Vec<_>>>()?;
+        let t = &tickets[..];
+        let id = col(t, |n| n.t.id.as_str());
+        let number = col(t, |n| n.t.number);
+        let source = col(t, |n| n.t.source.as_str());
+        let fingerprint = col(t, |n| n.t.fingerprint.as_str());
+        let title = col(t, |n| n.t.title.as_str());
+        let severity = col(t, |n| n.severity);
+        let state = col(t, |n| n.state);
+        let resolution = col(t, |n| n.resolution.as_deref());
+        let labels = col(t, |n| n.labels.as_str());
+        let annotations = col(t, |n| n.annotations.as_str());
+        let description = col(t, |n| n.t.description.as_deref());
+        let url = col(t, |n| n.t.url.as_deref());
+        let starts_at = col(t, |n| n.starts_at);
+        let ends_at = col(t, |n| n.ends_at);
+        let created_at = col(t, |n| n.created_at);
+        let updated_at = col(t, |n| n.updated_at);
+        let last_seen = col(t, |n| n.last_seen);
+        let resolved_at = col(t, |n| n.resolved_at);
+        let acked_by = col(t, |n| n.t.acked_by.as_deref());
+        let firing_count = col(t, |n| n.t.firing_count);
+        let resend_count = col(t, |n| n.t.resend_count);
+        let previous_id = col(t, |n| n.t.previous_id.as_deref());
+        let last_seq = col(t, |n| n.t.last_seq);
+        let routing = col(t, |n| n.routing.as_str());
+        let assignee = col(t, |n| n.t.assignee.as_deref());
+        let title_doc = col(t, |n| n.document.as_str());
+        let e_seq: Vec<i64> = openings.iter().map(|o| o.entry.seq).collect();
+        let e_at: Vec<i64> = openings.iter().map(|o| o.entry.at.as_millis()).collect();
+        let e_kind: Vec<&str> = openings.iter().map(|o| o.entry.kind.as_str()).collect();
+        let e_vis: Vec<&str> = openings
+            .iter()
+            .map(|o| o.entry.visibility.as_str())
+            .collect();
+        let e_actor: Vec<&str> = openings.iter().map(|o| o.entry.actor.as_str()).collect();
+        let e_text: Vec<&str> = openings.iter().map(|o| o.entry.text.as_str()).collect();
+        let e_data: Vec<&str> = entries.iter().map(|(d, _)| d.as_str()).collect();
+        let e_doc: Vec<&str> = entries.iter().map(|(_, d)| d.as_str()).collect();
+        let params: [&(dyn ToSql + Sync); 34] = [
+            &id,
+            &number,
+            &source,
+            &fingerprint,
+            &title,
+            &severity,
+            &state,
+            &resolution,
+            &labels,
+            &annotations,
+            &description,
+            &url,
+            &starts_at,
+            &ends_at,
+            &created_at,
+            &updated_at,
+            &last_seen,
+            &resolved_at,
+            &acked_by,
+            &firing_count,
+            &resend_count,
+            &previous_id,
+            &last_seq,
+            &routing,
+            &assignee,
+            &title_doc,
+            &e_seq,
+            &e_at,
+            &e_kind,
+            &e_vis,
+            &e_actor,
+            &e_text,
+            &e_data,
+            &e_doc,
+        ];
+        // Straight to the connection: `query_one` would flush first, and this is the flush.
+        let sql = statement();
+        let s = self.stmt(&sql)?;
+        let row = self.t.query_one(&s, &params).map_err(err)?;
+        let last: Option<i64> = get(&row, 0)?;
+        if let Some(last) = last {
+            self.last_feed = Some(self.last_feed.map_or(last, |l| l.max(last)));
+        }
+        Ok(())
+    }
+}
