@@ -4,8 +4,8 @@
 //! - `burn`: a leaf loop (no calls inside), about nine tenths of the fuel.
 //! - `tally`: calls `step` in a loop, so `tally`'s total fuel holds `step`'s self fuel.
 //!
-//! Label `rounds` sets how many rounds `burn` runs (default 20000). Routes with tags naming the
-//! results, so the decision depends on all of the work and none of it can be optimised away.
+//! Label `rounds` sets how many rounds `burn` runs (default 20000); nothing else depends on it.
+//! Routes with tags naming the results, so none of the work can be optimised away.
 
 use std::hint::black_box;
 
@@ -21,8 +21,10 @@ impl Plugin for HotSpot {
             .unwrap_or(20_000);
         let digest = burn(ev.title.as_bytes(), rounds);
         let count = tally(ev.title.as_bytes(), 500);
+        // The same work whatever the digest, so that only `burn`'s fuel depends on `rounds`.
+        let parity = if digest % 2 == 0 { "digest-even" } else { "digest-odd!" };
         Ok(Decision::route()
-            .tag(format!("digest-{:02x}", digest & 0xff))
+            .tag(parity)
             .tag(format!("tally-{count}")))
     }
 }
