@@ -209,7 +209,10 @@ pub fn run_fixtures(plugin: &Path, dir: &Path, limits: Limits, opts: &TestOption
     }
     println!("{} passed, {failed} failed", cases.len() - failed);
     if opts.profile {
-        let what = format!("{} cases, summed", cases.len());
+        let what = match cases.len() {
+            1 => "1 case".to_string(),
+            n => format!("{n} cases, summed"),
+        };
         if let Err(e) = print_profile(&profile, &what, opts) {
             eprintln!("error: {e}");
             return ExitCode::FAILURE;
