@@ -260,11 +260,15 @@ pub(super) fn on_epoch(
     if Instant::now() >= ctx.data().deadline {
         return Err(Trap::Interrupt.into());
     }
+    if !ctx.data().sampler.as_ref().is_some_and(|s| s.armed) {
+        return Ok(UpdateDeadline::Continue(1));
+    }
     let fuel_left = ctx.get_fuel().unwrap_or(0);
-    let moved = match &ctx.data().sampler {
-        Some(s) if s.armed => s.stack.is_none() || s.fuel_left != fuel_left,
-        _ => return Ok(UpdateDeadline::Continue(1)),
-    };
+    let moved = ctx
+        .data()
+        .sampler
+        .as_ref()
+        .is_some_and(|s| s.stack.is_none() || s.fuel_left != fuel_left);
     if moved {
         let trace = WasmBacktrace::force_capture(&ctx);
         if let Some(s) = ctx.data_mut().sampler.as_mut() {
