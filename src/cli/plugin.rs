@@ -5,6 +5,7 @@ use std::process::ExitCode;
 
 use crate::config::{ByteSize, HumanDuration};
 use crate::plugin::fixtures::{self, Case};
+use crate::plugin::profile::Profile;
 use crate::plugin::Limits;
 
 use super::plugin_lang::{self, Lang};
@@ -188,8 +189,10 @@ pub fn run(cmd: PluginCommand) -> ExitCode {
 }
 
 /// Runs one event and prints the report; exit 1 when the plugin failed (the report still says how).
+/// With `--profile`, runs it once more profiled and prints where the fuel went after the report.
 fn test_event(plugin: &Path, event: &Path, limits: Limits, options: &TestOptions) -> ExitCode {
-    let run = || -> Result<(serde_json::Value, bool), String> {
+    type Profiled = Option<(Profile, Option<String>)>;
+    let run = || -> Result<(serde_json::Value, bool, Profiled), String> {
         let compiled = plugin_test::compile(plugin, options)?;
         let text =
             std::fs::read_to_string(event).map_err(|e| format!("{}: {e}", event.display()))?;
@@ -220,17 +223,30 @@ fn test_event(plugin: &Path, event: &Path, limits: Limits, options: &TestOptions
             eprintln!("note: {note}");
         }
         let (report, _) = fixtures::run_case(&compiled, &case, limits);
+        let profiled = options
+            .profile
+            .then(|| plugin_test::profile_case(&compiled, &case, limits, &report));
         Ok((
             fixtures::report_json(&report, limits),
             report.result.is_ok(),
+            profiled,
         ))
     };
     match run() {
-        Ok((json, ok)) => {
+        Ok((json, ok, profiled)) => {
             println!(
                 "{}",
                 serde_json::to_string_pretty(&json).unwrap_or_default()
             );
+            if let Some((profile, note)) = profiled {
+                if let Some(note) = note {
+                    println!("note: {note}");
+                }
+                if let Err(e) = plugin_test::print_profile(&profile, "the event", options) {
+                    eprintln!("error: {e}");
+                    return ExitCode::FAILURE;
+                }
+            }
             if ok {
                 ExitCode::SUCCESS
             } else {

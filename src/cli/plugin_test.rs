@@ -1,5 +1,6 @@
-//! `tocsin plugin test`: limits from flags, the compile cache, and running a folder of fixtures (each
-//! case on a fresh instance and, in order, on a warm one, to catch state kept in globals).
+//! `tocsin plugin test`: limits from flags, the compile cache, running a folder of fixtures (each
+//! case on a fresh instance and, in order, on a warm one, to catch state kept in globals), and
+//! `--profile`'s report.
 
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
@@ -7,7 +8,15 @@ use std::process::ExitCode;
 use crate::config::plugin_manifest::{self, Manifest};
 use crate::config::{ByteSize, HumanDuration, MAX_PLUGIN_MEMORY};
 use crate::plugin::fixtures::{self, Case, WarmRunner};
+use crate::plugin::profile::Profile;
 use crate::plugin::{CallReport, Compiled, Engine, Limits};
+
+/// Functions `--profile`'s table shows (the rest are summed in one row).
+const PROFILE_TOP: usize = 20;
+
+/// A profiled run counts at every function entry and loop header: it gets this many times the
+/// wall-clock limit, so the counting does not stop it where a normal run would finish.
+const PROFILE_SLOWDOWN: u32 = 100;
 
 /// Flags of `plugin test` beyond the plugin, the input and the limits.
 #[derive(Debug, Default, clap::Args)]
@@ -24,6 +33,15 @@ pub struct TestOptions {
     /// filled in, as the server does.
     #[arg(long, value_name = "FILE")]
     pub manifest: Option<PathBuf>,
+    /// After the usual output, show where the fuel goes, per function: the event (or every case,
+    /// summed) is run once more with the profiler on, with 100 times the --timeout. See "Where
+    /// does my fuel go?" in plugins/README.md.
+    #[arg(long, conflicts_with_all = ["config", "replay"])]
+    pub profile: bool,
+    /// With --profile: also write the profile as folded stacks (`outer;inner;leaf FUEL` per line),
+    /// which flame graph tools read (inferno, flamegraph.pl, speedscope).
+    #[arg(long, value_name = "FILE", requires = "profile")]
+    pub profile_folded: Option<PathBuf>,
 }
 
 /// The manifest a run checks cases against: `--manifest`, else the one beside the component.
@@ -144,6 +162,47 @@ fn cost(report: &CallReport) -> String {
     )
 }
 
+/// Runs `case` once more with the profiler on (its limits, with [`PROFILE_SLOWDOWN`] times the
+/// timeout). Returns the profile, and a note when the profiled run did not end as `normal` did
+/// (the same decision or error and the same fuel), which only a deadline should cause.
+pub fn profile_case(
+    compiled: &Compiled,
+    case: &Case,
+    limits: Limits,
+    normal: &CallReport,
+) -> (Profile, Option<String>) {
+    let limits = Limits {
+        timeout: limits.timeout.saturating_mul(PROFILE_SLOWDOWN),
+        ..limits
+    };
+    let (report, _) = fixtures::run_case_profiled(compiled, case, limits);
+    let same = report.result == normal.result && report.fuel_used == normal.fuel_used;
+    let note = (!same).then(|| {
+        format!(
+            "the profiled run ended otherwise: {}, fuel {} (the profile is of that run)",
+            fixtures::describe(&report.result),
+            report.fuel_used
+        )
+    });
+    (report.profile.unwrap_or_default(), note)
+}
+
+/// Prints `--profile`'s table for `profile` (of `what`) and writes its folded stacks if asked.
+pub fn print_profile(profile: &Profile, what: &str, opts: &TestOptions) -> Result<(), String> {
+    println!();
+    println!(
+        "Profile of {what}: {} fuel (self: in the function's own code; total: with what it calls)",
+        profile.total()
+    );
+    print!("{}", profile.table(PROFILE_TOP));
+    if let Some(file) = &opts.profile_folded {
+        std::fs::write(file, profile.folded())
+            .map_err(|e| format!("cannot write {}: {e}", file.display()))?;
+        println!("Folded stacks written to {}", file.display());
+    }
+    Ok(())
+}
+
 /// Runs every case of the fixtures folder; prints one line per case and the mismatches of the
 /// failing ones. Exit 1 if any failed.
 pub fn run_fixtures(plugin: &Path, dir: &Path, limits: Limits, opts: &TestOptions) -> ExitCode {
@@ -164,12 +223,19 @@ pub fn run_fixtures(plugin: &Path, dir: &Path, limits: Limits, opts: &TestOption
         };
     let mut warm = WarmRunner::new(&compiled, limits);
     let mut failed = 0;
+    let mut profile = Profile::default();
     for (file, case) in &cases {
         let mut case = case.clone();
         let refused = fit(&mut case, manifest.as_ref());
         let case = &case;
         let fresh = fixtures::run_case(&compiled, case, limits);
         let warm_run = warm.run(case);
+        let mut profile_note = None;
+        if opts.profile {
+            let (p, note) = profile_case(&compiled, case, limits, &fresh.0);
+            profile.merge(&p);
+            profile_note = note;
+        }
         let file = file
             .file_name()
             .map_or_else(String::new, |f| f.to_string_lossy().into_owned());
@@ -199,8 +265,21 @@ pub fn run_fixtures(plugin: &Path, dir: &Path, limits: Limits, opts: &TestOption
                 println!("     log {}: {}", log.level, log.message);
             }
         }
+        if let Some(note) = profile_note {
+            println!("     note: {note}");
+        }
     }
     println!("{} passed, {failed} failed", cases.len() - failed);
+    if opts.profile {
+        let what = match cases.len() {
+            1 => "1 case".to_string(),
+            n => format!("{n} cases, summed"),
+        };
+        if let Err(e) = print_profile(&profile, &what, opts) {
+            eprintln!("error: {e}");
+            return ExitCode::FAILURE;
+        }
+    }
     if failed == 0 {
         ExitCode::SUCCESS
     } else {

@@ -174,6 +174,7 @@ fn settings(case: &Case, limits: Limits) -> Settings {
         disable_after: u32::MAX,
         // A fixture's event carries raw JSON only when the case gives it.
         raw: true,
+        profile: false,
     }
 }
 
@@ -186,6 +187,20 @@ pub fn run_case(
     let kv = Arc::new(Mutex::new(Kv::default()));
     let plugin = compiled.plugin("fixture", settings(case, limits), kv);
     call(&plugin, case)
+}
+
+/// Like [`run_case`] with the profiler on: the report's `profile` says where the fuel went.
+pub fn run_case_profiled(
+    compiled: &Compiled,
+    case: &Case,
+    limits: Limits,
+) -> (CallReport, BTreeMap<String, String>) {
+    let kv = Arc::new(Mutex::new(Kv::default()));
+    let settings = Settings {
+        profile: true,
+        ..settings(case, limits)
+    };
+    call(&compiled.plugin("fixture", settings, kv), case)
 }
 
 /// Runs cases in order on warm instances, the way the server does: one instance per plugin
@@ -383,6 +398,7 @@ mod tests {
             peak_memory: 0,
             elapsed: std::time::Duration::ZERO,
             logs: vec![],
+            profile: None,
         };
         use crate::domain::plugin::FailureKind as K;
         assert_eq!(fuel_counted(&report(Ok(Verdict::Pass))), (Some(1667), None));

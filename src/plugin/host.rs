@@ -24,6 +24,8 @@ pub struct Shared {
     pub tables: BTreeMap<String, BTreeMap<String, String>>,
     /// Survives reloads of the same plugin name (the registry hands it on).
     pub kv: Arc<Mutex<Kv>>,
+    /// Whether calls are profiled ([`super::Settings::profile`]).
+    pub profile: bool,
 }
 
 /// Where a plugin's clock comes from: the real time, or a frozen one for fixtures.
@@ -96,6 +98,8 @@ pub struct HostState {
     pub deadline: Instant,
     pub clock: PluginClock,
     pub logs: Vec<LogLine>,
+    /// Counts where a profiled call's fuel goes (`None` unless profiling).
+    pub sampler: Option<super::profile::Sampler>,
     /// A deny-all WASI context (no environment, files, sockets), for plugins that import WASI.
     wasi: WasiCtx,
     table: ResourceTable,
@@ -104,6 +108,7 @@ pub struct HostState {
 impl HostState {
     pub fn new(shared: Arc<Shared>, max_memory: usize, clock: PluginClock) -> HostState {
         HostState {
+            sampler: shared.profile.then(super::profile::Sampler::default),
             shared,
             limiter: Limiter {
                 max_memory,

@@ -17,6 +17,7 @@ mod chain;
 pub mod fixtures;
 mod host;
 mod kv;
+pub mod profile;
 mod status;
 
 use std::collections::BTreeMap;
@@ -27,7 +28,7 @@ use std::time::{Duration, Instant};
 
 use sha2::{Digest, Sha256};
 use wasmtime::component::{Component, HasSelf, Linker};
-use wasmtime::{Store, Trap, UpdateDeadline};
+use wasmtime::{Store, Trap};
 
 use crate::config::{Config, PluginConfig};
 use crate::domain::alert::{Alert, Severity, Status};
@@ -288,6 +289,7 @@ impl Compiled {
                 config: settings.config,
                 tables: settings.tables,
                 kv,
+                profile: settings.profile,
             }),
             engine: self.engine.clone(),
             pre: self.pre.clone(),
@@ -316,6 +318,8 @@ pub struct Settings {
     pub disable_after: u32,
     /// Whether the plugin gets the sender's raw JSON.
     pub raw: bool,
+    /// Profile each call: where its fuel goes (`plugin test --profile`, see [`profile`]).
+    pub profile: bool,
 }
 
 impl Settings {
@@ -339,6 +343,7 @@ impl Settings {
             limits: Limits::from_config(c),
             disable_after: c.disable_after,
             raw: c.raw,
+            profile: false,
         }
     }
 }
@@ -390,6 +395,8 @@ pub struct CallReport {
     pub peak_memory: usize,
     pub elapsed: Duration,
     pub logs: Vec<LogLine>,
+    /// Where the fuel went, for a profiled plugin ([`Settings::profile`]).
+    pub profile: Option<profile::Profile>,
 }
 
 impl Plugin {
@@ -434,13 +441,7 @@ impl Plugin {
         let state = host::HostState::new(Arc::clone(&self.shared), self.limits.memory, clock);
         let mut store = Store::new(&self.engine.engine, state);
         store.limiter(|s| &mut s.limiter);
-        store.epoch_deadline_callback(|ctx| {
-            if Instant::now() >= ctx.data().deadline {
-                Err(Trap::Interrupt.into())
-            } else {
-                Ok(UpdateDeadline::Continue(1))
-            }
-        });
+        store.epoch_deadline_callback(profile::on_epoch);
         // Instantiation runs the plugin's start code: give it the same budget as a call.
         store.set_fuel(self.limits.fuel)?;
         store.data_mut().deadline = Instant::now() + self.limits.timeout;
@@ -479,6 +480,7 @@ impl Plugin {
                         peak_memory: 0,
                         elapsed: started.elapsed(),
                         logs: Vec::new(),
+                        profile: None,
                     }
                 }
             }
@@ -494,7 +496,7 @@ impl Plugin {
             data.logs.clear();
         }
         let fuel_set = warm.store.set_fuel(self.limits.fuel).is_ok();
-        warm.store.set_epoch_deadline(1);
+        profile::arm(&mut warm.store);
         let ev = to_wit(event, source_kind, id, self.raw);
         let outcome = warm.instance.call_handle(&mut warm.store, &ev);
         let fuel_left = warm.store.get_fuel().unwrap_or(0);
@@ -503,6 +505,7 @@ impl Plugin {
         } else {
             0
         };
+        let profile = profile::finish(&mut warm.store);
         let data = warm.store.data_mut();
         let logs = std::mem::take(&mut data.logs);
         let peak_memory = data.limiter.peak_memory;
@@ -522,6 +525,7 @@ impl Plugin {
             peak_memory,
             elapsed: started.elapsed(),
             logs,
+            profile,
         }
     }
 }
