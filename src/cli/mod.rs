@@ -6,6 +6,7 @@ mod plugin;
 mod plugin_chain;
 mod plugin_lang;
 mod plugin_test;
+mod plugin_watch;
 mod replay;
 
 use std::path::{Path, PathBuf};
