@@ -15,6 +15,10 @@ const BIN: &str = env!("CARGO_BIN_EXE_tocsin");
 /// The longest the whole of one test may wait for output.
 const DEADLINE: Duration = Duration::from_secs(90);
 
+/// The plugins' deadline per call, well above the default 50 ms: a loaded machine running a debug
+/// tocsin must not turn a case's result into a deadline failure (limits are not under test here).
+const PLUGIN_TIMEOUT: &str = "10s";
+
 fn dist(name: &str) -> PathBuf {
     let p = Path::new(env!("CARGO_MANIFEST_DIR"))
         .join("plugins/dist")
@@ -45,11 +49,17 @@ impl Drop for Watching {
 
 impl Watching {
     fn start(project: &Path, args: &[&str]) -> Watching {
+        Watching::start_with(project, args, &[])
+    }
+
+    fn start_with(project: &Path, args: &[&str], env: &[(&str, &std::ffi::OsStr)]) -> Watching {
         let mut child = Command::new(BIN)
             .args(["plugin", "test"])
             .args(args)
             .args(["--no-cache", "--watch"])
             .current_dir(project)
+            .env_remove("RUSTFLAGS")
+            .envs(env.iter().copied())
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
@@ -129,7 +139,15 @@ fn watch_reruns_on_fixture_saves_and_rebuilds_on_source_saves() {
     let build = r#"cp "$(cat src/which)" plugin.wasm"#;
     let mut w = Watching::start(
         project,
-        &["plugin.wasm", "--fixtures", "fixtures", "--build", build],
+        &[
+            "plugin.wasm",
+            "--fixtures",
+            "fixtures",
+            "--build",
+            build,
+            "--timeout",
+            PLUGIN_TIMEOUT,
+        ],
     );
 
     // Run 1 builds (there is no plugin.wasm yet), then passes.
@@ -212,7 +230,16 @@ fn without_a_build_watch_reruns_when_the_plugin_or_fixtures_change_and_ignores_s
     std::fs::write(project.join("src/rule.txt"), "v1").unwrap();
     std::fs::write(project.join("fixtures/cases.yaml"), case("error")).unwrap();
     std::fs::copy(dist("returns-err"), project.join("plugin.wasm")).unwrap();
-    let mut w = Watching::start(project, &["plugin.wasm", "--fixtures", "fixtures"]);
+    let mut w = Watching::start(
+        project,
+        &[
+            "plugin.wasm",
+            "--fixtures",
+            "fixtures",
+            "--timeout",
+            PLUGIN_TIMEOUT,
+        ],
+    );
 
     let run = w.next_run();
     assert!(
@@ -260,7 +287,7 @@ fn a_watched_chain_test_runs_again_when_its_config_changes() {
             "listen: 127.0.0.1:9077\nstorage: sqlite://{db}\nplugin_cache: {cache}\n\
              sources:\n  prom: {{kind: prometheus, plugins: [p]}}\n\
              members:\n  alice: {{role: admin, token: \"a1b2c3d4e5f6a7b8c9d0-alice\"}}\n\
-             plugins:\n  p: {{path: {path}}}\n",
+             plugins:\n  p: {{path: {path}, limits: {{timeout: {PLUGIN_TIMEOUT}}}}}\n",
             db = project.join("t.db").display(),
             cache = project.join("cache").display(),
             path = project.join(component).display(),
@@ -297,4 +324,85 @@ fn a_watched_chain_test_runs_again_when_its_config_changes() {
     );
     assert!(has(&run, "plugin p failed (error)"), "{run:#?}");
     assert!(has(&run, "0 passed, 1 failed"), "{run:#?}");
+}
+
+/// The Rust template with its own build (`cargo build --release --target wasm32-wasip2 --locked`,
+/// found from its Cargo.toml), in plugins/target so the SDK's dependencies scripts/build-plugins
+/// compiled are reused: a rebuild takes seconds.
+#[test]
+fn watch_rebuilds_the_rust_template_with_cargo_on_each_save() {
+    let target = Path::new(env!("CARGO_MANIFEST_DIR")).join("plugins/target");
+    assert!(
+        target.exists(),
+        "{} is missing: run scripts/build-plugins (scripts/test does it)",
+        target.display()
+    );
+    let dir = tempfile::tempdir().unwrap();
+    let out = Command::new(BIN)
+        .args(["plugin", "new", "watched"])
+        .current_dir(dir.path())
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{out:?}");
+    let project = dir.path().join("watched");
+    let wasm = target.join("wasm32-wasip2/release/watched.wasm");
+    let mut w = Watching::start_with(
+        &project,
+        &[
+            wasm.to_str().unwrap(),
+            "--fixtures",
+            "fixtures",
+            "--timeout",
+            PLUGIN_TIMEOUT,
+        ],
+        &[("CARGO_TARGET_DIR", target.as_os_str())],
+    );
+    let cargo = "cargo build --release --target wasm32-wasip2 --locked";
+    let run = w.next_run();
+    assert_eq!(
+        run[0],
+        format!("── run 1 · start · rebuilding: {cargo} ──"),
+        "{run:#?}"
+    );
+    assert!(has(&run, "4 passed, 0 failed"), "{run:#?}");
+
+    // Another drop reason: the case that expects the old one fails.
+    let lib = project.join("src/lib.rs");
+    let source = std::fs::read_to_string(&lib).unwrap();
+    save(
+        &lib,
+        &source.replace("\"watchdog heartbeat\"", "\"heartbeat\""),
+    );
+    let run = w.next_run();
+    assert_eq!(
+        run[0],
+        format!("── run 2 · change: src/lib.rs · rebuilding: {cargo} ──"),
+        "{run:#?}"
+    );
+    assert!(
+        has(
+            &run,
+            "drop reason: expected \"watchdog heartbeat\", got \"heartbeat\""
+        ),
+        "{run:#?}"
+    );
+    assert!(has(&run, "3 passed, 1 failed"), "{run:#?}");
+
+    // A compile error: cargo's message, no run, still watching.
+    save(
+        &lib,
+        &source.replace("\"watchdog heartbeat\"", "watchdog heartbeat"),
+    );
+    let run = w.next_run();
+    assert!(has(&run, "error"), "{run:#?}");
+    assert!(has(&run, "the fixtures were not run"), "{run:#?}");
+
+    save(&lib, &source);
+    let run = w.next_run();
+    assert_eq!(
+        run[0],
+        format!("── run 4 · change: src/lib.rs · rebuilding: {cargo} ──"),
+        "{run:#?}"
+    );
+    assert!(has(&run, "4 passed, 0 failed"), "{run:#?}");
 }

@@ -264,22 +264,23 @@ pub fn resolve(path: &Path) -> PathBuf {
 
 /// Runs the build in `dir`; `Err` carries what it printed (stdout and stderr as interleaved).
 fn run_build(build: &Build, dir: &Path) -> Result<(), String> {
-    let (mut reader, writer) = std::io::pipe().map_err(|e| e.to_string())?;
-    let spawned = {
-        // The command holds the pipe's write ends; it is dropped at the end of this block so the
-        // reader sees the end once the build exits.
-        let mut cmd = Command::new(&build.program);
-        cmd.args(&build.args)
-            .current_dir(dir)
-            .stdin(Stdio::null())
-            .stdout(writer.try_clone().map_err(|e| e.to_string())?)
-            .stderr(writer);
-        cmd.spawn()
-    };
-    let mut child = spawned.map_err(|e| format!("cannot run `{}`: {e}", build.program))?;
+    // `sh` points the build's stderr at its stdout, one pipe: the output reads as in a terminal,
+    // and a single pipe cannot fill up while another is being read.
+    let spawned = Command::new("sh")
+        .args(["-c", r#"exec "$0" "$@" 2>&1"#])
+        .arg(&build.program)
+        .args(&build.args)
+        .current_dir(dir)
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn();
+    let mut child = spawned.map_err(|e| format!("cannot run sh: {e}"))?;
     let mut out = Vec::new();
-    // A read error only loses the build's output; its exit status still decides.
-    let _ = reader.read_to_end(&mut out);
+    if let Some(mut pipe) = child.stdout.take() {
+        // A read error only loses the build's output; its exit status still decides.
+        let _ = pipe.read_to_end(&mut out);
+    }
     let status = child.wait().map_err(|e| e.to_string())?;
     if status.success() {
         Ok(())
@@ -362,6 +363,35 @@ fn next_burst(
     Some(changes)
 }
 
+/// What a file looked like: its size and modification time, `None` when it does not exist.
+pub type Stamp = Option<(u64, Option<std::time::SystemTime>)>;
+
+fn stamp_of(path: &Path) -> Stamp {
+    let m = std::fs::metadata(path).ok()?;
+    Some((m.len(), m.modified().ok()))
+}
+
+/// The stamp of each path as the last run saw it. One save can reach the watch as several events
+/// (a rename is reported three ways) that a busy machine may deliver apart; a path whose stamp has
+/// not moved since the last run does not start another.
+#[derive(Debug, Default)]
+pub struct Stamps(BTreeMap<PathBuf, Stamp>);
+
+impl Stamps {
+    /// Drops from `changes` the paths whose stamp (from `stat`) is the one already recorded; records
+    /// the others'.
+    pub fn keep_changed(
+        &mut self,
+        changes: &mut BTreeMap<PathBuf, Change>,
+        stat: impl Fn(&Path) -> Stamp,
+    ) {
+        changes.retain(|path, _| {
+            let now = stat(path);
+            self.0.insert(path.clone(), now) != Some(now)
+        });
+    }
+}
+
 /// Builds (when asked and there is a build), then runs; prints the header first and the waiting
 /// line after.
 fn one_run(n: u32, reason: &str, rebuild: bool, setup: &Setup, run: &mut dyn FnMut()) {
@@ -431,7 +461,12 @@ pub fn watch(setup: Setup, run: &mut dyn FnMut()) -> ExitCode {
     }
     one_run(1, "start", true, &setup, run);
     let mut n = 1;
-    while let Some(changes) = next_burst(&rx, &mut watcher, watched) {
+    let mut stamps = Stamps::default();
+    while let Some(mut changes) = next_burst(&rx, &mut watcher, watched) {
+        stamps.keep_changed(&mut changes, stamp_of);
+        if changes.is_empty() {
+            continue;
+        }
         n += 1;
         let rebuild = changes.values().any(|c| *c == Change::Rebuild);
         let paths: Vec<String> = changes.keys().map(|p| shown(p, &watched.project)).collect();
@@ -605,15 +640,46 @@ mod tests {
     }
 
     #[test]
+    fn a_save_reported_twice_runs_once_and_each_new_save_runs() {
+        use std::time::{Duration, SystemTime};
+        let at = |s: u64| Some((10, Some(SystemTime::UNIX_EPOCH + Duration::from_secs(s))));
+        let mut stamps = Stamps::default();
+        let burst = |paths: &[&str]| -> BTreeMap<PathBuf, Change> {
+            paths
+                .iter()
+                .map(|p| (PathBuf::from(p), Change::Rerun))
+                .collect()
+        };
+        let mut first = burst(&["/p/a.yaml", "/p/b.yaml"]);
+        stamps.keep_changed(&mut first, |_| at(1));
+        assert_eq!(first.len(), 2, "never seen: both count");
+        let mut again = burst(&["/p/a.yaml"]);
+        stamps.keep_changed(&mut again, |_| at(1));
+        assert!(again.is_empty(), "the same save reported late");
+        let mut saved = burst(&["/p/a.yaml"]);
+        stamps.keep_changed(&mut saved, |_| at(2));
+        assert_eq!(saved.len(), 1);
+        let mut removed = burst(&["/p/a.yaml"]);
+        stamps.keep_changed(&mut removed, |_| None);
+        assert_eq!(removed.len(), 1);
+        let mut removed_again = burst(&["/p/a.yaml"]);
+        stamps.keep_changed(&mut removed_again, |_| None);
+        assert!(removed_again.is_empty());
+    }
+
+    #[test]
     fn a_failed_build_returns_what_it_printed_on_both_streams() {
         let dir = std::env::temp_dir();
         let err = run_build(&Build::shell("echo out; echo err >&2; exit 3"), &dir).unwrap_err();
         assert!(err.contains("out\n") && err.contains("err\n"), "{err}");
         assert!(err.contains("exit status: 3"), "{err}");
         assert_eq!(run_build(&Build::shell("true"), &dir), Ok(()));
-        let missing = Build::words(&["/nonexistent/tool"]);
-        assert!(run_build(&missing, &dir)
-            .unwrap_err()
-            .contains("cannot run"));
+        // A tool that is not installed fails like any build, with the shell's message.
+        let missing = run_build(&Build::words(&["/nonexistent/tool"]), &dir).unwrap_err();
+        assert!(
+            missing.contains("/nonexistent/tool") && missing.contains("not found"),
+            "{missing}"
+        );
+        assert!(missing.contains("exit status: 127"), "{missing}");
     }
 }
