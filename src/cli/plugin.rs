@@ -83,7 +83,8 @@ const TEMPLATE: &[(&str, &str)] = &[
 #[allow(clippy::large_enum_variant)]
 #[derive(Debug, clap::Subcommand)]
 pub enum PluginCommand {
-    /// Run a plugin on one event (`--event`) or on a folder of YAML cases (`--fixtures`).
+    /// Run a plugin on one event (`--event`) or on a folder of YAML cases (`--fixtures`, and with
+    /// `--watch` again on every save).
     Test {
         /// The plugin component (`.wasm`); not with `--config`, which tests the source's whole chain.
         #[arg(required_unless_present = "config", conflicts_with = "config")]
