@@ -6,6 +6,7 @@ mod plugin;
 mod plugin_chain;
 mod plugin_lang;
 mod plugin_test;
+mod plugin_watch;
 mod replay;
 
 use std::path::{Path, PathBuf};
@@ -43,8 +44,9 @@ enum Command {
         config: PathBuf,
     },
     /// Tools for plugin authors.
+    // Boxed: `plugin test` has many flags, so the variant is much larger than the others.
     #[command(subcommand)]
-    Plugin(plugin::PluginCommand),
+    Plugin(Box<plugin::PluginCommand>),
     /// Bring the database's schema up to date and exit (`--config`), or copy a SQLite install into an
     /// empty PostgreSQL database (`--from sqlite://PATH --to postgres://...`).
     Migrate {
@@ -65,7 +67,7 @@ pub fn main() -> ExitCode {
     match cli.command {
         Command::Check { config } => check(&config),
         Command::Serve { config } => serve(config),
-        Command::Plugin(cmd) => plugin::run(cmd),
+        Command::Plugin(cmd) => plugin::run(*cmd),
         Command::Migrate { config, from, to } => migrate::run(config, from, to),
     }
 }

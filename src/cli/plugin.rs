@@ -1,4 +1,4 @@
-//! `tocsin plugin ...`: the plugin author's tools (`test` and `new`).
+//! `tocsin plugin ...`: the plugin author's tools (`test`, `test --watch` and `new`).
 
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
@@ -8,8 +8,11 @@ use crate::plugin::fixtures::{self, Case};
 use crate::plugin::profile::Profile;
 use crate::plugin::Limits;
 
+use crate::config::plugin_manifest::manifest_path;
+
 use super::plugin_lang::{self, Lang};
 use super::plugin_test::{self, TestOptions};
+use super::plugin_watch;
 
 /// Files of a new plugin project: the template, then the SDK and the WIT, embedded at build time so
 /// `tocsin plugin new` works anywhere, from an installed binary.
@@ -82,7 +85,8 @@ const TEMPLATE: &[(&str, &str)] = &[
 #[allow(clippy::large_enum_variant)]
 #[derive(Debug, clap::Subcommand)]
 pub enum PluginCommand {
-    /// Run a plugin on one event (`--event`) or on a folder of YAML cases (`--fixtures`).
+    /// Run a plugin on one event (`--event`) or on a folder of YAML cases (`--fixtures`, and with
+    /// `--watch` again on every save).
     Test {
         /// The plugin component (`.wasm`); not with `--config`, which tests the source's whole chain.
         #[arg(required_unless_present = "config", conflicts_with = "config")]
@@ -116,6 +120,17 @@ pub enum PluginCommand {
         /// How far back `--replay` reads from a server (default 24h).
         #[arg(long, requires = "replay", default_value = "24h")]
         since: String,
+        /// With `--fixtures`: after the run, watch the project's files and run again on every save,
+        /// rebuilding the plugin first when a source changed (Ctrl-C stops).
+        #[arg(long, requires = "fixtures")]
+        watch: bool,
+        /// The project `--watch` watches and builds (default: the current directory).
+        #[arg(long, requires = "watch", value_name = "DIR")]
+        project: Option<PathBuf>,
+        /// How `--watch` builds the plugin, run with `sh -c` in the project, instead of the build
+        /// found there (Cargo.toml: cargo; package.json: npm run build; app.py: componentize-py).
+        #[arg(long, requires = "watch", value_name = "CMD")]
+        build: Option<String>,
         #[command(flatten)]
         options: TestOptions,
     },
@@ -135,6 +150,61 @@ pub enum PluginCommand {
 pub fn run(cmd: PluginCommand) -> ExitCode {
     match cmd {
         PluginCommand::New { name, lang } => new(&name, lang),
+        PluginCommand::Test {
+            watch: true,
+            fixtures: Some(dir),
+            plugin,
+            config,
+            source,
+            fuel,
+            timeout,
+            memory,
+            options,
+            project,
+            build,
+            ..
+        } => {
+            let project = project.unwrap_or_else(|| PathBuf::from("."));
+            match (plugin, config, source) {
+                (Some(plugin), None, _) => {
+                    let limits = match plugin_test::limits(fuel, timeout, memory) {
+                        Ok(l) => l,
+                        Err(e) => {
+                            eprintln!("error: {e}");
+                            return ExitCode::from(2);
+                        }
+                    };
+                    let cache = plugin_test::cache_dir(&options, |k| std::env::var(k).ok());
+                    let files = WatchFiles {
+                        inputs: Vec::new(),
+                        components: vec![plugin.clone()],
+                        cache,
+                    };
+                    let setup = watch_setup(&project, &dir, files, build);
+                    plugin_watch::watch(setup, &mut || {
+                        plugin_test::run_fixtures(&plugin, &dir, limits, &options);
+                    })
+                }
+                (None, Some(config), Some(source)) => {
+                    let (components, cache) = super::plugin_chain::chain_files(&config, &source);
+                    let mut inputs = vec![config.clone()];
+                    inputs.extend(components.iter().map(|c| manifest_path(c)));
+                    let files = WatchFiles {
+                        inputs,
+                        components,
+                        cache,
+                    };
+                    let setup = watch_setup(&project, &dir, files, build);
+                    plugin_watch::watch(setup, &mut || {
+                        super::plugin_chain::test_chain(&config, &source, &dir);
+                    })
+                }
+                _ => {
+                    eprintln!("give a plugin, or --config FILE --source S, with --fixtures DIR");
+                    ExitCode::from(2)
+                }
+            }
+        }
         PluginCommand::Test {
             replay: Some(from),
             plugin,
@@ -185,6 +255,60 @@ pub fn run(cmd: PluginCommand) -> ExitCode {
             eprintln!("give a plugin, or --config FILE --source S with --fixtures DIR or --replay");
             ExitCode::from(2)
         }
+    }
+}
+
+/// The files a watched run reads besides the fixtures, and the compile cache it writes.
+struct WatchFiles {
+    /// Re-run when they change: a chain's config and manifests.
+    inputs: Vec<PathBuf>,
+    /// The plugin components.
+    components: Vec<PathBuf>,
+    cache: Option<PathBuf>,
+}
+
+/// What `--watch` watches and how it builds: `--build`, else the project's own build (a Python
+/// project's component is the first of the components inside it).
+fn watch_setup(
+    project: &Path,
+    fixtures: &Path,
+    files: WatchFiles,
+    build: Option<String>,
+) -> plugin_watch::Setup {
+    let project = plugin_watch::resolve(project);
+    let outputs: Vec<PathBuf> = files
+        .components
+        .iter()
+        .map(|c| plugin_watch::resolve(c))
+        .collect();
+    let build = build
+        .map(|cmd| plugin_watch::Build::shell(&cmd))
+        .or_else(|| {
+            let output = outputs
+                .iter()
+                .find_map(|o| o.strip_prefix(&project).ok())
+                .map(|o| o.display().to_string());
+            plugin_watch::detect_build(&|p| project.join(p).exists(), output.as_deref())
+        });
+    plugin_watch::Setup {
+        watched: plugin_watch::Watched {
+            fixtures: plugin_watch::resolve(fixtures),
+            inputs: files
+                .inputs
+                .iter()
+                .map(|i| plugin_watch::resolve(i))
+                .collect(),
+            // The runs write there: it must not look like a saved source.
+            written: files
+                .cache
+                .iter()
+                .map(|c| plugin_watch::resolve(c))
+                .collect(),
+            outputs,
+            building: build.is_some(),
+            project,
+        },
+        build,
     }
 }
 

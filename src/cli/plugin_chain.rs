@@ -169,6 +169,23 @@ impl Chain {
     }
 }
 
+/// The components of `source`'s chain in the config at `config_path`, as [`Chain::load`] opens them,
+/// and the compile cache it writes to (nothing when the config does not load: `plugin test --watch`
+/// then watches the config alone).
+pub fn chain_files(config_path: &Path, source: &str) -> (Vec<PathBuf>, Option<PathBuf>) {
+    let Ok(config) = config::load(config_path) else {
+        return (Vec::new(), None);
+    };
+    let chain = config.sources.get(source).map(|s| s.plugins.clone());
+    let components = chain
+        .unwrap_or_default()
+        .iter()
+        .filter_map(|name| config.plugins.get(name))
+        .map(|pc| PathBuf::from(&pc.path.0))
+        .collect();
+    (components, Some(PathBuf::from(&config.plugin_cache.0)))
+}
+
 /// What a chain made of one alert.
 #[derive(Debug, Clone)]
 pub struct Outcome {
