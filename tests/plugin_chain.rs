@@ -58,6 +58,20 @@ fn tocsin(args: &[&str]) -> Output {
     Command::new(BIN).args(args).output().unwrap()
 }
 
+/// `tocsin plugin test --config CONFIG --source SOURCE --fixtures CASES`.
+fn chain_test(config: &str, source: &str, cases: &str) -> Output {
+    tocsin(&[
+        "plugin",
+        "test",
+        "--config",
+        config,
+        "--source",
+        source,
+        "--fixtures",
+        cases,
+    ])
+}
+
 fn text(o: &Output) -> String {
     format!(
         "{}{}",
@@ -130,16 +144,7 @@ fn a_chain_test_runs_the_sources_chain_with_the_configs_tables() {
         "    tables:\n      team_rooms: {db: db}\n      oncall: {db: dba}\n",
     );
     let cases = case(dir.path(), "db.yaml", CRITICAL_DB);
-    let out = tocsin(&[
-        "plugin",
-        "test",
-        "--config",
-        cfg.to_str().unwrap(),
-        "--source",
-        "prom",
-        "--fixtures",
-        cases.to_str().unwrap(),
-    ]);
+    let out = chain_test(cfg.to_str().unwrap(), "prom", cases.to_str().unwrap());
     let all = text(&out);
     assert!(out.status.success(), "{all}");
     assert!(all.contains("2 passed, 0 failed"), "{all}");
@@ -149,16 +154,7 @@ fn a_chain_test_runs_the_sources_chain_with_the_configs_tables() {
         dir.path(),
         "    tables:\n      team_rooms: {web: db}\n      oncall: {db: dba}\n",
     );
-    let out = tocsin(&[
-        "plugin",
-        "test",
-        "--config",
-        cfg.to_str().unwrap(),
-        "--source",
-        "prom",
-        "--fixtures",
-        cases.to_str().unwrap(),
-    ]);
+    let out = chain_test(cfg.to_str().unwrap(), "prom", cases.to_str().unwrap());
     let all = text(&out);
     assert_eq!(out.status.code(), Some(1), "{all}");
     assert!(
@@ -185,16 +181,7 @@ fn a_chain_test_fails_on_rooms_and_members_the_config_does_not_have() {
         "db.yaml",
         "name: critical db\nevent: {title: lag, severity: critical, labels: {service: postgres}}\n",
     );
-    let out = tocsin(&[
-        "plugin",
-        "test",
-        "--config",
-        cfg.to_str().unwrap(),
-        "--source",
-        "prom",
-        "--fixtures",
-        cases.to_str().unwrap(),
-    ]);
+    let out = chain_test(cfg.to_str().unwrap(), "prom", cases.to_str().unwrap());
     let all = text(&out);
     assert_eq!(out.status.code(), Some(1), "{all}");
     assert!(
@@ -208,16 +195,7 @@ fn a_chain_test_fails_on_rooms_and_members_the_config_does_not_have() {
 
     // With the manifest the same config does not even load: the chain test names the key.
     plugin(dir.path(), "severity-router", "router", true);
-    let out = tocsin(&[
-        "plugin",
-        "test",
-        "--config",
-        cfg.to_str().unwrap(),
-        "--source",
-        "prom",
-        "--fixtures",
-        cases.to_str().unwrap(),
-    ]);
+    let out = chain_test(cfg.to_str().unwrap(), "prom", cases.to_str().unwrap());
     let all = text(&out);
     assert_eq!(out.status.code(), Some(1), "{all}");
     assert!(
@@ -233,16 +211,7 @@ fn a_chain_test_names_an_unknown_source() {
     plugin(dir.path(), "enrich", "enrich", true);
     let cfg = config(dir.path(), "");
     let cases = case(dir.path(), "x.yaml", "event: {title: x}\n");
-    let out = tocsin(&[
-        "plugin",
-        "test",
-        "--config",
-        cfg.to_str().unwrap(),
-        "--source",
-        "promm",
-        "--fixtures",
-        cases.to_str().unwrap(),
-    ]);
+    let out = chain_test(cfg.to_str().unwrap(), "promm", cases.to_str().unwrap());
     let all = text(&out);
     assert_eq!(out.status.code(), Some(1), "{all}");
     assert!(all.contains("no source `promm` (sources: prom)"), "{all}");
@@ -283,16 +252,7 @@ fn a_chain_case_runs_at_its_own_time() {
   expect: kept
 ",
     );
-    let out = tocsin(&[
-        "plugin",
-        "test",
-        "--config",
-        cfg.to_str().unwrap(),
-        "--source",
-        "prom",
-        "--fixtures",
-        cases.to_str().unwrap(),
-    ]);
+    let out = chain_test(cfg.to_str().unwrap(), "prom", cases.to_str().unwrap());
     let all = text(&out);
     assert!(out.status.success(), "{all}");
     assert!(all.contains("2 passed, 0 failed"), "{all}");

@@ -4,11 +4,15 @@
 //! run too many or too few shows up as a wrong header. No sleeps: the test reads the child's output
 //! line by line with an overall deadline.
 
+mod common;
+
 use std::io::{BufRead, BufReader};
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::sync::mpsc::{self, Receiver};
 use std::time::{Duration, Instant};
+
+use common::dist;
 
 const BIN: &str = env!("CARGO_BIN_EXE_tocsin");
 
@@ -18,18 +22,6 @@ const DEADLINE: Duration = Duration::from_secs(90);
 /// The plugins' deadline per call, well above the default 50 ms: a loaded machine running a debug
 /// tocsin must not turn a case's result into a deadline failure (limits are not under test here).
 const PLUGIN_TIMEOUT: &str = "10s";
-
-fn dist(name: &str) -> PathBuf {
-    let p = Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("plugins/dist")
-        .join(format!("{name}.wasm"));
-    assert!(
-        p.exists(),
-        "{} is missing: run scripts/build-plugins (scripts/test does it)",
-        p.display()
-    );
-    p
-}
 
 /// The watching tocsin: killed when the test ends, passing or failing.
 struct Watching {
@@ -135,7 +127,7 @@ fn watch_reruns_on_fixture_saves_and_rebuilds_on_source_saves() {
     std::fs::write(project.join("fixtures/cases.yaml"), case("error")).unwrap();
     // The "source" names the component the build copies into place: a cheap, deterministic build.
     let which = project.join("src/which");
-    std::fs::write(&which, dist("returns-err").display().to_string()).unwrap();
+    std::fs::write(&which, dist("returns-err")).unwrap();
     let build = r#"cp "$(cat src/which)" plugin.wasm"#;
     let mut w = Watching::start(
         project,
@@ -182,7 +174,7 @@ fn watch_reruns_on_fixture_saves_and_rebuilds_on_source_saves() {
     assert!(has(&run, "1 passed, 0 failed"), "{run:#?}");
 
     // A source change rebuilds, and the run uses the new component (echo-raw routes: no error).
-    save(&which, &dist("echo-raw").display().to_string());
+    save(&which, &dist("echo-raw"));
     let run = w.next_run();
     assert_eq!(
         run[0],
@@ -211,7 +203,7 @@ fn watch_reruns_on_fixture_saves_and_rebuilds_on_source_saves() {
     assert!(!has(&run, "passed,"), "{run:#?}");
 
     // Fixed: builds and passes.
-    save(&which, &dist("returns-err").display().to_string());
+    save(&which, &dist("returns-err"));
     let run = w.next_run();
     assert_eq!(
         run[0],
