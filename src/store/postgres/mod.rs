@@ -190,7 +190,7 @@ impl PgBackend {
                     .map_err(err)?;
                 let mut tx = PgTx::new(t, &mut conn.stmts, !write);
                 let out = f(&mut tx)?;
-                tx.flush_openings()?;
+                tx.flush_pending()?;
                 if let Some(last) = tx.last_feed {
                     tx.exec(
                         "SELECT pg_notify($1, $2)",
@@ -373,8 +373,9 @@ pub struct PgTx<'a> {
     last_feed: Option<i64>,
     /// Ticket numbers taken ahead (`reserve_ticket_numbers`), lowest first.
     numbers: std::collections::VecDeque<i64>,
-    /// New tickets not written yet (see openings.rs): flushed before the next statement or commit.
-    openings: Vec<openings::Opening>,
+    /// New tickets and entries not written yet (see openings.rs): flushed before the next statement
+    /// or the commit.
+    pending: openings::Pending,
 }
 
 type Params<'p> = &'p [&'p (dyn ToSql + Sync)];
@@ -406,7 +407,7 @@ impl<'a> PgTx<'a> {
             feed_locked: false,
             last_feed: None,
             numbers: std::collections::VecDeque::new(),
-            openings: Vec::new(),
+            pending: openings::Pending::default(),
         }
     }
 
@@ -416,25 +417,25 @@ impl<'a> PgTx<'a> {
     }
 
     fn query(&mut self, sql: &str, params: Params<'_>) -> Result<Vec<Row>> {
-        self.flush_openings()?;
+        self.flush_pending()?;
         let s = self.stmt(sql)?;
         self.t.query(&s, params).map_err(err)
     }
 
     fn query_opt(&mut self, sql: &str, params: Params<'_>) -> Result<Option<Row>> {
-        self.flush_openings()?;
+        self.flush_pending()?;
         let s = self.stmt(sql)?;
         self.t.query_opt(&s, params).map_err(err)
     }
 
     fn query_one(&mut self, sql: &str, params: Params<'_>) -> Result<Row> {
-        self.flush_openings()?;
+        self.flush_pending()?;
         let s = self.stmt(sql)?;
         self.t.query_one(&s, params).map_err(err)
     }
 
     fn exec(&mut self, sql: &str, params: Params<'_>) -> Result<u64> {
-        self.flush_openings()?;
+        self.flush_pending()?;
         let s = self.stmt(sql)?;
         self.t.execute(&s, params).map_err(err)
     }

@@ -1,6 +1,8 @@
-//! Write-behind for new tickets on PostgreSQL: a transaction keeps its openings (a new ticket with
-//! its first entry, `TicketRows::insert_opened`) and writes them together, in one statement, just
-//! before its next statement or its commit, whichever comes first.
+//! Write-behind for new tickets and timeline entries on PostgreSQL: a transaction keeps its openings
+//! (a new ticket with its first entry, `TicketRows::insert_opened`), the entries it appends
+//! (`insert_entry`) and updates of tickets it has not written yet, and writes them together, in one
+//! statement, just before its next statement or its commit, whichever comes first. Entries keep the
+//! order they were appended in (their feed ids follow it).
 //!
 //! Why: every statement is a round trip, and applying a storm of new alerts made one per alert (the
 //! profile showed sessions idle in transaction, waiting for tocsin, and half the CPU idle). Kept
@@ -19,33 +21,37 @@ use crate::domain::ticket::Ticket;
 use crate::domain::timeline::Entry;
 use crate::store::Result;
 
-/// A new ticket and its first entry, not written yet.
-pub(super) struct Opening {
-    ticket: Ticket,
-    entry: Entry,
+/// What a transaction has not written yet: new tickets (as last updated), then entries in the order
+/// they were appended, on those tickets or others.
+#[derive(Default)]
+pub(super) struct Pending {
+    tickets: Vec<Ticket>,
+    entries: Vec<(String, Entry)>,
 }
 
-/// The kept openings as columns, one array per `unnest` argument ($1 to $34).
+/// The kept tickets ($1 to $26) and entries ($27 to $35), one array per `unnest` argument.
 fn statement() -> String {
     let ticket: Vec<String> = (1..=25).map(|i| format!("c{i}")).collect();
     let ticket = ticket.join(", ");
     format!(
-        "WITH r AS (SELECT * FROM unnest($1::text[], $2::int8[], $3::text[], $4::text[], \
+        "WITH t AS (SELECT * FROM unnest($1::text[], $2::int8[], $3::text[], $4::text[], \
              $5::text[], $6::text[], $7::text[], $8::text[], $9::text[], $10::text[], $11::text[], \
              $12::text[], $13::int8[], $14::int8[], $15::int8[], $16::int8[], $17::int8[], \
              $18::int8[], $19::text[], $20::int8[], $21::int8[], $22::text[], $23::int8[], \
-             $24::text[], $25::text[], $26::text[], $27::int8[], $28::int8[], $29::text[], \
-             $30::text[], $31::text[], $32::text[], $33::text[], $34::text[]) WITH ORDINALITY \
-             AS r({ticket}, title_doc, e_seq, e_at, e_kind, e_vis, e_actor, e_text, e_data, e_doc, ord)), \
-         ticket AS (INSERT INTO tickets ({TICKET_COLUMNS}, is_latest) SELECT {ticket}, true FROM r), \
+             $24::text[], $25::text[], $26::text[]) AS t({ticket}, title_doc)), \
+         e AS (SELECT * FROM unnest($27::text[], $28::int8[], $29::int8[], $30::text[], $31::text[], \
+             $32::text[], $33::text[], $34::text[], $35::text[]) WITH ORDINALITY \
+             AS e(tid, seq, at, kind, vis, actor, body, data, doc, ord)), \
+         ticket AS (INSERT INTO tickets ({TICKET_COLUMNS}, is_latest) SELECT {ticket}, true FROM t), \
          title AS (INSERT INTO search (ticket_id, feed_id, visibility, body) \
-             SELECT c1, NULL, 'public', title_doc::tsvector FROM r), \
+             SELECT c1, NULL, 'public', title_doc::tsvector FROM t), \
          entry AS (INSERT INTO timeline (ticket_id, seq, at, kind, visibility, actor, text, data) \
-             SELECT c1, e_seq, e_at, e_kind, e_vis, e_actor, e_text, e_data FROM r), \
-         feed_row AS (INSERT INTO feed (ticket_id, seq) SELECT c1, e_seq FROM r ORDER BY ord \
-             RETURNING id, ticket_id), \
+             SELECT tid, seq, at, kind, vis, actor, body, data FROM e), \
+         feed_row AS (INSERT INTO feed (ticket_id, seq) SELECT tid, seq FROM e ORDER BY ord \
+             RETURNING id, ticket_id, seq), \
          search_row AS (INSERT INTO search (ticket_id, feed_id, visibility, body) \
-             SELECT f.ticket_id, f.id, r.e_vis, r.e_doc::tsvector FROM feed_row f JOIN r ON r.c1 = f.ticket_id) \
+             SELECT f.ticket_id, f.id, e.vis, e.doc::tsvector FROM feed_row f \
+             JOIN e ON e.tid = f.ticket_id AND e.seq = f.seq) \
          SELECT max(id) FROM feed_row"
     )
 }
@@ -56,32 +62,53 @@ fn col<'a, 'b, T>(tickets: &'a [NewTicket<'b>], f: impl Fn(&'a NewTicket<'b>) ->
 }
 
 impl PgTx<'_> {
-    /// Keeps a new ticket and its first entry, to be written with the transaction's other openings.
+    /// Keeps a new ticket and its first entry.
     pub(super) fn defer_opening(&mut self, t: &Ticket, e: &Entry) -> Result<()> {
         // Feed ids are taken under the feed lock (see tickets.rs): take it now, as the insert would.
         self.lock_feed()?;
-        self.openings.push(Opening {
-            ticket: t.clone(),
-            entry: e.clone(),
-        });
+        self.pending.tickets.push(t.clone());
+        self.pending.entries.push((t.id.clone(), e.clone()));
         Ok(())
     }
 
-    /// Writes the kept openings, if any, in one statement, in the order they were kept.
-    pub(super) fn flush_openings(&mut self) -> Result<()> {
-        if self.openings.is_empty() {
+    /// Keeps an entry.
+    pub(super) fn defer_entry(&mut self, ticket_id: &str, e: &Entry) -> Result<()> {
+        self.lock_feed()?;
+        self.pending
+            .entries
+            .push((ticket_id.to_string(), e.clone()));
+        Ok(())
+    }
+
+    /// An update of a ticket not written yet replaces the kept one (`true`); else it must be
+    /// written (`false`).
+    pub(super) fn absorb_update(&mut self, t: &Ticket) -> bool {
+        match self.pending.tickets.iter_mut().find(|k| k.id == t.id) {
+            Some(kept) => {
+                kept.clone_from(t);
+                true
+            }
+            None => false,
+        }
+    }
+
+    /// Writes what is kept, if anything, in one statement.
+    pub(super) fn flush_pending(&mut self) -> Result<()> {
+        if self.pending.tickets.is_empty() && self.pending.entries.is_empty() {
             return Ok(());
         }
-        let openings = std::mem::take(&mut self.openings);
-        let tickets = openings
+        let pending = std::mem::take(&mut self.pending);
+        let tickets = pending
+            .tickets
             .iter()
-            .map(|o| NewTicket::new(&o.ticket))
+            .map(NewTicket::new)
             .collect::<Result<Vec<_>>>()?;
-        let entries = openings
+        let encoded = pending
+            .entries
             .iter()
-            .map(|o| {
-                let data = serde_json::to_string(&o.entry.data).map_err(json_err)?;
-                Ok((data, search::document(&o.entry.text)))
+            .map(|(_, e)| {
+                let data = serde_json::to_string(&e.data).map_err(json_err)?;
+                Ok((data, search::document(&e.text)))
             })
             .collect::<Result<Vec<_>>>()?;
         let t = &tickets[..];
@@ -111,18 +138,17 @@ impl PgTx<'_> {
         let routing = col(t, |n| n.routing.as_str());
         let assignee = col(t, |n| n.t.assignee.as_deref());
         let title_doc = col(t, |n| n.document.as_str());
-        let e_seq: Vec<i64> = openings.iter().map(|o| o.entry.seq).collect();
-        let e_at: Vec<i64> = openings.iter().map(|o| o.entry.at.as_millis()).collect();
-        let e_kind: Vec<&str> = openings.iter().map(|o| o.entry.kind.as_str()).collect();
-        let e_vis: Vec<&str> = openings
-            .iter()
-            .map(|o| o.entry.visibility.as_str())
-            .collect();
-        let e_actor: Vec<&str> = openings.iter().map(|o| o.entry.actor.as_str()).collect();
-        let e_text: Vec<&str> = openings.iter().map(|o| o.entry.text.as_str()).collect();
-        let e_data: Vec<&str> = entries.iter().map(|(d, _)| d.as_str()).collect();
-        let e_doc: Vec<&str> = entries.iter().map(|(_, d)| d.as_str()).collect();
-        let params: [&(dyn ToSql + Sync); 34] = [
+        let entries = &pending.entries;
+        let e_tid: Vec<&str> = entries.iter().map(|(id, _)| id.as_str()).collect();
+        let e_seq: Vec<i64> = entries.iter().map(|(_, e)| e.seq).collect();
+        let e_at: Vec<i64> = entries.iter().map(|(_, e)| e.at.as_millis()).collect();
+        let e_kind: Vec<&str> = entries.iter().map(|(_, e)| e.kind.as_str()).collect();
+        let e_vis: Vec<&str> = entries.iter().map(|(_, e)| e.visibility.as_str()).collect();
+        let e_actor: Vec<&str> = entries.iter().map(|(_, e)| e.actor.as_str()).collect();
+        let e_text: Vec<&str> = entries.iter().map(|(_, e)| e.text.as_str()).collect();
+        let e_data: Vec<&str> = encoded.iter().map(|(d, _)| d.as_str()).collect();
+        let e_doc: Vec<&str> = encoded.iter().map(|(_, d)| d.as_str()).collect();
+        let params: [&(dyn ToSql + Sync); 35] = [
             &id,
             &number,
             &source,
@@ -149,6 +175,7 @@ impl PgTx<'_> {
             &routing,
             &assignee,
             &title_doc,
+            &e_tid,
             &e_seq,
             &e_at,
             &e_kind,

@@ -198,6 +198,10 @@ impl TicketRows for PgTx<'_> {
     }
 
     fn update_ticket(&mut self, t: &Ticket) -> Result<()> {
+        // A ticket this transaction opened and has not written yet is written as it is now.
+        if self.absorb_update(t) {
+            return Ok(());
+        }
         self.exec(
             "UPDATE tickets SET title = $2, severity = $3, state = $4, resolution = $5, labels = $6, \
              annotations = $7, description = $8, url = $9, starts_at = $10, ends_at = $11, \
@@ -292,32 +296,8 @@ impl TicketRows for PgTx<'_> {
     }
 
     fn insert_entry(&mut self, ticket_id: &str, entry: &Entry) -> Result<()> {
-        self.lock_feed()?;
-        // The entry, its feed row and its search row in one statement (one round trip).
-        let feed_id: i64 = get(
-            &self.query_one(
-                "WITH entry AS (INSERT INTO timeline (ticket_id, seq, at, kind, visibility, actor, text, data) \
-                     VALUES ($1, $2, $3, $4, $5, $6, $7, $8)), \
-                 feed_row AS (INSERT INTO feed (ticket_id, seq) VALUES ($1, $2) RETURNING id), \
-                 search_row AS (INSERT INTO search (ticket_id, feed_id, visibility, body) \
-                     SELECT $1, id, $5, $9::text::tsvector FROM feed_row) \
-                 SELECT id FROM feed_row",
-                &[
-                    &ticket_id,
-                    &entry.seq,
-                    &entry.at.as_millis(),
-                    &entry.kind.as_str(),
-                    &entry.visibility.as_str(),
-                    &entry.actor,
-                    &entry.text,
-                    &serde_json::to_string(&entry.data).map_err(json_err)?,
-                    &search::document(&entry.text),
-                ],
-            )?,
-            0,
-        )?;
-        self.last_feed = Some(feed_id);
-        Ok(())
+        // Kept and written with the transaction's other new rows in one statement (openings.rs).
+        self.defer_entry(ticket_id, entry)
     }
 
     fn timeline(&mut self, ticket_id: &str, after: i64, limit: usize) -> Result<Vec<Entry>> {
