@@ -18,7 +18,8 @@
 //! 2. **New alerts applied to tickets, alerts/s** (tocsin): `BENCH_ALERTS` new alerts posted as in 1 on
 //!    a fresh store, timed from the first request until the journal is drained (the
 //!    `tocsin_journal_backlog` gauge reads 0); without plugins, then with the example chain
-//!    suppress-noise → enrich → severity-router configured as in `config/tocsin.yaml`. The table
+//!    suppress-noise → enrich → severity-router configured as in `config/tocsin.yaml` (the router's
+//!    rooms declared, no default room: these alerts name no team, so it routes them nowhere). The table
 //!    divides them by Alertmanager's batched ingest, which is all Alertmanager does with an alert.
 //! 3. **Resends applied, alerts/s**: the same alerts posted again (as Prometheus resends them every
 //!    evaluation: same labels and `startsAt`, still firing), until drained again. Alertmanager's figure
@@ -35,7 +36,8 @@
 //! tocsin runs on every backend of `benches/support/storage.rs` (`BENCH_STORAGE`; by default SQLite and
 //! the local PostgreSQL when it answers), a fresh store per measurement.
 //!
-//! Knobs: `BENCH_RUNS` (3; the table shows the median of the runs, the missing-webhook row the worst
+//! Knobs: `BENCH_ONLY` (a comma-separated list of `ingest` (figure 1), `applied` (2, 3 and 5) and
+//! `latency` (4): only these are measured, for both servers; all by default), `BENCH_RUNS` (3; the table shows the median of the runs, the missing-webhook row the worst
 //! run, and each run's figures are printed as they come), `BENCH_SECONDS` (15), `BENCH_ALERTS`
 //! (100000), `BENCH_LATENCY_SECONDS` (10), `BENCH_CONNECTIONS` (8). Everything shares the machine's
 //! cores: the generator, the receiver, the server under test and PostgreSQL.
@@ -68,6 +70,8 @@ use versus_table::{Fig, Figures, AM, NULL};
 const BIN: &str = env!("CARGO_BIN_EXE_tocsin");
 /// The example plugins of `config/tocsin.yaml`, in its chain order.
 const PLUGINS: [&str; 3] = ["suppress-noise", "enrich", "severity-router"];
+/// What `BENCH_ONLY` can name.
+const PARTS: [&str; 3] = ["ingest", "applied", "latency"];
 /// How long the latency figures wait for stragglers after the last send.
 const STRAGGLERS: Duration = Duration::from_secs(10);
 
@@ -80,6 +84,8 @@ fn env_or(name: &str, default: usize) -> usize {
 
 /// The knobs, and what every measurement shares.
 struct Bench {
+    /// `BENCH_ONLY`: the parts measured.
+    parts: Vec<String>,
     seconds: Duration,
     alerts: usize,
     latency_seconds: usize,
@@ -110,7 +116,16 @@ fn main() {
         .enable_all()
         .build()
         .unwrap();
+    let parts = std::env::var("BENCH_ONLY").unwrap_or_else(|_| PARTS.join(","));
+    let parts: Vec<String> = parts.split(',').map(|p| p.trim().to_owned()).collect();
+    if let Some(bad) = parts.iter().find(|p| !PARTS.contains(&p.as_str())) {
+        panic!(
+            "BENCH_ONLY: unknown part {bad:?}; the parts are {}",
+            PARTS.join(", ")
+        );
+    }
     let bench = Bench {
+        parts,
         seconds: Duration::from_secs(env_or("BENCH_SECONDS", 15) as u64),
         alerts: alerts / load::BATCH * load::BATCH,
         latency_seconds: env_or("BENCH_LATENCY_SECONDS", 10),
@@ -124,8 +139,9 @@ fn main() {
         plugin_cache: tempfile::tempdir().unwrap(),
     };
     println!(
-        "versus: {runs} run(s); ingest {} s, {} alerts for applied/resends/memory, latency {} s per rate, \
+        "versus: {runs} run(s) of {}; ingest {} s, {} alerts for applied/resends/memory, latency {} s per rate, \
          {connections} connections, batches of {}; tocsin on {}",
+        bench.parts.join(", "),
         bench.seconds.as_secs(),
         bench.alerts,
         bench.latency_seconds,
@@ -152,21 +168,21 @@ fn main() {
 /// Every figure once: the null server, Alertmanager, then tocsin on each backend.
 async fn run_once(bench: &Bench, backends: &[Backend]) -> Figures {
     let mut f = Figures::default();
-    let read_before = load::NULL_READ.load(Ordering::Relaxed);
-    let ingest = blast_for(bench, &bench.null_addr).await;
-    f.add(
-        Fig::Ingest,
-        NULL,
-        report("null server: batched ingest", &ingest),
-    );
-    let read = load::NULL_READ.load(Ordering::Relaxed) - read_before;
-    println!(
-        "null server: read {:.0} MB of bodies, {:.0} bytes per alert",
-        read as f64 / 1e6,
-        read as f64 / ingest.accepted.max(1) as f64
-    );
-
-    {
+    let part = |name: &str| bench.parts.iter().any(|p| p == name);
+    if part("ingest") {
+        let read_before = load::NULL_READ.load(Ordering::Relaxed);
+        let ingest = blast_for(bench, &bench.null_addr).await;
+        f.add(
+            Fig::Ingest,
+            NULL,
+            report("null server: batched ingest", &ingest),
+        );
+        let read = load::NULL_READ.load(Ordering::Relaxed) - read_before;
+        println!(
+            "null server: read {:.0} MB of bodies, {:.0} bytes per alert",
+            read as f64 / 1e6,
+            read as f64 / ingest.accepted.max(1) as f64
+        );
         let am = Alertmanager::start(&bench.launcher, &alertmanager::config_null()).await;
         let ingest = blast_for(bench, &am.addr).await;
         f.add(
@@ -175,32 +191,58 @@ async fn run_once(bench: &Bench, backends: &[Backend]) -> Figures {
             report("Alertmanager: batched ingest", &ingest),
         );
     }
-    am_held(bench, &mut f).await;
-    for rate in [100, 1000] {
-        let (url, arrivals) = load::receiver().await;
-        let am = Alertmanager::start(&bench.launcher, &alertmanager::config_webhook(&url)).await;
-        let label = format!("Alertmanager: alert → webhook at {rate}/s");
-        latency(bench, &mut f, AM, &label, &am.addr, rate, &arrivals).await;
+    if part("applied") {
+        am_held(bench, &mut f).await;
+    }
+    if part("latency") {
+        for rate in [100, 1000] {
+            let (url, arrivals) = load::receiver().await;
+            let am =
+                Alertmanager::start(&bench.launcher, &alertmanager::config_webhook(&url)).await;
+            let label = format!("Alertmanager: alert → webhook at {rate}/s");
+            latency(bench, &mut f, AM, &label, &am.addr, rate, &arrivals).await;
+        }
     }
 
     for backend in backends {
         let col = backend.label();
         let kind = |what: &str| format!("tocsin {col}: {what}");
-        {
+        if part("ingest") {
             let tocsin = Tocsin::start(bench, backend, Setup::Plain);
             let ingest = blast_for(bench, &tocsin.addr).await;
             f.add(Fig::Ingest, &col, report(&kind("batched ingest"), &ingest));
         }
-        tocsin_applied(bench, backend, &mut f, false).await;
-        tocsin_applied(bench, backend, &mut f, true).await;
-        for rate in [100, 1000] {
-            let (url, arrivals) = load::receiver().await;
-            let tocsin = Tocsin::start(bench, backend, Setup::Webhook(url));
-            let label = kind(&format!("alert → webhook at {rate}/s"));
-            latency(bench, &mut f, &col, &label, &tocsin.addr, rate, &arrivals).await;
+        if part("applied") {
+            tocsin_applied(bench, backend, &mut f, false).await;
+            tocsin_applied(bench, backend, &mut f, true).await;
+        }
+        if part("latency") {
+            for rate in [100, 1000] {
+                let (url, arrivals) = load::receiver().await;
+                let tocsin = Tocsin::start(bench, backend, Setup::Webhook(url));
+                let label = kind(&format!("alert → webhook at {rate}/s"));
+                latency(bench, &mut f, &col, &label, &tocsin.addr, rate, &arrivals).await;
+                stages(&bench.client, &tocsin.addr, &label).await;
+            }
         }
     }
     f
+}
+
+/// Where tocsin's latency went, from its own histograms: the mean of each stage an alert passes
+/// through on its way to the webhook (the sink's request itself is the rest).
+async fn stages(client: &reqwest::Client, addr: &str, label: &str) {
+    let mut means = Vec::new();
+    for (stage, series) in [
+        ("request to 2xx", "tocsin_ingest_duration_seconds"),
+        ("received to applied", "tocsin_processing_duration_seconds"),
+        ("delivery queued to sent", "tocsin_delivery_latency_seconds"),
+    ] {
+        let sum = metric_sum(client, addr, &format!("{series}_sum")).await;
+        let count = metric_sum(client, addr, &format!("{series}_count")).await;
+        means.push(format!("{stage} {:.2} ms", sum / count.max(1.0) * 1e3));
+    }
+    println!("{label}: stage means: {}", means.join(", "));
 }
 
 /// Figure 1 against the server at `addr`.
@@ -436,22 +478,15 @@ impl Tocsin {
     fn start(bench: &Bench, backend: &Backend, setup: Setup) -> Tocsin {
         let dir = tempfile::tempdir().unwrap();
         let store = backend.fresh(dir.path());
-        // The components alone, without their manifests: the chain routes to teams' rooms this
-        // config does not declare (nothing is sent; the figure is the chain's cost, as measured
-        // before manifests existed), which a manifest's `type: room` would refuse at start.
-        let dist = dir.path().join("plugins");
-        std::fs::create_dir_all(&dist).unwrap();
-        for name in ["suppress-noise", "enrich", "severity-router"] {
-            let from = Path::new(env!("CARGO_MANIFEST_DIR"))
-                .join("plugins/dist")
-                .join(format!("{name}.wasm"));
-            std::fs::copy(&from, dist.join(format!("{name}.wasm")))
-                .unwrap_or_else(|e| panic!("{}: {e} (run scripts/build-plugins)", from.display()));
-        }
         let (chain, extra) = match setup {
             Setup::Plain => (String::new(), String::new()),
             Setup::Plugins => (
                 ", plugins: [suppress, enrich, route]".into(),
+                // As `config/tocsin.yaml` with the route plugin enabled and every room it names
+                // declared (a manifest's `type: room` refuses an undeclared one at start). No default
+                // room: the bench's alerts carry no `team` label, so the router lets them pass and
+                // nothing is delivered, as in the plain setup; the figure is the chain's cost (the
+                // latency figures measure deliveries).
                 format!(
                     "plugins:\n  \
                      suppress:\n    path: {dist}/suppress-noise.wasm\n    \
@@ -459,10 +494,17 @@ impl Tocsin {
                      enrich:\n    path: {dist}/enrich.wasm\n    tables:\n      \
                      owners: {{checkout: payments, db: storage, api: platform}}\n      \
                      runbooks: {{DiskFull: \"https://runbooks.example/disk-full\"}}\n  \
-                     route:\n    path: {dist}/severity-router.wasm\n    config: {{default_room: ops}}\n    \
+                     route:\n    path: {dist}/severity-router.wasm\n    \
                      tables:\n      team_rooms: {{payments: payments-oncall, storage: storage, platform: platform}}\n      \
-                     oncall: {{payments: alice, storage: alice, platform: alice}}\n",
-                    dist = dist.display()
+                     oncall: {{payments: alice, storage: alice, platform: alice}}\n\
+                     members:\n  alice: {{}}\n\
+                     rooms:\n{rooms}",
+                    dist = Path::new(env!("CARGO_MANIFEST_DIR")).join("plugins/dist").display(),
+                    rooms = ["payments-oncall", "storage", "platform"]
+                        .map(|room| format!(
+                            "  {room}:\n    sink: {{kind: webhook, url: \"http://127.0.0.1:9/unused\"}}\n"
+                        ))
+                        .concat(),
                 ),
             ),
             Setup::Webhook(url) => (
