@@ -86,11 +86,13 @@ pub trait TicketRows {
     fn retire_ticket(&mut self, id: &str) -> Result<()>;
     /// A number above every ticket there is and ever was.
     fn next_ticket_number(&mut self) -> Result<i64>;
-    /// Takes `n` ticket numbers at once for the next calls of [`TicketRows::next_ticket_number`] in
-    /// this transaction, where a number costs a round trip (PostgreSQL); numbers not used are gaps,
-    /// as after a rollback. A no-op where numbers are cheap (SQLite).
-    fn reserve_ticket_numbers(&mut self, n: usize) -> Result<()> {
-        let _ = n;
+    /// Takes `count()` ticket numbers at once for the next calls of
+    /// [`TicketRows::next_ticket_number`] in this transaction, where a number costs a round trip
+    /// (PostgreSQL); numbers not used are gaps, as after a rollback. A no-op where numbers are cheap
+    /// (SQLite), which then does not call `count` (counting costs a decision per key, on SQLite's
+    /// one writer thread).
+    fn reserve_ticket_numbers(&mut self, count: &dyn Fn() -> usize) -> Result<()> {
+        let _ = count;
         Ok(())
     }
     /// Inserts a ticket as its key's current one, with its title searchable.

@@ -44,7 +44,7 @@ pub fn batch(
         beats: BTreeMap::new(),
         changes: Attachable::new(entries.iter().map(|e| e.alert.received_at).min()),
     };
-    tx.reserve_ticket_numbers(expected_openings(entries, &pending, &batch.current, policy))?;
+    tx.reserve_ticket_numbers(&|| expected_openings(entries, &pending, &batch.current, policy))?;
     for e in entries {
         if !pending.remove(&e.id) {
             continue;

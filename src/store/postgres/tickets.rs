@@ -168,8 +168,8 @@ impl TicketRows for PgTx<'_> {
         }
     }
 
-    fn reserve_ticket_numbers(&mut self, n: usize) -> Result<()> {
-        let want = i64::try_from(n.saturating_sub(self.numbers.len())).unwrap_or(0);
+    fn reserve_ticket_numbers(&mut self, count: &dyn Fn() -> usize) -> Result<()> {
+        let want = i64::try_from(count().saturating_sub(self.numbers.len())).unwrap_or(0);
         if want == 0 {
             return Ok(());
         }
