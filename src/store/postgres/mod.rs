@@ -190,7 +190,7 @@ impl PgBackend {
                     .map_err(err)?;
                 let mut tx = PgTx::new(t, &mut conn.stmts, !write);
                 let out = f(&mut tx)?;
-                tx.flush_pending()?;
+                tx.flush_feed()?;
                 if let Some(last) = tx.last_feed {
                     tx.exec(
                         "SELECT pg_notify($1, $2)",
@@ -411,31 +411,41 @@ impl<'a> PgTx<'a> {
         }
     }
 
+    /// Writes what the transaction kept (openings.rs) before `sql`: the tickets and entries always,
+    /// their feed rows when `sql` names the feed or search tables (else they wait for the commit).
+    fn before(&mut self, sql: &str) -> Result<()> {
+        if sql.contains("feed") || sql.contains("search") {
+            self.flush_feed()
+        } else {
+            self.flush_pending()
+        }
+    }
+
     fn stmt(&mut self, sql: &str) -> Result<Statement> {
         let t = &mut self.t;
         prepared(self.stmts, || t.prepare(sql), sql)
     }
 
     fn query(&mut self, sql: &str, params: Params<'_>) -> Result<Vec<Row>> {
-        self.flush_pending()?;
+        self.before(sql)?;
         let s = self.stmt(sql)?;
         self.t.query(&s, params).map_err(err)
     }
 
     fn query_opt(&mut self, sql: &str, params: Params<'_>) -> Result<Option<Row>> {
-        self.flush_pending()?;
+        self.before(sql)?;
         let s = self.stmt(sql)?;
         self.t.query_opt(&s, params).map_err(err)
     }
 
     fn query_one(&mut self, sql: &str, params: Params<'_>) -> Result<Row> {
-        self.flush_pending()?;
+        self.before(sql)?;
         let s = self.stmt(sql)?;
         self.t.query_one(&s, params).map_err(err)
     }
 
     fn exec(&mut self, sql: &str, params: Params<'_>) -> Result<u64> {
-        self.flush_pending()?;
+        self.before(sql)?;
         let s = self.stmt(sql)?;
         self.t.execute(&s, params).map_err(err)
     }

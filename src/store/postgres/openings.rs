@@ -1,8 +1,9 @@
 //! Write-behind for new tickets and timeline entries on PostgreSQL: a transaction keeps its openings
 //! (a new ticket with its first entry, `TicketRows::insert_opened`), the entries it appends
 //! (`insert_entry`) and updates of tickets it has not written yet, and writes them together, in one
-//! statement, just before its next statement or its commit, whichever comes first. Entries keep the
-//! order they were appended in (their feed ids follow it).
+//! statement, just before its next statement or its commit, whichever comes first. The entries' feed
+//! rows (with their search rows, which name feed ids) wait longer: they are written in one statement
+//! right before the commit, under the feed lock, in the order the entries were appended.
 //!
 //! Why: every statement is a round trip, and applying a storm of new alerts made one per alert (the
 //! profile showed sessions idle in transaction, waiting for tocsin, and half the CPU idle). Kept
@@ -11,6 +12,13 @@
 //! ticket, an outbox row referencing it, a read of the key. A failure in the flush fails the
 //! transaction like the insert would have; the processor then applies the batch's alerts one by one,
 //! so a bad alert is still told apart from the others.
+//!
+//! Why the feed rows wait for the commit: the feed lock (see tickets.rs) is held from the first feed
+//! row until the commit, and every transaction that adds an entry takes it. Taken at a batch's first
+//! entry, a journal batch held it for its whole length, and the outbox, which records each send with
+//! an entry, waited for every batch in turn (PostgreSQL fell behind at 1,000 alerts/s). Taken at the
+//! end, it is held for two statements and the commit. A statement naming the feed or search tables
+//! writes the kept feed rows first, so the transaction still reads its own.
 
 use tokio_postgres::types::ToSql;
 
@@ -22,14 +30,35 @@ use crate::domain::timeline::Entry;
 use crate::store::Result;
 
 /// What a transaction has not written yet: new tickets (as last updated), then entries in the order
-/// they were appended, on those tickets or others.
+/// they were appended, on those tickets or others; and the feed rows of entries written, in the same
+/// order.
 #[derive(Default)]
 pub(super) struct Pending {
     tickets: Vec<Ticket>,
     entries: Vec<(String, Entry)>,
+    feed: Vec<FeedRow>,
 }
 
-/// The kept tickets ($1 to $26) and entries ($27 to $35), one array per `unnest` argument.
+/// An entry's feed row and search row, not written yet.
+struct FeedRow {
+    ticket_id: String,
+    seq: i64,
+    visibility: String,
+    document: String,
+}
+
+/// The kept feed rows ($1 to $4), in order, with their search rows; returns the last feed id.
+const FEED: &str =
+    "WITH e AS (SELECT * FROM unnest($1::text[], $2::int8[], $3::text[], $4::text[]) \
+     WITH ORDINALITY AS e(tid, seq, vis, doc, ord)), \
+     feed_row AS (INSERT INTO feed (ticket_id, seq) SELECT tid, seq FROM e ORDER BY ord \
+         RETURNING id, ticket_id, seq), \
+     search_row AS (INSERT INTO search (ticket_id, feed_id, visibility, body) \
+         SELECT f.ticket_id, f.id, e.vis, e.doc::tsvector FROM feed_row f \
+         JOIN e ON e.tid = f.ticket_id AND e.seq = f.seq) \
+     SELECT max(id) FROM feed_row";
+
+/// The kept tickets ($1 to $26) and entries ($27 to $34), one array per `unnest` argument.
 fn statement() -> String {
     let ticket: Vec<String> = (1..=25).map(|i| format!("c{i}")).collect();
     let ticket = ticket.join(", ");
@@ -40,19 +69,13 @@ fn statement() -> String {
              $18::int8[], $19::text[], $20::int8[], $21::int8[], $22::text[], $23::int8[], \
              $24::text[], $25::text[], $26::text[]) AS t({ticket}, title_doc)), \
          e AS (SELECT * FROM unnest($27::text[], $28::int8[], $29::int8[], $30::text[], $31::text[], \
-             $32::text[], $33::text[], $34::text[], $35::text[]) WITH ORDINALITY \
-             AS e(tid, seq, at, kind, vis, actor, body, data, doc, ord)), \
+             $32::text[], $33::text[], $34::text[]) AS e(tid, seq, at, kind, vis, actor, body, data)), \
          ticket AS (INSERT INTO tickets ({TICKET_COLUMNS}, is_latest) SELECT {ticket}, true FROM t), \
          title AS (INSERT INTO search (ticket_id, feed_id, visibility, body) \
              SELECT c1, NULL, 'public', title_doc::tsvector FROM t), \
          entry AS (INSERT INTO timeline (ticket_id, seq, at, kind, visibility, actor, text, data) \
-             SELECT tid, seq, at, kind, vis, actor, body, data FROM e), \
-         feed_row AS (INSERT INTO feed (ticket_id, seq) SELECT tid, seq FROM e ORDER BY ord \
-             RETURNING id, ticket_id, seq), \
-         search_row AS (INSERT INTO search (ticket_id, feed_id, visibility, body) \
-             SELECT f.ticket_id, f.id, e.vis, e.doc::tsvector FROM feed_row f \
-             JOIN e ON e.tid = f.ticket_id AND e.seq = f.seq) \
-         SELECT max(id) FROM feed_row"
+             SELECT tid, seq, at, kind, vis, actor, body, data FROM e) \
+         SELECT 1"
     )
 }
 
@@ -64,8 +87,6 @@ fn col<'a, 'b, T>(tickets: &'a [NewTicket<'b>], f: impl Fn(&'a NewTicket<'b>) ->
 impl PgTx<'_> {
     /// Keeps a new ticket and its first entry.
     pub(super) fn defer_opening(&mut self, t: &Ticket, e: &Entry) -> Result<()> {
-        // Feed ids are taken under the feed lock (see tickets.rs): take it now, as the insert would.
-        self.lock_feed()?;
         self.pending.tickets.push(t.clone());
         self.pending.entries.push((t.id.clone(), e.clone()));
         Ok(())
@@ -73,7 +94,6 @@ impl PgTx<'_> {
 
     /// Keeps an entry.
     pub(super) fn defer_entry(&mut self, ticket_id: &str, e: &Entry) -> Result<()> {
-        self.lock_feed()?;
         self.pending
             .entries
             .push((ticket_id.to_string(), e.clone()));
@@ -92,24 +112,20 @@ impl PgTx<'_> {
         }
     }
 
-    /// Writes what is kept, if anything, in one statement.
+    /// Writes the kept tickets and entries, if any, in one statement; their feed rows stay kept.
     pub(super) fn flush_pending(&mut self) -> Result<()> {
         if self.pending.tickets.is_empty() && self.pending.entries.is_empty() {
             return Ok(());
         }
-        let pending = std::mem::take(&mut self.pending);
-        let tickets = pending
-            .tickets
+        let kept_tickets = std::mem::take(&mut self.pending.tickets);
+        let entries = std::mem::take(&mut self.pending.entries);
+        let tickets = kept_tickets
             .iter()
             .map(NewTicket::new)
             .collect::<Result<Vec<_>>>()?;
-        let encoded = pending
-            .entries
+        let data = entries
             .iter()
-            .map(|(_, e)| {
-                let data = serde_json::to_string(&e.data).map_err(json_err)?;
-                Ok((data, search::document(&e.text)))
-            })
+            .map(|(_, e)| serde_json::to_string(&e.data).map_err(json_err))
             .collect::<Result<Vec<_>>>()?;
         let t = &tickets[..];
         let id = col(t, |n| n.t.id.as_str());
@@ -138,7 +154,6 @@ impl PgTx<'_> {
         let routing = col(t, |n| n.routing.as_str());
         let assignee = col(t, |n| n.t.assignee.as_deref());
         let title_doc = col(t, |n| n.document.as_str());
-        let entries = &pending.entries;
         let e_tid: Vec<&str> = entries.iter().map(|(id, _)| id.as_str()).collect();
         let e_seq: Vec<i64> = entries.iter().map(|(_, e)| e.seq).collect();
         let e_at: Vec<i64> = entries.iter().map(|(_, e)| e.at.as_millis()).collect();
@@ -146,9 +161,8 @@ impl PgTx<'_> {
         let e_vis: Vec<&str> = entries.iter().map(|(_, e)| e.visibility.as_str()).collect();
         let e_actor: Vec<&str> = entries.iter().map(|(_, e)| e.actor.as_str()).collect();
         let e_text: Vec<&str> = entries.iter().map(|(_, e)| e.text.as_str()).collect();
-        let e_data: Vec<&str> = encoded.iter().map(|(d, _)| d.as_str()).collect();
-        let e_doc: Vec<&str> = encoded.iter().map(|(_, d)| d.as_str()).collect();
-        let params: [&(dyn ToSql + Sync); 35] = [
+        let e_data: Vec<&str> = data.iter().map(String::as_str).collect();
+        let params: [&(dyn ToSql + Sync); 34] = [
             &id,
             &number,
             &source,
@@ -183,12 +197,40 @@ impl PgTx<'_> {
             &e_actor,
             &e_text,
             &e_data,
-            &e_doc,
         ];
-        // Straight to the connection: `query_one` would flush first, and this is the flush.
+        // Straight to the connection: `execute` would flush first, and this is the flush.
         let sql = statement();
         let s = self.stmt(&sql)?;
-        let row = self.t.query_one(&s, &params).map_err(err)?;
+        self.t.execute(&s, &params).map_err(err)?;
+        self.pending
+            .feed
+            .extend(entries.into_iter().map(|(ticket_id, e)| FeedRow {
+                document: search::document(&e.text),
+                visibility: e.visibility.as_str().to_string(),
+                seq: e.seq,
+                ticket_id,
+            }));
+        Ok(())
+    }
+
+    /// Writes everything kept, the feed rows last, under the feed lock (taken here if not yet).
+    pub(super) fn flush_feed(&mut self) -> Result<()> {
+        self.flush_pending()?;
+        if self.pending.feed.is_empty() {
+            return Ok(());
+        }
+        // Feed ids are taken under the feed lock (see tickets.rs).
+        self.lock_feed()?;
+        let feed = std::mem::take(&mut self.pending.feed);
+        let tid: Vec<&str> = feed.iter().map(|f| f.ticket_id.as_str()).collect();
+        let seq: Vec<i64> = feed.iter().map(|f| f.seq).collect();
+        let vis: Vec<&str> = feed.iter().map(|f| f.visibility.as_str()).collect();
+        let doc: Vec<&str> = feed.iter().map(|f| f.document.as_str()).collect();
+        let s = self.stmt(FEED)?;
+        let row = self
+            .t
+            .query_one(&s, &[&tid, &seq, &vis, &doc])
+            .map_err(err)?;
         let last: Option<i64> = get(&row, 0)?;
         if let Some(last) = last {
             self.last_feed = Some(self.last_feed.map_or(last, |l| l.max(last)));

@@ -109,7 +109,8 @@ async fn a_later_writer_waits_until_the_earlier_one_commits() {
         ..FeedQuery::default()
     };
 
-    // Writer A writes an entry and holds its transaction open until told to commit.
+    // Writer A writes an entry, reads the feed (which writes its feed row now rather than at the
+    // commit, and takes the feed lock), and holds its transaction open until told to commit.
     let (written_tx, written_rx) = mpsc::channel();
     let (go_tx, go_rx) = mpsc::channel::<()>();
     let store = std::sync::Arc::new(store);
@@ -121,6 +122,8 @@ async fn a_later_writer_waits_until_the_earlier_one_commits() {
                 .backend
                 .write(move |tx| {
                     crate::store::ops::append_system_entry(tx, &a, note("first"))?;
+                    let own = tx.feed(&all(head))?;
+                    assert_eq!(own.len(), 1, "a transaction reads its own feed rows");
                     written_tx.send(()).unwrap();
                     go_rx.recv().unwrap();
                     Ok(())
@@ -190,6 +193,73 @@ async fn a_later_writer_waits_until_the_earlier_one_commits() {
         "first"
     );
     assert!(store.get_ticket(&TicketRef::Id(b)).await.is_ok());
+    drop(store);
+    scratch.drop_now().await;
+}
+
+/// Feed rows are written just before the commit (openings.rs), so a writer that has added an entry
+/// but not reached its commit holds up no other: the second commits first, and the ids follow the
+/// commits.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_writer_takes_the_feed_lock_only_at_its_commit() {
+    let scratch = Scratch::create().await;
+    let store = PgStore::connect(&scratch.url).await.unwrap();
+    store
+        .append_journal(&[alert("a"), alert("b")])
+        .await
+        .unwrap();
+    let entries: Vec<JournalEntry> = store.pending_journal(10).await.unwrap().entries;
+    let policy = Policy {
+        reopen_window: Duration::from_secs(3600),
+    };
+    let applied = store.apply_journal(entries.into(), &policy).await.unwrap();
+    let (a, b) = (
+        applied[0].ticket_id.clone().unwrap(),
+        applied[1].ticket_id.clone().unwrap(),
+    );
+    let head = *store.feed_watch().borrow();
+    let (written_tx, written_rx) = mpsc::channel();
+    let (go_tx, go_rx) = mpsc::channel::<()>();
+    let store = std::sync::Arc::new(store);
+    let first = {
+        let store = std::sync::Arc::clone(&store);
+        tokio::spawn(async move {
+            store
+                .backend
+                .write(move |tx| {
+                    crate::store::ops::append_system_entry(tx, &a, note("first"))?;
+                    written_tx.send(()).unwrap();
+                    go_rx.recv().unwrap();
+                    Ok(())
+                })
+                .await
+        })
+    };
+    tokio::task::spawn_blocking(move || written_rx.recv().unwrap())
+        .await
+        .unwrap();
+    // The second writer commits while the first is open. Were the lock taken at the first's entry,
+    // it would wait for a commit that comes only after it: bounded, that fails here.
+    let second = store
+        .backend
+        .write(move |tx| crate::store::ops::append_system_entry(tx, &b, note("second")));
+    tokio::time::timeout(Duration::from_secs(20), second)
+        .await
+        .expect("the second writer waited for the first, which had not reached its commit")
+        .unwrap();
+    go_tx.send(()).unwrap();
+    first.await.unwrap().unwrap();
+    let events = store
+        .feed(&FeedQuery {
+            after: head,
+            limit: 100,
+            ..FeedQuery::default()
+        })
+        .await
+        .unwrap();
+    let texts: Vec<&str> = events.iter().map(|e| e.entry.text.as_str()).collect();
+    assert_eq!(texts, ["second", "first"]);
+    assert!(events[0].id < events[1].id);
     drop(store);
     scratch.drop_now().await;
 }
