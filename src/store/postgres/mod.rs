@@ -61,10 +61,10 @@ const WAIT: Duration = Duration::from_secs(5);
 /// The channel commits that wrote timeline entries notify, with the highest feed id as payload.
 const FEED_CHANNEL: &str = "tocsin_feed";
 
-/// The advisory lock key that orders feed ids by commit (see `tickets.rs`).
 /// Longest a session may sit inside a transaction without a statement (see [`Target::parse`]).
 const IDLE_IN_TRANSACTION: std::time::Duration = std::time::Duration::from_secs(5);
 
+/// The advisory lock key that orders feed ids by commit (see `tickets.rs`).
 const FEED_LOCK: i64 = 0x7463_7369_6e66_6564; // "tcsinfed"
 
 /// The PostgreSQL [`Backend`].
@@ -190,13 +190,8 @@ impl PgBackend {
                     .map_err(err)?;
                 let mut tx = PgTx::new(t, &mut conn.stmts, !write);
                 let out = f(&mut tx)?;
+                // The feed rows' statement also notifies the feed's listeners (on commit).
                 tx.flush_feed()?;
-                if let Some(last) = tx.last_feed {
-                    tx.exec(
-                        "SELECT pg_notify($1, $2)",
-                        &[&FEED_CHANNEL, &last.to_string()],
-                    )?;
-                }
                 let last = tx.last_feed;
                 tx.t.commit().map_err(err)?;
                 Ok((out, last))

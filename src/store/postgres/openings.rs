@@ -17,14 +17,15 @@
 //! row until the commit, and every transaction that adds an entry takes it. Taken at a batch's first
 //! entry, a journal batch held it for its whole length, and the outbox, which records each send with
 //! an entry, waited for every batch in turn (PostgreSQL fell behind at 1,000 alerts/s). Taken at the
-//! end, it is held for two statements and the commit. A statement naming the feed or search tables
-//! writes the kept feed rows first, so the transaction still reads its own.
+//! end, it is held for one statement (which takes it, writes the feed rows and notifies) and the
+//! commit. A statement naming the feed or search tables writes the kept feed rows first, so the
+//! transaction still reads its own.
 
 use tokio_postgres::types::ToSql;
 
 use super::rows::TICKET_COLUMNS;
 use super::tickets::NewTicket;
-use super::{err, get, json_err, search, PgTx};
+use super::{err, get, json_err, search, PgTx, FEED_CHANNEL, FEED_LOCK};
 use crate::domain::ticket::Ticket;
 use crate::domain::timeline::Entry;
 use crate::store::Result;
@@ -47,16 +48,20 @@ struct FeedRow {
     document: String,
 }
 
-/// The kept feed rows ($1 to $4), in order, with their search rows; returns the last feed id.
-const FEED: &str =
-    "WITH e AS (SELECT * FROM unnest($1::text[], $2::int8[], $3::text[], $4::text[]) \
+/// The kept feed rows ($1 to $4), in order, with their search rows, under the feed lock ($5, taken
+/// by the statement itself: `lk` is scanned before any row reaches the insert, so before any id is
+/// taken), and the commit's notification on channel $6; returns the last feed id. One round trip
+/// instead of three (lock, insert, notify): the outbox records each send in a transaction of its own.
+const FEED: &str = "WITH e AS (SELECT * FROM unnest($1::text[], $2::int8[], $3::text[], $4::text[]) \
      WITH ORDINALITY AS e(tid, seq, vis, doc, ord)), \
-     feed_row AS (INSERT INTO feed (ticket_id, seq) SELECT tid, seq FROM e ORDER BY ord \
+     lk AS (SELECT pg_advisory_xact_lock($5::int8)), \
+     feed_row AS (INSERT INTO feed (ticket_id, seq) SELECT tid, seq FROM e CROSS JOIN lk ORDER BY ord \
          RETURNING id, ticket_id, seq), \
      search_row AS (INSERT INTO search (ticket_id, feed_id, visibility, body) \
          SELECT f.ticket_id, f.id, e.vis, e.doc::tsvector FROM feed_row f \
-         JOIN e ON e.tid = f.ticket_id AND e.seq = f.seq) \
-     SELECT max(id) FROM feed_row";
+         JOIN e ON e.tid = f.ticket_id AND e.seq = f.seq), \
+     last AS (SELECT max(id) AS id FROM feed_row) \
+     SELECT id, pg_notify($6, id::text) FROM last";
 
 /// The kept tickets ($1 to $26) and entries ($27 to $34), one array per `unnest` argument.
 fn statement() -> String {
@@ -213,14 +218,13 @@ impl PgTx<'_> {
         Ok(())
     }
 
-    /// Writes everything kept, the feed rows last, under the feed lock (taken here if not yet).
+    /// Writes everything kept, the feed rows last, under the feed lock (taken by the statement if
+    /// not yet), and notifies the feed's listeners (on commit).
     pub(super) fn flush_feed(&mut self) -> Result<()> {
         self.flush_pending()?;
         if self.pending.feed.is_empty() {
             return Ok(());
         }
-        // Feed ids are taken under the feed lock (see tickets.rs).
-        self.lock_feed()?;
         let feed = std::mem::take(&mut self.pending.feed);
         let tid: Vec<&str> = feed.iter().map(|f| f.ticket_id.as_str()).collect();
         let seq: Vec<i64> = feed.iter().map(|f| f.seq).collect();
@@ -229,8 +233,9 @@ impl PgTx<'_> {
         let s = self.stmt(FEED)?;
         let row = self
             .t
-            .query_one(&s, &[&tid, &seq, &vis, &doc])
+            .query_one(&s, &[&tid, &seq, &vis, &doc, &FEED_LOCK, &FEED_CHANNEL])
             .map_err(err)?;
+        self.feed_locked = true;
         let last: Option<i64> = get(&row, 0)?;
         if let Some(last) = last {
             self.last_feed = Some(self.last_feed.map_or(last, |l| l.max(last)));

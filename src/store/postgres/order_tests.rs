@@ -84,8 +84,8 @@ fn note(text: &str) -> EntryDraft {
     )
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_later_writer_waits_until_the_earlier_one_commits() {
+/// A fresh database with two tickets (opened from alerts `a` and `b`), and the feed's head after them.
+async fn two_tickets() -> (Scratch, PgStore, [String; 2], i64) {
     let scratch = Scratch::create().await;
     let store = PgStore::connect(&scratch.url).await.unwrap();
     let ids = store
@@ -98,11 +98,14 @@ async fn a_later_writer_waits_until_the_earlier_one_commits() {
         reopen_window: Duration::from_secs(3600),
     };
     let applied = store.apply_journal(entries.into(), &policy).await.unwrap();
-    let (a, b) = (
-        applied[0].ticket_id.clone().unwrap(),
-        applied[1].ticket_id.clone().unwrap(),
-    );
+    let tickets = [0, 1].map(|i| applied[i].ticket_id.clone().unwrap());
     let head = *store.feed_watch().borrow();
+    (scratch, store, tickets, head)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_later_writer_waits_until_the_earlier_one_commits() {
+    let (scratch, store, [a, b], head) = two_tickets().await;
     let all = |after| FeedQuery {
         after,
         limit: 100,
@@ -202,22 +205,7 @@ async fn a_later_writer_waits_until_the_earlier_one_commits() {
 /// commits.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_writer_takes_the_feed_lock_only_at_its_commit() {
-    let scratch = Scratch::create().await;
-    let store = PgStore::connect(&scratch.url).await.unwrap();
-    store
-        .append_journal(&[alert("a"), alert("b")])
-        .await
-        .unwrap();
-    let entries: Vec<JournalEntry> = store.pending_journal(10).await.unwrap().entries;
-    let policy = Policy {
-        reopen_window: Duration::from_secs(3600),
-    };
-    let applied = store.apply_journal(entries.into(), &policy).await.unwrap();
-    let (a, b) = (
-        applied[0].ticket_id.clone().unwrap(),
-        applied[1].ticket_id.clone().unwrap(),
-    );
-    let head = *store.feed_watch().borrow();
+    let (scratch, store, [a, b], head) = two_tickets().await;
     let (written_tx, written_rx) = mpsc::channel();
     let (go_tx, go_rx) = mpsc::channel::<()>();
     let store = std::sync::Arc::new(store);
