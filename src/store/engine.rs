@@ -521,12 +521,7 @@ impl<B: Backend> Store for Engine<B> {
     ) -> Result<()> {
         let plugin = plugin.to_string();
         self.write(move |tx| {
-            for change in &changes {
-                match change {
-                    KvChange::Put(entry) => tx.put_plugin_kv(&plugin, entry)?,
-                    KvChange::Delete(key) => tx.delete_plugin_kv(&plugin, key)?,
-                }
-            }
+            tx.change_plugin_kv(&plugin, &changes)?;
             // After the changes: an entry put already expired goes too, and nothing expired stays
             // to be read past (reads filter them anyway).
             tx.delete_expired_plugin_kv(&plugin, now)?;

@@ -15,7 +15,7 @@ use std::collections::BTreeSet;
 
 use super::{
     ChangeFilter, DeadJournal, Delivery, DeliveryResult, DroppedAlert, EmailResult, EmailThread,
-    FeedEvent, FeedQuery, Instance, JournalBatch, KvEntry, Result, RoomBacklog, Stats,
+    FeedEvent, FeedQuery, Instance, JournalBatch, KvChange, KvEntry, Result, RoomBacklog, Stats,
     TicketFilter, TicketRef,
 };
 use crate::domain::alert::Alert;
@@ -288,6 +288,18 @@ pub trait PluginRows {
     /// Inserts the entry or replaces the one with its key.
     fn put_plugin_kv(&mut self, plugin: &str, entry: &KvEntry) -> Result<()>;
     fn delete_plugin_kv(&mut self, plugin: &str, key: &str) -> Result<()>;
+    /// Applies `changes` in order: each key ends as its last change left it. One by one here;
+    /// PostgreSQL, where each statement is a round trip, writes them in two (a plugin saves a key
+    /// per alert it holds, so a batch of new alerts is hundreds of changes).
+    fn change_plugin_kv(&mut self, plugin: &str, changes: &[KvChange]) -> Result<()> {
+        for change in changes {
+            match change {
+                KvChange::Put(entry) => self.put_plugin_kv(plugin, entry)?,
+                KvChange::Delete(key) => self.delete_plugin_kv(plugin, key)?,
+            }
+        }
+        Ok(())
+    }
     /// Deletes the plugin's entries expired at `now`; how many.
     fn delete_expired_plugin_kv(&mut self, plugin: &str, now: Timestamp) -> Result<usize>;
 }

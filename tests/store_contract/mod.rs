@@ -83,6 +83,7 @@ macro_rules! contract {
             cluster::writes_under_a_lost_lease_are_refused,
             cluster::instances_heartbeat_and_are_forgotten,
             plugin_kv::plugin_kv_saves_expires_and_keeps_plugins_apart,
+            plugin_kv::plugin_kv_a_keys_last_change_in_a_write_wins,
             changes::changes_are_stored_listed_and_paged,
             changes::changes_land_on_open_tickets_of_their_system,
             changes::tickets_opening_within_the_window_show_earlier_changes,

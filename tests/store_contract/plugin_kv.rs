@@ -1,5 +1,6 @@
-//! Plugins' key-value stores: upserts and deletes saved in one write, overwrites, expiry honoured on
-//! reading (an expired entry never comes back), each plugin's entries apart from the others'.
+//! Plugins' key-value stores: upserts and deletes saved in one write (a key's last change in it wins),
+//! overwrites, expiry honoured on reading (an expired entry never comes back), each plugin's entries
+//! apart from the others'.
 
 use std::sync::Arc;
 
@@ -117,4 +118,50 @@ pub async fn plugin_kv_saves_expires_and_keeps_plugins_apart(store: Arc<dyn Stor
         .unwrap();
     let all = store.plugin_kv("flap", at(8_000)).await.unwrap();
     assert_eq!(all[0], entry("big", &big, None));
+}
+
+/// A write's changes apply in order, a key ending as its last change left it, however many keys a
+/// write carries (a plugin saves one per alert it holds: a batch of new alerts is hundreds).
+pub async fn plugin_kv_a_keys_last_change_in_a_write_wins(store: Arc<dyn Store>) {
+    store
+        .write_plugin_kv(
+            "flap",
+            vec![put("back", "old", None), put("twice", "first", None)],
+            at(0),
+        )
+        .await
+        .unwrap();
+    let mut changes: Vec<KvChange> = (0..300)
+        .map(|i| put(&format!("hold:prom/{i:03}"), &format!("pending:{i}"), None))
+        .collect();
+    changes.extend([
+        KvChange::Delete("back".into()),
+        put("back", "new", Some(at(9_000))),
+        put("twice", "second", None),
+        put("twice", "third", None),
+        put("hold:prom/007", "sent:7", None),
+        KvChange::Delete("hold:prom/008".into()),
+    ]);
+    store
+        .write_plugin_kv("flap", changes, at(10))
+        .await
+        .unwrap();
+    let all = store.plugin_kv("flap", at(10)).await.unwrap();
+    assert_eq!(
+        all.len(),
+        2 + 299,
+        "300 held keys but the one deleted after, and two others"
+    );
+    let value = |key: &str| all.iter().find(|e| e.key == key).cloned();
+    assert_eq!(value("back"), Some(entry("back", "new", Some(at(9_000)))));
+    assert_eq!(value("twice"), Some(entry("twice", "third", None)));
+    assert_eq!(
+        value("hold:prom/007"),
+        Some(entry("hold:prom/007", "sent:7", None))
+    );
+    assert_eq!(value("hold:prom/008"), None);
+    assert_eq!(
+        value("hold:prom/299"),
+        Some(entry("hold:prom/299", "pending:299", None))
+    );
 }
