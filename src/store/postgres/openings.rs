@@ -44,7 +44,7 @@ pub(super) struct Pending {
 struct FeedRow {
     ticket_id: String,
     seq: i64,
-    visibility: String,
+    visibility: &'static str,
     document: String,
 }
 
@@ -211,7 +211,7 @@ impl PgTx<'_> {
             .feed
             .extend(entries.into_iter().map(|(ticket_id, e)| FeedRow {
                 document: search::document(&e.text),
-                visibility: e.visibility.as_str().to_string(),
+                visibility: e.visibility.as_str(),
                 seq: e.seq,
                 ticket_id,
             }));
@@ -228,7 +228,7 @@ impl PgTx<'_> {
         let feed = std::mem::take(&mut self.pending.feed);
         let tid: Vec<&str> = feed.iter().map(|f| f.ticket_id.as_str()).collect();
         let seq: Vec<i64> = feed.iter().map(|f| f.seq).collect();
-        let vis: Vec<&str> = feed.iter().map(|f| f.visibility.as_str()).collect();
+        let vis: Vec<&str> = feed.iter().map(|f| f.visibility).collect();
         let doc: Vec<&str> = feed.iter().map(|f| f.document.as_str()).collect();
         let s = self.stmt(FEED)?;
         let row = self

@@ -103,6 +103,46 @@ async fn two_tickets() -> (Scratch, PgStore, [String; 2], i64) {
     (scratch, store, tickets, head)
 }
 
+/// Starts a write that appends the entry "first" to `ticket` (then, with `read_after`, reads the
+/// feed after that id, which writes its feed row at once and takes the feed lock) and stays open until
+/// the returned sender is used. Returns once the entry is written.
+async fn hold_open(
+    store: &std::sync::Arc<PgStore>,
+    ticket: &str,
+    read_after: Option<i64>,
+) -> (
+    tokio::task::JoinHandle<crate::store::Result<()>>,
+    mpsc::Sender<()>,
+) {
+    let (written_tx, written_rx) = mpsc::channel();
+    let (go_tx, go_rx) = mpsc::channel::<()>();
+    let store = std::sync::Arc::clone(store);
+    let ticket = ticket.to_string();
+    let first = tokio::spawn(async move {
+        store
+            .backend
+            .write(move |tx| {
+                crate::store::ops::append_system_entry(tx, &ticket, note("first"))?;
+                if let Some(after) = read_after {
+                    let own = tx.feed(&FeedQuery {
+                        after,
+                        limit: 100,
+                        ..FeedQuery::default()
+                    })?;
+                    assert_eq!(own.len(), 1, "a transaction reads its own feed rows");
+                }
+                written_tx.send(()).unwrap();
+                go_rx.recv().unwrap();
+                Ok(())
+            })
+            .await
+    });
+    tokio::task::spawn_blocking(move || written_rx.recv().unwrap())
+        .await
+        .unwrap();
+    (first, go_tx)
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_later_writer_waits_until_the_earlier_one_commits() {
     let (scratch, store, [a, b], head) = two_tickets().await;
@@ -114,29 +154,8 @@ async fn a_later_writer_waits_until_the_earlier_one_commits() {
 
     // Writer A writes an entry, reads the feed (which writes its feed row now rather than at the
     // commit, and takes the feed lock), and holds its transaction open until told to commit.
-    let (written_tx, written_rx) = mpsc::channel();
-    let (go_tx, go_rx) = mpsc::channel::<()>();
     let store = std::sync::Arc::new(store);
-    let first = {
-        let store = std::sync::Arc::clone(&store);
-        let a = a.clone();
-        tokio::spawn(async move {
-            store
-                .backend
-                .write(move |tx| {
-                    crate::store::ops::append_system_entry(tx, &a, note("first"))?;
-                    let own = tx.feed(&all(head))?;
-                    assert_eq!(own.len(), 1, "a transaction reads its own feed rows");
-                    written_tx.send(()).unwrap();
-                    go_rx.recv().unwrap();
-                    Ok(())
-                })
-                .await
-        })
-    };
-    tokio::task::spawn_blocking(move || written_rx.recv().unwrap())
-        .await
-        .unwrap();
+    let (first, go_tx) = hold_open(&store, &a, Some(head)).await;
     // Writer B starts while A is open.
     let second = {
         let store = std::sync::Arc::clone(&store);
@@ -206,26 +225,8 @@ async fn a_later_writer_waits_until_the_earlier_one_commits() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_writer_takes_the_feed_lock_only_at_its_commit() {
     let (scratch, store, [a, b], head) = two_tickets().await;
-    let (written_tx, written_rx) = mpsc::channel();
-    let (go_tx, go_rx) = mpsc::channel::<()>();
     let store = std::sync::Arc::new(store);
-    let first = {
-        let store = std::sync::Arc::clone(&store);
-        tokio::spawn(async move {
-            store
-                .backend
-                .write(move |tx| {
-                    crate::store::ops::append_system_entry(tx, &a, note("first"))?;
-                    written_tx.send(()).unwrap();
-                    go_rx.recv().unwrap();
-                    Ok(())
-                })
-                .await
-        })
-    };
-    tokio::task::spawn_blocking(move || written_rx.recv().unwrap())
-        .await
-        .unwrap();
+    let (first, go_tx) = hold_open(&store, &a, None).await;
     // The second writer commits while the first is open. Were the lock taken at the first's entry,
     // it would wait for a commit that comes only after it: bounded, that fails here.
     let second = store
