@@ -29,11 +29,24 @@ use crate::domain::ticket::{Action, Actor, Policy, Ticket};
 use crate::domain::time::Timestamp;
 use crate::domain::timeline::Entry;
 
+/// When a write's commit reaches the disk.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Durability {
+    /// Before the write returns: what a caller may answer 2xx on.
+    Now,
+    /// Possibly only with a later durable commit. For writes that are made again from what is on disk
+    /// when a power cut undoes them: applying journal rows (deleted in the same commit, so they come
+    /// back with it) and records of sends (the send is made again: at least once, as after a crash
+    /// between a send and its record). A crash of tocsin alone loses nothing either way.
+    Deferred,
+}
+
 /// What a storage backend provides. Closures run off the async runtime, inside one transaction.
 pub trait Backend: Send + Sync + std::fmt::Debug + 'static {
     /// Runs `f` in a write transaction, committed when it returns `Ok`, rolled back otherwise.
-    /// Wakes live readers when the commit wrote timeline entries.
-    fn write<T, F>(&self, f: F) -> impl Future<Output = Result<T>> + Send
+    /// Wakes live readers when the commit wrote timeline entries. `durability` may be ignored by a
+    /// backend whose commits are all durable.
+    fn write<T, F>(&self, durability: Durability, f: F) -> impl Future<Output = Result<T>> + Send
     where
         T: Send + 'static,
         F: FnOnce(&mut dyn Tx) -> Result<T> + Send + 'static;
@@ -98,17 +111,26 @@ impl<B: Backend> Engine<B> {
         self.router.read().ok().and_then(|r| r.clone())
     }
 
-    /// A write transaction, fenced when the calling task works under a lease (see [`fenced`]).
+    /// A durable write transaction, fenced when the calling task works under a lease (see [`fenced`]).
     async fn write<T, F>(&self, f: F) -> Result<T>
     where
         T: Send + 'static,
         F: FnOnce(&mut dyn Tx) -> Result<T> + Send + 'static,
     {
+        self.write_as(Durability::Now, f).await
+    }
+
+    /// A write transaction committed with `durability`, fenced as [`Engine::write`].
+    async fn write_as<T, F>(&self, durability: Durability, f: F) -> Result<T>
+    where
+        T: Send + 'static,
+        F: FnOnce(&mut dyn Tx) -> Result<T> + Send + 'static,
+    {
         match FENCE.try_with(Fence::clone) {
-            Err(_) => self.backend.write(f).await,
+            Err(_) => self.backend.write(durability, f).await,
             Ok(fence) => {
                 self.backend
-                    .write(move |tx| {
+                    .write(durability, move |tx| {
                         if !tx.fence_holds(&fence)? {
                             return Err(StoreError::Fenced(format!(
                                 "{} no longer holds lease {} with token {}",
@@ -196,8 +218,11 @@ impl<B: Backend> Store for Engine<B> {
     ) -> Result<Vec<Applied>> {
         let policy = *policy;
         let router = self.router();
-        self.write(move |tx| ops::apply::batch(tx, &entries, &policy, router.as_deref()))
-            .await
+        // Deferred: the journal rows are deleted in this commit, so one undone comes back with them.
+        self.write_as(Durability::Deferred, move |tx| {
+            ops::apply::batch(tx, &entries, &policy, router.as_deref())
+        })
+        .await
     }
 
     async fn dropped(&self, limit: usize) -> Result<Vec<DroppedAlert>> {
@@ -343,8 +368,11 @@ impl<B: Backend> Store for Engine<B> {
         if results.is_empty() {
             return Ok(());
         }
-        self.write(move |tx| ops::outbox::complete(tx, &results, now))
-            .await
+        // Deferred: a record undone by a power cut leaves its delivery pending, sent again.
+        self.write_as(Durability::Deferred, move |tx| {
+            ops::outbox::complete(tx, &results, now)
+        })
+        .await
     }
 
     async fn outbox_digest(
@@ -492,7 +520,7 @@ impl<B: Backend> Store for Engine<B> {
         let instance = instance.clone();
         // Not fenced: an instance says it is alive whatever it holds.
         self.backend
-            .write(move |tx| tx.put_instance(&instance))
+            .write(Durability::Now, move |tx| tx.put_instance(&instance))
             .await
     }
 
@@ -502,7 +530,7 @@ impl<B: Backend> Store for Engine<B> {
 
     async fn forget_instances(&self, before: Timestamp) -> Result<usize> {
         self.backend
-            .write(move |tx| tx.delete_instances(before))
+            .write(Durability::Now, move |tx| tx.delete_instances(before))
             .await
     }
 

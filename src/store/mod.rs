@@ -33,7 +33,7 @@ use crate::domain::ticket::{Action, ActionError, Actor, Policy, Ticket, TicketSt
 use crate::domain::time::Timestamp;
 use crate::domain::timeline::{Entry, Visibility};
 
-pub use engine::{current_fence, fenced, Backend, Engine};
+pub use engine::{current_fence, fenced, Backend, Durability, Engine};
 pub use postgres::{PgBackend, PgStore};
 pub use sqlite::{SqliteBackend, SqliteStore};
 

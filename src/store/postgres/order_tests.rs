@@ -11,7 +11,7 @@ use crate::domain::alert::{Alert, Labels, Severity, Status};
 use crate::domain::ticket::Policy;
 use crate::domain::time::Timestamp;
 use crate::domain::timeline::{EntryDraft, EntryKind};
-use crate::store::engine::Backend;
+use crate::store::engine::{Backend, Durability};
 use crate::store::{FeedQuery, JournalEntry, Store, TicketRef};
 
 /// A fresh database on the test server, dropped at the end.
@@ -121,7 +121,7 @@ async fn hold_open(
     let first = tokio::spawn(async move {
         store
             .backend
-            .write(move |tx| {
+            .write(Durability::Now, move |tx| {
                 crate::store::ops::append_system_entry(tx, &ticket, note("first"))?;
                 if let Some(after) = read_after {
                     let own = tx.feed(&FeedQuery {
@@ -163,7 +163,9 @@ async fn a_later_writer_waits_until_the_earlier_one_commits() {
         tokio::spawn(async move {
             store
                 .backend
-                .write(move |tx| crate::store::ops::append_system_entry(tx, &b, note("second")))
+                .write(Durability::Now, move |tx| {
+                    crate::store::ops::append_system_entry(tx, &b, note("second"))
+                })
                 .await
         })
     };
@@ -229,9 +231,9 @@ async fn a_writer_takes_the_feed_lock_only_at_its_commit() {
     let (first, go_tx) = hold_open(&store, &a, None).await;
     // The second writer commits while the first is open. Were the lock taken at the first's entry,
     // it would wait for a commit that comes only after it: bounded, that fails here.
-    let second = store
-        .backend
-        .write(move |tx| crate::store::ops::append_system_entry(tx, &b, note("second")));
+    let second = store.backend.write(Durability::Now, move |tx| {
+        crate::store::ops::append_system_entry(tx, &b, note("second"))
+    });
     tokio::time::timeout(Duration::from_secs(20), second)
         .await
         .expect("the second writer waited for the first, which had not reached its commit")

@@ -4,6 +4,7 @@
 use super::SqliteStore;
 use crate::domain::alert::{Alert, Labels, Severity, Status};
 use crate::domain::time::Timestamp;
+use crate::store::Durability;
 use crate::store::Store;
 
 fn alert(description: String) -> Alert {
@@ -33,7 +34,7 @@ async fn a_full_database_is_reported_until_writes_succeed_again() {
     // SQLite's own "database or disk is full", as on a full disk: the file may not grow further.
     let pages: i64 = store
         .backend
-        .on_writer(|t| {
+        .on_writer(Durability::Now, |t| {
             t.query_row("PRAGMA page_count", [], |r| r.get(0))
                 .map_err(super::err)
         })
@@ -41,7 +42,7 @@ async fn a_full_database_is_reported_until_writes_succeed_again() {
         .unwrap();
     store
         .backend
-        .on_writer(move |t| {
+        .on_writer(Durability::Now, move |t| {
             t.query_row(&format!("PRAGMA max_page_count = {pages}"), [], |_| Ok(()))
                 .map_err(super::err)
         })
@@ -58,7 +59,7 @@ async fn a_full_database_is_reported_until_writes_succeed_again() {
     // Room again: the next write that commits clears it.
     store
         .backend
-        .on_writer(|t| {
+        .on_writer(Durability::Now, |t| {
             t.query_row("PRAGMA max_page_count = 1000000", [], |_| Ok(()))
                 .map_err(super::err)
         })
