@@ -620,7 +620,11 @@ impl Processor {
                         _ = shutdown.changed() => {}
                     }
                 }
-                Some(Ok(0)) => {
+                // A batch that was not full took every row there was: alone, whatever was appended
+                // since has woken this loop (the wake-up is kept until it waits), so it waits instead
+                // of reading the journal again only to find it empty. That read was one more on a
+                // reader, beside the outbox's, for every alert at a low rate.
+                Some(Ok(n)) if n == 0 || (n < BATCH && cluster.mode == Mode::Solo) => {
                     failures = 0;
                     tokio::select! {
                         _ = self.journal.wake.notified() => {}
