@@ -1,9 +1,8 @@
 //! Which commits wait for the disk: a deferred write commits with `synchronous=NORMAL`; every other
 //! write, and every group of appends, with `FULL`, whatever the writer ran before.
 
+use super::health_tests::alert;
 use super::{Job, SqliteStore};
-use crate::domain::alert::{Alert, Labels, Severity, Status};
-use crate::domain::time::Timestamp;
 use crate::store::{Durability, Store};
 
 /// SQLite's `synchronous` codes.
@@ -34,25 +33,6 @@ async fn left(store: &SqliteStore) -> i64 {
     rx.await.unwrap().unwrap()
 }
 
-fn alert() -> Alert {
-    Alert {
-        source: "prom".into(),
-        fingerprint: "f".into(),
-        status: Status::Firing,
-        title: "t".into(),
-        severity: Severity::Warning,
-        labels: Labels::from([("alertname".to_string(), "A".to_string())]),
-        annotations: Labels::new(),
-        description: None,
-        url: None,
-        starts_at: None,
-        ends_at: None,
-        received_at: Timestamp::from_millis(1_000),
-        routing: Default::default(),
-        raw: None,
-    }
-}
-
 #[tokio::test]
 async fn only_deferred_writes_commit_without_waiting_for_the_disk() {
     let dir = tempfile::tempdir().unwrap();
@@ -65,6 +45,6 @@ async fn only_deferred_writes_commit_without_waiting_for_the_disk() {
     assert_eq!(left(&store).await, NORMAL);
 
     // An append after a deferred write is durable before its caller answers.
-    store.append_journal(&[alert()]).await.unwrap();
+    store.append_journal(&[alert("d".into())]).await.unwrap();
     assert_eq!(left(&store).await, FULL);
 }

@@ -7,7 +7,8 @@ use crate::domain::time::Timestamp;
 use crate::store::Durability;
 use crate::store::Store;
 
-fn alert(description: String) -> Alert {
+/// An alert with `description`, for the store's own tests.
+pub(super) fn alert(description: String) -> Alert {
     Alert {
         source: "prom".into(),
         fingerprint: "f".into(),
