@@ -339,7 +339,7 @@ fn in_list<'a>(
     }
 }
 
-/// Prepared statements kept per connection: more than the store has (about 100 distinct texts, some
+/// Prepared statements kept per connection: more than the store has (about 120 distinct texts, some
 /// built per shape of an `IN` list), so none is prepared twice.
 const STATEMENT_CACHE: usize = 256;
 
@@ -479,7 +479,7 @@ fn writer_loop(
     }
 }
 
-/// Sets how the writer's next commits meet the disk, where that changes.
+/// Sets how the writer's next commit meets the disk.
 ///
 /// `Deferred` is `synchronous=NORMAL`: in WAL mode a commit is then written to the WAL but not
 /// fsynced, so a crash of tocsin loses nothing (the OS holds the pages) and a power cut may undo the
