@@ -35,6 +35,8 @@ pub(crate) mod search;
 mod silences;
 mod tickets;
 mod tls;
+#[cfg(test)]
+mod tuning_tests;
 
 use super::engine::{Backend, Durability, Engine};
 use super::tx::Tx;
@@ -49,6 +51,7 @@ const MIGRATIONS: &[&str] = &[
     include_str!("migrations/0003_instances.sql"),
     include_str!("migrations/0004_plugin_kv.sql"),
     include_str!("migrations/0005_changes.sql"),
+    include_str!("migrations/0006_tickets_fillfactor.sql"),
 ];
 
 /// Connections in the pool.

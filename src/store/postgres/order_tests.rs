@@ -55,7 +55,7 @@ async fn run(url: &str, sql: &str) {
     let _ = driver.await;
 }
 
-fn alert(fp: &str) -> Alert {
+pub(super) fn alert(fp: &str) -> Alert {
     Alert {
         source: "prom".into(),
         fingerprint: fp.into(),

@@ -1,0 +1,74 @@
+//! What makes PostgreSQL cheaper per alert, against a real PostgreSQL: room for next versions on
+//! `tickets` pages (migration 0006), so a resend's heartbeat keeps the ticket's row on its page, which
+//! is what lets PostgreSQL skip every index.
+
+use std::time::Duration;
+
+use super::order_tests::{alert, Scratch};
+use super::PgStore;
+use crate::domain::alert::Alert;
+use crate::domain::ticket::Policy;
+use crate::domain::time::Timestamp;
+use crate::store::Store;
+
+/// Appends and applies `alerts`; returns the ticket of each, in order.
+async fn apply(store: &PgStore, alerts: &[Alert]) -> Vec<String> {
+    store.append_journal(alerts).await.unwrap();
+    let entries = store.pending_journal(1000).await.unwrap().entries;
+    assert_eq!(entries.len(), alerts.len());
+    let policy = Policy {
+        reopen_window: Duration::from_secs(3600),
+    };
+    let applied = store.apply_journal(entries.into(), &policy).await.unwrap();
+    applied.into_iter().map(|a| a.ticket_id.unwrap()).collect()
+}
+
+/// The page (block number) each ticket's current row version is on.
+async fn page(client: &tokio_postgres::Client, id: &str) -> i64 {
+    client
+        .query_one(
+            "SELECT (ctid::text::point)[0]::bigint FROM tickets WHERE id = $1",
+            &[&id],
+        )
+        .await
+        .unwrap()
+        .get(0)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_resend_keeps_its_tickets_row_on_its_page() {
+    let scratch = Scratch::create().await;
+    let store = PgStore::connect(&scratch.url).await.unwrap();
+    let (client, conn) = tokio_postgres::connect(&scratch.url, tokio_postgres::NoTls)
+        .await
+        .unwrap();
+    let driver = tokio::spawn(conn);
+
+    // Enough tickets to fill more than one page, so the first page was closed by its fill limit.
+    let alerts: Vec<Alert> = (0..60).map(|i| alert(&format!("fp{i}"))).collect();
+    let tickets = apply(&store, &alerts).await;
+    let last_page = page(&client, tickets.last().unwrap()).await;
+    assert!(last_page > 0, "60 tickets all fit on one page");
+    let first = &tickets[0];
+    assert_eq!(page(&client, first).await, 0);
+
+    let mut resend = alerts[0].clone();
+    resend.received_at = Timestamp::from_millis(resend.received_at.as_millis() + 60_000);
+    assert_eq!(apply(&store, &[resend]).await, vec![first.clone()]);
+    let resends: i64 = client
+        .query_one("SELECT resend_count FROM tickets WHERE id = $1", &[first])
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(resends, 1, "the resend was applied to the ticket");
+    assert_eq!(
+        page(&client, first).await,
+        0,
+        "the heartbeat's row version left the ticket's page"
+    );
+
+    drop(client);
+    let _ = driver.await;
+    drop(store);
+    scratch.drop_now().await;
+}
