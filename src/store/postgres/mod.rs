@@ -185,18 +185,18 @@ impl PgBackend {
         let result = self
             .pool
             .run(move |conn| {
-                let t = conn
-                    .client
-                    .build_transaction()
-                    .read_only(!write)
-                    .start()
-                    .map_err(err)?;
-                let mut tx = PgTx::new(t, &mut conn.stmts, !write);
+                if !write {
+                    // No BEGIN or COMMIT around a read: see [`Session::Auto`].
+                    let mut tx = PgTx::new(Session::Auto(&mut conn.client), &mut conn.stmts, true);
+                    return Ok((f(&mut tx)?, None));
+                }
+                let t = conn.client.transaction().map_err(err)?;
+                let mut tx = PgTx::new(Session::Tx(t), &mut conn.stmts, false);
                 let out = f(&mut tx)?;
                 // The feed rows' statement also notifies the feed's listeners (on commit).
                 tx.flush_feed()?;
                 let last = tx.last_feed;
-                tx.t.commit().map_err(err)?;
+                tx.t.commit()?;
                 Ok((out, last))
             })
             .await;
@@ -362,11 +362,84 @@ fn json_err(e: serde_json::Error) -> StoreError {
     StoreError::Other(format!("corrupt stored JSON: {e}"))
 }
 
-/// One transaction as the orchestration sees it: each statement prepared once per connection.
+/// Where a [`PgTx`]'s statements run.
+enum Session<'a> {
+    /// A write: one transaction, committed by [`PgBackend::run`] (dropped, so rolled back, on error).
+    Tx(postgres::Transaction<'a>),
+    /// A read: each statement on its own, with no BEGIN or COMMIT around them. The same as a
+    /// read-only transaction at READ COMMITTED, where every statement takes a snapshot of its own
+    /// anyway, and two round trips fewer: a read of one statement was three (the outbox's backlog
+    /// and its pending rows, the journal's next batch, on every alert's way to its webhook). Only
+    /// statements that start with SELECT run here (see [`Session::check`]), as only they ran in the
+    /// read-only transaction before.
+    Auto(&'a mut postgres::Client),
+}
+
+type PgResult<T> = std::result::Result<T, tokio_postgres::Error>;
+
+impl Session<'_> {
+    /// Refuses anything but a SELECT in a read, as a read-only transaction did.
+    fn check(&self, sql: &str) -> Result<()> {
+        match self {
+            Session::Auto(_) if !sql.trim_start().starts_with("SELECT") => {
+                Err(StoreError::Other(format!(
+                    "a write in a read: {}",
+                    sql.chars().take(60).collect::<String>()
+                )))
+            }
+            _ => Ok(()),
+        }
+    }
+
+    fn prepare(&mut self, sql: &str) -> PgResult<Statement> {
+        match self {
+            Session::Tx(t) => t.prepare(sql),
+            Session::Auto(c) => c.prepare(sql),
+        }
+    }
+
+    fn query(&mut self, s: &Statement, params: Params<'_>) -> PgResult<Vec<Row>> {
+        match self {
+            Session::Tx(t) => t.query(s, params),
+            Session::Auto(c) => c.query(s, params),
+        }
+    }
+
+    fn query_opt(&mut self, s: &Statement, params: Params<'_>) -> PgResult<Option<Row>> {
+        match self {
+            Session::Tx(t) => t.query_opt(s, params),
+            Session::Auto(c) => c.query_opt(s, params),
+        }
+    }
+
+    fn query_one(&mut self, s: &Statement, params: Params<'_>) -> PgResult<Row> {
+        match self {
+            Session::Tx(t) => t.query_one(s, params),
+            Session::Auto(c) => c.query_one(s, params),
+        }
+    }
+
+    fn execute(&mut self, s: &Statement, params: Params<'_>) -> PgResult<u64> {
+        match self {
+            Session::Tx(t) => t.execute(s, params),
+            Session::Auto(c) => c.execute(s, params),
+        }
+    }
+
+    fn commit(self) -> Result<()> {
+        match self {
+            Session::Tx(t) => t.commit().map_err(err),
+            Session::Auto(_) => Ok(()),
+        }
+    }
+}
+
+/// One transaction as the orchestration sees it (or, for a read, its statements: [`Session`]), each
+/// statement prepared once per connection.
 pub struct PgTx<'a> {
-    t: postgres::Transaction<'a>,
+    t: Session<'a>,
     stmts: &'a mut HashMap<String, Statement>,
-    /// A read-only transaction (no row locks).
+    /// A read (no row locks, no writes; see [`Session::Auto`]).
     read_only: bool,
     /// Whether this transaction holds the feed lock (taken before its first feed row).
     feed_locked: bool,
@@ -396,11 +469,7 @@ fn prepared(
 }
 
 impl<'a> PgTx<'a> {
-    fn new(
-        t: postgres::Transaction<'a>,
-        stmts: &'a mut HashMap<String, Statement>,
-        read_only: bool,
-    ) -> Self {
+    fn new(t: Session<'a>, stmts: &'a mut HashMap<String, Statement>, read_only: bool) -> Self {
         PgTx {
             t,
             stmts,
@@ -423,6 +492,7 @@ impl<'a> PgTx<'a> {
     }
 
     fn stmt(&mut self, sql: &str) -> Result<Statement> {
+        self.t.check(sql)?;
         let t = &mut self.t;
         prepared(self.stmts, || t.prepare(sql), sql)
     }

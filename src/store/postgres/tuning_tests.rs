@@ -1,6 +1,7 @@
 //! What makes PostgreSQL cheaper per alert, against a real PostgreSQL: room for next versions on
 //! `tickets` pages (migration 0006), so a resend's heartbeat keeps the ticket's row on its page, which
-//! is what lets PostgreSQL skip every index.
+//! is what lets PostgreSQL skip every index; reads without a transaction around them, still refusing
+//! to write.
 
 use std::time::Duration;
 
@@ -9,7 +10,8 @@ use super::PgStore;
 use crate::domain::alert::Alert;
 use crate::domain::ticket::Policy;
 use crate::domain::time::Timestamp;
-use crate::store::Store;
+use crate::store::engine::Backend;
+use crate::store::{Store, StoreError, TicketRef};
 
 /// Appends and applies `alerts`; returns the ticket of each, in order.
 async fn apply(store: &PgStore, alerts: &[Alert]) -> Vec<String> {
@@ -69,6 +71,34 @@ async fn a_resend_keeps_its_tickets_row_on_its_page() {
 
     drop(client);
     let _ = driver.await;
+    drop(store);
+    scratch.drop_now().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_read_sees_the_database_and_cannot_write() {
+    let scratch = Scratch::create().await;
+    let store = PgStore::connect(&scratch.url).await.unwrap();
+    let id = apply(&store, &[alert("seen")]).await.remove(0);
+
+    let found = store
+        .backend
+        .read(move |tx| tx.find_ticket(&TicketRef::Id(id)))
+        .await
+        .unwrap();
+    assert_eq!(found.map(|t| t.fingerprint).as_deref(), Some("seen"));
+
+    let at = Timestamp::from_millis(1_800_000_000_000);
+    let wrote = store
+        .backend
+        .read(move |tx| tx.append_journal_raw(at, "{}"))
+        .await;
+    match wrote {
+        Err(StoreError::Other(e)) => assert!(e.contains("a write in a read"), "{e}"),
+        other => panic!("a read wrote: {other:?}"),
+    }
+    assert!(store.pending_journal(10).await.unwrap().entries.is_empty());
+
     drop(store);
     scratch.drop_now().await;
 }
