@@ -34,6 +34,18 @@ use crate::domain::timeline::{Entry, EntryKind};
 /// others.
 pub type Sorted<T> = (Vec<T>, Vec<(i64, String)>);
 
+/// A delivery as its attempt found it (`OutboxRows::settle_delivery`): what the ticket's timeline
+/// entry and the thread need. Returned by the statement that settles the row, so recording a send
+/// does not read the row first (a round trip on PostgreSQL, where each send is recorded on its own).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Settled {
+    pub room: String,
+    pub ticket_id: Option<String>,
+    pub kind: DeliveryKind,
+    /// Attempts before this one.
+    pub attempts: u32,
+}
+
 /// The journal: accepted alerts not yet applied, the dead journal beside it, and dropped alerts.
 pub trait JournalRows {
     /// Appends alerts in order and returns their journal ids (increasing).
@@ -167,7 +179,8 @@ pub trait OutboxRows {
     /// Newest first; rows that cannot be read are left out.
     fn dead_deliveries(&mut self, limit: usize) -> Result<Vec<Delivery>>;
     /// Records how an attempt ended: removes it, or counts the attempt (and kills it when dead).
-    fn settle_delivery(&mut self, id: i64, result: &DeliveryResult) -> Result<()>;
+    /// Returns what the attempt's record needs of the row as it was, `None` when there is no such row.
+    fn settle_delivery(&mut self, id: i64, result: &DeliveryResult) -> Result<Option<Settled>>;
     /// A pending row that cannot be read goes dead with why.
     fn kill_delivery(&mut self, id: i64, error: &str) -> Result<()>;
     /// Removes a pending row (into a digest); `Some(ticket_id)` when it was there.

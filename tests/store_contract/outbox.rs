@@ -314,9 +314,16 @@ pub async fn outbox_failed_dead_retry(store: Arc<dyn Store>) {
         ("dead", 2, Some("HTTP 410"))
     );
     assert_eq!(store.outbox_dead(1).await.unwrap().len(), 1);
+    let given_up = entries_of(&store, 1, EntryKind::DeliveryDead).await;
+    assert_eq!(given_up.len(), 1);
     assert_eq!(
-        entries_of(&store, 1, EntryKind::DeliveryDead).await.len(),
-        1
+        (
+            given_up[0].data["attempt"].as_i64(),
+            given_up[0].data["delivery"].as_i64(),
+            given_up[0].data["kind"].as_str()
+        ),
+        (Some(2), Some(first.id), Some(first.kind.as_str())),
+        "the second attempt, on the row as it was"
     );
 
     let back = store

@@ -26,7 +26,7 @@ pub fn complete(tx: &mut dyn Tx, results: &[DeliveryResult], now: Timestamp) -> 
             | DeliveryResult::Dead { id, .. }
             | DeliveryResult::Skipped { id, .. } => *id,
         };
-        let Some(d) = tx.find_delivery(id)? else {
+        let Some(d) = tx.settle_delivery(id, result)? else {
             continue;
         };
         if let (
@@ -39,7 +39,6 @@ pub fn complete(tx: &mut dyn Tx, results: &[DeliveryResult], now: Timestamp) -> 
         {
             tx.set_thread(ticket, &d.room, h)?;
         }
-        tx.settle_delivery(id, result)?;
         let attempt = match result {
             DeliveryResult::Sent { .. } => Attempt::Sent,
             DeliveryResult::Failed { error, next_at, .. } => Attempt::Failed {
@@ -50,11 +49,13 @@ pub fn complete(tx: &mut dyn Tx, results: &[DeliveryResult], now: Timestamp) -> 
             DeliveryResult::Skipped { .. } => continue,
         };
         if let Some(ticket) = &d.ticket_id {
-            append_system_entry(
-                tx,
-                ticket,
-                entries::delivery(delivery_ref(&d), attempt, now),
-            )?;
+            let delivery = DeliveryRef {
+                id,
+                room: &d.room,
+                kind: d.kind,
+                attempts: d.attempts,
+            };
+            append_system_entry(tx, ticket, entries::delivery(delivery, attempt, now))?;
         }
     }
     Ok(())

@@ -5,7 +5,7 @@ use super::{get, PgTx};
 use crate::domain::message::Content;
 use crate::domain::routing::DeliveryKind;
 use crate::domain::time::Timestamp;
-use crate::store::tx::{OutboxRows, Sorted};
+use crate::store::tx::{OutboxRows, Settled, Sorted};
 use crate::store::{Delivery, DeliveryResult, Result, RoomBacklog};
 
 const FROM_OUTBOX: &str =
@@ -116,21 +116,25 @@ impl OutboxRows for PgTx<'_> {
         Ok(out)
     }
 
-    fn settle_delivery(&mut self, id: i64, result: &DeliveryResult) -> Result<()> {
-        match result {
-            DeliveryResult::Sent { .. } | DeliveryResult::Skipped { .. } => {
-                self.exec("DELETE FROM outbox WHERE id = $1", &[&id])
-            }
-            DeliveryResult::Failed { error, next_at, .. } => self.exec(
-                "UPDATE outbox SET attempts = attempts + 1, next_at = $2, last_error = $3 WHERE id = $1",
+    fn settle_delivery(&mut self, id: i64, result: &DeliveryResult) -> Result<Option<Settled>> {
+        // `attempts` as it was before this attempt, from the row as the statement left it.
+        let row = match result {
+            DeliveryResult::Sent { .. } | DeliveryResult::Skipped { .. } => self.query_opt(
+                "DELETE FROM outbox WHERE id = $1 RETURNING room, ticket_id, kind, attempts",
+                &[&id],
+            ),
+            DeliveryResult::Failed { error, next_at, .. } => self.query_opt(
+                "UPDATE outbox SET attempts = attempts + 1, next_at = $2, last_error = $3 \
+                 WHERE id = $1 RETURNING room, ticket_id, kind, attempts - 1",
                 &[&id, &next_at.as_millis(), error],
             ),
-            DeliveryResult::Dead { error, .. } => self.exec(
-                "UPDATE outbox SET state = 'dead', attempts = attempts + 1, last_error = $2 WHERE id = $1",
+            DeliveryResult::Dead { error, .. } => self.query_opt(
+                "UPDATE outbox SET state = 'dead', attempts = attempts + 1, last_error = $2 \
+                 WHERE id = $1 RETURNING room, ticket_id, kind, attempts - 1",
                 &[&id, error],
             ),
-        }
-        .map(|_| ())
+        }?;
+        row.map(|r| rows::settled(&r)).transpose()
     }
 
     fn kill_delivery(&mut self, id: i64, error: &str) -> Result<()> {

@@ -9,6 +9,7 @@ use crate::domain::silence::Silence;
 use crate::domain::ticket::{Ticket, TicketState};
 use crate::domain::time::Timestamp;
 use crate::domain::timeline::{Entry, EntryKind, Visibility};
+use crate::store::tx::Settled;
 use crate::store::{Delivery, Result, StoreError};
 
 pub(super) const TICKET_COLUMNS: &str =
@@ -102,6 +103,17 @@ pub(super) fn silence(row: &Row) -> Result<Silence> {
         author: get(row, 5)?,
         created_at: ts(row, 6)?,
         expired_by: get(row, 7)?,
+    })
+}
+
+/// `room, ticket_id, kind, attempts` of a settled delivery.
+pub(super) fn settled(row: &Row) -> Result<Settled> {
+    let kind: &str = get(row, 2)?;
+    Ok(Settled {
+        room: get(row, 0)?,
+        ticket_id: get(row, 1)?,
+        kind: DeliveryKind::from_name(kind).ok_or_else(|| unknown(2, "delivery kind", kind))?,
+        attempts: get::<i64>(row, 3)? as u32,
     })
 }
 

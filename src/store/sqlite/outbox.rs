@@ -7,7 +7,7 @@ use super::{err, exec, SqliteTx};
 use crate::domain::message::Content;
 use crate::domain::routing::DeliveryKind;
 use crate::domain::time::Timestamp;
-use crate::store::tx::{OutboxRows, Sorted};
+use crate::store::tx::{OutboxRows, Settled, Sorted};
 use crate::store::{Delivery, DeliveryResult, Result, RoomBacklog};
 
 const FROM_OUTBOX: &str =
@@ -129,23 +129,31 @@ impl OutboxRows for SqliteTx<'_> {
         Ok(out)
     }
 
-    fn settle_delivery(&mut self, id: i64, result: &DeliveryResult) -> Result<()> {
-        match result {
-            DeliveryResult::Sent { .. } | DeliveryResult::Skipped { .. } => {
-                exec(self.c, "DELETE FROM outbox WHERE id = ?1", [id])
-            }
-            DeliveryResult::Failed { error, next_at, .. } => exec(
-                self.c,
-                "UPDATE outbox SET attempts = attempts + 1, next_at = ?2, last_error = ?3 WHERE id = ?1",
-                params![id, next_at.as_millis(), error],
+    fn settle_delivery(&mut self, id: i64, result: &DeliveryResult) -> Result<Option<Settled>> {
+        // `attempts` as it was before this attempt, from the row as the statement left it.
+        let (sql, params): (&str, Vec<rusqlite::types::Value>) = match result {
+            DeliveryResult::Sent { .. } | DeliveryResult::Skipped { .. } => (
+                "DELETE FROM outbox WHERE id = ?1 RETURNING room, ticket_id, kind, attempts",
+                vec![id.into()],
             ),
-            DeliveryResult::Dead { error, .. } => exec(
-                self.c,
-                "UPDATE outbox SET state = 'dead', attempts = attempts + 1, last_error = ?2 WHERE id = ?1",
-                params![id, error],
+            DeliveryResult::Failed { error, next_at, .. } => (
+                "UPDATE outbox SET attempts = attempts + 1, next_at = ?2, last_error = ?3 \
+                 WHERE id = ?1 RETURNING room, ticket_id, kind, attempts - 1",
+                vec![id.into(), next_at.as_millis().into(), error.clone().into()],
             ),
-        }
-        .map(|_| ())
+            DeliveryResult::Dead { error, .. } => (
+                "UPDATE outbox SET state = 'dead', attempts = attempts + 1, last_error = ?2 \
+                 WHERE id = ?1 RETURNING room, ticket_id, kind, attempts - 1",
+                vec![id.into(), error.clone().into()],
+            ),
+        };
+        self.c
+            .prepare_cached(sql)
+            .and_then(|mut s| {
+                s.query_row(rusqlite::params_from_iter(params), rows::settled)
+                    .optional()
+            })
+            .map_err(err)
     }
 
     fn kill_delivery(&mut self, id: i64, error: &str) -> Result<()> {

@@ -10,6 +10,7 @@ use crate::domain::silence::Silence;
 use crate::domain::ticket::{Resolution, Ticket, TicketState};
 use crate::domain::time::Timestamp;
 use crate::domain::timeline::{Entry, EntryKind, Visibility};
+use crate::store::tx::Settled;
 use crate::store::Delivery;
 
 pub(super) const TICKET_COLUMNS: &str =
@@ -104,6 +105,17 @@ pub(super) fn silence(row: &Row<'_>) -> rusqlite::Result<Silence> {
         author: row.get(5)?,
         created_at: Timestamp::from_millis(row.get(6)?),
         expired_by: row.get(7)?,
+    })
+}
+
+/// `room, ticket_id, kind, attempts` of a settled delivery.
+pub(super) fn settled(row: &Row<'_>) -> rusqlite::Result<Settled> {
+    let kind: String = row.get(2)?;
+    Ok(Settled {
+        room: row.get(0)?,
+        ticket_id: row.get(1)?,
+        kind: DeliveryKind::from_name(&kind).ok_or_else(|| unknown(2, "delivery kind"))?,
+        attempts: row.get(3)?,
     })
 }
 
