@@ -3,7 +3,8 @@
 //! (`insert_entry`) and updates of tickets it has not written yet, and writes them together, in one
 //! statement, just before its next statement or its commit, whichever comes first. The entries' feed
 //! rows (with their search rows, which name feed ids) wait longer: they are written in one statement
-//! right before the commit, under the feed lock, in the order the entries were appended.
+//! right before the commit, under the feed lock, in the order the entries were appended; when tickets
+//! or entries are still kept then, that same statement writes them too.
 //!
 //! Why: every statement is a round trip, and applying a storm of new alerts made one per alert (the
 //! profile showed sessions idle in transaction, waiting for tocsin, and half the CPU idle). Kept
@@ -63,8 +64,22 @@ const FEED: &str = "WITH e AS (SELECT * FROM unnest($1::text[], $2::int8[], $3::
      last AS (SELECT max(id) AS id FROM feed_row) \
      SELECT id, pg_notify($6, id::text) FROM last";
 
-/// The kept tickets ($1 to $26) and entries ($27 to $34), one array per `unnest` argument.
-fn statement() -> String {
+/// The feed rows' part of [`statement`] when it writes them too: [`FEED`]'s CTEs on $35 to $40.
+const FEED_TOO: &str = "f AS (SELECT * FROM unnest($35::text[], $36::int8[], $37::text[], $38::text[]) \
+     WITH ORDINALITY AS f(tid, seq, vis, doc, ord)), \
+     lk AS (SELECT pg_advisory_xact_lock($39::int8)), \
+     feed_row AS (INSERT INTO feed (ticket_id, seq) SELECT tid, seq FROM f CROSS JOIN lk ORDER BY ord \
+         RETURNING id, ticket_id, seq), \
+     search_row AS (INSERT INTO search (ticket_id, feed_id, visibility, body) \
+         SELECT fr.ticket_id, fr.id, f.vis, f.doc::tsvector FROM feed_row fr \
+         JOIN f ON f.tid = fr.ticket_id AND f.seq = fr.seq), \
+     last AS (SELECT max(id) AS id FROM feed_row) \
+     SELECT id, pg_notify($40, id::text) FROM last";
+
+/// The kept tickets ($1 to $26) and entries ($27 to $34), one array per `unnest` argument; with
+/// `feed`, all the transaction's feed rows too ([`FEED_TOO`]), at its commit: one round trip where
+/// two were, on every write that adds an entry (each recorded send among them).
+fn statement(feed: bool) -> String {
     let ticket: Vec<String> = (1..=25).map(|i| format!("c{i}")).collect();
     let ticket = ticket.join(", ");
     format!(
@@ -79,8 +94,12 @@ fn statement() -> String {
          title AS (INSERT INTO search (ticket_id, feed_id, visibility, body) \
              SELECT c1, NULL, 'public', title_doc::tsvector FROM t), \
          entry AS (INSERT INTO timeline (ticket_id, seq, at, kind, visibility, actor, text, data) \
-             SELECT tid, seq, at, kind, vis, actor, body, data FROM e) \
-         SELECT 1"
+             SELECT tid, seq, at, kind, vis, actor, body, data FROM e){}",
+        if feed {
+            format!(", {FEED_TOO}")
+        } else {
+            " SELECT 1".to_string()
+        }
     )
 }
 
@@ -119,8 +138,14 @@ impl PgTx<'_> {
 
     /// Writes the kept tickets and entries, if any, in one statement; their feed rows stay kept.
     pub(super) fn flush_pending(&mut self) -> Result<()> {
+        self.flush_kept(false).map(drop)
+    }
+
+    /// Writes the kept tickets and entries, if any, in one statement, and with `feed` every kept feed
+    /// row too (theirs last), as [`Self::flush_feed`] would; returns whether there was anything.
+    fn flush_kept(&mut self, feed: bool) -> Result<bool> {
         if self.pending.tickets.is_empty() && self.pending.entries.is_empty() {
-            return Ok(());
+            return Ok(false);
         }
         let kept_tickets = std::mem::take(&mut self.pending.tickets);
         let entries = std::mem::take(&mut self.pending.entries);
@@ -167,7 +192,7 @@ impl PgTx<'_> {
         let e_actor: Vec<&str> = entries.iter().map(|(_, e)| e.actor.as_str()).collect();
         let e_text: Vec<&str> = entries.iter().map(|(_, e)| e.text.as_str()).collect();
         let e_data: Vec<&str> = data.iter().map(String::as_str).collect();
-        let params: [&(dyn ToSql + Sync); 34] = [
+        let mut params: Vec<&(dyn ToSql + Sync)> = vec![
             &id,
             &number,
             &source,
@@ -203,43 +228,69 @@ impl PgTx<'_> {
             &e_text,
             &e_data,
         ];
+        let new_rows = entries.iter().map(|(ticket_id, e)| FeedRow {
+            document: search::document(&e.text),
+            visibility: e.visibility.as_str(),
+            seq: e.seq,
+            ticket_id: ticket_id.clone(),
+        });
         // Straight to the connection: `execute` would flush first, and this is the flush.
-        let sql = statement();
-        let s = self.stmt(&sql)?;
-        self.t.execute(&s, &params).map_err(err)?;
-        self.pending
-            .feed
-            .extend(entries.into_iter().map(|(ticket_id, e)| FeedRow {
-                document: search::document(&e.text),
-                visibility: e.visibility.as_str(),
-                seq: e.seq,
-                ticket_id,
-            }));
+        if !feed {
+            self.pending.feed.extend(new_rows);
+            let s = self.stmt(&statement(false))?;
+            self.t.execute(&s, &params).map_err(err)?;
+            return Ok(true);
+        }
+        let mut rows = std::mem::take(&mut self.pending.feed);
+        rows.extend(new_rows);
+        let (f_tid, f_seq, f_vis, f_doc) = feed_columns(&rows);
+        params.extend([
+            &f_tid as &(dyn ToSql + Sync),
+            &f_seq,
+            &f_vis,
+            &f_doc,
+            &FEED_LOCK,
+            &FEED_CHANNEL,
+        ]);
+        let s = self.stmt(&statement(true))?;
+        let row = self.t.query_one(&s, &params).map_err(err)?;
+        self.took_feed(&row)?;
+        Ok(true)
+    }
+
+    /// The feed lock is held now, and the last feed id the statement returned is the transaction's.
+    fn took_feed(&mut self, row: &tokio_postgres::Row) -> Result<()> {
+        self.feed_locked = true;
+        let last: Option<i64> = get(row, 0)?;
+        if let Some(last) = last {
+            self.last_feed = Some(self.last_feed.map_or(last, |l| l.max(last)));
+        }
         Ok(())
     }
 
     /// Writes everything kept, the feed rows last, under the feed lock (taken by the statement if
     /// not yet), and notifies the feed's listeners (on commit).
     pub(super) fn flush_feed(&mut self) -> Result<()> {
-        self.flush_pending()?;
-        if self.pending.feed.is_empty() {
+        if self.flush_kept(true)? || self.pending.feed.is_empty() {
             return Ok(());
         }
         let feed = std::mem::take(&mut self.pending.feed);
-        let tid: Vec<&str> = feed.iter().map(|f| f.ticket_id.as_str()).collect();
-        let seq: Vec<i64> = feed.iter().map(|f| f.seq).collect();
-        let vis: Vec<&str> = feed.iter().map(|f| f.visibility).collect();
-        let doc: Vec<&str> = feed.iter().map(|f| f.document.as_str()).collect();
+        let (tid, seq, vis, doc) = feed_columns(&feed);
         let s = self.stmt(FEED)?;
         let row = self
             .t
             .query_one(&s, &[&tid, &seq, &vis, &doc, &FEED_LOCK, &FEED_CHANNEL])
             .map_err(err)?;
-        self.feed_locked = true;
-        let last: Option<i64> = get(&row, 0)?;
-        if let Some(last) = last {
-            self.last_feed = Some(self.last_feed.map_or(last, |l| l.max(last)));
-        }
-        Ok(())
+        self.took_feed(&row)
     }
+}
+
+/// Feed rows as the `unnest` arrays of [`FEED`] and [`FEED_TOO`].
+fn feed_columns(rows: &[FeedRow]) -> (Vec<&str>, Vec<i64>, Vec<&str>, Vec<&str>) {
+    (
+        rows.iter().map(|f| f.ticket_id.as_str()).collect(),
+        rows.iter().map(|f| f.seq).collect(),
+        rows.iter().map(|f| f.visibility).collect(),
+        rows.iter().map(|f| f.document.as_str()).collect(),
+    )
 }
