@@ -49,36 +49,41 @@ struct FeedRow {
     document: String,
 }
 
-/// The kept feed rows ($1 to $4), in order, with their search rows, under the feed lock ($5, taken
-/// by the statement itself: `lk` is scanned before any row reaches the insert, so before any id is
-/// taken), and the commit's notification on channel $6; returns the last feed id. One round trip
-/// instead of three (lock, insert, notify): the outbox records each send in a transaction of its own.
-const FEED: &str = "WITH e AS (SELECT * FROM unnest($1::text[], $2::int8[], $3::text[], $4::text[]) \
-     WITH ORDINALITY AS e(tid, seq, vis, doc, ord)), \
-     lk AS (SELECT pg_advisory_xact_lock($5::int8)), \
-     feed_row AS (INSERT INTO feed (ticket_id, seq) SELECT tid, seq FROM e CROSS JOIN lk ORDER BY ord \
-         RETURNING id, ticket_id, seq), \
-     search_row AS (INSERT INTO search (ticket_id, feed_id, visibility, body) \
-         SELECT f.ticket_id, f.id, e.vis, e.doc::tsvector FROM feed_row f \
-         JOIN e ON e.tid = f.ticket_id AND e.seq = f.seq), \
-     last AS (SELECT max(id) AS id FROM feed_row) \
-     SELECT id, pg_notify($6, id::text) FROM last";
+/// The kept feed rows (`$n` to `$n+3`), in order, with their search rows, under the feed lock
+/// (`$n+4`, taken by the statement itself: `lk` is scanned before any row reaches the insert, so
+/// before any id is taken), and the commit's notification on channel `$n+5`; returns the last feed
+/// id. One round trip instead of three (lock, insert, notify): the outbox records each send in a
+/// transaction of its own. CTEs to follow a `WITH` or other CTEs, with the final `SELECT`.
+fn feed_ctes(n: usize) -> String {
+    let p = |i: usize| format!("${}", n + i);
+    format!(
+        "f AS (SELECT * FROM unnest({}::text[], {}::int8[], {}::text[], {}::text[]) \
+         WITH ORDINALITY AS f(tid, seq, vis, doc, ord)), \
+         lk AS (SELECT pg_advisory_xact_lock({}::int8)), \
+         feed_row AS (INSERT INTO feed (ticket_id, seq) SELECT tid, seq FROM f CROSS JOIN lk \
+             ORDER BY ord RETURNING id, ticket_id, seq), \
+         search_row AS (INSERT INTO search (ticket_id, feed_id, visibility, body) \
+             SELECT fr.ticket_id, fr.id, f.vis, f.doc::tsvector FROM feed_row fr \
+             JOIN f ON f.tid = fr.ticket_id AND f.seq = fr.seq), \
+         last AS (SELECT max(id) AS id FROM feed_row) \
+         SELECT id, pg_notify({}, id::text) FROM last",
+        p(0),
+        p(1),
+        p(2),
+        p(3),
+        p(4),
+        p(5)
+    )
+}
 
-/// The feed rows' part of [`statement`] when it writes them too: [`FEED`]'s CTEs on $35 to $40.
-const FEED_TOO: &str = "f AS (SELECT * FROM unnest($35::text[], $36::int8[], $37::text[], $38::text[]) \
-     WITH ORDINALITY AS f(tid, seq, vis, doc, ord)), \
-     lk AS (SELECT pg_advisory_xact_lock($39::int8)), \
-     feed_row AS (INSERT INTO feed (ticket_id, seq) SELECT tid, seq FROM f CROSS JOIN lk ORDER BY ord \
-         RETURNING id, ticket_id, seq), \
-     search_row AS (INSERT INTO search (ticket_id, feed_id, visibility, body) \
-         SELECT fr.ticket_id, fr.id, f.vis, f.doc::tsvector FROM feed_row fr \
-         JOIN f ON f.tid = fr.ticket_id AND f.seq = fr.seq), \
-     last AS (SELECT max(id) AS id FROM feed_row) \
-     SELECT id, pg_notify($40, id::text) FROM last";
+/// The kept feed rows alone ($1 to $6 of [`feed_ctes`]).
+fn feed_statement() -> String {
+    format!("WITH {}", feed_ctes(1))
+}
 
 /// The kept tickets ($1 to $26) and entries ($27 to $34), one array per `unnest` argument; with
-/// `feed`, all the transaction's feed rows too ([`FEED_TOO`]), at its commit: one round trip where
-/// two were, on every write that adds an entry (each recorded send among them).
+/// `feed`, all the transaction's feed rows too ($35 to $40 of [`feed_ctes`]), at its commit: one
+/// round trip where two were, on every write that adds an entry (each recorded send among them).
 fn statement(feed: bool) -> String {
     let ticket: Vec<String> = (1..=25).map(|i| format!("c{i}")).collect();
     let ticket = ticket.join(", ");
@@ -96,7 +101,7 @@ fn statement(feed: bool) -> String {
          entry AS (INSERT INTO timeline (ticket_id, seq, at, kind, visibility, actor, text, data) \
              SELECT tid, seq, at, kind, vis, actor, body, data FROM e){}",
         if feed {
-            format!(", {FEED_TOO}")
+            format!(", {}", feed_ctes(35))
         } else {
             " SELECT 1".to_string()
         }
@@ -276,7 +281,7 @@ impl PgTx<'_> {
         }
         let feed = std::mem::take(&mut self.pending.feed);
         let (tid, seq, vis, doc) = feed_columns(&feed);
-        let s = self.stmt(FEED)?;
+        let s = self.stmt(&feed_statement())?;
         let row = self
             .t
             .query_one(&s, &[&tid, &seq, &vis, &doc, &FEED_LOCK, &FEED_CHANNEL])
@@ -285,7 +290,7 @@ impl PgTx<'_> {
     }
 }
 
-/// Feed rows as the `unnest` arrays of [`FEED`] and [`FEED_TOO`].
+/// Feed rows as the `unnest` arrays of [`feed_ctes`].
 fn feed_columns(rows: &[FeedRow]) -> (Vec<&str>, Vec<i64>, Vec<&str>, Vec<&str>) {
     (
         rows.iter().map(|f| f.ticket_id.as_str()).collect(),
