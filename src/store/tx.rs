@@ -166,6 +166,22 @@ pub trait OutboxRows {
         at: Timestamp,
         held_until: Option<Timestamp>,
     ) -> Result<i64>;
+    /// A delivery whose id the caller does not need (routing's, from `enqueue`). A backend may keep
+    /// it and write it with the transaction's other kept rows (PostgreSQL's write-behind); the
+    /// transaction's next statement sees it either way.
+    #[allow(clippy::too_many_arguments)]
+    fn queue_delivery(
+        &mut self,
+        room: &str,
+        ticket_id: Option<&str>,
+        kind: DeliveryKind,
+        content: &Content,
+        at: Timestamp,
+        held_until: Option<Timestamp>,
+    ) -> Result<()> {
+        self.insert_delivery(room, ticket_id, kind, content, at, held_until)
+            .map(drop)
+    }
     fn find_delivery(&mut self, id: i64) -> Result<Option<Delivery>>;
     /// A room's pending deliveries due by their hold, in order; rows that cannot be read come apart
     /// as `(id, why)`.

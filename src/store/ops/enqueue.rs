@@ -73,7 +73,7 @@ pub(super) fn enqueue(
     };
     let kept = silence::keep_deliveries(planned, entry.kind, silencing, &fired);
     for d in &kept {
-        tx.insert_delivery(
+        tx.queue_delivery(
             &d.room,
             Some(&ticket.id),
             d.kind,

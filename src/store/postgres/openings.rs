@@ -1,6 +1,7 @@
 //! Write-behind for new tickets and timeline entries on PostgreSQL: a transaction keeps its openings
 //! (a new ticket with its first entry, `TicketRows::insert_opened`), the entries it appends
-//! (`insert_entry`) and updates of tickets it has not written yet, and writes them together, in one
+//! (`insert_entry`), updates of tickets it has not written yet, and routing's rows (a ticket's rooms,
+//! the rooms its firing went to, its deliveries: `queue_delivery`), and writes them together, in one
 //! statement, just before its next statement or its commit, whichever comes first. The entries' feed
 //! rows (with their search rows, which name feed ids) wait longer: they are written in one statement
 //! right before the commit, under the feed lock, in the order the entries were appended; when tickets
@@ -27,18 +28,47 @@ use tokio_postgres::types::ToSql;
 use super::rows::TICKET_COLUMNS;
 use super::tickets::NewTicket;
 use super::{err, get, json_err, search, PgTx, FEED_CHANNEL, FEED_LOCK};
+use crate::domain::message::Content;
+use crate::domain::routing::DeliveryKind;
 use crate::domain::ticket::Ticket;
+use crate::domain::time::Timestamp;
 use crate::domain::timeline::Entry;
 use crate::store::Result;
 
 /// What a transaction has not written yet: new tickets (as last updated), then entries in the order
-/// they were appended, on those tickets or others; and the feed rows of entries written, in the same
-/// order.
+/// they were appended, on those tickets or others; routing's rows for them (a ticket's rooms, the
+/// rooms its firing went to, its deliveries in the order queued); and the feed rows of entries
+/// written, in the same order.
 #[derive(Default)]
 pub(super) struct Pending {
     tickets: Vec<Ticket>,
     entries: Vec<(String, Entry)>,
+    /// `(room, ticket_id)` of `ticket_rooms`.
+    rooms: Vec<(String, String)>,
+    /// `(ticket_id, room)` of `fired_rooms`.
+    fired: Vec<(String, String)>,
+    deliveries: Vec<KeptDelivery>,
     feed: Vec<FeedRow>,
+}
+
+impl Pending {
+    fn is_empty(&self) -> bool {
+        self.tickets.is_empty()
+            && self.entries.is_empty()
+            && self.rooms.is_empty()
+            && self.fired.is_empty()
+            && self.deliveries.is_empty()
+    }
+}
+
+/// An outbox row not written yet (`OutboxRows::queue_delivery`).
+struct KeptDelivery {
+    room: String,
+    ticket_id: Option<String>,
+    kind: &'static str,
+    content: String,
+    at: i64,
+    held_until: Option<i64>,
 }
 
 /// An entry's feed row and search row, not written yet.
@@ -81,9 +111,11 @@ fn feed_statement() -> String {
     format!("WITH {}", feed_ctes(1))
 }
 
-/// The kept tickets ($1 to $26) and entries ($27 to $34), one array per `unnest` argument; with
-/// `feed`, all the transaction's feed rows too ($35 to $40 of [`feed_ctes`]), at its commit: one
-/// round trip where two were, on every write that adds an entry (each recorded send among them).
+/// The kept tickets ($1 to $26), entries ($27 to $34), ticket rooms ($35, $36), fired rooms ($37,
+/// $38) and deliveries ($39 to $44, inserted in the order kept, so their ids keep the room's order),
+/// one array per `unnest` argument; with `feed`, all the transaction's feed rows too ($45 to $50 of
+/// [`feed_ctes`]), at its commit: one round trip where two were, on every write that adds an entry
+/// (each recorded send among them).
 fn statement(feed: bool) -> String {
     let ticket: Vec<String> = (1..=25).map(|i| format!("c{i}")).collect();
     let ticket = ticket.join(", ");
@@ -99,9 +131,17 @@ fn statement(feed: bool) -> String {
          title AS (INSERT INTO search (ticket_id, feed_id, visibility, body) \
              SELECT c1, NULL, 'public', title_doc::tsvector FROM t), \
          entry AS (INSERT INTO timeline (ticket_id, seq, at, kind, visibility, actor, text, data) \
-             SELECT tid, seq, at, kind, vis, actor, body, data FROM e){}",
+             SELECT tid, seq, at, kind, vis, actor, body, data FROM e), \
+         room AS (INSERT INTO ticket_rooms (room, ticket_id) \
+             SELECT * FROM unnest($35::text[], $36::text[]) ON CONFLICT DO NOTHING), \
+         fired AS (INSERT INTO fired_rooms (ticket_id, room) \
+             SELECT * FROM unnest($37::text[], $38::text[]) ON CONFLICT DO NOTHING), \
+         delivery AS (INSERT INTO outbox (room, ticket_id, kind, content, created_at, next_at, held_until) \
+             SELECT room, tid, kind, content, at, at, held FROM unnest($39::text[], $40::text[], \
+             $41::text[], $42::text[], $43::int8[], $44::int8[]) WITH ORDINALITY \
+             AS d(room, tid, kind, content, at, held, ord) ORDER BY ord){}",
         if feed {
-            format!(", {}", feed_ctes(35))
+            format!(", {}", feed_ctes(45))
         } else {
             " SELECT 1".to_string()
         }
@@ -129,6 +169,42 @@ impl PgTx<'_> {
         Ok(())
     }
 
+    /// Keeps a ticket's room.
+    pub(super) fn defer_ticket_room(&mut self, room: &str, ticket_id: &str) -> Result<()> {
+        self.pending
+            .rooms
+            .push((room.to_string(), ticket_id.to_string()));
+        Ok(())
+    }
+
+    /// Keeps a room a ticket's firing went to.
+    pub(super) fn defer_fired_room(&mut self, ticket_id: &str, room: &str) -> Result<()> {
+        self.pending
+            .fired
+            .push((ticket_id.to_string(), room.to_string()));
+        Ok(())
+    }
+
+    /// Keeps a delivery (due at `at`).
+    pub(super) fn defer_delivery(
+        &mut self,
+        room: &str,
+        ticket_id: Option<&str>,
+        kind: DeliveryKind,
+        content: &Content,
+        at: Timestamp,
+        held_until: Option<Timestamp>,
+    ) {
+        self.pending.deliveries.push(KeptDelivery {
+            room: room.to_string(),
+            ticket_id: ticket_id.map(str::to_string),
+            kind: kind.as_str(),
+            content: serde_json::to_string(content).unwrap_or_default(),
+            at: at.as_millis(),
+            held_until: held_until.map(Timestamp::as_millis),
+        });
+    }
+
     /// An update of a ticket not written yet replaces the kept one (`true`); else it must be
     /// written (`false`).
     pub(super) fn absorb_update(&mut self, t: &Ticket) -> bool {
@@ -149,11 +225,14 @@ impl PgTx<'_> {
     /// Writes the kept tickets and entries, if any, in one statement, and with `feed` every kept feed
     /// row too (theirs last), as [`Self::flush_feed`] would; returns whether there was anything.
     fn flush_kept(&mut self, feed: bool) -> Result<bool> {
-        if self.pending.tickets.is_empty() && self.pending.entries.is_empty() {
+        if self.pending.is_empty() {
             return Ok(false);
         }
         let kept_tickets = std::mem::take(&mut self.pending.tickets);
         let entries = std::mem::take(&mut self.pending.entries);
+        let rooms = std::mem::take(&mut self.pending.rooms);
+        let fired = std::mem::take(&mut self.pending.fired);
+        let deliveries = std::mem::take(&mut self.pending.deliveries);
         let tickets = kept_tickets
             .iter()
             .map(NewTicket::new)
@@ -197,6 +276,17 @@ impl PgTx<'_> {
         let e_actor: Vec<&str> = entries.iter().map(|(_, e)| e.actor.as_str()).collect();
         let e_text: Vec<&str> = entries.iter().map(|(_, e)| e.text.as_str()).collect();
         let e_data: Vec<&str> = data.iter().map(String::as_str).collect();
+        let r_room: Vec<&str> = rooms.iter().map(|(r, _)| r.as_str()).collect();
+        let r_ticket: Vec<&str> = rooms.iter().map(|(_, t)| t.as_str()).collect();
+        let f_ticket: Vec<&str> = fired.iter().map(|(t, _)| t.as_str()).collect();
+        let f_room: Vec<&str> = fired.iter().map(|(_, r)| r.as_str()).collect();
+        let d = &deliveries[..];
+        let d_room: Vec<&str> = d.iter().map(|k| k.room.as_str()).collect();
+        let d_ticket: Vec<Option<&str>> = d.iter().map(|k| k.ticket_id.as_deref()).collect();
+        let d_kind: Vec<&str> = d.iter().map(|k| k.kind).collect();
+        let d_content: Vec<&str> = d.iter().map(|k| k.content.as_str()).collect();
+        let d_at: Vec<i64> = d.iter().map(|k| k.at).collect();
+        let d_held: Vec<Option<i64>> = d.iter().map(|k| k.held_until).collect();
         let mut params: Vec<&(dyn ToSql + Sync)> = vec![
             &id,
             &number,
@@ -232,6 +322,16 @@ impl PgTx<'_> {
             &e_actor,
             &e_text,
             &e_data,
+            &r_room,
+            &r_ticket,
+            &f_ticket,
+            &f_room,
+            &d_room,
+            &d_ticket,
+            &d_kind,
+            &d_content,
+            &d_at,
+            &d_held,
         ];
         let new_rows = entries.iter().map(|(ticket_id, e)| FeedRow {
             document: search::document(&e.text),

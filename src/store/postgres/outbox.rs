@@ -38,6 +38,20 @@ impl OutboxRows for PgTx<'_> {
         )
     }
 
+    fn queue_delivery(
+        &mut self,
+        room: &str,
+        ticket_id: Option<&str>,
+        kind: DeliveryKind,
+        content: &Content,
+        at: Timestamp,
+        held_until: Option<Timestamp>,
+    ) -> Result<()> {
+        // Kept and written with the transaction's other new rows in one statement (openings.rs).
+        self.defer_delivery(room, ticket_id, kind, content, at, held_until);
+        Ok(())
+    }
+
     fn find_delivery(&mut self, id: i64) -> Result<Option<Delivery>> {
         self.query_opt(
             &format!("SELECT {DELIVERY_COLUMNS} {FROM_OUTBOX} WHERE o.id = $1"),

@@ -329,11 +329,8 @@ impl TicketRows for PgTx<'_> {
     }
 
     fn add_ticket_room(&mut self, room: &str, ticket_id: &str) -> Result<()> {
-        self.exec(
-            "INSERT INTO ticket_rooms (room, ticket_id) VALUES ($1, $2) ON CONFLICT DO NOTHING",
-            &[&room, &ticket_id],
-        )
-        .map(|_| ())
+        // Kept and written with the transaction's other new rows in one statement (openings.rs).
+        self.defer_ticket_room(room, ticket_id)
     }
 
     fn fired_rooms(&mut self, ticket_id: &str) -> Result<BTreeSet<String>> {
@@ -349,11 +346,8 @@ impl TicketRows for PgTx<'_> {
     }
 
     fn add_fired_room(&mut self, ticket_id: &str, room: &str) -> Result<()> {
-        self.exec(
-            "INSERT INTO fired_rooms (ticket_id, room) VALUES ($1, $2) ON CONFLICT DO NOTHING",
-            &[&ticket_id, &room],
-        )
-        .map(|_| ())
+        // Kept and written with the transaction's other new rows in one statement (openings.rs).
+        self.defer_fired_room(ticket_id, room)
     }
 
     fn purge_resolved(&mut self, cutoff: Timestamp, limit: usize) -> Result<usize> {
