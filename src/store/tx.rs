@@ -34,6 +34,18 @@ use crate::domain::timeline::{Entry, EntryKind};
 /// others.
 pub type Sorted<T> = (Vec<T>, Vec<(i64, String)>);
 
+/// A new outbox row, pending from `at` (its creation time), held until `held_until` when set.
+#[derive(Debug, Clone, Copy)]
+pub struct NewDelivery<'a> {
+    pub room: &'a str,
+    /// `None` for storm digests.
+    pub ticket_id: Option<&'a str>,
+    pub kind: DeliveryKind,
+    pub content: &'a Content,
+    pub at: Timestamp,
+    pub held_until: Option<Timestamp>,
+}
+
 /// A delivery as its attempt found it (`OutboxRows::settle_delivery`): what the ticket's timeline
 /// entry and the thread need. Returned by the statement that settles the row, so recording a send
 /// does not read the row first (a round trip on PostgreSQL, where each send is recorded on its own).
@@ -156,31 +168,13 @@ pub trait FeedRows {
 
 /// The outbox: deliveries to rooms, their threads, off-hours notices.
 pub trait OutboxRows {
-    #[allow(clippy::too_many_arguments)]
-    fn insert_delivery(
-        &mut self,
-        room: &str,
-        ticket_id: Option<&str>,
-        kind: DeliveryKind,
-        content: &Content,
-        at: Timestamp,
-        held_until: Option<Timestamp>,
-    ) -> Result<i64>;
+    /// Writes a delivery; returns its id.
+    fn insert_delivery(&mut self, d: NewDelivery<'_>) -> Result<i64>;
     /// A delivery whose id the caller does not need (routing's, from `enqueue`). A backend may keep
     /// it and write it with the transaction's other kept rows (PostgreSQL's write-behind); the
     /// transaction's next statement sees it either way.
-    #[allow(clippy::too_many_arguments)]
-    fn queue_delivery(
-        &mut self,
-        room: &str,
-        ticket_id: Option<&str>,
-        kind: DeliveryKind,
-        content: &Content,
-        at: Timestamp,
-        held_until: Option<Timestamp>,
-    ) -> Result<()> {
-        self.insert_delivery(room, ticket_id, kind, content, at, held_until)
-            .map(drop)
+    fn queue_delivery(&mut self, d: NewDelivery<'_>) -> Result<()> {
+        self.insert_delivery(d).map(drop)
     }
     fn find_delivery(&mut self, id: i64) -> Result<Option<Delivery>>;
     /// A room's pending deliveries due by their hold, in order; rows that cannot be read come apart

@@ -10,6 +10,7 @@ use crate::domain::routing::{DeliveryKind, OffHoursAction, Router};
 use crate::domain::silence::{self, Silence, Silencing};
 use crate::domain::ticket::Ticket;
 use crate::domain::timeline::{Entry, EntryDraft, EntryKind};
+use crate::store::tx::NewDelivery;
 use crate::store::Result;
 
 /// Writes the deliveries routing plans for a new timeline entry, due at the entry's time, and
@@ -73,14 +74,14 @@ pub(super) fn enqueue(
     };
     let kept = silence::keep_deliveries(planned, entry.kind, silencing, &fired);
     for d in &kept {
-        tx.queue_delivery(
-            &d.room,
-            Some(&ticket.id),
-            d.kind,
-            &d.content,
-            entry.at,
-            d.hold_until,
-        )?;
+        tx.queue_delivery(NewDelivery {
+            room: &d.room,
+            ticket_id: Some(&ticket.id),
+            kind: d.kind,
+            content: &d.content,
+            at: entry.at,
+            held_until: d.hold_until,
+        })?;
         if firing {
             tx.add_fired_room(&ticket.id, &d.room)?;
         }

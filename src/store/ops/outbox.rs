@@ -5,6 +5,7 @@ use crate::domain::entries::{self, Attempt, DeliveryRef};
 use crate::domain::message::Content;
 use crate::domain::routing::DeliveryKind;
 use crate::domain::time::Timestamp;
+use crate::store::tx::NewDelivery;
 use crate::store::{Delivery, DeliveryResult, Result, StoreError};
 
 fn delivery_ref(d: &Delivery) -> DeliveryRef<'_> {
@@ -70,7 +71,14 @@ pub fn digest(
     digest: &Content,
     now: Timestamp,
 ) -> Result<i64> {
-    let id = tx.insert_delivery(room, None, DeliveryKind::Digest, digest, now, None)?;
+    let id = tx.insert_delivery(NewDelivery {
+        room,
+        ticket_id: None,
+        kind: DeliveryKind::Digest,
+        content: digest,
+        at: now,
+        held_until: None,
+    })?;
     for &c in covered {
         if let Some(Some(ticket)) = tx.take_pending_delivery(c)? {
             append_system_entry(tx, &ticket, entries::digested(room, c, id, now))?;

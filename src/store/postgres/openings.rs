@@ -28,11 +28,10 @@ use tokio_postgres::types::ToSql;
 use super::rows::TICKET_COLUMNS;
 use super::tickets::NewTicket;
 use super::{err, get, json_err, search, PgTx, FEED_CHANNEL, FEED_LOCK};
-use crate::domain::message::Content;
-use crate::domain::routing::DeliveryKind;
 use crate::domain::ticket::Ticket;
 use crate::domain::time::Timestamp;
 use crate::domain::timeline::Entry;
+use crate::store::tx::NewDelivery;
 use crate::store::Result;
 
 /// What a transaction has not written yet: new tickets (as last updated), then entries in the order
@@ -185,23 +184,15 @@ impl PgTx<'_> {
         Ok(())
     }
 
-    /// Keeps a delivery (due at `at`).
-    pub(super) fn defer_delivery(
-        &mut self,
-        room: &str,
-        ticket_id: Option<&str>,
-        kind: DeliveryKind,
-        content: &Content,
-        at: Timestamp,
-        held_until: Option<Timestamp>,
-    ) {
+    /// Keeps a delivery.
+    pub(super) fn defer_delivery(&mut self, d: NewDelivery<'_>) {
         self.pending.deliveries.push(KeptDelivery {
-            room: room.to_string(),
-            ticket_id: ticket_id.map(str::to_string),
-            kind: kind.as_str(),
-            content: serde_json::to_string(content).unwrap_or_default(),
-            at: at.as_millis(),
-            held_until: held_until.map(Timestamp::as_millis),
+            room: d.room.to_string(),
+            ticket_id: d.ticket_id.map(str::to_string),
+            kind: d.kind.as_str(),
+            content: serde_json::to_string(d.content).unwrap_or_default(),
+            at: d.at.as_millis(),
+            held_until: d.held_until.map(Timestamp::as_millis),
         });
     }
 

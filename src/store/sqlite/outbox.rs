@@ -4,36 +4,26 @@ use rusqlite::{params, OptionalExtension};
 
 use super::rows::{self, DELIVERY_COLUMNS};
 use super::{err, exec, SqliteTx};
-use crate::domain::message::Content;
-use crate::domain::routing::DeliveryKind;
 use crate::domain::time::Timestamp;
-use crate::store::tx::{OutboxRows, Settled, Sorted};
+use crate::store::tx::{NewDelivery, OutboxRows, Settled, Sorted};
 use crate::store::{Delivery, DeliveryResult, Result, RoomBacklog};
 
 const FROM_OUTBOX: &str =
     "FROM outbox o LEFT JOIN threads th ON th.ticket_id = o.ticket_id AND th.room = o.room";
 
 impl OutboxRows for SqliteTx<'_> {
-    fn insert_delivery(
-        &mut self,
-        room: &str,
-        ticket_id: Option<&str>,
-        kind: DeliveryKind,
-        content: &Content,
-        at: Timestamp,
-        held_until: Option<Timestamp>,
-    ) -> Result<i64> {
+    fn insert_delivery(&mut self, d: NewDelivery<'_>) -> Result<i64> {
         exec(
             self.c,
             "INSERT INTO outbox (room, ticket_id, kind, content, created_at, next_at, held_until) \
              VALUES (?1, ?2, ?3, ?4, ?5, ?5, ?6)",
             params![
-                room,
-                ticket_id,
-                kind.as_str(),
-                serde_json::to_string(content).unwrap_or_default(),
-                at.as_millis(),
-                held_until.map(Timestamp::as_millis),
+                d.room,
+                d.ticket_id,
+                d.kind.as_str(),
+                serde_json::to_string(d.content).unwrap_or_default(),
+                d.at.as_millis(),
+                d.held_until.map(Timestamp::as_millis),
             ],
         )?;
         Ok(self.c.last_insert_rowid())
