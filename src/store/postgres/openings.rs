@@ -23,6 +23,8 @@
 //! commit. A statement naming the feed or search tables writes the kept feed rows first, so the
 //! transaction still reads its own.
 
+use std::sync::LazyLock;
+
 use tokio_postgres::types::ToSql;
 
 use super::rows::TICKET_COLUMNS;
@@ -106,9 +108,11 @@ fn feed_ctes(n: usize) -> String {
 }
 
 /// The kept feed rows alone ($1 to $6 of [`feed_ctes`]).
-fn feed_statement() -> String {
-    format!("WITH {}", feed_ctes(1))
-}
+static FEED: LazyLock<String> = LazyLock::new(|| format!("WITH {}", feed_ctes(1)));
+/// [`statement`] without the feed rows, and with them; built once, as they are used on every write
+/// that adds a ticket, an entry or a delivery.
+static KEPT: LazyLock<String> = LazyLock::new(|| statement(false));
+static KEPT_AND_FEED: LazyLock<String> = LazyLock::new(|| statement(true));
 
 /// The kept tickets ($1 to $26), entries ($27 to $34), ticket rooms ($35, $36), fired rooms ($37,
 /// $38) and deliveries ($39 to $44, inserted in the order kept, so their ids keep the room's order),
@@ -213,8 +217,9 @@ impl PgTx<'_> {
         self.flush_kept(false).map(drop)
     }
 
-    /// Writes the kept tickets and entries, if any, in one statement, and with `feed` every kept feed
-    /// row too (theirs last), as [`Self::flush_feed`] would; returns whether there was anything.
+    /// Writes the kept tickets, entries and routing rows, if any, in one statement, and with `feed`
+    /// every kept feed row too (theirs last), as [`Self::flush_feed`] would; returns whether there
+    /// was anything.
     fn flush_kept(&mut self, feed: bool) -> Result<bool> {
         if self.pending.is_empty() {
             return Ok(false);
@@ -333,7 +338,7 @@ impl PgTx<'_> {
         // Straight to the connection: `execute` would flush first, and this is the flush.
         if !feed {
             self.pending.feed.extend(new_rows);
-            let s = self.stmt(&statement(false))?;
+            let s = self.stmt(&KEPT)?;
             self.t.execute(&s, &params).map_err(err)?;
             return Ok(true);
         }
@@ -348,7 +353,7 @@ impl PgTx<'_> {
             &FEED_LOCK,
             &FEED_CHANNEL,
         ]);
-        let s = self.stmt(&statement(true))?;
+        let s = self.stmt(&KEPT_AND_FEED)?;
         let row = self.t.query_one(&s, &params).map_err(err)?;
         self.took_feed(&row)?;
         Ok(true)
@@ -372,7 +377,7 @@ impl PgTx<'_> {
         }
         let feed = std::mem::take(&mut self.pending.feed);
         let (tid, seq, vis, doc) = feed_columns(&feed);
-        let s = self.stmt(&feed_statement())?;
+        let s = self.stmt(&FEED)?;
         let row = self
             .t
             .query_one(&s, &[&tid, &seq, &vis, &doc, &FEED_LOCK, &FEED_CHANNEL])
