@@ -26,6 +26,7 @@ fn fts_query(text: &str) -> Option<String> {
 
 impl FeedRows for SqliteTx<'_> {
     fn list_tickets(&mut self, filter: &TicketFilter) -> Result<Vec<Ticket>> {
+        self.flush_search()?;
         let mut sql = format!("SELECT {TICKET_COLUMNS} FROM tickets WHERE 1 = 1");
         let mut args: Vec<rusqlite::types::Value> = Vec::new();
         sql.push_str(&in_list(

@@ -1,5 +1,6 @@
 //! Tickets and timelines on SQLite. Every entry also gets its feed row (the position live readers
-//! resume from) and its search row, in the same transaction.
+//! resume from) and its search row, in the same transaction (search rows written just before the
+//! commit: see `SqliteTx`).
 
 use std::collections::BTreeSet;
 
@@ -101,12 +102,8 @@ impl TicketRows for SqliteTx<'_> {
             ],
         )?;
         // The title's search row is known by minus the ticket number (see `retention`).
-        exec(
-            self.c,
-            "INSERT INTO search (rowid, body, ticket_id, visibility) VALUES (?1, ?2, ?3, 'public')",
-            params![-ticket.number, ticket.title, ticket.id],
-        )
-        .map(|_| ())
+        self.add_search(-ticket.number, &ticket.title, &ticket.id, "public");
+        Ok(())
     }
 
     fn update_ticket(&mut self, ticket: &Ticket) -> Result<()> {
@@ -219,12 +216,8 @@ impl TicketRows for SqliteTx<'_> {
         )?;
         // An entry's search row is known by its feed id (see `retention`).
         let feed_id = self.c.last_insert_rowid();
-        exec(
-            self.c,
-            "INSERT INTO search (rowid, body, ticket_id, visibility) VALUES (?1, ?2, ?3, ?4)",
-            params![feed_id, entry.text, ticket_id, entry.visibility.as_str()],
-        )
-        .map(|_| ())
+        self.add_search(feed_id, &entry.text, ticket_id, entry.visibility.as_str());
+        Ok(())
     }
 
     fn timeline(&mut self, ticket_id: &str, after: i64, limit: usize) -> Result<Vec<Entry>> {
@@ -296,6 +289,7 @@ impl TicketRows for SqliteTx<'_> {
     }
 
     fn purge_resolved(&mut self, cutoff: Timestamp, limit: usize) -> Result<usize> {
+        self.flush_search()?;
         retention::purge(self.c, cutoff, limit)
     }
 }
