@@ -42,6 +42,12 @@ pub(super) fn append(c: &Connection, rows: &[(Timestamp, String)]) -> Result<Vec
     Ok(ids)
 }
 
+/// The journal's lowest and highest ids. Two subqueries, because SQLite reads `MIN(id)` or `MAX(id)`
+/// off the index only when it is a query's one aggregate: `SELECT MIN(id), MAX(id)` read every row,
+/// at every scrape and readiness check (perf: a twentieth of the process's time in a storm).
+pub(super) const ID_RANGE: &str =
+    "SELECT (SELECT MIN(id) FROM journal), (SELECT MAX(id) FROM journal)";
+
 impl JournalRows for SqliteTx<'_> {
     fn append_journal(&mut self, alerts: &[Alert]) -> Result<Vec<i64>> {
         append(self.c, &encode(alerts)?)
@@ -124,9 +130,7 @@ impl JournalRows for SqliteTx<'_> {
         const EXACT_UP_TO: i64 = 10_000;
         let (min, max): (Option<i64>, Option<i64>) = self
             .c
-            .query_row("SELECT MIN(id), MAX(id) FROM journal", [], |r| {
-                Ok((r.get(0)?, r.get(1)?))
-            })
+            .query_row(ID_RANGE, [], |r| Ok((r.get(0)?, r.get(1)?)))
             .map_err(err)?;
         let (Some(min), Some(max)) = (min, max) else {
             return Ok((0, 0));

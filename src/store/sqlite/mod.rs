@@ -32,6 +32,8 @@ mod members;
 #[cfg(test)]
 mod migration_tests;
 mod outbox;
+#[cfg(test)]
+mod plan_tests;
 mod plugin_kv;
 mod retention;
 mod rows;
