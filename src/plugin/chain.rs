@@ -19,6 +19,44 @@ pub const LOG_TARGET: &str = "tocsin::plugin::log";
 /// Why: a plugin logging on every alert must not flood the log (the host keeps 32 lines per call).
 pub const MAX_LOGGED_PER_CALL: usize = 8;
 
+/// A plugin's log lines written to tocsin's log per second (of the processor's clock) at most, across
+/// calls; the lines past it are counted, and the count is written before the plugin's next line
+/// written in a later second. Why: a plugin that logs on every alert (a router finding no room, say)
+/// wrote a line per alert in a storm: as many lines a second as alerts, and, applying new alerts
+/// with the example plugins, half the plugin thread's time (perf).
+pub const MAX_LOGGED_PER_SECOND: u32 = 20;
+
+/// A plugin's log lines written in the current second, and those held back since its last report.
+/// A fixed window rather than a `ratelimit::Limiter`: it counts on the processor's clock, the `now`
+/// a chain runs at, which chain tests fix, where the limiter reads a clock of its own.
+#[derive(Debug, Default)]
+pub struct LogBudget {
+    second: i64,
+    written: u32,
+    held_back: u64,
+}
+
+impl LogBudget {
+    /// Whether a line at `now` may be written, and how many were held back before it and not
+    /// reported yet (reported, that is, by this answer: write that count first).
+    fn admit(&mut self, now: Timestamp) -> (bool, u64) {
+        let second = now.as_millis().div_euclid(1000);
+        let mut report = 0;
+        if second != self.second {
+            self.second = second;
+            self.written = 0;
+            report = std::mem::take(&mut self.held_back);
+        }
+        if self.written < MAX_LOGGED_PER_SECOND {
+            self.written += 1;
+            (true, report)
+        } else {
+            self.held_back += 1;
+            (false, report)
+        }
+    }
+}
+
 /// A plugin's last log lines attached to its `plugin_failed` entry.
 pub const LOGS_ON_FAILURE: usize = 10;
 
@@ -97,7 +135,7 @@ impl Registry {
                 }
             }
             let report = plugin.call(alert, kind, id, clock);
-            log_lines(name, alert, id, &report.logs);
+            log_lines(name, alert, id, &report.logs, &mut plugin.log_budget(), now);
             match report.result {
                 Ok(verdict) => {
                     plugin.breaker().record(&key, true, now, plugin.policy);
@@ -174,10 +212,39 @@ fn failure(plugin: &str, kind: FailureKind, message: String, logs: &[LogLine]) -
 }
 
 /// Writes a call's log lines to tocsin's log at their own levels, tagged with the plugin, the alert's
-/// source and fingerprint and its journal id; at most [`MAX_LOGGED_PER_CALL`] of them.
-fn log_lines(name: &str, alert: &Alert, id: &str, logs: &[LogLine]) {
+/// source and fingerprint and its journal id; at most [`MAX_LOGGED_PER_CALL`] of them, and only
+/// those within the plugin's `budget` at `now`.
+fn log_lines(
+    name: &str,
+    alert: &Alert,
+    id: &str,
+    logs: &[LogLine],
+    budget: &mut LogBudget,
+    now: Timestamp,
+) {
     let (source, fp) = (alert.source.as_str(), alert.fingerprint.as_str());
+    let mut admit = || {
+        let (ok, held_back) = budget.admit(now);
+        if held_back > 0 {
+            tracing::warn!(
+                target: LOG_TARGET,
+                plugin = name,
+                "{held_back} log lines from this plugin were not written (at most {MAX_LOGGED_PER_SECOND} a second)."
+            );
+        }
+        ok
+    };
     for line in logs.iter().take(MAX_LOGGED_PER_CALL) {
+        // Lines the log leaves out at its level cost nothing of the budget.
+        let shown = match line.level {
+            "error" => tracing::enabled!(target: LOG_TARGET, tracing::Level::ERROR),
+            "warn" => tracing::enabled!(target: LOG_TARGET, tracing::Level::WARN),
+            "info" => tracing::enabled!(target: LOG_TARGET, tracing::Level::INFO),
+            _ => tracing::enabled!(target: LOG_TARGET, tracing::Level::DEBUG),
+        };
+        if !shown || !admit() {
+            continue;
+        }
         let m = line.message.as_str();
         match line.level {
             "error" => {
@@ -194,7 +261,7 @@ fn log_lines(name: &str, alert: &Alert, id: &str, logs: &[LogLine]) {
             }
         }
     }
-    if logs.len() > MAX_LOGGED_PER_CALL {
+    if logs.len() > MAX_LOGGED_PER_CALL && admit() {
         tracing::warn!(
             target: LOG_TARGET,
             plugin = name,
@@ -257,7 +324,14 @@ mod tests {
         ];
         logs.extend((0..10).map(|i| line("info", &format!("spam {i}"))));
         tracing::subscriber::with_default(subscriber, || {
-            log_lines("router", &alert(), "42", &logs)
+            log_lines(
+                "router",
+                &alert(),
+                "42",
+                &logs,
+                &mut LogBudget::default(),
+                Timestamp::from_millis(0),
+            )
         });
         let out = String::from_utf8(buf.0.lock().unwrap().clone()).unwrap();
         let lines: Vec<&str> = out.lines().collect();
@@ -282,6 +356,74 @@ mod tests {
         assert!(!out.contains("spam 9"), "{out}");
         assert!(
             lines[MAX_LOGGED_PER_CALL].contains("6 more log lines"),
+            "{out}"
+        );
+    }
+
+    #[test]
+    fn a_plugin_logging_on_every_alert_writes_its_budget_a_second_then_a_count() {
+        let buf = Buffer::default();
+        let writer = buf.clone();
+        let subscriber = tracing_subscriber::fmt()
+            .with_writer(move || writer.clone())
+            .with_ansi(false)
+            .with_max_level(tracing::Level::INFO)
+            .finish();
+        let logs = |text: &str| {
+            vec![
+                LogLine {
+                    level: "debug",
+                    message: "not shown at info".into(),
+                },
+                LogLine {
+                    level: "warn",
+                    message: text.into(),
+                },
+            ]
+        };
+        let mut budget = LogBudget::default();
+        let start = Timestamp::from_millis(1_700_000_000_000);
+        tracing::subscriber::with_default(subscriber, || {
+            for i in 0..MAX_LOGGED_PER_SECOND + 10 {
+                let at = Timestamp::from_millis(start.as_millis() + i64::from(i));
+                log_lines(
+                    "router",
+                    &alert(),
+                    "42",
+                    &logs(&format!("no room {i}")),
+                    &mut budget,
+                    at,
+                );
+            }
+            let next_second = Timestamp::from_millis(start.as_millis() + 1_000);
+            log_lines(
+                "router",
+                &alert(),
+                "43",
+                &logs("no room later"),
+                &mut budget,
+                next_second,
+            );
+        });
+        let out = String::from_utf8(buf.0.lock().unwrap().clone()).unwrap();
+        let lines: Vec<&str> = out.lines().collect();
+        assert_eq!(lines.len(), MAX_LOGGED_PER_SECOND as usize + 2, "{out}");
+        assert!(
+            lines[MAX_LOGGED_PER_SECOND as usize - 1].contains("no room 19"),
+            "{out}"
+        );
+        assert!(
+            !out.contains("no room 20") && !out.contains("not shown"),
+            "{out}"
+        );
+        let count = lines[MAX_LOGGED_PER_SECOND as usize];
+        assert!(
+            count.contains("WARN")
+                && count.contains("10 log lines from this plugin were not written"),
+            "{count}"
+        );
+        assert!(
+            lines[MAX_LOGGED_PER_SECOND as usize + 1].contains("no room later"),
             "{out}"
         );
     }

@@ -305,6 +305,7 @@ impl Compiled {
             alert_room: None,
             raw: settings.raw,
             breaker: Mutex::new(Breaker::default()),
+            log_budget: Mutex::new(chain::LogBudget::default()),
         }
     }
 }
@@ -375,6 +376,8 @@ pub struct Plugin {
     /// Which keys it skips and whether it is switched off: in memory, per instance (see
     /// `domain::breaker`). Kept while the plugin's file and settings do not change across reloads.
     breaker: Mutex<Breaker>,
+    /// How many of its log lines this second went to tocsin's log (`chain::LogBudget`).
+    log_budget: Mutex<chain::LogBudget>,
 }
 
 impl std::fmt::Debug for Plugin {
@@ -406,6 +409,13 @@ impl Plugin {
 
     pub fn is_disabled(&self) -> bool {
         self.breaker().is_disabled()
+    }
+
+    /// How much of its log this second the plugin used (a poisoned lock still holds a usable one).
+    pub fn log_budget(&self) -> std::sync::MutexGuard<'_, chain::LogBudget> {
+        self.log_budget
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 
     /// The breaker's state (a poisoned lock still holds a usable one: it is only counts).
