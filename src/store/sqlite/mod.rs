@@ -65,6 +65,7 @@ const MIGRATIONS: &[&str] = &[
     include_str!("migrations/0013_instances.sql"),
     include_str!("migrations/0014_plugin_kv.sql"),
     include_str!("migrations/0015_changes.sql"),
+    include_str!("migrations/0016_ticket_count_on_insert.sql"),
 ];
 
 const READERS: usize = 2;
@@ -90,11 +91,11 @@ pub struct SqliteTx<'a> {
     ///
     /// Why: FTS5 keeps the rows it is given in memory, and writes them to disk as a new segment
     /// (which it later merges with others) when the transaction ends, when a statement opens a
-    /// savepoint, or when a row comes whose rowid is below the last one's. Titles' rowids fall as
-    /// entries' rise, and inserting a ticket opens a savepoint (a statement that fires the
-    /// ticket-count trigger may have to roll back alone), so writing search rows as they came wrote
-    /// a segment per new ticket: applying new alerts, a fifth of the writer's time went to those
-    /// flushes and merges (perf). Kept and written in rowid order, a transaction writes one.
+    /// savepoint (any statement that may have to roll back alone: one that fires a trigger, say),
+    /// or when a row comes whose rowid is below the last one's. Titles' rowids fall as entries'
+    /// rise, so writing search rows as they came wrote a segment per new ticket: applying new
+    /// alerts, a fifth of the writer's time went to those flushes and merges (perf). Kept and
+    /// written in rowid order, a transaction writes one.
     search: Vec<SearchRow>,
 }
 
@@ -415,7 +416,7 @@ fn configure(conn: &Connection) -> Result<()> {
     // so accepted alerts survive a power cut, not only a crash of tocsin. Group commit pays for it.
     //
     // temp_store=MEMORY: statement journals (SQLite writes one for each statement that may have to
-    // roll back alone, e.g. an insert that fires the ticket-count trigger) stay in memory. On disk they
+    // roll back alone, e.g. an update that fires the ticket-count trigger) stay in memory. On disk they
     // were a temp file written page by page: a fifth of the writer's time applying new alerts (perf).
     // They live for one statement, so the memory is bounded by the largest statement.
     //
