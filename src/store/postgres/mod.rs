@@ -52,6 +52,7 @@ const MIGRATIONS: &[&str] = &[
     include_str!("migrations/0004_plugin_kv.sql"),
     include_str!("migrations/0005_changes.sql"),
     include_str!("migrations/0006_tickets_fillfactor.sql"),
+    include_str!("migrations/0007_ticket_counts_per_statement.sql"),
 ];
 
 /// Connections in the pool.
