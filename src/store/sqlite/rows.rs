@@ -29,9 +29,10 @@ fn unknown(i: usize, what: &str) -> rusqlite::Error {
     rusqlite::Error::FromSqlConversionFailure(i, Type::Text, format!("unknown {what}").into())
 }
 
+/// Column `i`'s JSON, parsed from the row's own text (no copy of it first: every resend reads three).
 fn json<T: serde::de::DeserializeOwned>(row: &Row<'_>, i: usize) -> rusqlite::Result<T> {
-    let text: String = row.get(i)?;
-    serde_json::from_str(&text)
+    let text = row.get_ref(i)?.as_str()?;
+    serde_json::from_str(text)
         .map_err(|e| rusqlite::Error::FromSqlConversionFailure(i, Type::Text, Box::new(e)))
 }
 

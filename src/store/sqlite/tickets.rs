@@ -24,6 +24,13 @@ pub(super) static INSERT_TICKET: LazyLock<String> = LazyLock::new(|| {
     )
 });
 
+/// A key's current ticket: read for every alert applied, so its text is built once.
+static LATEST_FOR_KEY: LazyLock<String> = LazyLock::new(|| {
+    format!(
+        "SELECT {TICKET_COLUMNS} FROM tickets WHERE source = ?1 AND fingerprint = ?2 AND is_latest = 1"
+    )
+});
+
 fn resolution_json(ticket: &Ticket) -> Result<Option<String>> {
     ticket
         .resolution
@@ -36,10 +43,11 @@ fn resolution_json(ticket: &Ticket) -> Result<Option<String>> {
 impl TicketRows for SqliteTx<'_> {
     fn latest_for_key(&mut self, source: &str, fingerprint: &str) -> Result<Option<Ticket>> {
         self.c
-            .prepare_cached(&format!(
-                "SELECT {TICKET_COLUMNS} FROM tickets WHERE source = ?1 AND fingerprint = ?2 AND is_latest = 1"
-            ))
-            .and_then(|mut s| s.query_row(params![source, fingerprint], rows::ticket).optional())
+            .prepare_cached(&LATEST_FOR_KEY)
+            .and_then(|mut s| {
+                s.query_row(params![source, fingerprint], rows::ticket)
+                    .optional()
+            })
             .map_err(err)
     }
 
