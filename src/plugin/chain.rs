@@ -135,7 +135,10 @@ impl Registry {
                 }
             }
             let report = plugin.call(alert, kind, id, clock);
-            log_lines(name, alert, id, &report.logs, &mut plugin.log_budget(), now);
+            // The budget's lock only for calls that logged (most log nothing).
+            if !report.logs.is_empty() {
+                log_lines(name, alert, id, &report.logs, &mut plugin.log_budget(), now);
+            }
             match report.result {
                 Ok(verdict) => {
                     plugin.breaker().record(&key, true, now, plugin.policy);
@@ -293,6 +296,18 @@ mod tests {
         }
     }
 
+    /// A subscriber writing formatted lines up to `level` into the returned buffer.
+    fn capture(level: tracing::Level) -> (Buffer, impl tracing::Subscriber) {
+        let buf = Buffer::default();
+        let writer = buf.clone();
+        let subscriber = tracing_subscriber::fmt()
+            .with_writer(move || writer.clone())
+            .with_ansi(false)
+            .with_max_level(level)
+            .finish();
+        (buf, subscriber)
+    }
+
     fn alert() -> Alert {
         let mut a: Alert = serde_json::from_value(serde_json::json!({
             "source": "hooks", "fingerprint": "fp1", "status": "firing", "title": "t",
@@ -305,13 +320,7 @@ mod tests {
 
     #[test]
     fn plugin_lines_are_logged_at_their_level_tagged_and_capped() {
-        let buf = Buffer::default();
-        let writer = buf.clone();
-        let subscriber = tracing_subscriber::fmt()
-            .with_writer(move || writer.clone())
-            .with_ansi(false)
-            .with_max_level(tracing::Level::DEBUG)
-            .finish();
+        let (buf, subscriber) = capture(tracing::Level::DEBUG);
         let line = |level, message: &str| LogLine {
             level,
             message: message.to_string(),
@@ -362,13 +371,7 @@ mod tests {
 
     #[test]
     fn a_plugin_logging_on_every_alert_writes_its_budget_a_second_then_a_count() {
-        let buf = Buffer::default();
-        let writer = buf.clone();
-        let subscriber = tracing_subscriber::fmt()
-            .with_writer(move || writer.clone())
-            .with_ansi(false)
-            .with_max_level(tracing::Level::INFO)
-            .finish();
+        let (buf, subscriber) = capture(tracing::Level::INFO);
         let logs = |text: &str| {
             vec![
                 LogLine {
