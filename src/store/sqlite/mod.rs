@@ -70,6 +70,13 @@ const MIGRATIONS: &[&str] = &[
 
 const READERS: usize = 2;
 
+/// `cache_size` of the connections that only read (readers, the checkpointer), in KiB; the writer keeps
+/// SQLite's default (2 MiB). Why small: in WAL mode a connection drops its whole page cache when it
+/// starts a read after any commit (`pager_reset`), so under writes a reader's cache lives for one read,
+/// yet each connection filled its default 2 MiB in a storm and kept it (the memory figure of
+/// `benches/versus.rs`). 512 KiB still holds a batch of journal rows or a page of the ticket list.
+const READER_CACHE_KIB: u32 = 512;
+
 /// How many queued appends one commit may take. Bounds a transaction's size and a request's wait.
 const MAX_GROUP: usize = 64;
 
@@ -244,6 +251,7 @@ impl SqliteBackend {
         for _ in 0..READERS {
             let r = Connection::open(path).map_err(err)?;
             configure(&r)?;
+            limit_cache(&r)?;
             readers.push(Mutex::new(r));
         }
         let checkpoints = start_checkpointer(path)?;
@@ -434,6 +442,12 @@ fn configure(conn: &Connection) -> Result<()> {
     .map_err(err)
 }
 
+/// Sets a read-only connection's page cache to [`READER_CACHE_KIB`].
+fn limit_cache(conn: &Connection) -> Result<()> {
+    conn.pragma_update(None, "cache_size", -i64::from(READER_CACHE_KIB))
+        .map_err(err)
+}
+
 fn migrate(conn: &mut Connection) -> Result<()> {
     let done: usize = conn
         .query_row("PRAGMA user_version", [], |r| r.get(0))
@@ -491,6 +505,7 @@ const CHECKPOINT_EVERY: std::time::Duration = std::time::Duration::from_millis(2
 fn start_checkpointer(path: &Path) -> Result<mpsc::SyncSender<()>> {
     let conn = Connection::open(path).map_err(err)?;
     configure(&conn)?;
+    limit_cache(&conn)?;
     let (tx, rx) = mpsc::sync_channel::<()>(1);
     std::thread::Builder::new()
         .name("sqlite-checkpoint".into())
