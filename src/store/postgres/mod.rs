@@ -420,6 +420,13 @@ impl Session<'_> {
         }
     }
 
+    fn query_typed(&mut self, sql: &str, params: TypedParams<'_>) -> PgResult<Vec<Row>> {
+        match self {
+            Session::Tx(t) => t.query_typed(sql, params),
+            Session::Auto(c) => c.query_typed(sql, params),
+        }
+    }
+
     fn execute(&mut self, s: &Statement, params: Params<'_>) -> PgResult<u64> {
         match self {
             Session::Tx(t) => t.execute(s, params),
@@ -454,6 +461,8 @@ pub struct PgTx<'a> {
 }
 
 type Params<'p> = &'p [&'p (dyn ToSql + Sync)];
+/// Parameters with their types, for a statement not prepared ahead ([`PgTx::query_planned`]).
+type TypedParams<'p> = &'p [(&'p (dyn ToSql + Sync), tokio_postgres::types::Type)];
 
 /// A statement from the connection's cache, prepared on first use.
 fn prepared(
@@ -502,6 +511,20 @@ impl<'a> PgTx<'a> {
         self.before(sql)?;
         let s = self.stmt(sql)?;
         self.t.query(&s, params).map_err(err)
+    }
+
+    /// `sql` planned for these very parameters each time it runs (PostgreSQL's unnamed statement: parse,
+    /// bind and execute in one round trip), where a prepared statement would keep one plan.
+    ///
+    /// Why: PostgreSQL keeps a prepared statement's generic plan from its sixth run on, costed on the
+    /// table as it was then, until the table is analyzed again (autovacuum looks once a minute). On a
+    /// fresh or small `tickets` that plan reads the whole table, so as a storm grew it from nothing to
+    /// thousands of tickets every batch's key lookup scanned all of them (`auto_explain`: the
+    /// busiest statement at 1,000 new alerts/s). Planning each time costs the server a little CPU.
+    fn query_planned(&mut self, sql: &str, params: TypedParams<'_>) -> Result<Vec<Row>> {
+        self.before(sql)?;
+        self.t.check(sql)?;
+        self.t.query_typed(sql, params).map_err(err)
     }
 
     fn query_opt(&mut self, sql: &str, params: Params<'_>) -> Result<Option<Row>> {

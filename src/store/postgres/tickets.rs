@@ -8,8 +8,9 @@
 //! took id 7 has committed (and is visible) before any other can take id 8.
 
 use std::collections::BTreeSet;
+use std::sync::LazyLock;
 
-use tokio_postgres::types::ToSql;
+use tokio_postgres::types::{ToSql, Type};
 
 use super::rows::{self, TICKET_COLUMNS};
 use super::{get, json_err, search, PgTx, FEED_LOCK};
@@ -18,6 +19,16 @@ use crate::domain::time::Timestamp;
 use crate::domain::timeline::{Entry, EntryKind};
 use crate::store::tx::TicketRows;
 use crate::store::{Result, TicketRef};
+
+/// `latest_for_keys`: the current ticket of each (source, fingerprint) pair given as two arrays.
+static LATEST_FOR_KEYS: LazyLock<String> = LazyLock::new(|| {
+    format!(
+        "SELECT {TICKET_COLUMNS} FROM tickets \
+         JOIN unnest($1::text[], $2::text[]) AS k(key_source, key_fingerprint) \
+         ON source = key_source AND fingerprint = key_fingerprint \
+         WHERE is_latest ORDER BY id FOR UPDATE OF tickets"
+    )
+});
 
 /// The statements that insert a new ticket and its title's search row, as `WITH` parts, bound to
 /// [`NewTicket::params`] (`$1` to `$26`).
@@ -238,16 +249,16 @@ impl TicketRows for PgTx<'_> {
             return Ok(Vec::new());
         }
         // One round trip for a whole batch's keys instead of one per alert; locked in id order.
+        // Planned for each batch (see `query_planned`): a plan kept from when `tickets` was small
+        // scanned the whole table for every batch once it had grown.
         let (sources, fingerprints): (Vec<&str>, Vec<&str>) =
             keys.iter().map(|(s, f)| (s.as_str(), f.as_str())).unzip();
-        self.query(
-            &format!(
-                "SELECT {TICKET_COLUMNS} FROM tickets \
-                 JOIN unnest($1::text[], $2::text[]) AS k(key_source, key_fingerprint) \
-                 ON source = key_source AND fingerprint = key_fingerprint \
-                 WHERE is_latest ORDER BY id FOR UPDATE OF tickets"
-            ),
-            &[&sources, &fingerprints],
+        self.query_planned(
+            &LATEST_FOR_KEYS,
+            &[
+                (&sources, Type::TEXT_ARRAY),
+                (&fingerprints, Type::TEXT_ARRAY),
+            ],
         )?
         .iter()
         .map(rows::ticket)
