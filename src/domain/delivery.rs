@@ -74,6 +74,35 @@ pub fn in_storm(
     }
 }
 
+/// Due deliveries a room may have and still record each send before the next (see
+/// [`sends_per_record`]).
+pub const CALM_DUE: usize = 4;
+
+/// The highest room rate (messages a second) at which each send is always recorded before the next:
+/// a record takes about a millisecond, so at this rate recording never holds the room back.
+pub const ONE_BY_ONE_RATE: f64 = 100.0;
+
+/// The most sends a room's sender makes before recording them (see [`sends_per_record`]).
+pub const RECORD_GROUP: usize = 16;
+
+/// With other instances on the database, how many sends a room's sender makes before it records them
+/// (one transaction), given how many deliveries are due in the room now and the room's rate.
+///
+/// One by one while the room is calm or its rate is at most [`ONE_BY_ONE_RATE`] (every chat
+/// platform's): a sender that dies then leaves at most its one in-flight send to be sent again by the
+/// instance that takes the room over. A group in a faster room's backlog: recorded one by one, a send
+/// cost a transaction of its own (about 1 ms on PostgreSQL), which held a room to about as many sends
+/// a second, and at 1,000 alerts/s to one webhook room the backlog grew for good (measured with
+/// `benches/versus.rs`). A sender that dies there leaves at most a group to be sent again, each with
+/// the same delivery id.
+pub fn sends_per_record(due: usize, per_second: f64) -> usize {
+    if due <= CALM_DUE || per_second <= ONE_BY_ONE_RATE {
+        1
+    } else {
+        RECORD_GROUP
+    }
+}
+
 /// Sums up many ticket messages into one digest. Each ticket counts once, by its latest state (the
 /// input is in order, so later messages win). Firing tickets come before resolved ones, and more
 /// severe before less; mentions from all messages are merged without repeats.
@@ -242,6 +271,14 @@ mod tests {
     }
 
     proptest! {
+        #[test]
+        fn a_calm_or_slow_room_records_each_send_and_a_fast_backlog_a_bounded_group(due in 0usize..10_000, per_second in 0.1f64..100_000.0) {
+            let group = sends_per_record(due, per_second);
+            prop_assert!((1..=RECORD_GROUP).contains(&group));
+            prop_assert_eq!(group == 1, due <= CALM_DUE || per_second <= ONE_BY_ONE_RATE);
+            prop_assert!(sends_per_record(due + 1, per_second) >= group);
+        }
+
         #[test]
         fn every_ticket_is_accounted_for(states in proptest::collection::vec((0usize..20, 0u8..3, 0u8..5), 1..200), top in 1usize..15) {
             let sev = [Severity::None, Severity::Info, Severity::Warning, Severity::Error, Severity::Critical];

@@ -302,9 +302,17 @@ impl Outbox {
         cluster: Option<&Cluster>,
     ) -> Result<usize, StoreError> {
         let pending = self.store.outbox_pending(&room.name, now, BATCH).await?;
-        // Shared with other instances: each send is recorded before the next, so an instance that dies
-        // leaves at most the one send in flight to be sent again (with the same delivery id).
-        let one_by_one = cluster.is_some_and(|c| c.mode == Mode::Shared);
+        // Shared with other instances: each send is recorded before the next, except in a fast
+        // room's backlog, where they are recorded in small groups; an instance that dies leaves at
+        // most that one send, or that group, to be sent again (with the same delivery ids). See
+        // `delivery::sends_per_record`. Alone: once per step.
+        let group = match cluster {
+            Some(c) if c.mode == Mode::Shared => delivery::sends_per_record(
+                pending.iter().filter(|d| d.next_at <= now).count(),
+                room.rate.per_second,
+            ),
+            _ => usize::MAX,
+        };
         let mut done = 0;
         let mut results = Vec::new();
         // Roots delivered in this batch: their replies, later in the same batch, thread under them.
@@ -354,7 +362,7 @@ impl Outbox {
                 }
             }
             results.push(result);
-            if one_by_one {
+            if results.len() >= group {
                 done += results.len();
                 self.store
                     .outbox_complete(std::mem::take(&mut results), now)
