@@ -4,8 +4,8 @@
 //! written once, in `store/ops/`, over `&mut dyn Tx`. A backend only says how each small read or write
 //! is done in its SQL; it never decides anything. Methods are synchronous: the orchestration is a
 //! sequence of dependent statements inside one transaction, with nothing to overlap, and SQLite's
-//! driver is synchronous anyway (PostgreSQL's implementation awaits each statement on a blocking
-//! thread). Reads that are not part of a write (lists, the feed, counts) live here too, so one
+//! driver is synchronous anyway (PostgreSQL's implementation runs each transaction on its connection's
+//! own thread). Reads that are not part of a write (lists, the feed, counts) live here too, so one
 //! [`super::engine::Engine`] serves every backend.
 //!
 //! Every method maps a database failure to [`super::StoreError::Unavailable`] when retrying may help

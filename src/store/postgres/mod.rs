@@ -2,9 +2,9 @@
 //! woken through LISTEN/NOTIFY, and the same orchestration as SQLite over [`PgTx`].
 //!
 //! Driver: `tokio-postgres`, through its synchronous face `postgres` for the orchestration in
-//! `store/ops/` (synchronous, see `store/tx.rs`): a transaction runs on a blocking thread whose client
-//! drives its own connection, so each statement is one socket round trip with no hop between threads
-//! (`pool.rs` keeps the connections and their prepared statements). Migrations, the LISTEN connection
+//! `store/ops/` (synchronous, see `store/tx.rs`): a transaction runs on its connection's own thread,
+//! whose client drives the connection itself, so each statement is one socket round trip with no hop
+//! between threads (`pool.rs` keeps the connections, their threads and their prepared statements). Migrations, the LISTEN connection
 //! and `tocsin migrate --from` use `tokio-postgres` directly. The SQL is split by concern like SQLite's.
 
 use std::str::FromStr;
