@@ -4,8 +4,8 @@
 //! Driver: `tokio-postgres`, through its synchronous face `postgres` for the orchestration in
 //! `store/ops/` (synchronous, see `store/tx.rs`): a transaction runs on its connection's own thread,
 //! whose client drives the connection itself, so each statement is one socket round trip with no hop
-//! between threads (`pool.rs` keeps the connections, their threads and their prepared statements). Migrations, the LISTEN connection
-//! and `tocsin migrate --from` use `tokio-postgres` directly. The SQL is split by concern like SQLite's.
+//! between threads (`pool.rs` keeps the connections, their threads and their prepared statements).
+//! Migrations, the LISTEN connection and `tocsin migrate --from` use `tokio-postgres` directly. The SQL is split by concern like SQLite's.
 
 use std::str::FromStr;
 use std::sync::{Arc, Mutex};

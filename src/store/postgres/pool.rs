@@ -10,9 +10,8 @@
 //! kept in its allocator cache what the connections' statements had freed there (row buffers, decoded
 //! batches). A connection used by one thread only reuses the memory its own last statement freed:
 //! PostgreSQL's memory per alert held fell by about a third (`benches/versus.rs`; ARCHITECTURE.md,
-//! "Memory"). The hop is the
-//! same: a job is handed to a waiting thread either way, and the thread drives the connection itself,
-//! so a statement is still one socket round trip.
+//! "Memory"). The hop is the same: a job is handed to a waiting thread either way, and the thread
+//! drives the connection itself, so a statement is still one socket round trip.
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
