@@ -136,6 +136,16 @@ impl EntryKind {
     pub fn from_name(name: &str) -> Option<EntryKind> {
         Self::ALL.into_iter().find(|k| k.as_str() == name)
     }
+
+    /// Whether full-text search indexes entries of this kind. Not the records of a message sent or
+    /// summed up in a digest: one is written for every ticket that reaches a room, all saying the
+    /// same ("Delivered the message to room ops."), so a search for "message" or a room's name
+    /// found every ticket; and their search rows were a third of the pages each recorded send
+    /// wrote (SQLite, measured by WAL frames). A failed or given-up delivery stays searchable: its
+    /// error is what someone looks for.
+    pub fn searchable(self) -> bool {
+        !matches!(self, EntryKind::Delivered | EntryKind::Digested)
+    }
 }
 
 /// An entry before the store gives it its `seq`.

@@ -55,6 +55,7 @@ macro_rules! contract {
             views::stats_count,
             outbox::outbox_plans_deliveries,
             outbox::outbox_sent_records_thread_root,
+            outbox::outbox_send_records_not_searched,
             outbox::outbox_failed_dead_retry,
             outbox::outbox_skipped,
             outbox::outbox_digest,

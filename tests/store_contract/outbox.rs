@@ -229,6 +229,44 @@ pub async fn outbox_sent_records_thread_root(store: Arc<dyn Store>) {
     );
 }
 
+/// A message sent leaves a `Delivered` record on the timeline that search does not index: every
+/// ticket delivered has one saying the same, so "message" or a room's name would find them all. A
+/// failed attempt's record stays searchable, by its error.
+pub async fn outbox_send_records_not_searched(store: Arc<dyn Store>) {
+    route(&store);
+    ingest(&store, &[firing("a", T0), firing("b", T0 + MIN)]).await;
+    let ops = pending(&store, "ops", T0 + MIN).await;
+    store
+        .outbox_complete(
+            vec![
+                DeliveryResult::Sent {
+                    id: ops[0].id,
+                    handle: Some("msg-1".into()),
+                },
+                DeliveryResult::Failed {
+                    id: ops[1].id,
+                    error: "upstream timeout".into(),
+                    next_at: at(T0 + 5 * MIN),
+                },
+            ],
+            at(T0 + 2 * MIN),
+        )
+        .await
+        .unwrap();
+    assert_eq!(entries_of(&store, 1, EntryKind::Delivered).await.len(), 1);
+    assert_eq!(
+        entries_of(&store, 2, EntryKind::DeliveryFailed).await.len(),
+        1
+    );
+    assert!(search(&store, "delivered", &[]).await.is_empty());
+    assert_eq!(search(&store, "timeout", &[]).await, [2]);
+    assert_eq!(
+        search(&store, "message ops", &[]).await,
+        [2],
+        "the failed attempt's record only"
+    );
+}
+
 /// A failed attempt stays pending with its count, error and next try (the room's head waits until
 /// then); a dead one leaves the line and is listed, newest first; an admin puts it back, due now with
 /// a fresh age; only dead deliveries can be retried. Each step is on the ticket's timeline.

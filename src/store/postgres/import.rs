@@ -10,6 +10,7 @@ use rusqlite::types::Value;
 use tokio_postgres::types::ToSql;
 
 use super::{err, search, PgBackend};
+use crate::domain::timeline::EntryKind;
 use crate::store::{Result, SqliteStore, StoreError};
 
 #[derive(Clone, Copy)]
@@ -325,19 +326,25 @@ pub async fn from_sqlite(from: &Path, to: &str) -> Result<Copied> {
         .await
         .map_err(err)?;
     }
-    let entries: Vec<(i64, String, String, String)> = {
+    // As written since: no search rows for the kinds search does not index.
+    let entries: Vec<(i64, String, String, String, String)> = {
         let mut stmt = source
             .prepare(
-                "SELECT f.id, t.ticket_id, t.visibility, t.text FROM timeline t \
+                "SELECT f.id, t.ticket_id, t.visibility, t.text, t.kind FROM timeline t \
                  JOIN feed f ON f.ticket_id = t.ticket_id AND f.seq = t.seq",
             )
             .map_err(other)?;
         let rows = stmt
-            .query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)))
+            .query_map([], |r| {
+                Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?))
+            })
             .map_err(other)?;
         rows.collect::<rusqlite::Result<_>>().map_err(other)?
     };
-    for (feed_id, ticket, visibility, text) in entries {
+    for (feed_id, ticket, visibility, text, kind) in entries {
+        if EntryKind::from_name(&kind).is_some_and(|k| !k.searchable()) {
+            continue;
+        }
         t.execute(
             "INSERT INTO search (ticket_id, feed_id, visibility, body) VALUES ($1, $2, $3, $4::text::tsvector)",
             &[&ticket, &feed_id, &visibility, &search::document(&text)],

@@ -77,7 +77,8 @@ struct FeedRow {
     ticket_id: String,
     seq: i64,
     visibility: &'static str,
-    document: String,
+    /// None for a kind search does not index (`EntryKind::searchable`): no search row.
+    document: Option<String>,
 }
 
 /// The kept feed rows (`$n` to `$n+3`), in order, with their search rows, under the feed lock
@@ -95,7 +96,7 @@ fn feed_ctes(n: usize) -> String {
              ORDER BY ord RETURNING id, ticket_id, seq), \
          search_row AS (INSERT INTO search (ticket_id, feed_id, visibility, body) \
              SELECT fr.ticket_id, fr.id, f.vis, f.doc::tsvector FROM feed_row fr \
-             JOIN f ON f.tid = fr.ticket_id AND f.seq = fr.seq), \
+             JOIN f ON f.tid = fr.ticket_id AND f.seq = fr.seq WHERE f.doc IS NOT NULL), \
          last AS (SELECT max(id) AS id FROM feed_row) \
          SELECT id, pg_notify({}, id::text) FROM last",
         p(0),
@@ -341,7 +342,7 @@ impl PgTx<'_> {
             &d_held,
         ];
         let new_rows = entries.iter().map(|(ticket_id, e)| FeedRow {
-            document: search::document(&e.text),
+            document: e.kind.searchable().then(|| search::document(&e.text)),
             visibility: e.visibility.as_str(),
             seq: e.seq,
             ticket_id: ticket_id.clone(),
@@ -406,11 +407,11 @@ impl PgTx<'_> {
 }
 
 /// Feed rows as the `unnest` arrays of [`feed_ctes`].
-fn feed_columns(rows: &[FeedRow]) -> (Vec<&str>, Vec<i64>, Vec<&str>, Vec<&str>) {
+fn feed_columns(rows: &[FeedRow]) -> (Vec<&str>, Vec<i64>, Vec<&str>, Vec<Option<&str>>) {
     (
         rows.iter().map(|f| f.ticket_id.as_str()).collect(),
         rows.iter().map(|f| f.seq).collect(),
         rows.iter().map(|f| f.visibility).collect(),
-        rows.iter().map(|f| f.document.as_str()).collect(),
+        rows.iter().map(|f| f.document.as_deref()).collect(),
     )
 }

@@ -237,8 +237,10 @@ impl TicketRows for SqliteTx<'_> {
             params![ticket_id, entry.seq],
         )?;
         // An entry's search row is known by its feed id (see `retention`).
-        let feed_id = self.c.last_insert_rowid();
-        self.add_search(feed_id, &entry.text, ticket_id, entry.visibility.as_str());
+        if entry.kind.searchable() {
+            let feed_id = self.c.last_insert_rowid();
+            self.add_search(feed_id, &entry.text, ticket_id, entry.visibility.as_str());
+        }
         Ok(())
     }
 
