@@ -406,8 +406,12 @@ impl PgTx<'_> {
     }
 }
 
+/// Feed rows as the `unnest` arrays of [`feed_ctes`]: ticket ids, seqs, visibilities, and search
+/// documents (`None`: no search row).
+type FeedColumns<'a> = (Vec<&'a str>, Vec<i64>, Vec<&'a str>, Vec<Option<&'a str>>);
+
 /// Feed rows as the `unnest` arrays of [`feed_ctes`].
-fn feed_columns(rows: &[FeedRow]) -> (Vec<&str>, Vec<i64>, Vec<&str>, Vec<Option<&str>>) {
+fn feed_columns(rows: &[FeedRow]) -> FeedColumns<'_> {
     (
         rows.iter().map(|f| f.ticket_id.as_str()).collect(),
         rows.iter().map(|f| f.seq).collect(),
