@@ -334,6 +334,18 @@ pub enum DeliveryResult {
     Skipped { id: i64, reason: String },
 }
 
+impl DeliveryResult {
+    /// The delivery this is the result of.
+    pub fn id(&self) -> i64 {
+        match self {
+            DeliveryResult::Sent { id, .. }
+            | DeliveryResult::Failed { id, .. }
+            | DeliveryResult::Dead { id, .. }
+            | DeliveryResult::Skipped { id, .. } => *id,
+        }
+    }
+}
+
 /// A scheduled email that is due, with its ticket as it is now.
 #[derive(Debug, Clone, PartialEq)]
 pub struct PendingEmail {

@@ -46,7 +46,7 @@ pub struct NewDelivery<'a> {
     pub held_until: Option<Timestamp>,
 }
 
-/// A delivery as its attempt found it (`OutboxRows::settle_delivery`): what the ticket's timeline
+/// A delivery as its attempt found it (`OutboxRows::settle_deliveries`): what the ticket's timeline
 /// entry and the thread need. Returned by the statement that settles the row, so recording a send
 /// does not read the row first (a round trip on PostgreSQL, where each send is recorded on its own).
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -140,6 +140,9 @@ pub trait TicketRows {
     fn tickets_expiring(&mut self, now: Timestamp, limit: usize) -> Result<Vec<Ticket>>;
     /// Takes the ticket's next `seq` in the database itself; `None` when there is no such ticket.
     fn next_seq(&mut self, ticket_id: &str) -> Result<Option<i64>>;
+    /// [`Self::next_seq`] for each ticket in order, a ticket named twice taking two seqs, in one
+    /// statement where statements are round trips (an outbox step records all its sends at once).
+    fn next_seqs(&mut self, ticket_ids: &[&str]) -> Result<Vec<Option<i64>>>;
     /// Writes an entry with its feed position and search row.
     fn insert_entry(&mut self, ticket_id: &str, entry: &Entry) -> Result<()>;
     fn timeline(&mut self, ticket_id: &str, after: i64, limit: usize) -> Result<Vec<Entry>>;
@@ -188,9 +191,10 @@ pub trait OutboxRows {
     fn backlog(&mut self, now: Timestamp) -> Result<Vec<RoomBacklog>>;
     /// Newest first; rows that cannot be read are left out.
     fn dead_deliveries(&mut self, limit: usize) -> Result<Vec<Delivery>>;
-    /// Records how an attempt ended: removes it, or counts the attempt (and kills it when dead).
-    /// Returns what the attempt's record needs of the row as it was, `None` when there is no such row.
-    fn settle_delivery(&mut self, id: i64, result: &DeliveryResult) -> Result<Option<Settled>>;
+    /// Records how each attempt ended, in order, as if one by one: removes the row, or counts the
+    /// attempt (and kills it when dead). Returns, for each result, what its record needs of the row
+    /// as it was, `None` when there was no such row (or an earlier result took it).
+    fn settle_deliveries(&mut self, results: &[DeliveryResult]) -> Result<Vec<Option<Settled>>>;
     /// A pending row that cannot be read goes dead with why.
     fn kill_delivery(&mut self, id: i64, error: &str) -> Result<()>;
     /// Removes a pending row (into a digest); `Some(ticket_id)` when it was there.

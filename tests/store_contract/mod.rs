@@ -56,6 +56,7 @@ macro_rules! contract {
             outbox::outbox_plans_deliveries,
             outbox::outbox_sent_records_thread_root,
             outbox::outbox_send_records_not_searched,
+            outbox::outbox_complete_many_in_order,
             outbox::outbox_failed_dead_retry,
             outbox::outbox_skipped,
             outbox::outbox_digest,

@@ -267,6 +267,90 @@ pub async fn outbox_send_records_not_searched(store: Arc<dyn Store>) {
     );
 }
 
+/// One report of many results reads as the results one by one: each ticket's records take
+/// consecutive seqs in the order reported, a delivery reported twice is recorded once, and a
+/// failure then a success of the same delivery are both recorded, in that order.
+pub async fn outbox_complete_many_in_order(store: Arc<dyn Store>) {
+    route(&store);
+    ingest(&store, &[firing("a", T0), firing("b", T0 + MIN)]).await;
+    let ops = pending(&store, "ops", T0 + MIN).await;
+    let (one, two) = (ticket(&store, 1).await, ticket(&store, 2).await);
+    let sent = |id| DeliveryResult::Sent {
+        id,
+        handle: Some(format!("msg-{id}")),
+    };
+    store
+        .outbox_complete(
+            vec![
+                sent(ops[0].id),
+                DeliveryResult::Failed {
+                    id: ops[1].id,
+                    error: "HTTP 503".into(),
+                    next_at: at(T0 + 2 * MIN),
+                },
+                sent(ops[0].id),
+                sent(ops[1].id),
+            ],
+            at(T0 + 2 * MIN),
+        )
+        .await
+        .unwrap();
+    assert!(pending(&store, "ops", T0 + 3 * MIN).await.is_empty());
+    assert_eq!(ticket(&store, 1).await.last_seq, one.last_seq + 1);
+    assert_eq!(ticket(&store, 2).await.last_seq, two.last_seq + 2);
+    let kinds = |t: Vec<tocsin::domain::timeline::Entry>, from: i64| {
+        t.into_iter()
+            .filter(|e| e.seq > from)
+            .map(|e| (e.seq, e.kind))
+            .collect::<Vec<_>>()
+    };
+    assert_eq!(
+        kinds(timeline(&store, 1).await, one.last_seq),
+        [(one.last_seq + 1, EntryKind::Delivered)]
+    );
+    assert_eq!(
+        kinds(timeline(&store, 2).await, two.last_seq),
+        [
+            (two.last_seq + 1, EntryKind::DeliveryFailed),
+            (two.last_seq + 2, EntryKind::Delivered)
+        ]
+    );
+    for (n, d) in [(1, &ops[0]), (2, &ops[1])] {
+        let t = ticket(&store, n).await;
+        assert_eq!(
+            store.ticket_root(&t.id, "ops").await.unwrap(),
+            Some(format!("msg-{}", d.id))
+        );
+    }
+
+    // Many sends at once (the usual step): every ticket's record, in the order reported.
+    ingest(
+        &store,
+        &[firing("c", T0 + 3 * MIN), firing("d", T0 + 3 * MIN)],
+    )
+    .await;
+    let more = pending(&store, "ops", T0 + 3 * MIN).await;
+    assert_eq!(more.len(), 2);
+    let before = [
+        ticket(&store, 3).await.last_seq,
+        ticket(&store, 4).await.last_seq,
+    ];
+    store
+        .outbox_complete(
+            more.iter().rev().map(|d| sent(d.id)).collect(),
+            at(T0 + 4 * MIN),
+        )
+        .await
+        .unwrap();
+    for (n, last) in [3, 4].into_iter().zip(before) {
+        assert_eq!(
+            kinds(timeline(&store, n).await, last),
+            [(last + 1, EntryKind::Delivered)]
+        );
+    }
+    assert!(pending(&store, "ops", T0 + 4 * MIN).await.is_empty());
+}
+
 /// A failed attempt stays pending with its count, error and next try (the room's head waits until
 /// then); a dead one leaves the line and is listed, newest first; an admin puts it back, due now with
 /// a fresh age; only dead deliveries can be retried. Each step is on the ticket's timeline.

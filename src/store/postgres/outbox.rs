@@ -1,5 +1,7 @@
 //! The outbox on PostgreSQL: deliveries per room in order, their threads, off-hours notices.
 
+use std::collections::{BTreeMap, BTreeSet};
+
 use super::rows::{self, DELIVERY_COLUMNS};
 use super::{get, PgTx};
 use crate::domain::time::Timestamp;
@@ -112,25 +114,28 @@ impl OutboxRows for PgTx<'_> {
         Ok(out)
     }
 
-    fn settle_delivery(&mut self, id: i64, result: &DeliveryResult) -> Result<Option<Settled>> {
-        // `attempts` as it was before this attempt, from the row as the statement left it.
-        let row = match result {
-            DeliveryResult::Sent { .. } | DeliveryResult::Skipped { .. } => self.query_opt(
-                "DELETE FROM outbox WHERE id = $1 RETURNING room, ticket_id, kind, attempts",
-                &[&id],
-            ),
-            DeliveryResult::Failed { error, next_at, .. } => self.query_opt(
-                "UPDATE outbox SET attempts = attempts + 1, next_at = $2, last_error = $3 \
-                 WHERE id = $1 RETURNING room, ticket_id, kind, attempts - 1",
-                &[&id, &next_at.as_millis(), error],
-            ),
-            DeliveryResult::Dead { error, .. } => self.query_opt(
-                "UPDATE outbox SET state = 'dead', attempts = attempts + 1, last_error = $2 \
-                 WHERE id = $1 RETURNING room, ticket_id, kind, attempts - 1",
-                &[&id, error],
-            ),
-        }?;
-        row.map(|r| rows::settled(&r)).transpose()
+    fn settle_deliveries(&mut self, results: &[DeliveryResult]) -> Result<Vec<Option<Settled>>> {
+        // The usual step: every attempt sent (or skipped), each delivery once. One statement for
+        // all, where one each was a round trip per send recorded.
+        let ids: Vec<i64> = results.iter().map(DeliveryResult::id).collect();
+        let removals = results.iter().all(|r| {
+            matches!(
+                r,
+                DeliveryResult::Sent { .. } | DeliveryResult::Skipped { .. }
+            )
+        });
+        if results.len() > 1 && removals && ids.iter().collect::<BTreeSet<_>>().len() == ids.len() {
+            let mut gone = BTreeMap::new();
+            for r in self.query(
+                "DELETE FROM outbox WHERE id = ANY($1) RETURNING room, ticket_id, kind, attempts, id",
+                &[&ids],
+            )? {
+                gone.insert(get::<i64>(&r, 4)?, rows::settled(&r)?);
+            }
+            return Ok(ids.iter().map(|id| gone.remove(id)).collect());
+        }
+        // Otherwise one by one, as the results came.
+        results.iter().map(|r| self.settle_one(r)).collect()
     }
 
     fn kill_delivery(&mut self, id: i64, error: &str) -> Result<()> {
@@ -202,5 +207,30 @@ impl OutboxRows for PgTx<'_> {
             &[&room, &period_start.as_millis(), &at.as_millis()],
         )
         .map(|_| ())
+    }
+}
+
+impl PgTx<'_> {
+    /// Settles one delivery (see `OutboxRows::settle_deliveries`).
+    fn settle_one(&mut self, result: &DeliveryResult) -> Result<Option<Settled>> {
+        let id = result.id();
+        // `attempts` as it was before this attempt, from the row as the statement left it.
+        let row = match result {
+            DeliveryResult::Sent { .. } | DeliveryResult::Skipped { .. } => self.query_opt(
+                "DELETE FROM outbox WHERE id = $1 RETURNING room, ticket_id, kind, attempts",
+                &[&id],
+            ),
+            DeliveryResult::Failed { error, next_at, .. } => self.query_opt(
+                "UPDATE outbox SET attempts = attempts + 1, next_at = $2, last_error = $3 \
+                 WHERE id = $1 RETURNING room, ticket_id, kind, attempts - 1",
+                &[&id, &next_at.as_millis(), error],
+            ),
+            DeliveryResult::Dead { error, .. } => self.query_opt(
+                "UPDATE outbox SET state = 'dead', attempts = attempts + 1, last_error = $2 \
+                 WHERE id = $1 RETURNING room, ticket_id, kind, attempts - 1",
+                &[&id, error],
+            ),
+        }?;
+        row.map(|r| rows::settled(&r)).transpose()
     }
 }

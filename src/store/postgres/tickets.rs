@@ -7,7 +7,7 @@
 //! rolls back) before its first feed row; ids are then taken in lock order, and the transaction that
 //! took id 7 has committed (and is visible) before any other can take id 8.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 use std::sync::LazyLock;
 
 use tokio_postgres::types::{ToSql, Type};
@@ -304,6 +304,32 @@ impl TicketRows for PgTx<'_> {
         )?
         .map(|r| get(&r, 0))
         .transpose()
+    }
+
+    fn next_seqs(&mut self, ticket_ids: &[&str]) -> Result<Vec<Option<i64>>> {
+        if ticket_ids.len() <= 1 {
+            return ticket_ids.iter().map(|id| self.next_seq(id)).collect();
+        }
+        // Each ticket counted once, moved on by how often it is named; the seqs are handed out
+        // from the old value up, in the order named.
+        let mut last: BTreeMap<String, i64> = BTreeMap::new();
+        for r in self.query(
+            "WITH w AS (SELECT t, count(*) AS n FROM unnest($1::text[]) AS u(t) GROUP BY t) \
+             UPDATE tickets SET last_seq = tickets.last_seq + w.n FROM w WHERE tickets.id = w.t \
+             RETURNING tickets.id, tickets.last_seq - w.n",
+            &[&ticket_ids],
+        )? {
+            last.insert(get(&r, 0)?, get(&r, 1)?);
+        }
+        Ok(ticket_ids
+            .iter()
+            .map(|id| {
+                last.get_mut(*id).map(|seq| {
+                    *seq += 1;
+                    *seq
+                })
+            })
+            .collect())
     }
 
     fn insert_entry(&mut self, ticket_id: &str, entry: &Entry) -> Result<()> {

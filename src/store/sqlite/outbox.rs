@@ -119,31 +119,9 @@ impl OutboxRows for SqliteTx<'_> {
         Ok(out)
     }
 
-    fn settle_delivery(&mut self, id: i64, result: &DeliveryResult) -> Result<Option<Settled>> {
-        // `attempts` as it was before this attempt, from the row as the statement left it.
-        let (sql, params): (&str, Vec<rusqlite::types::Value>) = match result {
-            DeliveryResult::Sent { .. } | DeliveryResult::Skipped { .. } => (
-                "DELETE FROM outbox WHERE id = ?1 RETURNING room, ticket_id, kind, attempts",
-                vec![id.into()],
-            ),
-            DeliveryResult::Failed { error, next_at, .. } => (
-                "UPDATE outbox SET attempts = attempts + 1, next_at = ?2, last_error = ?3 \
-                 WHERE id = ?1 RETURNING room, ticket_id, kind, attempts - 1",
-                vec![id.into(), next_at.as_millis().into(), error.clone().into()],
-            ),
-            DeliveryResult::Dead { error, .. } => (
-                "UPDATE outbox SET state = 'dead', attempts = attempts + 1, last_error = ?2 \
-                 WHERE id = ?1 RETURNING room, ticket_id, kind, attempts - 1",
-                vec![id.into(), error.clone().into()],
-            ),
-        };
-        self.c
-            .prepare_cached(sql)
-            .and_then(|mut s| {
-                s.query_row(rusqlite::params_from_iter(params), rows::settled)
-                    .optional()
-            })
-            .map_err(err)
+    fn settle_deliveries(&mut self, results: &[DeliveryResult]) -> Result<Vec<Option<Settled>>> {
+        // One by one: a statement here is a function call, not a round trip.
+        results.iter().map(|r| settle_one(self.c, r)).collect()
     }
 
     fn kill_delivery(&mut self, id: i64, error: &str) -> Result<()> {
@@ -217,4 +195,32 @@ impl OutboxRows for SqliteTx<'_> {
         )
         .map(|_| ())
     }
+}
+
+/// Settles one delivery (see `OutboxRows::settle_deliveries`).
+fn settle_one(c: &rusqlite::Connection, result: &DeliveryResult) -> Result<Option<Settled>> {
+    let id = result.id();
+    // `attempts` as it was before this attempt, from the row as the statement left it.
+    let (sql, params): (&str, Vec<rusqlite::types::Value>) = match result {
+        DeliveryResult::Sent { .. } | DeliveryResult::Skipped { .. } => (
+            "DELETE FROM outbox WHERE id = ?1 RETURNING room, ticket_id, kind, attempts",
+            vec![id.into()],
+        ),
+        DeliveryResult::Failed { error, next_at, .. } => (
+            "UPDATE outbox SET attempts = attempts + 1, next_at = ?2, last_error = ?3 \
+             WHERE id = ?1 RETURNING room, ticket_id, kind, attempts - 1",
+            vec![id.into(), next_at.as_millis().into(), error.clone().into()],
+        ),
+        DeliveryResult::Dead { error, .. } => (
+            "UPDATE outbox SET state = 'dead', attempts = attempts + 1, last_error = ?2 \
+             WHERE id = ?1 RETURNING room, ticket_id, kind, attempts - 1",
+            vec![id.into(), error.clone().into()],
+        ),
+    };
+    c.prepare_cached(sql)
+        .and_then(|mut s| {
+            s.query_row(rusqlite::params_from_iter(params), rows::settled)
+                .optional()
+        })
+        .map_err(err)
 }

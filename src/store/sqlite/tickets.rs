@@ -214,6 +214,11 @@ impl TicketRows for SqliteTx<'_> {
             .map_err(err)
     }
 
+    fn next_seqs(&mut self, ticket_ids: &[&str]) -> Result<Vec<Option<i64>>> {
+        // One by one: a statement here is a function call, not a round trip.
+        ticket_ids.iter().map(|id| self.next_seq(id)).collect()
+    }
+
     fn insert_entry(&mut self, ticket_id: &str, entry: &Entry) -> Result<()> {
         exec(
             self.c,
