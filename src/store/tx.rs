@@ -197,8 +197,9 @@ pub trait OutboxRows {
     fn settle_deliveries(&mut self, results: &[DeliveryResult]) -> Result<Vec<Option<Settled>>>;
     /// A pending row that cannot be read goes dead with why.
     fn kill_delivery(&mut self, id: i64, error: &str) -> Result<()>;
-    /// Removes a pending row (into a digest); `Some(ticket_id)` when it was there.
-    fn take_pending_delivery(&mut self, id: i64) -> Result<Option<Option<String>>>;
+    /// Removes pending rows (into a digest); for each id in order, `Some(ticket_id)` when it was
+    /// there (the first time it is named).
+    fn take_pending_deliveries(&mut self, ids: &[i64]) -> Result<Vec<Option<Option<String>>>>;
     /// A dead row back in line; false when no dead row has that id.
     fn revive_delivery(&mut self, id: i64, now: Timestamp) -> Result<bool>;
     fn set_thread(&mut self, ticket_id: &str, room: &str, handle: &str) -> Result<()>;

@@ -573,6 +573,23 @@ pub async fn outbox_digest(store: Arc<dyn Store>) {
         assert_eq!(d[0].data["digest"].as_i64(), Some(id));
     }
     assert!(entries_of(&store, 3, EntryKind::Digested).await.is_empty());
+    // A row already taken into a digest is not taken again; the rest are.
+    let again = store
+        .outbox_digest("ops", vec![ops[0].id, ops[2].id], content, at(T0 + MIN))
+        .await
+        .unwrap();
+    assert_eq!(entries_of(&store, 1, EntryKind::Digested).await.len(), 1);
+    let third = entries_of(&store, 3, EntryKind::Digested).await;
+    assert_eq!(third.len(), 1);
+    assert_eq!(third[0].data["digest"].as_i64(), Some(again));
+    assert_eq!(
+        pending(&store, "ops", T0 + MIN)
+            .await
+            .iter()
+            .map(|d| d.id)
+            .collect::<Vec<_>>(),
+        [id, again]
+    );
     // The digest is sent like any delivery, and names no ticket's thread.
     store
         .outbox_complete(

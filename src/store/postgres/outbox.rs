@@ -146,13 +146,16 @@ impl OutboxRows for PgTx<'_> {
         .map(|_| ())
     }
 
-    fn take_pending_delivery(&mut self, id: i64) -> Result<Option<Option<String>>> {
-        self.query_opt(
-            "DELETE FROM outbox WHERE id = $1 AND state = 'pending' RETURNING ticket_id",
-            &[&id],
-        )?
-        .map(|r| get(&r, 0))
-        .transpose()
+    fn take_pending_deliveries(&mut self, ids: &[i64]) -> Result<Vec<Option<Option<String>>>> {
+        // One statement for a whole storm digest, where one each was a round trip per change.
+        let mut gone = BTreeMap::new();
+        for r in self.query(
+            "DELETE FROM outbox WHERE id = ANY($1) AND state = 'pending' RETURNING id, ticket_id",
+            &[&ids],
+        )? {
+            gone.insert(get::<i64>(&r, 0)?, get::<Option<String>>(&r, 1)?);
+        }
+        Ok(ids.iter().map(|id| gone.remove(id)).collect())
     }
 
     fn revive_delivery(&mut self, id: i64, now: Timestamp) -> Result<bool> {

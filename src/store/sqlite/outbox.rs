@@ -133,13 +133,17 @@ impl OutboxRows for SqliteTx<'_> {
         .map(|_| ())
     }
 
-    fn take_pending_delivery(&mut self, id: i64) -> Result<Option<Option<String>>> {
-        self.c
+    fn take_pending_deliveries(&mut self, ids: &[i64]) -> Result<Vec<Option<Option<String>>>> {
+        // One by one: a statement here is a function call, not a round trip.
+        let mut stmt = self
+            .c
             .prepare_cached(
                 "DELETE FROM outbox WHERE id = ?1 AND state = 'pending' RETURNING ticket_id",
             )
-            .and_then(|mut s| s.query_row([id], |r| r.get(0)).optional())
-            .map_err(err)
+            .map_err(err)?;
+        ids.iter()
+            .map(|id| stmt.query_row([id], |r| r.get(0)).optional().map_err(err))
+            .collect()
     }
 
     fn revive_delivery(&mut self, id: i64, now: Timestamp) -> Result<bool> {
