@@ -38,6 +38,21 @@ pub fn append_system_entry(tx: &mut dyn Tx, ticket_id: &str, draft: EntryDraft) 
     }
 }
 
+/// [`append_system_entry`] for many entries, in order, their seqs taken in one go
+/// (`TicketRows::next_seqs`: one statement on PostgreSQL, whatever their number).
+pub fn append_system_entries(tx: &mut dyn Tx, entries: Vec<(String, EntryDraft)>) -> Result<()> {
+    let seqs = {
+        let tickets: Vec<&str> = entries.iter().map(|(t, _)| t.as_str()).collect();
+        tx.next_seqs(&tickets)?
+    };
+    for ((ticket, draft), seq) in entries.into_iter().zip(seqs) {
+        if let Some(seq) = seq {
+            tx.insert_entry(&ticket, &draft.with_seq(seq))?;
+        }
+    }
+    Ok(())
+}
+
 /// `Store::create_silence`: refused when the most silences there may be are in force or upcoming.
 pub fn create_silence(tx: &mut dyn Tx, draft: &SilenceDraft, now: Timestamp) -> Result<Silence> {
     let current = tx.silences_ending_after(now)?;

@@ -1,6 +1,6 @@
 //! The outbox's results: attempts recorded with their timeline entries, storm digests, admin retries.
 
-use super::{append_system_entry, Tx};
+use super::{append_system_entries, append_system_entry, Tx};
 use crate::domain::entries::{self, Attempt, DeliveryRef};
 use crate::domain::message::Content;
 use crate::domain::routing::DeliveryKind;
@@ -58,16 +58,7 @@ pub fn complete(tx: &mut dyn Tx, results: &[DeliveryResult], now: Timestamp) -> 
             records.push((ticket, entries::delivery(delivery, attempt, now)));
         }
     }
-    let seqs = {
-        let tickets: Vec<&str> = records.iter().map(|(t, _)| t.as_str()).collect();
-        tx.next_seqs(&tickets)?
-    };
-    for ((ticket, draft), seq) in records.into_iter().zip(seqs) {
-        if let Some(seq) = seq {
-            tx.insert_entry(&ticket, &draft.with_seq(seq))?;
-        }
-    }
-    Ok(())
+    append_system_entries(tx, records)
 }
 
 /// `Store::outbox_digest`: the covered rows still pending leave the outbox for one digest row; each of
@@ -91,20 +82,12 @@ pub fn digest(
     // digest of thousands of changes was three round trips each on PostgreSQL, holding their
     // tickets' rows all the while.
     let taken = tx.take_pending_deliveries(covered)?;
-    let records: Vec<(i64, String)> = covered
+    let records = covered
         .iter()
         .zip(taken)
-        .filter_map(|(&c, t)| Some((c, t.flatten()?)))
+        .filter_map(|(&c, t)| Some((t.flatten()?, entries::digested(room, c, id, now))))
         .collect();
-    let seqs = {
-        let tickets: Vec<&str> = records.iter().map(|(_, t)| t.as_str()).collect();
-        tx.next_seqs(&tickets)?
-    };
-    for ((c, ticket), seq) in records.into_iter().zip(seqs) {
-        if let Some(seq) = seq {
-            tx.insert_entry(&ticket, &entries::digested(room, c, id, now).with_seq(seq))?;
-        }
-    }
+    append_system_entries(tx, records)?;
     Ok(id)
 }
 
